@@ -1,0 +1,325 @@
+// arith.go implements ArithmeticGenerator, the synthetic pre-training task of multi-digit addition,
+// subtraction and multiplication with a worked, step-by-step solution the way it is done on paper:
+//
+//	Q: 347+589=?
+//	A: <think>7+9=16, write 6 carry 1; 4+8+1=13, write 3 carry 1; 3+5+1=9, write 9</think> 936
+//
+//   - Addition is column addition from the units column up. Each step lists the column's digits (a missing
+//     digit of the shorter operand is written 0) and the incoming carry, their sum, the digit written and the
+//     carry out; a carry left after the last column is written as the leading digit ("write 1").
+//   - Subtraction a-b with a ≥ b is column subtraction with borrows: "3-8<0, borrow 1: 13-8=5, write 5"; a
+//     column that lent writes its digit as "0-1-7<0, borrow 1: 10-1-7=2, write 2". Leading zeros of the
+//     difference are dropped in an explicit step. When a < b the solution says so, works b-a and negates.
+//   - Multiplication multiplies the first operand by each digit of the second, from the units digit up, as
+//     single-digit products with carries ("7*9=63, write 3 carry 6; 4*9+6=42, ..."); the i-th partial product
+//     is shifted by i places, and the partial products are summed by column addition.
+//
+// The <think> and </think> here are plain text of the pre-training corpus, not the chat format's specials.
+// Operands are decimal strings and all the work is digit by digit, so results are exact at any length.
+
+package data
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// MaxArithmeticDigits bounds ArithmeticGenerator.MaxDigits (texts grow quadratically with it for "*").
+const MaxArithmeticDigits = 20
+
+// arithmeticOps is the operator set, in the order used when ArithmeticGenerator.Ops is empty.
+var arithmeticOps = []string{"+", "-", "*"}
+
+// ArithmeticGenerator draws problems "a op b" with both operands of 1 to MaxDigits digits (the digit count
+// uniform, then the digits uniform, no leading zero) and op uniform over Ops ("+", "-", "*"; empty means all
+// three; repeating an operator weights it).
+type ArithmeticGenerator struct {
+	MaxDigits int
+	Ops       []string
+}
+
+// Name returns "arithmetic".
+func (g ArithmeticGenerator) Name() string { return "arithmetic" }
+
+// Validate checks MaxDigits and Ops.
+func (g ArithmeticGenerator) Validate() error {
+	if g.MaxDigits < 1 || g.MaxDigits > MaxArithmeticDigits {
+		return fmt.Errorf("arithmetic: max_digits %d is outside [1, %d]", g.MaxDigits, MaxArithmeticDigits)
+	}
+	for i, op := range g.Ops {
+		if !slices.Contains(arithmeticOps, op) {
+			return fmt.Errorf("arithmetic: ops[%d] is %q (want one of + - *)", i, op)
+		}
+	}
+	return nil
+}
+
+// Generate draws one problem. It panics when the generator is invalid (see Validate): OpenCorpus validates.
+func (g ArithmeticGenerator) Generate(rng *rand.Rand) Problem {
+	if err := g.Validate(); err != nil {
+		panic(err)
+	}
+	ops := g.Ops
+	if len(ops) == 0 {
+		ops = arithmeticOps
+	}
+	op := ops[rng.IntN(len(ops))]
+	a := randomNumber(rng, g.MaxDigits)
+	b := randomNumber(rng, g.MaxDigits)
+	p, err := ArithmeticProblem(a, op, b)
+	if err != nil {
+		panic(err) // unreachable: randomNumber yields canonical numbers and op is valid
+	}
+	return p
+}
+
+// randomNumber returns a decimal number of 1..maxDigits digits without leading zeros.
+func randomNumber(rng *rand.Rand, maxDigits int) string {
+	n := 1 + rng.IntN(maxDigits)
+	if n == 1 {
+		return strconv.Itoa(rng.IntN(10))
+	}
+	b := make([]byte, n)
+	b[0] = byte('1' + rng.IntN(9))
+	for i := 1; i < n; i++ {
+		b[i] = byte('0' + rng.IntN(10))
+	}
+	return string(b)
+}
+
+// ArithmeticProblem returns the problem "a op b" with its worked solution. a and b are non-negative decimal
+// numbers without leading zeros; op is "+", "-" or "*".
+func ArithmeticProblem(a, op, b string) (Problem, error) {
+	for _, n := range []string{a, b} {
+		if !isCanonicalNumber(n) {
+			return Problem{}, fmt.Errorf("arithmetic: operand %q is not a decimal number without leading zeros", n)
+		}
+	}
+	var think strings.Builder
+	var answer string
+	switch op {
+	case "+":
+		answer = columnAdd(&think, []string{a, b})
+	case "-":
+		answer = workSubtract(&think, a, b)
+	case "*":
+		answer = workMultiply(&think, a, b)
+	default:
+		return Problem{}, fmt.Errorf("arithmetic: unknown operator %q (want + - *)", op)
+	}
+	key := a + op + b
+	text := "Q: " + key + "=?\nA: <think>" + think.String() + "</think> " + answer + "\n"
+	return Problem{Key: key, Text: text, Answer: answer}, nil
+}
+
+func isCanonicalNumber(s string) bool {
+	if s == "" || (len(s) > 1 && s[0] == '0') {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// digitAt returns the digit of n at place col (0 = units), 0 beyond its length.
+func digitAt(n string, col int) int {
+	if col >= len(n) {
+		return 0
+	}
+	return int(n[len(n)-1-col] - '0')
+}
+
+// lessNumber compares canonical decimal numbers.
+func lessNumber(a, b string) bool {
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
+}
+
+// fromLittleEndian turns little-endian digits into a canonical number and reports whether zeros were dropped.
+func fromLittleEndian(digits []byte) (n string, dropped bool) {
+	end := len(digits)
+	for end > 1 && digits[end-1] == 0 {
+		end--
+	}
+	b := make([]byte, end)
+	for i := range end {
+		b[end-1-i] = '0' + digits[i]
+	}
+	return string(b), end < len(digits)
+}
+
+func writeInt(sb *strings.Builder, v int) { sb.WriteString(strconv.Itoa(v)) }
+
+// columnAdd writes the column addition of nums (two or more) to sb and returns the sum.
+func columnAdd(sb *strings.Builder, nums []string) string {
+	width := 0
+	for _, n := range nums {
+		width = max(width, len(n))
+	}
+	digits := make([]byte, 0, width+3)
+	carry := 0
+	for col := range width {
+		if col > 0 {
+			sb.WriteString("; ")
+		}
+		sum := carry
+		for j, n := range nums {
+			if j > 0 {
+				sb.WriteByte('+')
+			}
+			d := digitAt(n, col)
+			writeInt(sb, d)
+			sum += d
+		}
+		if carry > 0 {
+			sb.WriteByte('+')
+			writeInt(sb, carry)
+		}
+		sb.WriteByte('=')
+		writeInt(sb, sum)
+		sb.WriteString(", write ")
+		writeInt(sb, sum%10)
+		digits = append(digits, byte(sum%10))
+		carry = sum / 10
+		if carry > 0 {
+			sb.WriteString(" carry ")
+			writeInt(sb, carry)
+		}
+	}
+	if carry > 0 {
+		sb.WriteString("; write ")
+		writeInt(sb, carry)
+		for ; carry > 0; carry /= 10 {
+			digits = append(digits, byte(carry%10))
+		}
+	}
+	n, _ := fromLittleEndian(digits)
+	return n
+}
+
+// columnSubtract writes the column subtraction a-b (a ≥ b) to sb and returns the difference.
+func columnSubtract(sb *strings.Builder, a, b string) string {
+	digits := make([]byte, 0, len(a))
+	borrow := 0
+	for col := range len(a) {
+		if col > 0 {
+			sb.WriteString("; ")
+		}
+		t, d := digitAt(a, col), digitAt(b, col)
+		expr := func(top int) {
+			writeInt(sb, top)
+			if borrow > 0 {
+				sb.WriteString("-1")
+			}
+			sb.WriteByte('-')
+			writeInt(sb, d)
+		}
+		expr(t)
+		v := t - borrow - d
+		if v < 0 {
+			sb.WriteString("<0, borrow 1: ")
+			expr(10 + t)
+			v += 10
+			borrow = 1
+		} else {
+			borrow = 0
+		}
+		sb.WriteByte('=')
+		writeInt(sb, v)
+		sb.WriteString(", write ")
+		writeInt(sb, v)
+		digits = append(digits, byte(v))
+	}
+	n, dropped := fromLittleEndian(digits)
+	if dropped {
+		sb.WriteString("; drop leading zeros: ")
+		sb.WriteString(n)
+	}
+	return n
+}
+
+// workSubtract writes the solution of a-b and returns it, negative when a < b.
+func workSubtract(sb *strings.Builder, a, b string) string {
+	if !lessNumber(a, b) {
+		return columnSubtract(sb, a, b)
+	}
+	fmt.Fprintf(sb, "%s<%s, so %s-%s=-(%s-%s); ", a, b, a, b, b, a)
+	d := columnSubtract(sb, b, a)
+	fmt.Fprintf(sb, "; %s-%s=%s, so %s-%s=-%s", b, a, d, a, b, d)
+	return "-" + d
+}
+
+// workMultiply writes the solution of a*b and returns the product.
+func workMultiply(sb *strings.Builder, a, b string) string {
+	partials := make([]string, 0, len(b))
+	for i := range len(b) {
+		if i > 0 {
+			sb.WriteString(". ")
+		}
+		d := digitAt(b, i)
+		p := multiplyDigit(sb, a, d)
+		if p != "0" && i > 0 {
+			p += strings.Repeat("0", i)
+			fmt.Fprintf(sb, ", shifted %d: %s", i, p)
+		}
+		partials = append(partials, p)
+	}
+	if len(partials) == 1 {
+		return partials[0]
+	}
+	sb.WriteString(". Sum: ")
+	sum := columnAdd(sb, partials)
+	fmt.Fprintf(sb, ", so %s=%s", strings.Join(partials, "+"), sum)
+	return sum
+}
+
+// multiplyDigit writes "a*d: steps, so a*d=P" (or "a*0=0") and returns P.
+func multiplyDigit(sb *strings.Builder, a string, d int) string {
+	if d == 0 {
+		fmt.Fprintf(sb, "%s*0=0", a)
+		return "0"
+	}
+	fmt.Fprintf(sb, "%s*%d: ", a, d)
+	digits := make([]byte, 0, len(a)+1)
+	carry := 0
+	for col := range len(a) {
+		if col > 0 {
+			sb.WriteString("; ")
+		}
+		t := digitAt(a, col)
+		p := t*d + carry
+		writeInt(sb, t)
+		sb.WriteByte('*')
+		writeInt(sb, d)
+		if carry > 0 {
+			sb.WriteByte('+')
+			writeInt(sb, carry)
+		}
+		sb.WriteByte('=')
+		writeInt(sb, p)
+		sb.WriteString(", write ")
+		writeInt(sb, p%10)
+		digits = append(digits, byte(p%10))
+		carry = p / 10
+		if carry > 0 {
+			sb.WriteString(" carry ")
+			writeInt(sb, carry)
+		}
+	}
+	if carry > 0 {
+		sb.WriteString("; write ")
+		writeInt(sb, carry)
+		digits = append(digits, byte(carry))
+	}
+	p, _ := fromLittleEndian(digits)
+	fmt.Fprintf(sb, ", so %s*%d=%s", a, d, p)
+	return p
+}

@@ -1,0 +1,512 @@
+// textfile.go implements the user text corpora, read through Arrow: JSONL (one JSON object per line, decoded
+// by Arrow's JSON record builder; the text field must be a string, other fields are ignored, blank lines are
+// skipped) and Parquet (one string column, read with pqarrow's record reader). A TextCorpus streams the
+// file in order, keeps the documents whose text hashes into its split (InSplit on the text, so equal texts
+// share a split and the split does not depend on the file's order), and wraps around at the end of the file,
+// counting epochs. Its cursor is the file position of the next row (row index; for JSONL also the byte
+// offset and line number), so a restore seeks straight there.
+//
+// WriteTextParquet writes a Parquet file with one text column, for tests and for converting JSONL.
+
+package data
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+)
+
+// textChunkRows is the number of rows decoded at a time.
+const textChunkRows = 512
+
+// filePos is a position in a text file: the row index, and for JSONL the byte offset and the lines before it.
+type filePos struct {
+	row, offset, line int64
+}
+
+type textRow struct {
+	text string
+	pos  filePos // where the row starts
+}
+
+// textSource reads the rows of one file in order.
+type textSource interface {
+	kind() string // jsonl or parquet
+	fileName() string
+	// read appends the next rows (at most about textChunkRows) to dst; io.EOF when the file is exhausted.
+	read(dst []textRow) ([]textRow, error)
+	// pos is the position after the rows read so far.
+	pos() filePos
+	// seek moves to p, a position taken from pos or a textRow.
+	seek(p filePos) error
+	// checkState validates a restored cursor against the file and fills the file-specific state fields.
+	checkState(s CorpusState) error
+	fillState(s *CorpusState)
+	close() error
+}
+
+// TextCorpus streams the documents of a JSONL or Parquet file that fall in one split.
+type TextCorpus struct {
+	src     textSource
+	heldOut float64
+	split   Split
+
+	buf []textRow
+	i   int
+
+	epoch, epochDocs, docs int64
+}
+
+// OpenJSONLCorpus opens a JSONL corpus reading the string field column of each line.
+func OpenJSONLCorpus(path, column string, heldOut float64, split Split) (*TextCorpus, error) {
+	if err := checkHeldOut(heldOut, split); err != nil {
+		return nil, fmt.Errorf("jsonl %s: %w", path, err)
+	}
+	src, err := openJSONL(path, column)
+	if err != nil {
+		return nil, err
+	}
+	return &TextCorpus{src: src, heldOut: heldOut, split: split}, nil
+}
+
+// OpenParquetCorpus opens a Parquet corpus reading the string column column.
+func OpenParquetCorpus(path, column string, heldOut float64, split Split) (*TextCorpus, error) {
+	if err := checkHeldOut(heldOut, split); err != nil {
+		return nil, fmt.Errorf("parquet %s: %w", path, err)
+	}
+	src, err := openParquet(path, column)
+	if err != nil {
+		return nil, err
+	}
+	return &TextCorpus{src: src, heldOut: heldOut, split: split}, nil
+}
+
+// Next returns the next document of the split, wrapping around at the end of the file.
+func (c *TextCorpus) Next() (string, error) {
+	for {
+		if c.i == len(c.buf) {
+			var err error
+			c.buf, err = c.src.read(c.buf[:0])
+			c.i = 0
+			if errors.Is(err, io.EOF) {
+				c.buf = c.buf[:0]
+				if c.epochDocs == 0 {
+					return "", fmt.Errorf("%s %s: no document of the file falls in the %s split (held_out %v)",
+						c.src.kind(), c.src.fileName(), c.split, c.heldOut)
+				}
+				if err := c.src.seek(filePos{}); err != nil {
+					return "", err
+				}
+				c.epoch++
+				c.epochDocs = 0
+				continue
+			}
+			if err != nil {
+				c.buf = c.buf[:0]
+				return "", err
+			}
+		}
+		r := c.buf[c.i]
+		c.i++
+		if InSplit(r.text, c.heldOut) != c.split {
+			continue
+		}
+		c.docs++
+		c.epochDocs++
+		return r.text, nil
+	}
+}
+
+// Epoch is the number of completed passes over the file.
+func (c *TextCorpus) Epoch() int64 { return c.epoch }
+
+// State returns the cursor.
+func (c *TextCorpus) State() CorpusState {
+	p := c.src.pos()
+	if c.i < len(c.buf) {
+		p = c.buf[c.i].pos
+	}
+	s := CorpusState{Source: c.src.kind(), Split: c.split.String(), Docs: c.docs, Epoch: c.epoch, EpochDocs: c.epochDocs,
+		Row: p.row, Offset: p.offset, Line: p.line}
+	c.src.fillState(&s)
+	return s
+}
+
+// Restore moves the cursor to s, taken from a corpus over the same file and split.
+func (c *TextCorpus) Restore(s CorpusState) error {
+	name := c.src.kind() + " " + c.src.fileName()
+	switch {
+	case s.Source != c.src.kind():
+		return fmt.Errorf("%s: cannot restore a %q corpus state", name, s.Source)
+	case s.Split != c.split.String():
+		return fmt.Errorf("%s: state is for split %q, corpus is %s", name, s.Split, c.split)
+	case s.Row < 0 || s.Offset < 0 || s.Line < 0 || s.Epoch < 0 || s.Docs < 0 || s.EpochDocs < 0 || s.EpochDocs > s.Docs:
+		return fmt.Errorf("%s: invalid cursor %+v", name, s)
+	}
+	if err := c.src.checkState(s); err != nil {
+		return err
+	}
+	if err := c.src.seek(filePos{row: s.Row, offset: s.Offset, line: s.Line}); err != nil {
+		return err
+	}
+	c.buf, c.i = c.buf[:0], 0
+	c.epoch, c.epochDocs, c.docs = s.Epoch, s.EpochDocs, s.Docs
+	return nil
+}
+
+// Close closes the file.
+func (c *TextCorpus) Close() error { return c.src.close() }
+
+// jsonlSource reads a JSONL file through Arrow's JSON record builder.
+type jsonlSource struct {
+	path, column string
+	f            *os.File
+	r            *bufio.Reader
+	size         int64
+	p            filePos
+	bldr         *array.RecordBuilder
+	line         []byte
+	starts       []filePos
+}
+
+func openJSONL(path, column string) (*jsonlSource, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("jsonl: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("jsonl: %w", err)
+	}
+	if st.Size() == 0 {
+		f.Close()
+		return nil, fmt.Errorf("jsonl %s: empty file", path)
+	}
+	schema := arrow.NewSchema([]arrow.Field{{Name: column, Type: arrow.BinaryTypes.String, Nullable: true}}, nil)
+	return &jsonlSource{
+		path: path, column: column, f: f, r: bufio.NewReaderSize(f, 1<<16), size: st.Size(),
+		bldr: array.NewRecordBuilder(memory.NewGoAllocator(), schema),
+	}, nil
+}
+
+func (s *jsonlSource) kind() string     { return "jsonl" }
+func (s *jsonlSource) fileName() string { return s.path }
+func (s *jsonlSource) pos() filePos     { return s.p }
+
+// readLine returns the next line without its newline and advances the position; io.EOF at the end.
+func (s *jsonlSource) readLine() ([]byte, error) {
+	s.line = s.line[:0]
+	for {
+		frag, err := s.r.ReadSlice('\n')
+		s.line = append(s.line, frag...)
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("jsonl %s: line %d: %w", s.path, s.p.line+1, err)
+		}
+		if len(s.line) == 0 {
+			return nil, io.EOF
+		}
+		s.p.offset += int64(len(s.line))
+		s.p.line++
+		return bytes.TrimSuffix(s.line, []byte("\n")), nil
+	}
+}
+
+func (s *jsonlSource) read(dst []textRow) ([]textRow, error) {
+	dst, err := s.readChunk(dst)
+	if err != nil && !errors.Is(err, io.EOF) {
+		s.bldr.NewRecordBatch().Release() // drop the rows decoded before the error
+	}
+	return dst, err
+}
+
+func (s *jsonlSource) readChunk(dst []textRow) ([]textRow, error) {
+	s.starts = s.starts[:0]
+	for len(s.starts) < textChunkRows {
+		start := s.p
+		line, err := s.readLine()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return dst, err
+		}
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		lineNo := start.line + 1
+		if line[0] != '{' || !json.Valid(line) {
+			return dst, fmt.Errorf("jsonl %s: line %d: not a JSON object", s.path, lineNo)
+		}
+		if err := s.bldr.UnmarshalJSON(line); err != nil {
+			return dst, fmt.Errorf("jsonl %s: line %d: field %q: %w", s.path, lineNo, s.column, err)
+		}
+		start.row = s.p.row
+		s.p.row++
+		s.starts = append(s.starts, start)
+	}
+	if len(s.starts) == 0 {
+		return dst, io.EOF
+	}
+	rec := s.bldr.NewRecordBatch()
+	defer rec.Release()
+	col := rec.Column(0).(*array.String)
+	for i, start := range s.starts {
+		if col.IsNull(i) {
+			return dst, fmt.Errorf("jsonl %s: line %d: no string field %q", s.path, start.line+1, s.column)
+		}
+		dst = append(dst, textRow{text: strings.Clone(col.Value(i)), pos: start})
+	}
+	return dst, nil
+}
+
+func (s *jsonlSource) seek(p filePos) error {
+	if _, err := s.f.Seek(p.offset, io.SeekStart); err != nil {
+		return fmt.Errorf("jsonl %s: seek to byte %d: %w", s.path, p.offset, err)
+	}
+	s.r.Reset(s.f)
+	s.p = p
+	return nil
+}
+
+func (s *jsonlSource) checkState(st CorpusState) error {
+	if st.Offset > s.size {
+		return fmt.Errorf("jsonl %s: cursor at byte %d is past the end of the file (%d bytes): the file changed", s.path, st.Offset, s.size)
+	}
+	if st.Offset > 0 {
+		var b [1]byte
+		if _, err := s.f.ReadAt(b[:], st.Offset-1); err != nil {
+			return fmt.Errorf("jsonl %s: check cursor at byte %d: %w", s.path, st.Offset, err)
+		}
+		if b[0] != '\n' {
+			return fmt.Errorf("jsonl %s: cursor at byte %d is not at the start of a line: the file changed", s.path, st.Offset)
+		}
+	}
+	if st.Row > st.Line {
+		return fmt.Errorf("jsonl %s: invalid cursor: row %d after only %d lines", s.path, st.Row, st.Line)
+	}
+	return nil
+}
+
+func (s *jsonlSource) fillState(*CorpusState) {}
+
+func (s *jsonlSource) close() error {
+	s.bldr.Release()
+	return s.f.Close()
+}
+
+// parquetSource reads one string column of a Parquet file through pqarrow.
+type parquetSource struct {
+	path, column string
+	pf           *file.Reader
+	fr           *pqarrow.FileReader
+	leaf         int
+	rows         int64
+	rr           pqarrow.RecordReader
+	p            filePos
+}
+
+func openParquet(path, column string) (*parquetSource, error) {
+	pf, err := file.OpenParquetFile(path, false)
+	if err != nil {
+		return nil, fmt.Errorf("parquet %s: %w", path, err)
+	}
+	s := &parquetSource{path: path, column: column, pf: pf, rows: pf.NumRows()}
+	if err := s.init(); err != nil {
+		pf.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *parquetSource) init() error {
+	fr, err := pqarrow.NewFileReader(s.pf, pqarrow.ArrowReadProperties{BatchSize: textChunkRows}, memory.NewGoAllocator())
+	if err != nil {
+		return fmt.Errorf("parquet %s: %w", s.path, err)
+	}
+	s.fr = fr
+	schema, err := fr.Schema()
+	if err != nil {
+		return fmt.Errorf("parquet %s: schema: %w", s.path, err)
+	}
+	idx := schema.FieldIndices(s.column)
+	if len(idx) == 0 {
+		names := make([]string, 0, schema.NumFields())
+		for _, f := range schema.Fields() {
+			names = append(names, f.Name)
+		}
+		return fmt.Errorf("parquet %s: no column %q (columns: %s)", s.path, s.column, strings.Join(names, ", "))
+	}
+	field := schema.Field(idx[0])
+	switch field.Type.ID() {
+	case arrow.STRING, arrow.LARGE_STRING:
+	default:
+		return fmt.Errorf("parquet %s: column %q has type %s, want string", s.path, s.column, field.Type)
+	}
+	s.leaf = fr.Manifest.Fields[idx[0]].ColIndex
+	if s.leaf < 0 {
+		return fmt.Errorf("parquet %s: column %q is not a leaf column", s.path, s.column)
+	}
+	if s.rows == 0 {
+		return fmt.Errorf("parquet %s: no rows", s.path)
+	}
+	return s.seek(filePos{})
+}
+
+func (s *parquetSource) kind() string     { return "parquet" }
+func (s *parquetSource) fileName() string { return s.path }
+func (s *parquetSource) pos() filePos     { return s.p }
+
+type stringColumn interface {
+	Len() int
+	IsNull(int) bool
+	Value(int) string
+}
+
+func (s *parquetSource) read(dst []textRow) ([]textRow, error) {
+	if s.rr == nil {
+		return dst, io.EOF
+	}
+	if !s.rr.Next() {
+		if err := s.rr.Err(); err != nil && !errors.Is(err, io.EOF) {
+			return dst, fmt.Errorf("parquet %s: column %q: read at row %d: %w", s.path, s.column, s.p.row, err)
+		}
+		return dst, io.EOF
+	}
+	rec := s.rr.RecordBatch()
+	col, ok := rec.Column(0).(stringColumn)
+	if !ok {
+		return dst, fmt.Errorf("parquet %s: column %q: read %s values, want string", s.path, s.column, rec.Column(0).DataType())
+	}
+	for i := range col.Len() {
+		if col.IsNull(i) {
+			return dst, fmt.Errorf("parquet %s: column %q: row %d is null", s.path, s.column, s.p.row)
+		}
+		dst = append(dst, textRow{text: strings.Clone(col.Value(i)), pos: filePos{row: s.p.row}})
+		s.p.row++
+	}
+	return dst, nil
+}
+
+func (s *parquetSource) seek(p filePos) error {
+	if s.rr != nil {
+		s.rr.Release()
+		s.rr = nil
+	}
+	s.p = filePos{row: p.row}
+	if p.row >= s.rows {
+		return nil // at the end: the next read reports io.EOF
+	}
+	rr, err := s.fr.GetRecordReader(context.Background(), []int{s.leaf}, nil)
+	if err != nil {
+		return fmt.Errorf("parquet %s: column %q: %w", s.path, s.column, err)
+	}
+	s.rr = rr
+	if p.row > 0 {
+		if err := rr.SeekToRow(p.row); err != nil {
+			return fmt.Errorf("parquet %s: seek to row %d: %w", s.path, p.row, err)
+		}
+	}
+	return nil
+}
+
+func (s *parquetSource) checkState(st CorpusState) error {
+	if st.Rows != s.rows {
+		return fmt.Errorf("parquet %s: state is for a file of %d rows, the file has %d: the file changed", s.path, st.Rows, s.rows)
+	}
+	if st.Row > s.rows {
+		return fmt.Errorf("parquet %s: cursor row %d is past the %d rows of the file", s.path, st.Row, s.rows)
+	}
+	return nil
+}
+
+func (s *parquetSource) fillState(st *CorpusState) { st.Rows = s.rows }
+
+func (s *parquetSource) close() error {
+	if s.rr != nil {
+		s.rr.Release()
+		s.rr = nil
+	}
+	return s.pf.Close()
+}
+
+// WriteTextParquet writes texts as a Parquet file with one non-null string column (zstd, row groups of at
+// most 65536 rows). It writes path+".tmp" and renames it, so a reader never sees a partial file.
+func WriteTextParquet(path, column string, texts []string) error {
+	return writeTextParquet(path, column, texts, 1<<16)
+}
+
+func writeTextParquet(path, column string, texts []string, rowGroupRows int) error {
+	if column == "" {
+		return fmt.Errorf("write parquet %s: empty column name", path)
+	}
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("write parquet %s: %w", path, err)
+	}
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("write parquet %s: %w", path, err)
+	}
+	bw := bufio.NewWriterSize(f, 1<<20) // not an io.Closer: the Parquet writer leaves f to us
+	schema := arrow.NewSchema([]arrow.Field{{Name: column, Type: arrow.BinaryTypes.String}}, nil)
+	props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Zstd),
+		parquet.WithMaxRowGroupLength(int64(rowGroupRows)))
+	w, err := pqarrow.NewFileWriter(schema, bw, props, pqarrow.DefaultWriterProps())
+	if err != nil {
+		return fail(err)
+	}
+	mem := memory.NewGoAllocator()
+	b := array.NewStringBuilder(mem)
+	defer b.Release()
+	for start := 0; start < len(texts); start += rowGroupRows {
+		end := min(start+rowGroupRows, len(texts))
+		b.AppendValues(texts[start:end], nil)
+		arr := b.NewArray()
+		rec := array.NewRecordBatch(schema, []arrow.Array{arr}, int64(end-start))
+		err := w.Write(rec)
+		rec.Release()
+		arr.Release()
+		if err != nil {
+			return fail(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		return fail(err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write parquet %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write parquet %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,343 @@
+// Package configs is Sparrow's configuration: the typed schema of a training recipe, its defaults, strict
+// YAML decoding with `--set a.b.c=value` overrides, validation, and the recipes shipped with the binary.
+//
+// config.go defines the schema. A recipe is a list of stages (pretrain, sft, dsa_warmup, dsa_sparse, rl,
+// distill) that run one after another; the top-level data/optimizer/schedule/train sections are the base
+// every stage starts from, and a stage's own section overlays them key by key (decode.go). A recipe without
+// `stages:` has one stage {name: pretrain, kind: pretrain}.
+//
+// Adding a section (for instance `rl:` for the GRPO stage) takes four steps: a struct type with yaml tags,
+// a field of that type in Config AND in Stage under the same yaml key (stages inherit every struct-typed
+// section they share with Config, see inheritSections), its defaults in Default, and its checks in
+// validate.go (validateSection). Decoding, --set, overlay and WriteResolved need no change.
+package configs
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+)
+
+// Stage kinds, the values of stages[].kind.
+const (
+	KindPretrain  = "pretrain"
+	KindSFT       = "sft"
+	KindDSAWarmup = "dsa_warmup"
+	KindDSASparse = "dsa_sparse"
+	KindRL        = "rl"
+	KindDistill   = "distill"
+)
+
+// StageKinds lists every stage kind a recipe may name, in pipeline order.
+var StageKinds = []string{KindPretrain, KindSFT, KindDSAWarmup, KindDSASparse, KindRL, KindDistill}
+
+// DataSources lists the values of data.source.
+var DataSources = []string{"synthetic", "jsonl", "parquet"}
+
+// DataGenerators lists the synthetic corpus generators data.generator may name.
+var DataGenerators = []string{"arithmetic"}
+
+// ArithmeticOps lists the operators data.ops may contain.
+var ArithmeticOps = []string{"+", "-", "*"}
+
+// ScheduleKinds lists the values of schedule.kind.
+var ScheduleKinds = []string{"cosine", "constant", "linear"}
+
+// ProgressModes lists the values of run.progress.
+var ProgressModes = []string{"auto", "on", "off"}
+
+// OptimizerNames lists the values of optimizer.name.
+var OptimizerNames = []string{"adamw"}
+
+// MinVocabSize is the smallest model.vocab_size the byte tokenizer fits in: 256 bytes and 8 specials
+// (data.NumTokenIDs; configs does not import data so that data may import configs).
+const MinVocabSize = 264
+
+// Config is a fully resolved recipe.
+type Config struct {
+	Name       string     `yaml:"name"` // recipe name; defaults to the file's base name without .yaml
+	Seed       int64      `yaml:"seed"` // default 1234
+	Model      Model      `yaml:"model"`
+	Data       Data       `yaml:"data"`
+	Optimizer  Optimizer  `yaml:"optimizer"`
+	Schedule   Schedule   `yaml:"schedule"`
+	Train      Train      `yaml:"train"`
+	Checkpoint Checkpoint `yaml:"checkpoint"`
+	Run        Run        `yaml:"run"`
+	Stages     []Stage    `yaml:"stages"`
+}
+
+// Data is the training corpus.
+type Data struct {
+	Source     string   `yaml:"source"`      // "synthetic" (default) | "jsonl" | "parquet"
+	Generator  string   `yaml:"generator"`   // synthetic generator name, default "arithmetic"
+	Path       string   `yaml:"path"`        // file (or directory / glob) for jsonl/parquet
+	TextColumn string   `yaml:"text_column"` // default "text"
+	HeldOut    float64  `yaml:"held_out"`    // fraction of problems/documents held out for eval, default 0.05, in (0,0.5]
+	MaxDigits  int      `yaml:"max_digits"`  // difficulty knob of the arithmetic generator, default 3, 1..12
+	Ops        []string `yaml:"ops"`         // arithmetic operators, default ["+","-","*"]; allowed + - *
+}
+
+// Optimizer is the AdamW optimizer.
+type Optimizer struct {
+	Name        string  `yaml:"name"`         // "adamw" only for now
+	LR          float64 `yaml:"lr"`           // peak learning rate, default 3e-3
+	Beta1       float64 `yaml:"beta1"`        // 0.9
+	Beta2       float64 `yaml:"beta2"`        // 0.95
+	Eps         float64 `yaml:"eps"`          // 1e-8
+	WeightDecay float64 `yaml:"weight_decay"` // decoupled, 0.1
+	GradClip    float64 `yaml:"grad_clip"`    // global-norm clip, 1.0; 0 = off
+}
+
+// Schedule is the learning-rate schedule.
+type Schedule struct {
+	Kind        string  `yaml:"kind"`         // "cosine" (default: linear warm-up then cosine) | "constant" | "linear"
+	WarmupSteps int     `yaml:"warmup_steps"` // default 20
+	MinLRRatio  float64 `yaml:"min_lr_ratio"` // floor of the decay as a fraction of lr, default 0.1
+}
+
+// Train sizes the training loop.
+type Train struct {
+	Steps       int `yaml:"steps"`        // optimizer steps, default 300
+	BatchSize   int `yaml:"batch_size"`   // sequences per micro-batch, default 16
+	SeqLen      int `yaml:"seq_len"`      // tokens per sequence, default 128
+	GradAccum   int `yaml:"grad_accum"`   // micro-batches per optimizer step, default 1
+	LogEvery    int `yaml:"log_every"`    // default 10
+	EvalEvery   int `yaml:"eval_every"`   // default 50; 0 = only at the end
+	EvalBatches int `yaml:"eval_batches"` // default 4
+}
+
+// Checkpoint says when checkpoints are written and which are kept.
+type Checkpoint struct {
+	Every     int    `yaml:"every"`      // steps between checkpoints, default 100; 0 = only at the end; the end of a stage always saves
+	KeepLast  int    `yaml:"keep_last"`  // default 3, 0 = keep all
+	KeepEvery int    `yaml:"keep_every"` // also keep every M-th step, default 0 = off
+	Upload    string `yaml:"upload"`     // s3://bucket/prefix, optional
+}
+
+// Run holds what concerns the run directory and the console, not the training itself.
+type Run struct {
+	Dir         string `yaml:"dir"`         // default "" = runs/<name>-<timestamp> chosen by the CLI
+	Progress    string `yaml:"progress"`    // "auto" (default: bar when stderr is a terminal) | "on" | "off"
+	TensorBoard bool   `yaml:"tensorboard"` // default true
+	Plots       bool   `yaml:"plots"`       // default true
+	Threads     int    `yaml:"threads"`     // kernel threads, 0 = GOMAXPROCS
+}
+
+// Stage is one step of the pipeline with its own resolved copy of the training sections.
+type Stage struct {
+	Name     string `yaml:"name"`      // instance name, unique, [a-z0-9_]+, e.g. "pretrain", "rl_math"
+	Kind     string `yaml:"kind"`      // one of StageKinds
+	InitFrom string `yaml:"init_from"` // "" = the previous stage's final checkpoint (a fresh model for the first stage); else a checkpoint dir or s3:// URL
+	// Each stage has its own resolved copy of these; a stage's YAML section overlays the top-level one key by key.
+	Data      Data      `yaml:"data"`
+	Optimizer Optimizer `yaml:"optimizer"`
+	Schedule  Schedule  `yaml:"schedule"`
+	Train     Train     `yaml:"train"`
+}
+
+// Default returns the defaults every recipe starts from, with the one default stage {pretrain, pretrain}.
+// Name is empty: Parse fills it from the file name when the recipe does not set it.
+func Default() *Config {
+	c := &Config{
+		Seed:  1234,
+		Model: DefaultModel(),
+		Data: Data{
+			Source:     "synthetic",
+			Generator:  "arithmetic",
+			TextColumn: "text",
+			HeldOut:    0.05,
+			MaxDigits:  3,
+			Ops:        []string{"+", "-", "*"},
+		},
+		Optimizer: Optimizer{
+			Name:        "adamw",
+			LR:          3e-3,
+			Beta1:       0.9,
+			Beta2:       0.95,
+			Eps:         1e-8,
+			WeightDecay: 0.1,
+			GradClip:    1.0,
+		},
+		Schedule: Schedule{Kind: "cosine", WarmupSteps: 20, MinLRRatio: 0.1},
+		Train: Train{
+			Steps:       300,
+			BatchSize:   16,
+			SeqLen:      128,
+			GradAccum:   1,
+			LogEvery:    10,
+			EvalEvery:   50,
+			EvalBatches: 4,
+		},
+		Checkpoint: Checkpoint{Every: 100, KeepLast: 3},
+		Run:        Run{Progress: "auto", TensorBoard: true, Plots: true},
+	}
+	c.Stages = []Stage{c.newStage(KindPretrain, KindPretrain)}
+	return c
+}
+
+// newStage returns a stage whose sections are deep copies of the top-level ones.
+func (c *Config) newStage(name, kind string) Stage {
+	s := Stage{Name: name, Kind: kind}
+	inheritSections(reflect.ValueOf(&s).Elem(), reflect.ValueOf(c).Elem())
+	return s
+}
+
+// inheritSections deep-copies into the stage every struct-typed field of the config that the stage has under
+// the same yaml key and type. This is what makes a new section reach stages without further code.
+func inheritSections(stage, cfg reflect.Value) {
+	st := stage.Type()
+	for i := 0; i < st.NumField(); i++ {
+		f := st.Field(i)
+		if f.Type.Kind() != reflect.Struct {
+			continue
+		}
+		j, ok := fieldIndex(cfg.Type())[yamlKey(f)]
+		if !ok || cfg.Type().Field(j).Type != f.Type {
+			continue
+		}
+		stage.Field(i).Set(deepCopy(cfg.Field(j)))
+	}
+}
+
+// deepCopy returns a copy of v that shares no slice or map with it.
+func deepCopy(v reflect.Value) reflect.Value {
+	switch v.Kind() {
+	case reflect.Struct:
+		out := reflect.New(v.Type()).Elem()
+		for i := 0; i < v.NumField(); i++ {
+			if out.Field(i).CanSet() {
+				out.Field(i).Set(deepCopy(v.Field(i)))
+			}
+		}
+		return out
+	case reflect.Slice:
+		if v.IsNil() {
+			return reflect.Zero(v.Type())
+		}
+		out := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+		for i := 0; i < v.Len(); i++ {
+			out.Index(i).Set(deepCopy(v.Index(i)))
+		}
+		return out
+	case reflect.Map:
+		if v.IsNil() {
+			return reflect.Zero(v.Type())
+		}
+		out := reflect.MakeMapWithSize(v.Type(), v.Len())
+		iter := v.MapRange()
+		for iter.Next() {
+			out.SetMapIndex(iter.Key(), deepCopy(iter.Value()))
+		}
+		return out
+	case reflect.Pointer:
+		if v.IsNil() {
+			return reflect.Zero(v.Type())
+		}
+		out := reflect.New(v.Type().Elem())
+		out.Elem().Set(deepCopy(v.Elem()))
+		return out
+	default:
+		return v
+	}
+}
+
+// Clone returns a deep copy of the config.
+func (c *Config) Clone() *Config {
+	out := deepCopy(reflect.ValueOf(c).Elem()).Interface().(Config)
+	return &out
+}
+
+// Stage returns the stage with the given instance name.
+func (c *Config) Stage(name string) (*Stage, bool) {
+	for i := range c.Stages {
+		if c.Stages[i].Name == name {
+			return &c.Stages[i], true
+		}
+	}
+	return nil, false
+}
+
+// StageNames returns the instance names of the stages, in order.
+func (c *Config) StageNames() []string {
+	names := make([]string, len(c.Stages))
+	for i, s := range c.Stages {
+		names[i] = s.Name
+	}
+	return names
+}
+
+// CheckKinds reports every stage whose kind the caller (the trainer) does not implement, naming the stage:
+// `stages[rl_math].kind: "rl" is not implemented by this trainer (implemented: pretrain)`.
+func (c *Config) CheckKinds(implemented map[string]bool) error {
+	var have []string
+	for k, ok := range implemented {
+		if ok {
+			have = append(have, k)
+		}
+	}
+	slices.Sort(have)
+	var errs []error
+	for i, s := range c.Stages {
+		if !implemented[s.Kind] {
+			errs = append(errs, &KeyError{
+				Key: stageLabel(s.Name, i) + ".kind",
+				Msg: fmt.Sprintf("%q is not implemented by this trainer (implemented: %s)", s.Kind, strings.Join(have, ", ")),
+			})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stageLabel is how keys inside a stage are named in messages: stages[rl_math], or stages[2] for a stage
+// without a name.
+func stageLabel(name string, index int) string {
+	if name == "" {
+		return fmt.Sprintf("stages[%d]", index)
+	}
+	return "stages[" + name + "]"
+}
+
+// KeyError is one problem with one key of a config. Source is the file name or the `--set a.b=c`
+// expression the value came from ("" when unknown), Line its 1-based line in the file (0 when unknown).
+type KeyError struct {
+	Source string
+	Line   int
+	Key    string // e.g. "optimizer.lr", "stages[rl_math].train.steps"; "" for the whole document
+	Msg    string
+
+	unknownKey bool     // rendered "unknown key <key>" after a --set source, as users type it
+	related    []string // other keys of a cross-field rule, whose origin stands in when Key has none
+}
+
+func (e *KeyError) Error() string {
+	var b strings.Builder
+	if e.Source != "" {
+		b.WriteString(e.Source)
+		if e.Line > 0 {
+			fmt.Fprintf(&b, ":%d", e.Line)
+		}
+		b.WriteString(": ")
+	}
+	if e.unknownKey && strings.HasPrefix(e.Source, "--set ") {
+		b.WriteString("unknown key " + e.Key)
+		if e.Msg != "" {
+			b.WriteString(" " + e.Msg)
+		}
+		return b.String()
+	}
+	if e.Key != "" {
+		b.WriteString(e.Key + ": ")
+	}
+	if e.unknownKey {
+		b.WriteString("unknown key")
+		if e.Msg != "" {
+			b.WriteString(" " + e.Msg)
+		}
+		return b.String()
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}

@@ -1,0 +1,73 @@
+// recipes.go embeds the shipped recipes (configs/*.yaml) so that `trainer run math` works outside the
+// repository, and implements Load, which takes a file path or a recipe name.
+package configs
+
+import (
+	"embed"
+	"fmt"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+)
+
+//go:embed *.yaml
+var recipeFS embed.FS
+
+// Recipes lists the names of the embedded recipes, sorted ("math", "pretrain", "tiny").
+func Recipes() []string {
+	entries, err := fs.ReadDir(recipeFS, ".")
+	if err != nil {
+		panic(fmt.Sprintf("configs: embedded recipes: %v", err)) // the embed is fixed at build time
+	}
+	var names []string
+	for _, e := range entries {
+		if name, ok := strings.CutSuffix(e.Name(), ".yaml"); ok {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// RecipeSource returns the text of an embedded recipe, named as Load accepts it ("math", "math.yaml",
+// "configs/math.yaml").
+func RecipeSource(name string) ([]byte, error) {
+	data, err := recipeFS.ReadFile(recipeName(name) + ".yaml")
+	if err != nil {
+		return nil, fmt.Errorf("configs: no embedded recipe %q (recipes: %s)", name, strings.Join(Recipes(), ", "))
+	}
+	return data, nil
+}
+
+// recipeName strips the forms a recipe may be named by down to its base name.
+func recipeName(s string) string {
+	s = strings.TrimPrefix(s, "./")
+	s = strings.TrimPrefix(s, "configs/")
+	s = strings.TrimSuffix(s, ".yaml")
+	return s
+}
+
+// Load reads a recipe: pathOrName is an existing file, or else the name of an embedded recipe ("math",
+// "math.yaml" or "configs/math.yaml"). The --set overrides (each "a.b.c=value") apply after the file and
+// before validation.
+func Load(pathOrName string, sets []string) (*Config, error) {
+	st, err := os.Stat(pathOrName)
+	switch {
+	case err == nil && st.IsDir():
+		return nil, fmt.Errorf("configs: %s is a directory, want a recipe file or name (recipes: %s)", pathOrName, strings.Join(Recipes(), ", "))
+	case err == nil:
+		data, err := os.ReadFile(pathOrName)
+		if err != nil {
+			return nil, fmt.Errorf("configs: %w", err)
+		}
+		return Parse(data, pathOrName, sets)
+	}
+	name := recipeName(pathOrName)
+	data, rerr := recipeFS.ReadFile(name + ".yaml")
+	if rerr != nil || strings.Contains(name, "/") {
+		return nil, fmt.Errorf("configs: %q is neither a file (%v) nor an embedded recipe (recipes: %s)",
+			pathOrName, err, strings.Join(Recipes(), ", "))
+	}
+	return Parse(data, "configs/"+name+".yaml", sets)
+}

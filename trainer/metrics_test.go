@@ -200,8 +200,8 @@ func TestReadMetricsErrors(t *testing.T) {
 	}
 }
 
-// TestMetricsLogAllocs checks that the steady-state JSONL path allocates nothing
-// (the map iteration and the write syscall only).
+// TestMetricsLogAllocs checks that a steady-state Log (JSONL and TensorBoard)
+// allocates nothing: its buffers are reused.
 func TestMetricsLogAllocs(t *testing.T) {
 	m, err := OpenMetrics(t.TempDir(), true)
 	if err != nil {

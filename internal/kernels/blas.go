@@ -1,0 +1,105 @@
+// Package kernels holds the CPU kernels shared by the model and DSA packages: GEMM, RMSNorm, RoPE, softmax,
+// SwiGLU, top-k and a parallel-for. Every kernel is generic over float32 (training and inference) and float64
+// (finite-difference gradient checks).
+//
+// blas.go is the one seam behind which the matrix engine sits: gonum's pure-Go BLAS by default, OpenBLAS with
+// the `openblas` build tag (blas_openblas.go), and a CUDA backend later. Everything else calls Gemm.
+package kernels
+
+import (
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
+)
+
+// Float is the element type of every kernel.
+type Float interface{ float32 | float64 }
+
+// BLAS is the level-3 interface a backend implements (gonum's blas.Float32Level3 and blas.Float64Level3 subsets).
+type BLAS interface {
+	Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+	Dgemm(tA, tB blas.Transpose, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int)
+}
+
+var backend BLAS = gonum.Implementation{}
+
+// backendName names the active backend ("gonum" or "openblas").
+var backendName = "gonum"
+
+// Backend returns the name of the active BLAS backend.
+func Backend() string { return backendName }
+
+// SetBLAS replaces the backend (a CUDA or test backend); it is not safe to call while kernels run.
+func SetBLAS(name string, b BLAS) { backend, backendName = b, name }
+
+// Gemm computes C = alpha·op(A)·op(B) + beta·C with row-major matrices, op(X) = Xᵀ when the flag is set.
+// op(A) is [m, k], op(B) is [k, n], C is [m, n]; lda, ldb, ldc are the row strides of the stored matrices.
+func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		Scale(beta, c[:(m-1)*ldc+n])
+		return
+	}
+	tA, tB := blas.NoTrans, blas.NoTrans
+	if transA {
+		tA = blas.Trans
+	}
+	if transB {
+		tB = blas.Trans
+	}
+	switch a := any(a).(type) {
+	case []float32:
+		backend.Sgemm(tA, tB, m, n, k, float32(alpha), a, lda, any(b).([]float32), ldb, float32(beta), any(c).([]float32), ldc)
+	case []float64:
+		backend.Dgemm(tA, tB, m, n, k, float64(alpha), a, lda, any(b).([]float64), ldb, float64(beta), any(c).([]float64), ldc)
+	}
+}
+
+// Linear computes y = x·Wᵀ (+ y when accumulate) for x [n, in], W [out, in], y [n, out].
+func Linear[T Float](y, x, w []T, n, in, out int, accumulate bool) {
+	beta := T(0)
+	if accumulate {
+		beta = 1
+	}
+	Gemm(false, true, n, out, in, 1, x, in, w, in, beta, y, out)
+}
+
+// LinearBackward accumulates the gradients of y = x·Wᵀ: dx += dy·W (when dx != nil) and dW += dyᵀ·x (when dw != nil).
+func LinearBackward[T Float](dx, dw, dy, x, w []T, n, in, out int) {
+	if dx != nil {
+		Gemm(false, false, n, in, out, 1, dy, out, w, in, 1, dx, in)
+	}
+	if dw != nil {
+		Gemm(true, false, out, in, n, 1, dy, out, x, in, 1, dw, in)
+	}
+}
+
+// Scale multiplies x by a in place (a = 0 clears, so NaNs in x do not survive).
+func Scale[T Float](a T, x []T) {
+	if a == 0 {
+		clear(x)
+		return
+	}
+	for i := range x {
+		x[i] *= a
+	}
+}
+
+// Axpy computes y += a·x.
+func Axpy[T Float](a T, x, y []T) {
+	y = y[:len(x)]
+	for i, v := range x {
+		y[i] += a * v
+	}
+}
+
+// Dot returns Σ x·y, accumulated in the element type.
+func Dot[T Float](x, y []T) T {
+	y = y[:len(x)]
+	var s T
+	for i, v := range x {
+		s += v * y[i]
+	}
+	return s
+}

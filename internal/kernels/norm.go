@@ -1,0 +1,54 @@
+// norm.go: RMSNorm (Zhang & Sennrich 2019) as DeepSeek uses it: y = x / sqrt(mean(x²) + eps) · g, computed per
+// row, and LayerNorm with weight and bias (the DSA indexer's key norm, dsv32-spec.md §1.2).
+package kernels
+
+import "math"
+
+// RMSNorm normalises n rows of width w read from x with row stride ldx (the first w columns from col0) into
+// y [n, w], and stores the reciprocal RMS of each row in rstd [n] for the backward pass.
+func RMSNorm[T Float](y, rstd, x []T, n, w, ldx, col0 int, g []T, eps float64) {
+	For(n, 4*w, func(i int) {
+		row := x[i*ldx+col0 : i*ldx+col0+w]
+		var ss float64
+		for _, v := range row {
+			ss += float64(v) * float64(v)
+		}
+		r := T(1 / math.Sqrt(ss/float64(w)+eps))
+		rstd[i] = r
+		out := y[i*w : (i+1)*w]
+		for j, v := range row {
+			out[j] = v * r * g[j]
+		}
+	})
+}
+
+// RMSNormBackward accumulates dx (same layout as x) and dg from dy [n, w]:
+// dx = r·g⊙dy − x·r³/w·Σ(g⊙dy⊙x),  dg = Σ_rows dy⊙x·r.
+func RMSNormBackward[T Float](dx, dg, dy, x, rstd []T, n, w, ldx, col0 int, g []T) {
+	if dx != nil {
+		For(n, 6*w, func(i int) {
+			row := x[i*ldx+col0 : i*ldx+col0+w]
+			d := dy[i*w : (i+1)*w]
+			r := rstd[i]
+			var s T
+			for j, v := range row {
+				s += g[j] * d[j] * v
+			}
+			c := r * r * r * s / T(w)
+			out := dx[i*ldx+col0 : i*ldx+col0+w]
+			for j, v := range row {
+				out[j] += r*g[j]*d[j] - c*v
+			}
+		})
+	}
+	if dg != nil {
+		for i := 0; i < n; i++ {
+			row := x[i*ldx+col0 : i*ldx+col0+w]
+			d := dy[i*w : (i+1)*w]
+			r := rstd[i]
+			for j, v := range row {
+				dg[j] += d[j] * v * r
+			}
+		}
+	}
+}

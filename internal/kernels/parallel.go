@@ -1,0 +1,48 @@
+// parallel.go: a deterministic parallel-for. Work items are split into contiguous chunks, one per worker; each
+// item writes only its own outputs, so results do not depend on scheduling.
+package kernels
+
+import (
+	"runtime"
+	"sync"
+)
+
+var threads = runtime.GOMAXPROCS(0)
+
+// SetThreads sets the number of workers used by For (≤ 0 means GOMAXPROCS).
+func SetThreads(n int) {
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	threads = n
+}
+
+// Threads returns the number of workers For uses.
+func Threads() int { return threads }
+
+// For runs body(i) for i in [0, n), in parallel when n and the work per item (cost, in rough flops) justify it.
+func For(n int, cost int, body func(i int)) {
+	w := threads
+	if w > n {
+		w = n
+	}
+	if w <= 1 || n*cost < 1<<15 {
+		for i := 0; i < n; i++ {
+			body(i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	chunk := (n + w - 1) / w
+	for start := 0; start < n; start += chunk {
+		end := min(start+chunk, n)
+		wg.Add(1)
+		go func(s, e int) {
+			defer wg.Done()
+			for i := s; i < e; i++ {
+				body(i)
+			}
+		}(start, end)
+	}
+	wg.Wait()
+}

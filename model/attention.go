@@ -1,0 +1,185 @@
+// attention.go: the fused MLA attention core (DeepSeek-V2/V3 multi-head latent attention, dsv32-spec.md §1.3),
+// in MHA mode for training: per head i,
+//
+//	Q_t = [q^C_{t,i} ; RoPE(q^R_{t,i}, t)],  K_s = [k^C_{s,i} ; RoPE(k^R_s, s)],  V_s = v_{s,i}
+//	S = Q·Kᵀ·τ, τ = (qk_nope + qk_rope)^−½;  P = softmax(S + mask);  O = P·V
+//
+// with the interleaved RoPE layout of MLA (§8). The mask is causal, hides padded keys (s ≥ length of the row),
+// and, when an allowed-key set is given (DSA's top-k selection), hides every key outside the query's set.
+// Inputs: q [N, H·(dn+dr)] (q_b_proj output, per head [nope | rope]), kv [N, H·(dn+dv)] (kv_b_proj output,
+// per head [k_nope | v]), kvA [N, kvr+dr] (kv_a_proj_with_mqa output; only its last dr columns, the shared rope
+// key, are read here). Output [N, H·dv], heads contiguous, ready for o_proj.
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"gorgonia.org/tensor"
+
+	"github.com/sparrow-rl/sparrow/internal/kernels"
+)
+
+// AttnMask is the per-step side input of attention. The key-padding mask is a graph input (row lengths
+// [B], Int32); this adds the optional allowed-key sets.
+type AttnMask struct {
+	// Allowed, when non-nil, restricts query n = b·T+t to the keys Allowed[n·K : (n+1)·K] (positions within the
+	// row; entries < 0 are unused slots). The causal and padding masks still apply on top.
+	Allowed []int32
+	K       int
+}
+
+type attnKernel[T Float] struct {
+	B, T, H, Dn, Dr, Dv, KVr int
+	scale                    T
+	rope                     *kernels.RopeTable
+	mask                     *AttnMask
+
+	q, k, v, p []T // [B·H, T, dq], [B·H, T, dq], [B·H, T, dv], [B·H, T, T]
+	dp, dq, dk []T
+	dv, dkr    []T // dkr: [B·H, T, dr] gradient of the rotated shared key before the head sum
+	allow      []bool
+	lengths    []int32
+}
+
+func (k *attnKernel[T]) SetInts(ints [][]int32) { k.lengths = ints[3] }
+
+func newAttnKernel[T Float](B, T_ int, c mlaDims, rope *kernels.RopeTable, mask *AttnMask) *attnKernel[T] {
+	return &attnKernel[T]{B: B, T: T_, H: c.H, Dn: c.Dn, Dr: c.Dr, Dv: c.Dv, KVr: c.KVr,
+		scale: T(1 / math.Sqrt(float64(c.Dn+c.Dr))), rope: rope, mask: mask}
+}
+
+// mlaDims are the attention widths of a layer.
+type mlaDims struct{ H, Dn, Dr, Dv, KVr int }
+
+func (k *attnKernel[T]) Name() string    { return "mla_attention" }
+func (k *attnKernel[T]) DiffWRT() []bool { return []bool{true, true, true, false} }
+func (k *attnKernel[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
+	if err := wantShapes(in, 4, "mla_attention"); err != nil {
+		return nil, err
+	}
+	N := k.B * k.T
+	dq := k.Dn + k.Dr
+	if !in[0].Eq(tensor.Shape{N, k.H * dq}) || !in[1].Eq(tensor.Shape{N, k.H * (k.Dn + k.Dv)}) || !in[2].Eq(tensor.Shape{N, k.KVr + k.Dr}) || !in[3].Eq(tensor.Shape{k.B}) {
+		return nil, fmt.Errorf("mla_attention: inputs %v %v %v do not fit B=%d T=%d heads=%d", in[0], in[1], in[2], k.B, k.T, k.H)
+	}
+	if k.T > k.rope.MaxPos {
+		return nil, fmt.Errorf("mla_attention: length %d exceeds the RoPE table (%d positions)", k.T, k.rope.MaxPos)
+	}
+	BH := k.B * k.H
+	k.q, k.k, k.v = make([]T, BH*k.T*dq), make([]T, BH*k.T*dq), make([]T, BH*k.T*k.Dv)
+	k.p, k.dp = make([]T, BH*k.T*k.T), make([]T, BH*k.T*k.T)
+	k.dq, k.dk, k.dv = make([]T, BH*k.T*dq), make([]T, BH*k.T*dq), make([]T, BH*k.T*k.Dv)
+	k.dkr = make([]T, BH*k.T*k.Dr)
+	k.allow = make([]bool, BH*k.T)
+	return tensor.Shape{N, k.H * k.Dv}, nil
+}
+
+func (k *attnKernel[T]) length(b int) int {
+	return min(int(k.lengths[b]), k.T)
+}
+
+func (k *attnKernel[T]) Forward(in [][]T, out []T) error {
+	q, kv, kva := in[0], in[1], in[2]
+	T_, H, dn, dr, dv := k.T, k.H, k.Dn, k.Dr, k.Dv
+	dq := dn + dr
+	if m := k.mask; m != nil && m.Allowed != nil && len(m.Allowed) != k.B*T_*m.K {
+		return fmt.Errorf("mla_attention: allowed-key set has %d entries, want %d×%d", len(m.Allowed), k.B*T_, m.K)
+	}
+	kernels.For(k.B*H, T_*T_*(dq+dv)*2, func(bh int) {
+		b, h := bh/H, bh%H
+		Q, K, V := k.q[bh*T_*dq:(bh+1)*T_*dq], k.k[bh*T_*dq:(bh+1)*T_*dq], k.v[bh*T_*dv:(bh+1)*T_*dv]
+		for t := 0; t < T_; t++ {
+			n := b*T_ + t
+			qr := q[n*H*dq+h*dq : n*H*dq+(h+1)*dq]
+			copy(Q[t*dq:(t+1)*dq], qr)
+			kernels.Rope(k.rope, Q[t*dq+dn:(t+1)*dq], t, true, false)
+			kvr := kv[n*H*(dn+dv)+h*(dn+dv) : n*H*(dn+dv)+(h+1)*(dn+dv)]
+			copy(K[t*dq:t*dq+dn], kvr[:dn])
+			copy(K[t*dq+dn:(t+1)*dq], kva[n*(k.KVr+dr)+k.KVr:(n+1)*(k.KVr+dr)])
+			kernels.Rope(k.rope, K[t*dq+dn:(t+1)*dq], t, true, false)
+			copy(V[t*dv:(t+1)*dv], kvr[dn:])
+		}
+		P := k.p[bh*T_*T_ : (bh+1)*T_*T_]
+		kernels.Gemm(false, true, T_, T_, dq, k.scale, Q, dq, K, dq, 0, P, T_)
+		L := k.length(b)
+		allow := k.allow[bh*T_ : (bh+1)*T_]
+		negInf := T(math.Inf(-1))
+		for t := 0; t < T_; t++ {
+			row := P[t*T_ : (t+1)*T_]
+			lim := min(t+1, L)
+			if t >= L { // a padded query: let it see the valid prefix so its row stays finite (its loss is masked)
+				lim = max(L, 1)
+			}
+			if m := k.mask; m != nil && m.Allowed != nil {
+				clear(allow)
+				n := b*T_ + t
+				for _, s := range m.Allowed[n*m.K : (n+1)*m.K] {
+					if s >= 0 && int(s) < T_ {
+						allow[s] = true
+					}
+				}
+				for s := 0; s < lim; s++ {
+					if !allow[s] {
+						row[s] = negInf
+					}
+				}
+			}
+			for s := lim; s < T_; s++ {
+				row[s] = negInf
+			}
+			kernels.SoftmaxRow(row)
+		}
+		// O = P·V written straight into out[b, :, h·dv : (h+1)·dv].
+		kernels.Gemm(false, false, T_, dv, T_, 1, P, T_, V, dv, 0, out[b*T_*H*dv+h*dv:], H*dv)
+	})
+	return nil
+}
+
+func (k *attnKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error {
+	T_, H, dn, dr, dv := k.T, k.H, k.Dn, k.Dr, k.Dv
+	dq := dn + dr
+	dQin, dKV, dKVA := din[0], din[1], din[2]
+	kernels.For(k.B*H, T_*T_*(dq+dv)*4, func(bh int) {
+		b, h := bh/H, bh%H
+		Q, K, V := k.q[bh*T_*dq:(bh+1)*T_*dq], k.k[bh*T_*dq:(bh+1)*T_*dq], k.v[bh*T_*dv:(bh+1)*T_*dv]
+		P, dP := k.p[bh*T_*T_:(bh+1)*T_*T_], k.dp[bh*T_*T_:(bh+1)*T_*T_]
+		dQ, dK, dV := k.dq[bh*T_*dq:(bh+1)*T_*dq], k.dk[bh*T_*dq:(bh+1)*T_*dq], k.dv[bh*T_*dv:(bh+1)*T_*dv]
+		dO := dout[b*T_*H*dv+h*dv:]
+		// dV = Pᵀ·dO, dP = dO·Vᵀ
+		kernels.Gemm(true, false, T_, dv, T_, 1, P, T_, dO, H*dv, 0, dV, dv)
+		kernels.Gemm(false, true, T_, T_, dv, 1, dO, H*dv, V, dv, 0, dP, T_)
+		// dS = P ⊙ (dP − rowsum(dP ⊙ P)), scaled by τ here so that dQ = dS·K, dK = dSᵀ·Q.
+		for t := 0; t < T_; t++ {
+			pr, dr_ := P[t*T_:(t+1)*T_], dP[t*T_:(t+1)*T_]
+			s := kernels.Dot(pr, dr_)
+			for j := range pr {
+				dr_[j] = pr[j] * (dr_[j] - s) * k.scale
+			}
+		}
+		kernels.Gemm(false, false, T_, dq, T_, 1, dP, T_, K, dq, 0, dQ, dq)
+		kernels.Gemm(true, false, T_, dq, T_, 1, dP, T_, Q, dq, 0, dK, dq)
+		dkr := k.dkr[bh*T_*dr : (bh+1)*T_*dr]
+		for t := 0; t < T_; t++ {
+			n := b*T_ + t
+			kernels.Rope(k.rope, dQ[t*dq+dn:(t+1)*dq], t, true, true)
+			kernels.Axpy(1, dQ[t*dq:(t+1)*dq], dQin[n*H*dq+h*dq:n*H*dq+(h+1)*dq])
+			kv := dKV[n*H*(dn+dv)+h*(dn+dv) : n*H*(dn+dv)+(h+1)*(dn+dv)]
+			kernels.Axpy(1, dK[t*dq:t*dq+dn], kv[:dn])
+			kernels.Axpy(1, dV[t*dv:(t+1)*dv], kv[dn:])
+			copy(dkr[t*dr:(t+1)*dr], dK[t*dq+dn:(t+1)*dq])
+			kernels.Rope(k.rope, dkr[t*dr:(t+1)*dr], t, true, true)
+		}
+	})
+	// The rope key is shared by all heads: sum their gradients (rows are disjoint across b).
+	kernels.For(k.B, T_*H*dr, func(b int) {
+		for h := 0; h < H; h++ {
+			dkr := k.dkr[(b*H+h)*T_*dr:]
+			for t := 0; t < T_; t++ {
+				n := b*T_ + t
+				kernels.Axpy(1, dkr[t*dr:(t+1)*dr], dKVA[n*(k.KVr+dr)+k.KVr:(n+1)*(k.KVr+dr)])
+			}
+		}
+	})
+	return nil
+}

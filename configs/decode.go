@@ -72,7 +72,11 @@ func decode(data []byte, filename string, sets []string) (*Config, map[string]or
 	case 1:
 		body = f.Docs[0].Body
 	default:
-		return nil, nil, &KeyError{Source: filename, Line: f.Docs[1].GetToken().Position.Line,
+		second := f.Docs[1].GetToken()
+		if f.Docs[1].Start != nil {
+			second = f.Docs[1].Start
+		}
+		return nil, nil, &KeyError{Source: filename, Line: second.Position.Line,
 			Msg: fmt.Sprintf("want one YAML document, found %d", len(f.Docs))}
 	}
 	stagesKV := d.mapping(body, cv, "", "stages")
@@ -548,6 +552,7 @@ func (d *decoder) applySet(c *Config, e setExpr) {
 	d.source, d.lines = "--set "+e.expr, false
 	v := reflect.ValueOf(c).Elem()
 	display := ""
+	stage := -1
 	for i := 0; i < len(e.path); i++ {
 		seg := e.path[i]
 		if v.Kind() != reflect.Struct {
@@ -567,6 +572,7 @@ func (d *decoder) applySet(c *Config, e setExpr) {
 			}
 			v = reflect.ValueOf(&c.Stages[j]).Elem()
 			display = stageLabel(name, j)
+			stage = j
 			i++
 			continue
 		}
@@ -579,6 +585,13 @@ func (d *decoder) applySet(c *Config, e setExpr) {
 		display = join(display, seg)
 	}
 	d.origins[display] = origin{source: d.source}
+	if stage >= 0 {
+		// A renamed stage is named by its new name in validation messages.
+		defer func() {
+			label := stageLabel(c.Stages[stage].Name, stage)
+			d.origins[label+strings.TrimPrefix(display, stageLabel(e.path[1], stage))] = origin{source: d.source}
+		}()
+	}
 
 	// A string field takes the text as typed (so "a #1" keeps its "#1"), unless it is quoted.
 	if v.Kind() == reflect.String && !strings.HasPrefix(strings.TrimSpace(e.value), `"`) && !strings.HasPrefix(strings.TrimSpace(e.value), `'`) {
@@ -672,23 +685,34 @@ func originCandidates(key string, related []string) []string {
 		}
 		add(r)
 	}
-	parents := func(k string) {
-		for {
-			i := strings.LastIndex(k, ".")
-			if i < 0 {
-				return
-			}
-			k = k[:i]
-			add(k)
-		}
-	}
 	if stage != "" {
-		parents(join(stage, rest))
+		for _, p := range parentKeys(rest) {
+			add(join(stage, p))
+		}
 		add(stage)
-		parents(rest + ".")
+		for _, p := range parentKeys(rest) {
+			add(p)
+		}
 		add("stages")
 	} else {
-		parents(key)
+		for _, p := range parentKeys(key) {
+			add(p)
+		}
 	}
 	return out
+}
+
+// parentKeys lists the enclosing keys of key, innermost first: data.ops[1] → data.ops, data.
+func parentKeys(key string) []string {
+	var out []string
+	for {
+		if i := strings.LastIndex(key, "["); i > 0 && strings.HasSuffix(key, "]") && !strings.Contains(key[i:], ".") {
+			key = key[:i]
+		} else if i := strings.LastIndex(key, "."); i > 0 {
+			key = key[:i]
+		} else {
+			return out
+		}
+		out = append(out, key)
+	}
 }

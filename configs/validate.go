@@ -171,7 +171,7 @@ func validateData(k *checker, d *Data) {
 			k.oneOf("data.generator", d.Generator, DataGenerators)
 		default:
 			if d.Path == "" {
-				k.add("data.path", "required when data.source is %s", d.Source)
+				k.addRelated("data.path", []string{"data.source"}, "required when data.source is %s", d.Source)
 			}
 			if d.TextColumn == "" {
 				k.add("data.text_column", "required when data.source is %s", d.Source)

@@ -395,3 +395,20 @@ func TestClone(t *testing.T) {
 		t.Errorf("Clone shares slices with the original: %v %v", c.Data.Ops, c.Stages[0].Data.Ops)
 	}
 }
+
+// TestReferenceListsEveryKey keeps REFERENCE.md in step with the schema.
+func TestReferenceListsEveryKey(t *testing.T) {
+	ref, err := os.ReadFile("REFERENCE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []reflect.Type{reflect.TypeOf(Config{}), reflect.TypeOf(Model{}), reflect.TypeOf(Data{}),
+		reflect.TypeOf(Optimizer{}), reflect.TypeOf(Schedule{}), reflect.TypeOf(Train{}), reflect.TypeOf(Checkpoint{}),
+		reflect.TypeOf(Run{}), reflect.TypeOf(Stage{})} {
+		for _, key := range fieldKeys(typ) {
+			if !strings.Contains(string(ref), "`"+key+"`") {
+				t.Errorf("REFERENCE.md does not list %s.%s", typ.Name(), key)
+			}
+		}
+	}
+}

@@ -4,6 +4,7 @@ package configs
 
 import (
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -255,6 +256,14 @@ func TestLoadUnknown(t *testing.T) {
 	}
 	if _, err := Load(t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "is a directory") {
 		t.Errorf("Load(dir) = %v", err)
+	}
+	// A directory that happens to share a recipe's name does not hide the recipe.
+	t.Chdir(t.TempDir())
+	if err := os.Mkdir("tiny", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := Load("tiny", nil); err != nil || c.Name != "tiny" {
+		t.Errorf("Load(tiny) beside a directory named tiny = %v, %v", c, err)
 	}
 	if _, err := Load("tiny", []string{"train.steps=abc"}); err == nil || !strings.Contains(err.Error(), "--set train.steps=abc: train.steps: want an integer") {
 		t.Errorf("Load(tiny, bad --set) = %v", err)

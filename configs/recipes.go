@@ -53,10 +53,7 @@ func recipeName(s string) string {
 // before validation.
 func Load(pathOrName string, sets []string) (*Config, error) {
 	st, err := os.Stat(pathOrName)
-	switch {
-	case err == nil && st.IsDir():
-		return nil, fmt.Errorf("configs: %s is a directory, want a recipe file or name (recipes: %s)", pathOrName, strings.Join(Recipes(), ", "))
-	case err == nil:
+	if err == nil && !st.IsDir() {
 		data, err := os.ReadFile(pathOrName)
 		if err != nil {
 			return nil, fmt.Errorf("configs: %w", err)
@@ -64,10 +61,14 @@ func Load(pathOrName string, sets []string) (*Config, error) {
 		return Parse(data, pathOrName, sets)
 	}
 	name := recipeName(pathOrName)
-	data, rerr := recipeFS.ReadFile(name + ".yaml")
-	if rerr != nil || strings.Contains(name, "/") {
-		return nil, fmt.Errorf("configs: %q is neither a file (%v) nor an embedded recipe (recipes: %s)",
-			pathOrName, err, strings.Join(Recipes(), ", "))
+	if !strings.Contains(name, "/") {
+		if data, rerr := recipeFS.ReadFile(name + ".yaml"); rerr == nil {
+			return Parse(data, "configs/"+name+".yaml", sets)
+		}
 	}
-	return Parse(data, "configs/"+name+".yaml", sets)
+	why := "is a directory"
+	if err != nil {
+		why = "is not a file (" + err.Error() + ")"
+	}
+	return nil, fmt.Errorf("configs: %q %s and not an embedded recipe (recipes: %s)", pathOrName, why, strings.Join(Recipes(), ", "))
 }

@@ -123,8 +123,11 @@ func (k *moeKernel[T]) valid(n int) bool {
 }
 
 // selectExperts writes the K experts of one token into ids, given affinities s and the correction bias.
-// It is shared with the inference engine so both choose identically.
-func selectExperts[T Float](ids []int32, s []T, bias []T, c moeConfig, sel []float64) {
+// It is shared with the inference engine so both choose identically. It returns the selection margin: the
+// smallest gap between a kept and a dropped score, over the group ranking and the expert ranking (a tiny margin
+// means two computations that differ by rounding may choose differently).
+func selectExperts[T Float](ids []int32, s []T, bias []T, c moeConfig, sel []float64) float64 {
+	margin := math.Inf(1)
 	E, G := c.E, c.Groups
 	for i := 0; i < E; i++ {
 		sel[i] = float64(s[i]) + float64(bias[i])
@@ -152,6 +155,7 @@ func selectExperts[T Float](ids []int32, s []T, bias []T, c moeConfig, sel []flo
 			gl = append(gl, gscore{g, a + b})
 		}
 		sort.SliceStable(gl, func(i, j int) bool { return gl[i].v > gl[j].v })
+		margin = gl[c.KeepGroups-1].v - gl[c.KeepGroups].v
 		for _, x := range gl[c.KeepGroups:] {
 			for i := x.g * gs; i < (x.g+1)*gs; i++ {
 				sel[i] = math.Inf(-1)
@@ -170,8 +174,18 @@ func selectExperts[T Float](ids []int32, s []T, bias []T, c moeConfig, sel []flo
 			}
 		}
 		ids[k] = int32(best)
+		if k == c.K-1 {
+			last := sel[best]
+			sel[best] = math.Inf(-1)
+			next := math.Inf(-1)
+			for _, v := range sel {
+				next = math.Max(next, v)
+			}
+			margin = math.Min(margin, last-next)
+		}
 		sel[best] = math.Inf(-1)
 	}
+	return margin
 }
 
 // gateWeights computes g_k = scale·s_{id_k}/(Σ s + 1e-20) (or scale·s_{id_k} without norm_topk_prob).

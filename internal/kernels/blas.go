@@ -31,6 +31,19 @@ func Backend() string { return backendName }
 // SetBLAS replaces the backend (a CUDA or test backend); it is not safe to call while kernels run.
 func SetBLAS(name string, b BLAS) { backend, backendName = b, name }
 
+// GemmShape is one recorded GEMM call: op(A) [M, K] times op(B) [K, N].
+type GemmShape struct {
+	TransA, TransB bool
+	M, N, K        int
+}
+
+// Flops is 2·M·N·K.
+func (s GemmShape) Flops() float64 { return 2 * float64(s.M) * float64(s.N) * float64(s.K) }
+
+// GemmRecorder, when set, is called with the shape of every float32/float64 GEMM (used by `trainer bench` to
+// count a step's FLOPs and replay its matmul shapes). It must be safe for concurrent use; nil = off.
+var GemmRecorder func(GemmShape)
+
 // Gemm computes C = alpha·op(A)·op(B) + beta·C with row-major matrices, op(X) = Xᵀ when the flag is set.
 // op(A) is [m, k], op(B) is [k, n], C is [m, n]; lda, ldb, ldc are the row strides of the stored matrices.
 func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
@@ -40,6 +53,9 @@ func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b 
 	if k == 0 {
 		Scale(beta, c[:(m-1)*ldc+n])
 		return
+	}
+	if GemmRecorder != nil {
+		GemmRecorder(GemmShape{transA, transB, m, n, k})
 	}
 	tA, tB := blas.NoTrans, blas.NoTrans
 	if transA {

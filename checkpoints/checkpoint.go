@@ -173,11 +173,11 @@ func SaveWith(checkpointsDir, name string, ck *Checkpoint, opts SaveOptions) (di
 	if !decodable(dtype) {
 		return "", fmt.Errorf("save %s: model dtype %s not supported (F32, BF16 or F16)", name, dtype)
 	}
-	if err := checkModelTensors(ck.Model, ck.Tensors); err != nil {
+	cfgJSON, err := MarshalConfig(ck.Model) // validates the model first
+	if err != nil {
 		return "", fmt.Errorf("save %s: %w", name, err)
 	}
-	cfgJSON, err := MarshalConfig(ck.Model)
-	if err != nil {
+	if err := checkModelTensors(ck.Model, ck.Tensors); err != nil {
 		return "", fmt.Errorf("save %s: %w", name, err)
 	}
 	genJSON, err := MarshalGenerationConfig(DefaultGenerationConfig())
@@ -543,14 +543,17 @@ func (s *source) readModel(specs []model.Spec, dst func(i int) []float32) (err e
 	}
 	// A header that fails the checks below may itself be damaged: verify the digests before blaming it.
 	fail := func(err error) error {
+		var damaged error
 		for _, sh := range shards {
-			if ferr := sh.v.finish(); ferr != nil {
-				err = fmt.Errorf("load checkpoint: %w (reading it: %v)", ferr, err)
-				break
+			if ferr := sh.v.finish(); ferr != nil && damaged == nil {
+				damaged = ferr
 			}
 		}
 		shards = nil
-		return err
+		if damaged != nil {
+			return fmt.Errorf("load checkpoint: %w (reading it: %v)", damaged, err)
+		}
+		return fmt.Errorf("load checkpoint: %w", err)
 	}
 	want := make(map[string]int, len(specs))
 	for i, sp := range specs {
@@ -561,7 +564,7 @@ func (s *source) readModel(specs []model.Spec, dst func(i int) []float32) (err e
 		for _, t := range sh.h.Tensors {
 			path := filepath.Join(s.dir, sh.name)
 			if prev, dup := where[t.Name]; dup {
-				return fail(fmt.Errorf("load checkpoint: tensor %s is in both %s and %s", t.Name, prev, sh.name))
+				return fail(fmt.Errorf("tensor %s is in both %s and %s", t.Name, prev, sh.name))
 			}
 			where[t.Name] = sh.name
 			if weightMap != nil && weightMap[t.Name] != sh.name {
@@ -573,10 +576,10 @@ func (s *source) readModel(specs []model.Spec, dst func(i int) []float32) (err e
 				continue
 			}
 			if !slices.Equal(t.Shape, specs[i].Shape) {
-				return fail(fmt.Errorf("load checkpoint: %s: tensor %s: wrong shape: want %v, got %v", path, t.Name, specs[i].Shape, t.Shape))
+				return fail(fmt.Errorf("%s: tensor %s: wrong shape: want %v, got %v", path, t.Name, specs[i].Shape, t.Shape))
 			}
 			if !decodable(t.DType) {
-				return fail(fmt.Errorf("load checkpoint: %s: unsupported dtype %s for tensor %s (want F32, F16 or BF16)", path, t.DType, t.Name))
+				return fail(fmt.Errorf("%s: unsupported dtype %s for tensor %s (want F32, F16 or BF16)", path, t.DType, t.Name))
 			}
 		}
 	}
@@ -586,12 +589,12 @@ func (s *source) readModel(specs []model.Spec, dst func(i int) []float32) (err e
 			if strings.Contains(sp.Name, ".indexer.") {
 				hint = fmt.Sprintf(" (the config has index_n_heads = %d, so the DSA indexer's tensors are required)", s.ck.Model.IndexNHeads)
 			}
-			return fail(fmt.Errorf("load checkpoint %s: missing tensor %s%s", s.dir, sp.Name, hint))
+			return fail(fmt.Errorf("%s: missing tensor %s%s", s.dir, sp.Name, hint))
 		}
 	}
 	for name, f := range weightMap {
 		if where[name] != f {
-			return fail(fmt.Errorf("load checkpoint %s: %s maps tensor %s to %s, which does not hold it", s.dir, ModelIndexFile, name, f))
+			return fail(fmt.Errorf("%s: %s maps tensor %s to %s, which does not hold it", s.dir, ModelIndexFile, name, f))
 		}
 	}
 	for _, sh := range shards {

@@ -250,9 +250,7 @@ func parseHeader(raw []byte, what string) (*Header, error) {
 			Shape       []int    `json:"shape"`
 			DataOffsets []uint64 `json:"data_offsets"`
 		}
-		d := json.NewDecoder(bytes.NewReader(val))
-		d.DisallowUnknownFields()
-		if err := d.Decode(&e); err != nil {
+		if err := json.Unmarshal(val, &e); err != nil { // unknown fields are ignored, as the Python library does
 			return nil, bad(fmt.Errorf("tensor %s: %w", name, err))
 		}
 		if e.DType == nil || e.Shape == nil || len(e.DataOffsets) != 2 {

@@ -1,0 +1,204 @@
+// Command trainer is Sparrow's CLI: run a pipeline of training stages, evaluate a checkpoint, benchmark the
+// kernels, work with the chat format. Each command is a thin call into a package.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sparrow-rl/sparrow/checkpoints"
+	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/internal/kernels"
+	"github.com/sparrow-rl/sparrow/trainer"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		if errors.Is(err, trainer.ErrInterrupted) {
+			os.Exit(130)
+		}
+		os.Exit(1)
+	}
+}
+
+type globalFlags struct {
+	logLevel  string
+	logFormat string
+}
+
+func (g *globalFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch g.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", g.logFormat)
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:           "trainer",
+		Short:         "Sparrow: DeepSeek-V3.2-style pre-training and RL post-training in Go",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "text or json (logs go to stderr)")
+	root.AddCommand(newRunCmd(g), newEvalCmd(g), newVersionCmd())
+	for _, c := range extraCommands {
+		root.AddCommand(c())
+	}
+	return root
+}
+
+// extraCommands are the commands other files of this package add (chat, bench).
+var extraCommands []func() *cobra.Command
+
+func newRunCmd(g *globalFlags) *cobra.Command {
+	var sets []string
+	var runDir, resume string
+	c := &cobra.Command{
+		Use:   "run CONFIG",
+		Short: "Run a training pipeline (a recipe name such as math, or a YAML file)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := configs.Load(args[0], sets)
+			if err != nil {
+				return err
+			}
+			if runDir == "" {
+				runDir = cfg.Run.Dir
+			}
+			if runDir == "" {
+				runDir = filepath.Join("runs", fmt.Sprintf("%s-%s", cfg.Name, time.Now().Format("20060102-150405")))
+			}
+			log, err := g.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			log.Info("run", "config", cfg.Name, "dir", runDir, "stages", strings.Join(cfg.StageNames(), ","), "blas", kernels.Backend(), "threads", kernels.Threads())
+			start := time.Now()
+			if err := trainer.Execute(ctx, cfg, trainer.Options{Dir: runDir, Resume: resume, Log: log}); err != nil {
+				return err
+			}
+			log.Info("run finished", "dir", runDir, "minutes", fmt.Sprintf("%.2f", time.Since(start).Minutes()))
+			return nil
+		},
+	}
+	c.Flags().StringArrayVar(&sets, "set", nil, "override a config key, e.g. --set optimizer.lr=1e-3 (repeatable)")
+	c.Flags().StringVar(&runDir, "run-dir", "", "run directory (default runs/<name>-<timestamp>)")
+	c.Flags().StringVar(&resume, "resume", "", "continue a run: bare --resume (= auto) takes the newest checkpoint of --run-dir; or a checkpoint directory")
+	c.Flags().Lookup("resume").NoOptDefVal = "auto"
+	return c
+}
+
+func newEvalCmd(g *globalFlags) *cobra.Command {
+	var ckpt, config, stage string
+	var sets []string
+	var batches int
+	c := &cobra.Command{
+		Use:   "eval --checkpoint DIR",
+		Short: "Evaluate a checkpoint (held-out loss and perplexity); prints JSON",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if ckpt == "" {
+				return errors.New("--checkpoint is required")
+			}
+			if strings.HasPrefix(ckpt, "s3://") {
+				return fmt.Errorf("--checkpoint %s: object-storage checkpoints are not supported by this build yet", ckpt)
+			}
+			if fi, err := os.Stat(filepath.Join(ckpt, "latest")); err == nil && !fi.IsDir() {
+				// a checkpoints/ directory: take its newest checkpoint
+				if d, err := checkpoints.Latest(ckpt); err == nil {
+					ckpt = d
+				}
+			}
+			if config == "" {
+				// the run's own resolved config when the checkpoint lives in a run directory
+				cand := filepath.Join(filepath.Dir(filepath.Dir(filepath.Clean(ckpt))), "config.yaml")
+				if _, err := os.Stat(cand); err == nil {
+					config = cand
+				} else {
+					config = "pretrain"
+				}
+			}
+			cfg, err := configs.Load(config, sets)
+			if err != nil {
+				return err
+			}
+			st := cfg.Stages[0]
+			if stage != "" {
+				s, ok := cfg.Stage(stage)
+				if !ok {
+					return fmt.Errorf("--stage %q: config %s has stages %v", stage, config, cfg.StageNames())
+				}
+				st = *s
+			}
+			if batches <= 0 {
+				batches = st.Train.EvalBatches
+			}
+			res, err := trainer.Evaluate(ckpt, cfg, st, batches)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(res)
+		},
+	}
+	c.Flags().StringVar(&ckpt, "checkpoint", "", "checkpoint directory (or a run's checkpoints/ directory: its newest)")
+	c.Flags().StringVar(&config, "config", "", "config for the data and batch shape (default: the run's config.yaml, else the pretrain recipe)")
+	c.Flags().StringVar(&stage, "stage", "", "stage whose data section to evaluate on (default: the first)")
+	c.Flags().IntVar(&batches, "batches", 0, "held-out batches (default: train.eval_batches)")
+	c.Flags().StringArrayVar(&sets, "set", nil, "override a config key (repeatable)")
+	return c
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version, Go version and BLAS backend",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, args []string) {
+			rev := ""
+			if bi, ok := debug.ReadBuildInfo(); ok {
+				for _, s := range bi.Settings {
+					if s.Key == "vcs.revision" {
+						rev = s.Value
+					}
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "sparrow trainer %s (revision %s) %s %s/%s blas=%s threads=%d\n",
+				version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH, kernels.Backend(), kernels.Threads())
+		},
+	}
+}
+
+var _ = context.Background

@@ -1,0 +1,213 @@
+// pipeline.go: the pipeline runner. A run is a directory (architecture.md, "Run directory") and a list of
+// stages; each stage starts from its init_from checkpoint, the previous stage's weights, or a fresh model,
+// and ends with a checkpoint. Resume picks up a checkpoint's stage at its step, with its optimizer state and
+// data cursor, so N steps + resume + N steps equals 2N steps bit for bit.
+package trainer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/sparrow-rl/sparrow/checkpoints"
+	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/internal/kernels"
+	"github.com/sparrow-rl/sparrow/model"
+)
+
+// ImplementedKinds are the stage kinds this build can run.
+var ImplementedKinds = map[string]bool{configs.KindPretrain: true}
+
+// Options configure a pipeline run.
+type Options struct {
+	// Dir is the run directory (created if missing).
+	Dir string
+	// Resume is "" (start fresh; refuses a run directory that already has checkpoints), "auto" (continue the
+	// newest checkpoint of Dir), or a checkpoint directory.
+	Resume string
+	Log    *slog.Logger
+}
+
+// Run is one pipeline run in progress.
+type Run struct {
+	Config  *configs.Config
+	Dir     string
+	Metrics *Metrics
+	Log     *slog.Logger
+}
+
+// CheckpointsDir is <run>/checkpoints.
+func (r *Run) CheckpointsDir() string { return filepath.Join(r.Dir, "checkpoints") }
+
+func (r *Run) saveCheckpoint(ck *checkpoints.Checkpoint) (string, error) {
+	name := checkpoints.Name(ck.State.Stage, ck.State.Step)
+	dir, err := checkpoints.Save(r.CheckpointsDir(), name, ck)
+	if err != nil {
+		return "", fmt.Errorf("saving checkpoint %s: %w", name, err)
+	}
+	r.Log.Info("checkpoint saved", "dir", dir)
+	c := r.Config.Checkpoint
+	if c.KeepLast > 0 {
+		removed, err := checkpoints.Prune(r.CheckpointsDir(), c.KeepLast, c.KeepEvery)
+		if err != nil {
+			return dir, fmt.Errorf("pruning checkpoints: %w", err)
+		}
+		for _, n := range removed {
+			r.Log.Debug("checkpoint pruned", "name", n)
+		}
+	}
+	return dir, nil
+}
+
+// Execute runs the pipeline of cfg (already validated) until its last stage ends, ctx is cancelled
+// (ErrInterrupted, after a checkpoint), or an error.
+func Execute(ctx context.Context, cfg *configs.Config, opt Options) error {
+	if err := cfg.CheckKinds(ImplementedKinds); err != nil {
+		return err
+	}
+	for _, st := range cfg.Stages {
+		if strings.HasPrefix(st.InitFrom, "s3://") {
+			return fmt.Errorf("stages[%s].init_from: object-storage checkpoints (%s) are not supported by this build yet", st.Name, st.InitFrom)
+		}
+	}
+	log := opt.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	if opt.Dir == "" {
+		return errors.New("trainer: no run directory")
+	}
+	if err := os.MkdirAll(opt.Dir, 0o755); err != nil {
+		return fmt.Errorf("trainer: run directory: %w", err)
+	}
+	r := &Run{Config: cfg, Dir: opt.Dir, Log: log}
+	var resume *checkpoints.Checkpoint
+	switch opt.Resume {
+	case "":
+		if latest, err := checkpoints.Latest(r.CheckpointsDir()); err == nil {
+			return fmt.Errorf("trainer: run directory %s already has checkpoint %s: pass --resume to continue it or choose another --run-dir", opt.Dir, filepath.Base(latest))
+		}
+	default:
+		dir := opt.Resume
+		if dir == "auto" {
+			latest, err := checkpoints.Latest(r.CheckpointsDir())
+			if err != nil {
+				return fmt.Errorf("trainer: --resume: no checkpoint to continue in %s: %w", r.CheckpointsDir(), err)
+			}
+			dir = latest
+		}
+		ck, err := checkpoints.Load(dir, checkpoints.LoadOptions{})
+		if err != nil {
+			return fmt.Errorf("trainer: --resume: %w", err)
+		}
+		if ck.Foreign {
+			return fmt.Errorf("trainer: --resume: %s is not a Sparrow training checkpoint (no trainer state); use init_from to start a stage from it", dir)
+		}
+		if _, ok := cfg.Stage(ck.State.Stage); !ok {
+			return fmt.Errorf("trainer: --resume: checkpoint %s belongs to stage %q, which this config does not have (stages: %v)", dir, ck.State.Stage, cfg.StageNames())
+		}
+		if ck.State.ConfigHash != "" && ck.State.ConfigHash != cfg.Hash() {
+			log.Warn("resuming with a config that differs from the checkpoint's", "checkpoint", dir)
+		}
+		resume = ck
+		log.Info("resuming", "checkpoint", dir, "stage", ck.State.Stage, "step", ck.State.StageSteps)
+	}
+	if err := cfg.WriteResolved(filepath.Join(opt.Dir, "config.yaml")); err != nil {
+		return fmt.Errorf("trainer: %w", err)
+	}
+	m, err := OpenMetrics(opt.Dir, cfg.Run.TensorBoard)
+	if err != nil {
+		return fmt.Errorf("trainer: %w", err)
+	}
+	defer m.Close()
+	r.Metrics = m
+	if cfg.Run.Threads > 0 {
+		kernels.SetThreads(cfg.Run.Threads)
+	}
+
+	var params *model.Params
+	skipping := resume != nil
+	for _, st := range cfg.Stages {
+		if skipping && st.Name != resume.State.Stage {
+			log.Info("stage already done", "stage", st.Name)
+			continue
+		}
+		var ck *checkpoints.Checkpoint
+		if skipping {
+			ck, skipping = resume, false
+		}
+		params, err = r.runStage(ctx, st, params, ck)
+		if err != nil {
+			return err
+		}
+		if cfg.Run.Plots {
+			if _, err := PlotRun(opt.Dir); err != nil {
+				log.Warn("plotting failed", "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// stageParams returns the weights a stage starts from.
+func (r *Run) stageParams(st configs.Stage, prev *model.Params) (*model.Params, error) {
+	switch {
+	case st.InitFrom != "":
+		p, warns, err := checkpoints.LoadParams(st.InitFrom)
+		if err != nil {
+			return nil, fmt.Errorf("stages[%s].init_from: %w", st.Name, err)
+		}
+		for _, w := range warns {
+			r.Log.Warn(w, "stage", st.Name)
+		}
+		if p.Config != r.Config.Model {
+			r.Log.Warn("init_from checkpoint's model differs from the config's model section; using the checkpoint's", "stage", st.Name)
+		}
+		return p, nil
+	case prev != nil:
+		return prev, nil
+	default:
+		p := model.NewParams(r.Config.Model)
+		p.Init(uint64(r.Config.Seed))
+		return p, nil
+	}
+}
+
+func (r *Run) runStage(ctx context.Context, st configs.Stage, prev *model.Params, resume *checkpoints.Checkpoint) (*model.Params, error) {
+	var params *model.Params
+	var err error
+	if resume != nil {
+		if params, err = resume.ToParams(); err != nil {
+			return nil, fmt.Errorf("trainer: --resume: %w", err)
+		}
+	} else if params, err = r.stageParams(st, prev); err != nil {
+		return nil, err
+	}
+	total, active := params.Count()
+	r.Log.Info("stage start", "stage", st.Name, "kind", st.Kind, "params", total, "active_params", active,
+		"steps", st.Train.Steps, "batch", st.Train.BatchSize, "seq_len", st.Train.SeqLen, "grad_accum", st.Train.GradAccum, "blas", kernels.Backend())
+	switch st.Kind {
+	case configs.KindPretrain:
+		s, err := newLMStage(r, st, params)
+		if err != nil {
+			return nil, err
+		}
+		defer s.close()
+		if resume != nil {
+			if err := s.restore(resume); err != nil {
+				return nil, err
+			}
+		}
+		if err := s.runLoop(ctx); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("stages[%s].kind: %s is not implemented by this build", st.Name, st.Kind)
+	}
+	r.Log.Info("stage done", "stage", st.Name)
+	return params, nil
+}

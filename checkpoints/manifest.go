@@ -83,35 +83,32 @@ func readManifest(dir string) (*Manifest, error) {
 	return &m, nil
 }
 
-// hashWriter writes through a buffer to a file, counting and hashing the bytes.
-type hashWriter struct {
-	f   *os.File
-	bw  *bufio.Writer
-	h   hash.Hash
-	n   int64
-	out io.Writer
+// countWriter counts the bytes written through it.
+type countWriter struct {
+	w io.Writer
+	n int64
 }
 
-func (w *hashWriter) Write(p []byte) (int, error) {
-	n, err := w.out.Write(p)
-	w.n += int64(n)
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
 	return n, err
 }
 
-// writeFile creates dir/name (which must not exist), lets write fill it, flushes and fsyncs it, and
-// returns its manifest entry.
+// writeFile creates dir/name (which must not exist), lets write fill it through a 1 MiB buffer while
+// hashing, flushes and fsyncs it, and returns its manifest entry.
 func writeFile(dir, name string, write func(w io.Writer) error) (FileEntry, error) {
 	path := filepath.Join(dir, name)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return FileEntry{}, err
 	}
-	hw := &hashWriter{f: f, h: sha256.New()}
-	hw.bw = bufio.NewWriterSize(io.MultiWriter(f, hw.h), 1<<20)
-	hw.out = hw.bw
-	err = write(hw)
+	h := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(f, h)}
+	bw := bufio.NewWriterSize(cw, 1<<20)
+	err = write(bw)
 	if err == nil {
-		err = hw.bw.Flush()
+		err = bw.Flush()
 	}
 	if err == nil {
 		err = f.Sync()
@@ -122,7 +119,7 @@ func writeFile(dir, name string, write func(w io.Writer) error) (FileEntry, erro
 	if err != nil {
 		return FileEntry{}, fmt.Errorf("write %s: %w", path, err)
 	}
-	return FileEntry{Size: hw.n, SHA256: hex.EncodeToString(hw.h.Sum(nil))}, nil
+	return FileEntry{Size: cw.n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
 // verifiedFile reads one checkpoint file once, hashing what passes; finish checks the digest.

@@ -1,0 +1,22 @@
+# Sparrow's two everyday commands, plus the OpenBLAS build.
+GO ?= go
+
+.PHONY: run test build build-openblas bench
+
+# The main job: the math recipe on embedded defaults (local run directory under runs/).
+run:
+	$(GO) run ./cmd/trainer run configs/math.yaml
+
+# The whole test suite (finishes within 10 minutes on 2 cores).
+test:
+	$(GO) test ./...
+
+build:
+	$(GO) build -o bin/trainer ./cmd/trainer
+
+# OpenBLAS kernels: needs Debian's libopenblas-dev.
+build-openblas:
+	CGO_LDFLAGS=-lopenblas $(GO) build -tags openblas -o bin/trainer-openblas ./cmd/trainer
+
+bench: build
+	./bin/trainer bench train-step

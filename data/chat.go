@@ -19,6 +19,8 @@ package data
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -320,6 +322,31 @@ func ReadTemplateFile(path, placeholder string) (string, error) {
 		s = strings.TrimSuffix(s, "\r")
 	}
 	return s, nil
+}
+
+// SHA-256 of the official DeepSeek-V3.2 preambles once rendered (chat-format.md §3.1): the tools text
+// (1120 bytes) and the first 16 hex digits of the response-format text (79 bytes). TemplateDigest lets a
+// user check that the template they supply reproduces the official prompts.
+const (
+	OfficialToolsTextSHA256         = "a4968eee0c1d1b527ff66e0017036f1d4ec6e9c8fd16b67864853e201c33c48c"
+	OfficialResponseFormatSHA256Pre = "27cfb1a03906e063"
+)
+
+// TemplateDigest returns the hex SHA-256 of the preamble a template renders: its token placeholders
+// replaced, and for a full template (one holding placeholder) the text before the schemas without the
+// structural "\n<functions>\n" (tools) or "\n" (response format) that precedes them.
+func TemplateDigest(tmpl, placeholder string) string {
+	pre := templateTokens.Replace(tmpl)
+	if i := strings.Index(pre, placeholder); i >= 0 {
+		pre = pre[:i]
+		if placeholder == PlaceholderToolSchemas {
+			pre = strings.TrimSuffix(pre, "\n<functions>\n")
+		} else {
+			pre = strings.TrimSuffix(pre, "\n")
+		}
+	}
+	sum := sha256.Sum256([]byte(pre))
+	return hex.EncodeToString(sum[:])
 }
 
 // piece is one run of the rendered prompt: either a special id or text, and whether the assistant

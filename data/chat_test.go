@@ -351,6 +351,18 @@ func TestTemplates(t *testing.T) {
 	if err != nil || got != "S" {
 		t.Fatalf("empty tools/response_format: %q, %v", got, err)
 	}
+	// TemplateDigest: the preamble and full forms of one template hash alike.
+	pd := TemplateDigest("A {dsml_token}", PlaceholderToolSchemas)
+	if fd := TemplateDigest("A {dsml_token}\n<functions>\n{tool_schemas}\n</functions>\n", PlaceholderToolSchemas); fd != pd {
+		t.Errorf("TemplateDigest: full form %s, preamble form %s", fd, pd)
+	}
+	// sha256("A ｜DSML｜") worked out with sha256sum.
+	if pd != "faed1685b80c138da8e1f95bc16be2622e2c080558fa02b5df85a1bc9e698f18" {
+		t.Errorf("TemplateDigest = %s", pd)
+	}
+	if rd := TemplateDigest("R:\n{schema}", PlaceholderSchema); rd != "12f1d3ff206f28173f14989e3c3a314f62733426ff926b67e8d4612af95715f3" { // sha256("R:")
+		t.Errorf("TemplateDigest(rf) = %s", rd)
+	}
 	// ReadTemplateFile drops the editor's final newline from a preamble only.
 	dir := t.TempDir()
 	pre, full := filepath.Join(dir, "pre.txt"), filepath.Join(dir, "full.txt")

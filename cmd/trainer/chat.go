@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -86,11 +87,15 @@ func newChatEncodeCmd() *cobra.Command {
 				if opt.ToolsTemplate, err = data.ReadTemplateFile(toolsTmpl, data.PlaceholderToolSchemas); err != nil {
 					return fmt.Errorf("chat encode: --template: %w", err)
 				}
+				d := data.TemplateDigest(opt.ToolsTemplate, data.PlaceholderToolSchemas)
+				slog.Info("tools template", "file", toolsTmpl, "sha256", d, "official_deepseek_text", d == data.OfficialToolsTextSHA256)
 			}
 			if rfTmpl != "" {
 				if opt.ResponseFormatTemplate, err = data.ReadTemplateFile(rfTmpl, data.PlaceholderSchema); err != nil {
 					return fmt.Errorf("chat encode: --rf-template: %w", err)
 				}
+				d := data.TemplateDigest(opt.ResponseFormatTemplate, data.PlaceholderSchema)
+				slog.Info("response-format template", "file", rfTmpl, "sha256", d, "official_deepseek_text", strings.HasPrefix(d, data.OfficialResponseFormatSHA256Pre))
 			}
 			out := cmd.OutOrStdout()
 			if ids || mask {

@@ -103,7 +103,9 @@ type CorpusState struct {
 	Docs      int64  `json:"docs"`                // documents returned by Next
 	Epoch     int64  `json:"epoch,omitempty"`     // files: completed passes over the file
 	EpochDocs int64  `json:"epoch_docs,omitempty"`
-	Row       int64  `json:"row,omitempty"`    // files: index of the next row to read in the file
+	File      int64  `json:"file,omitempty"`   // files: index of the current file in name order
+	Files     int64  `json:"files,omitempty"`  // files: number of files, checked on restore
+	Row       int64  `json:"row,omitempty"`    // files: index of the next row to read in the current file
 	Offset    int64  `json:"offset,omitempty"` // jsonl: byte offset of the next line
 	Line      int64  `json:"line,omitempty"`   // jsonl: lines read before Offset
 	Rows      int64  `json:"rows,omitempty"`   // parquet: rows in the file, checked on restore
@@ -113,7 +115,7 @@ type CorpusState struct {
 type CorpusConfig struct {
 	Source     string   `yaml:"source" json:"source"`       // synthetic | jsonl | parquet
 	Generator  string   `yaml:"generator" json:"generator"` // synthetic: a registered generator, e.g. arithmetic
-	Path       string   `yaml:"path" json:"path"`           // jsonl, parquet: the file
+	Path       string   `yaml:"path" json:"path"`           // jsonl, parquet: a file, a directory or a glob
 	TextColumn string   `yaml:"text_column" json:"text_column"`
 	HeldOut    float64  `yaml:"held_out" json:"held_out"` // fraction of keys/documents held out, in [0,1)
 	MaxDigits  int      `yaml:"max_digits" json:"max_digits"`

@@ -1,10 +1,11 @@
 // textfile.go implements the user text corpora, read through Arrow: JSONL (one JSON object per line, decoded
 // by Arrow's JSON record builder; the text field must be a string, other fields are ignored, blank lines are
-// skipped) and Parquet (one string column, read with pqarrow's record reader). A TextCorpus streams the
-// file in order, keeps the documents whose text hashes into its split (InSplit on the text, so equal texts
-// share a split and the split does not depend on the file's order), and wraps around at the end of the file,
-// counting epochs. Its cursor is the file position of the next row (row index; for JSONL also the byte
-// offset and line number), so a restore seeks straight there.
+// skipped) and Parquet (one string column, read with pqarrow's record reader). The path is a file, a
+// directory or a glob; the files are read in name order. A TextCorpus streams them in order, keeps the
+// documents whose text hashes into its split (InSplit on the text, so equal texts share a split and the split
+// does not depend on the order), and wraps around after the last file, counting epochs. Its cursor is the
+// file index and the position of the next row in it (row index; for JSONL also the byte offset and line
+// number), so a restore seeks straight there.
 //
 // WriteTextParquet writes a Parquet file with one text column, for tests and for converting JSONL.
 
@@ -19,6 +20,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -59,43 +63,134 @@ type textSource interface {
 	close() error
 }
 
-// TextCorpus streams the documents of a JSONL or Parquet file that fall in one split.
+// TextCorpus streams the documents of one or more JSONL or Parquet files that fall in one split. The files
+// are read in order (a directory or glob is expanded and sorted by name), and the stream wraps around to the
+// first file after the last.
 type TextCorpus struct {
-	src     textSource
-	heldOut float64
-	split   Split
+	kind, name, column string // name is the path the corpus was opened with
+	paths              []string
+	open               func(path, column string) (textSource, error)
+	heldOut            float64
+	split              Split
 
-	buf []textRow
-	i   int
+	file int        // index in paths of the open file
+	src  textSource // the open file
+	buf  []textRow
+	i    int
 
 	epoch, epochDocs, docs int64
 }
 
-// OpenJSONLCorpus opens a JSONL corpus reading the string field column of each line.
+// OpenJSONLCorpus opens a JSONL corpus reading the string field column of each line. path is a file, a
+// directory (its *.jsonl files) or a glob.
 func OpenJSONLCorpus(path, column string, heldOut float64, split Split) (*TextCorpus, error) {
-	if err := checkHeldOut(heldOut, split); err != nil {
-		return nil, fmt.Errorf("jsonl %s: %w", path, err)
-	}
-	src, err := openJSONL(path, column)
-	if err != nil {
-		return nil, err
-	}
-	return &TextCorpus{src: src, heldOut: heldOut, split: split}, nil
+	return openTextCorpus("jsonl", ".jsonl", path, column, heldOut, split, func(p, col string) (textSource, error) {
+		s, err := openJSONL(p, col)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	})
 }
 
-// OpenParquetCorpus opens a Parquet corpus reading the string column column.
+// OpenParquetCorpus opens a Parquet corpus reading the string column column. path is a file, a directory
+// (its *.parquet files) or a glob.
 func OpenParquetCorpus(path, column string, heldOut float64, split Split) (*TextCorpus, error) {
+	return openTextCorpus("parquet", ".parquet", path, column, heldOut, split, func(p, col string) (textSource, error) {
+		s, err := openParquet(p, col)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	})
+}
+
+func openTextCorpus(kind, ext, path, column string, heldOut float64, split Split,
+	open func(path, column string) (textSource, error)) (*TextCorpus, error) {
 	if err := checkHeldOut(heldOut, split); err != nil {
-		return nil, fmt.Errorf("parquet %s: %w", path, err)
+		return nil, fmt.Errorf("%s %s: %w", kind, path, err)
 	}
-	src, err := openParquet(path, column)
+	paths, err := resolveTextPaths(kind, ext, path)
 	if err != nil {
 		return nil, err
 	}
-	return &TextCorpus{src: src, heldOut: heldOut, split: split}, nil
+	c := &TextCorpus{kind: kind, name: path, column: column, paths: paths, open: open, heldOut: heldOut, split: split}
+	// Open every file once, so a bad file or column is reported now rather than in the middle of training.
+	for i := len(paths) - 1; i >= 0; i-- {
+		src, err := open(paths[i], column)
+		if err != nil {
+			if c.src != nil {
+				c.src.close()
+			}
+			return nil, err
+		}
+		if i > 0 {
+			if err := src.close(); err != nil {
+				return nil, fmt.Errorf("%s %s: %w", kind, paths[i], err)
+			}
+			continue
+		}
+		c.src = src
+	}
+	return c, nil
 }
 
-// Next returns the next document of the split, wrapping around at the end of the file.
+// resolveTextPaths expands a file, a directory (its files ending in ext) or a glob, sorted by name.
+func resolveTextPaths(kind, ext, path string) ([]string, error) {
+	var paths []string
+	if strings.ContainsAny(path, "*?[") {
+		matches, err := filepath.Glob(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", kind, path, err)
+		}
+		for _, m := range matches {
+			if st, err := os.Stat(m); err == nil && st.Mode().IsRegular() {
+				paths = append(paths, m)
+			}
+		}
+	} else {
+		st, err := os.Stat(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", kind, err)
+		}
+		if !st.IsDir() {
+			return []string{path}, nil
+		}
+		entries, err := os.ReadDir(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", kind, err)
+		}
+		for _, e := range entries {
+			if e.Type().IsRegular() && strings.HasSuffix(e.Name(), ext) {
+				paths = append(paths, filepath.Join(path, e.Name()))
+			}
+		}
+	}
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("%s %s: no %s files", kind, path, ext)
+	}
+	sort.Strings(paths)
+	return paths, nil
+}
+
+// switchFile makes paths[i] the open file, positioned at its start.
+func (c *TextCorpus) switchFile(i int) error {
+	c.buf, c.i = c.buf[:0], 0
+	if i == c.file {
+		return c.src.seek(filePos{})
+	}
+	if err := c.src.close(); err != nil {
+		return fmt.Errorf("%s %s: %w", c.kind, c.paths[c.file], err)
+	}
+	src, err := c.open(c.paths[i], c.column)
+	if err != nil {
+		return err
+	}
+	c.src, c.file = src, i
+	return nil
+}
+
+// Next returns the next document of the split, wrapping around after the last file.
 func (c *TextCorpus) Next() (string, error) {
 	for {
 		if c.i == len(c.buf) {
@@ -103,12 +198,17 @@ func (c *TextCorpus) Next() (string, error) {
 			c.buf, err = c.src.read(c.buf[:0])
 			c.i = 0
 			if errors.Is(err, io.EOF) {
-				c.buf = c.buf[:0]
-				if c.epochDocs == 0 {
-					return "", fmt.Errorf("%s %s: no document of the file falls in the %s split (held_out %v)",
-						c.src.kind(), c.src.fileName(), c.split, c.heldOut)
+				if c.file+1 < len(c.paths) {
+					if err := c.switchFile(c.file + 1); err != nil {
+						return "", err
+					}
+					continue
 				}
-				if err := c.src.seek(filePos{}); err != nil {
+				if c.epochDocs == 0 {
+					return "", fmt.Errorf("%s %s: no document falls in the %s split (held_out %v)",
+						c.kind, c.name, c.split, c.heldOut)
+				}
+				if err := c.switchFile(0); err != nil {
 					return "", err
 				}
 				c.epoch++
@@ -131,8 +231,11 @@ func (c *TextCorpus) Next() (string, error) {
 	}
 }
 
-// Epoch is the number of completed passes over the file.
+// Epoch is the number of completed passes over the files.
 func (c *TextCorpus) Epoch() int64 { return c.epoch }
+
+// Files lists the files of the corpus, in reading order.
+func (c *TextCorpus) Files() []string { return slices.Clone(c.paths) }
 
 // State returns the cursor.
 func (c *TextCorpus) State() CorpusState {
@@ -140,22 +243,28 @@ func (c *TextCorpus) State() CorpusState {
 	if c.i < len(c.buf) {
 		p = c.buf[c.i].pos
 	}
-	s := CorpusState{Source: c.src.kind(), Split: c.split.String(), Docs: c.docs, Epoch: c.epoch, EpochDocs: c.epochDocs,
-		Row: p.row, Offset: p.offset, Line: p.line}
+	s := CorpusState{Source: c.kind, Split: c.split.String(), Docs: c.docs, Epoch: c.epoch, EpochDocs: c.epochDocs,
+		File: int64(c.file), Files: int64(len(c.paths)), Row: p.row, Offset: p.offset, Line: p.line}
 	c.src.fillState(&s)
 	return s
 }
 
-// Restore moves the cursor to s, taken from a corpus over the same file and split.
+// Restore moves the cursor to s, taken from a corpus over the same files and split.
 func (c *TextCorpus) Restore(s CorpusState) error {
-	name := c.src.kind() + " " + c.src.fileName()
+	name := c.kind + " " + c.name
 	switch {
-	case s.Source != c.src.kind():
+	case s.Source != c.kind:
 		return fmt.Errorf("%s: cannot restore a %q corpus state", name, s.Source)
 	case s.Split != c.split.String():
 		return fmt.Errorf("%s: state is for split %q, corpus is %s", name, s.Split, c.split)
-	case s.Row < 0 || s.Offset < 0 || s.Line < 0 || s.Epoch < 0 || s.Docs < 0 || s.EpochDocs < 0 || s.EpochDocs > s.Docs:
+	case s.Files != int64(len(c.paths)):
+		return fmt.Errorf("%s: state is for %d files, the corpus has %d: the files changed", name, s.Files, len(c.paths))
+	case s.File < 0 || s.File >= s.Files || s.Row < 0 || s.Offset < 0 || s.Line < 0 || s.Epoch < 0 || s.Docs < 0 ||
+		s.EpochDocs < 0 || s.EpochDocs > s.Docs:
 		return fmt.Errorf("%s: invalid cursor %+v", name, s)
+	}
+	if err := c.switchFile(int(s.File)); err != nil {
+		return err
 	}
 	if err := c.src.checkState(s); err != nil {
 		return err
@@ -163,12 +272,11 @@ func (c *TextCorpus) Restore(s CorpusState) error {
 	if err := c.src.seek(filePos{row: s.Row, offset: s.Offset, line: s.Line}); err != nil {
 		return err
 	}
-	c.buf, c.i = c.buf[:0], 0
 	c.epoch, c.epochDocs, c.docs = s.Epoch, s.EpochDocs, s.Docs
 	return nil
 }
 
-// Close closes the file.
+// Close closes the open file.
 func (c *TextCorpus) Close() error { return c.src.close() }
 
 // jsonlSource reads a JSONL file through Arrow's JSON record builder.

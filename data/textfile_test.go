@@ -6,8 +6,10 @@ package data
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -60,25 +62,58 @@ func writeSmallParquet(t *testing.T) string {
 
 type openFunc func(t *testing.T, heldOut float64, split Split) *TextCorpus
 
+// writeSplitFiles writes smallTexts as several files in a new directory: Parquet files of 5, 4 and 3 rows
+// and JSONL files of 7 and 5 lines, plus a file of another kind that the directory listing must skip.
+func writeSplitFiles(t *testing.T) (pqDir, jsonlDir string) {
+	t.Helper()
+	pqDir, jsonlDir = t.TempDir(), t.TempDir()
+	for i, part := range [][]string{smallTexts[:5], smallTexts[5:9], smallTexts[9:]} {
+		if err := writeTextParquet(filepath.Join(pqDir, fmt.Sprintf("part-%d.parquet", i)), "text", part, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, part := range [][]string{smallTexts[:7], smallTexts[7:]} {
+		var b strings.Builder
+		for _, s := range part {
+			js, err := json.Marshal(map[string]string{"text": s})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Write(js)
+			b.WriteByte('\n')
+		}
+		if err := os.WriteFile(filepath.Join(jsonlDir, fmt.Sprintf("shard-%d.jsonl", i)), []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, dir := range []string{pqDir, jsonlDir} {
+		if err := os.WriteFile(filepath.Join(dir, "README.txt"), []byte("not data"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return pqDir, jsonlDir
+}
+
+// corpusKinds opens smallTexts as a JSONL file, a Parquet file, a directory of Parquet files and a glob of
+// JSONL files.
 func corpusKinds(t *testing.T) map[string]openFunc {
 	pq := writeSmallParquet(t)
+	pqDir, jsonlDir := writeSplitFiles(t)
+	opener := func(path, column string, f func(string, string, float64, Split) (*TextCorpus, error)) openFunc {
+		return func(t *testing.T, heldOut float64, split Split) *TextCorpus {
+			c, err := f(path, column, heldOut, split)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			return c
+		}
+	}
 	return map[string]openFunc{
-		"jsonl": func(t *testing.T, heldOut float64, split Split) *TextCorpus {
-			c, err := OpenJSONLCorpus("testdata/corpus/small.jsonl", "text", heldOut, split)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			return c
-		},
-		"parquet": func(t *testing.T, heldOut float64, split Split) *TextCorpus {
-			c, err := OpenParquetCorpus(pq, "body", heldOut, split)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			return c
-		},
+		"jsonl":       opener("testdata/corpus/small.jsonl", "text", OpenJSONLCorpus),
+		"parquet":     opener(pq, "body", OpenParquetCorpus),
+		"parquet-dir": opener(pqDir, "text", OpenParquetCorpus),
+		"jsonl-glob":  opener(filepath.Join(jsonlDir, "shard-*.jsonl"), "text", OpenJSONLCorpus),
 	}
 }
 
@@ -93,7 +128,7 @@ func TestTextCorpusReadsAndWraps(t *testing.T) {
 					t.Errorf("doc %d = %q, want %q", i, d, want)
 				}
 			}
-			if st := c.State(); st.Epoch != 2 || st.Docs != int64(2*n+3) || st.EpochDocs != 3 || st.Row != 3 {
+			if st := c.State(); st.Epoch != 2 || st.Docs != int64(2*n+3) || st.EpochDocs != 3 || st.Row != 3 || st.File != 0 {
 				t.Errorf("state after %d docs: %+v", 2*n+3, st)
 			}
 		})
@@ -224,7 +259,7 @@ func TestTextCorpusEmptySplit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Next(); err == nil || !strings.Contains(err.Error(), "no document of the file falls in the held_out split") {
+	if _, err := c.Next(); err == nil || !strings.Contains(err.Error(), "no document falls in the held_out split") {
 		t.Errorf("Next on an empty split: %v", err)
 	}
 }
@@ -254,6 +289,8 @@ func TestTextCorpusRestoreErrors(t *testing.T) {
 		{"mid-line", jc, func(s CorpusState) CorpusState { s.Offset += 3; return s }, "not at the start of a line"},
 		{"past end", jc, func(s CorpusState) CorpusState { s.Offset = 1 << 30; return s }, "past the end"},
 		{"negative", jc, func(s CorpusState) CorpusState { s.Row = -1; return s }, "invalid cursor"},
+		{"files changed", jc, func(s CorpusState) CorpusState { s.Files = 2; return s }, "2 files"},
+		{"file index", jc, func(s CorpusState) CorpusState { s.File = 1; return s }, "invalid cursor"},
 		{"rows changed", pc, func(s CorpusState) CorpusState { s.Rows = 99; return s }, "99 rows"},
 		{"row past end", pc, func(s CorpusState) CorpusState { s.Row = 13; return s }, "row 13"},
 	}
@@ -362,5 +399,46 @@ func TestParquetColumnErrors(t *testing.T) {
 	defer c.Close()
 	if got := nextDocs(t, c, 3); got[0] != "x" || got[1] != "y" || got[2] != "x" {
 		t.Errorf("body column: %q", got)
+	}
+}
+
+func TestTextCorpusPaths(t *testing.T) {
+	pqDir, jsonlDir := writeSplitFiles(t)
+	c, err := OpenParquetCorpus(pqDir, "text", 0, SplitTrain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	want := []string{filepath.Join(pqDir, "part-0.parquet"), filepath.Join(pqDir, "part-1.parquet"), filepath.Join(pqDir, "part-2.parquet")}
+	if got := c.Files(); !slices.Equal(got, want) {
+		t.Errorf("Files() = %q, want %q", got, want)
+	}
+	// A file without the column among good ones is reported when the corpus is opened.
+	if err := WriteTextParquet(filepath.Join(pqDir, "part-3.parquet"), "body", []string{"x"}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		open func() (*TextCorpus, error)
+		want string
+	}{
+		{"bad file in dir", func() (*TextCorpus, error) { return OpenParquetCorpus(pqDir, "text", 0, SplitTrain) }, `part-3.parquet: no column "text"`},
+		{"empty dir", func() (*TextCorpus, error) { return OpenJSONLCorpus(t.TempDir(), "text", 0, SplitTrain) }, "no .jsonl files"},
+		{"no glob match", func() (*TextCorpus, error) {
+			return OpenJSONLCorpus(filepath.Join(jsonlDir, "*.json"), "text", 0, SplitTrain)
+		}, "no .jsonl files"},
+		{"bad glob", func() (*TextCorpus, error) { return OpenJSONLCorpus("[", "text", 0, SplitTrain) }, "syntax error in pattern"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := tc.open()
+			if err == nil {
+				c.Close()
+				t.Fatal("open succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not mention %q", err, tc.want)
+			}
+		})
 	}
 }

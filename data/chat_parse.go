@@ -143,19 +143,39 @@ var (
 	reParam = regexp.MustCompile(`(?s)\A name="(.*?)" string="(true|false)">(.*?)<\n?\z`)
 )
 
-// readUntil returns the text from i to the earliest of stops (the first listed wins a tie), the index
-// after that stop, and the stop; with no stop found it returns the rest, len(text) and "".
-func readUntil(text string, i int, stops ...string) (next int, content, stop string) {
+// scanner finds the reference's stop strings in a completion. It remembers where each stop string next
+// occurs, so the whole parse stays linear in the text however many parameters it holds (a fresh search
+// per parameter would be quadratic on hostile output).
+type scanner struct {
+	text string
+	next map[string]int // absolute position of the first occurrence at or after the last search, -1: none
+}
+
+func (sc *scanner) find(s string, i int) int {
+	if p, ok := sc.next[s]; ok && (p < 0 || p >= i) {
+		return p
+	}
+	p := strings.Index(sc.text[i:], s)
+	if p >= 0 {
+		p += i
+	}
+	sc.next[s] = p
+	return p
+}
+
+// until returns the text from i to the earliest of stops (the first listed wins a tie), the index after
+// that stop, and the stop; with no stop found it returns the rest, len(text) and "".
+func (sc *scanner) until(i int, stops ...string) (next int, content, stop string) {
 	best := -1
 	for _, s := range stops {
-		if p := strings.Index(text[i:], s); p >= 0 && (best < 0 || p < best) {
+		if p := sc.find(s, i); p >= 0 && (best < 0 || p < best) {
 			best, stop = p, s
 		}
 	}
 	if best < 0 {
-		return len(text), text[i:], ""
+		return len(sc.text), sc.text[i:], ""
 	}
-	return i + best + len(stop), text[i : i+best], stop
+	return best + len(stop), sc.text[i:best], stop
 }
 
 // ParseCompletion parses a completion in mode "thinking" (reasoning up to </think> first) or "chat".
@@ -165,24 +185,25 @@ func ParseCompletion(text, mode string) (*ParsedMessage, error) {
 		return nil, fmt.Errorf("%w, got %q", ErrBadMode, mode)
 	}
 	out := &ParsedMessage{}
+	sc := &scanner{text: text, next: map[string]int{}}
 	i := 0
 	var stop string
 	if mode == ModeThinking {
-		i, out.ReasoningContent, stop = readUntil(text, 0, litTE, dsmlCallsStart)
+		i, out.ReasoningContent, stop = sc.until(0, litTE, dsmlCallsStart)
 		if stop != litTE {
 			return nil, fmt.Errorf("%w (at byte %d)", ErrUnclosedThink, i)
 		}
 	}
-	i, out.Content, stop = readUntil(text, i, litEOS, dsmlCallsStart)
+	i, out.Content, stop = sc.until(i, litEOS, dsmlCallsStart)
 	switch stop {
 	case dsmlCallsStart:
 		var err error
-		if i, out.ToolCalls, err = parseToolCalls(text, i); err != nil {
+		if i, out.ToolCalls, err = parseToolCalls(sc, i); err != nil {
 			return nil, err
 		}
 		var after string
 		at := i
-		i, after, stop = readUntil(text, i, litEOS)
+		i, after, stop = sc.until(i, litEOS)
 		if after != "" {
 			return nil, fmt.Errorf("%w (at byte %d)", ErrTrailingAfterCalls, at)
 		}
@@ -206,11 +227,12 @@ func ParseCompletion(text, mode string) (*ParsedMessage, error) {
 }
 
 // parseToolCalls parses from just after "\n\n<｜DSML｜function_calls" to just after the closing tag.
-func parseToolCalls(text string, i int) (int, []ParsedCall, error) {
+func parseToolCalls(sc *scanner, i int) (int, []ParsedCall, error) {
+	text := sc.text
 	var calls []ParsedCall
 	for i < len(text) {
 		at := i
-		next, between, stop := readUntil(text, i, dsmlInvoke, dsmlCallsEnd)
+		next, between, stop := sc.until(i, dsmlInvoke, dsmlCallsEnd)
 		if between != ">\n" {
 			return 0, nil, fmt.Errorf("%w (at byte %d)", ErrDSMLFormat, at)
 		}
@@ -222,28 +244,28 @@ func parseToolCalls(text string, i int) (int, []ParsedCall, error) {
 		}
 		at = next
 		var header string
-		i, header, stop = readUntil(text, next, dsmlParam, dsmlInvokeEnd)
+		i, header, stop = sc.until(next, dsmlParam, dsmlInvokeEnd)
 		mName := reToolName.FindStringSubmatch(header)
 		if mName == nil {
 			return 0, nil, fmt.Errorf("%w (at byte %d)", ErrDSMLToolName, at)
 		}
 		call := ParsedCall{Name: mName[1]}
+		seen := map[string]bool{}
 		for stop == dsmlParam {
 			at = i
 			var body string
-			i, body, stop = readUntil(text, i, dsmlParamEnd)
+			i, body, stop = sc.until(i, dsmlParamEnd)
 			m := reParam.FindStringSubmatch(body)
 			if m == nil {
 				return 0, nil, fmt.Errorf("%w (at byte %d)", ErrDSMLParameter, at)
 			}
-			for _, p := range call.Params {
-				if p.Name == m[1] {
-					return 0, nil, fmt.Errorf("%w %q in %s (at byte %d)", ErrDSMLDuplicate, m[1], call.Name, at)
-				}
+			if seen[m[1]] {
+				return 0, nil, fmt.Errorf("%w %q in %s (at byte %d)", ErrDSMLDuplicate, m[1], call.Name, at)
 			}
+			seen[m[1]] = true
 			call.Params = append(call.Params, ParsedParam{Name: m[1], Value: m[3], String: m[2] == "true"})
 			at = i
-			i, between, stop = readUntil(text, i, dsmlParam, dsmlInvokeEnd)
+			i, between, stop = sc.until(i, dsmlParam, dsmlInvokeEnd)
 			if between != ">\n" {
 				return 0, nil, fmt.Errorf("%w: expected \">\\n\" after the parameter (at byte %d)", ErrDSMLParameter, at)
 			}

@@ -536,6 +536,7 @@ func (p *pyParser) array(depth int) (*PyValue, error) {
 func (p *pyParser) object(depth int) (*PyValue, error) {
 	p.i++
 	v := &PyValue{Kind: PyObject}
+	index := map[string]int{}
 	p.ws()
 	if p.i < len(p.s) && p.s[p.i] == '}' {
 		p.i++
@@ -560,7 +561,12 @@ func (p *pyParser) object(depth int) (*PyValue, error) {
 		if err != nil {
 			return nil, err
 		}
-		v.Set(key, val)
+		if k, ok := index[key]; ok {
+			v.Members[k].Value = val // a repeated key keeps its first position, takes the last value
+		} else {
+			index[key] = len(v.Members)
+			v.Members = append(v.Members, PyMember{Key: key, Value: val})
+		}
 		p.ws()
 		if p.i >= len(p.s) {
 			return nil, p.errf("expecting ',' delimiter")

@@ -27,6 +27,9 @@ type GraphOptions struct {
 	B, T int
 	// Trainable says which tensors get gradients; nil = every tensor except buffers and the DSA indexer.
 	Trainable func(Spec) bool
+	// Head is "lm" (default: next-token cross-entropy) or "policy" (the RL policy-gradient head; set
+	// Graph.Policy's loss function and kept sets before each Run).
+	Head string
 }
 
 // DefaultTrainable trains every tensor except buffers (e_score_correction_bias) and the DSA indexer.
@@ -50,6 +53,7 @@ type Graph[T Float] struct {
 	tokBuf, tgtBuf, lenBuf, wBuf      *tensor.Dense
 
 	LossSide LossSide
+	Policy   *PolicySide // the policy head's side state (Head "policy")
 	Routing  []*Routing  // per layer; nil for dense layers
 	Masks    []*AttnMask // per layer: optional allowed-key sets
 	vm       G.VM
@@ -190,7 +194,15 @@ func NewGraph[T Float](cfg configs.Model, data [][]T, opt GraphOptions) (*Graph[
 	if err != nil {
 		return nil, fmt.Errorf("model: building the training graph: %w", err)
 	}
-	g.Loss, err = apply[T](&crossEntropyKernel[T]{t: &g.LossSide}, logits, g.targets, g.weights)
+	switch opt.Head {
+	case "", "lm":
+		g.Loss, err = apply[T](&crossEntropyKernel[T]{t: &g.LossSide}, logits, g.targets, g.weights)
+	case "policy":
+		g.Policy = &PolicySide{}
+		g.Loss, err = apply[T](&policyKernel[T]{side: g.Policy}, logits, g.targets)
+	default:
+		err = fmt.Errorf("unknown head %q (want lm or policy)", opt.Head)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("model: building the loss: %w", err)
 	}

@@ -66,6 +66,7 @@ type Config struct {
 	Train      Train      `yaml:"train"`
 	Checkpoint Checkpoint `yaml:"checkpoint"`
 	Run        Run        `yaml:"run"`
+	RL         RL         `yaml:"rl"`
 	Stages     []Stage    `yaml:"stages"`
 }
 
@@ -78,6 +79,9 @@ type Data struct {
 	HeldOut    float64  `yaml:"held_out"`    // fraction of problems/documents held out for eval, default 0.05, in (0,0.5]
 	MaxDigits  int      `yaml:"max_digits"`  // difficulty knob of the arithmetic generator, default 3, 1..12
 	Ops        []string `yaml:"ops"`         // arithmetic operators, default ["+","-","*"]; allowed + - *
+	// Params are the knobs of a task-family generator (math, logic, code, kvretrieval: see envs), e.g.
+	// {digits: "2"}; the arithmetic generator uses max_digits and ops instead.
+	Params map[string]string `yaml:"params"`
 }
 
 // Optimizer is the AdamW optimizer.
@@ -136,6 +140,7 @@ type Stage struct {
 	Optimizer Optimizer `yaml:"optimizer"`
 	Schedule  Schedule  `yaml:"schedule"`
 	Train     Train     `yaml:"train"`
+	RL        RL        `yaml:"rl"`
 }
 
 // Default returns the defaults every recipe starts from, with the one default stage {pretrain, pretrain}.
@@ -151,6 +156,7 @@ func Default() *Config {
 			HeldOut:    0.05,
 			MaxDigits:  3,
 			Ops:        []string{"+", "-", "*"},
+			Params:     map[string]string{},
 		},
 		Optimizer: Optimizer{
 			Name:        "adamw",
@@ -173,6 +179,7 @@ func Default() *Config {
 		},
 		Checkpoint: Checkpoint{Every: 100, KeepLast: 3},
 		Run:        Run{Progress: "auto", TensorBoard: true, Plots: true},
+		RL:         DefaultRL(),
 	}
 	c.Stages = []Stage{c.newStage(KindPretrain, KindPretrain)}
 	return c

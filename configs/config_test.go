@@ -404,7 +404,7 @@ func TestReferenceListsEveryKey(t *testing.T) {
 	}
 	for _, typ := range []reflect.Type{reflect.TypeOf(Config{}), reflect.TypeOf(Model{}), reflect.TypeOf(Data{}),
 		reflect.TypeOf(Optimizer{}), reflect.TypeOf(Schedule{}), reflect.TypeOf(Train{}), reflect.TypeOf(Checkpoint{}),
-		reflect.TypeOf(Run{}), reflect.TypeOf(Stage{})} {
+		reflect.TypeOf(Run{}), reflect.TypeOf(Stage{}), reflect.TypeOf(RL{})} {
 		for _, key := range fieldKeys(typ) {
 			if !strings.Contains(string(ref), "`"+key+"`") {
 				t.Errorf("REFERENCE.md does not list %s.%s", typ.Name(), key)

@@ -145,6 +145,9 @@ func (c *Config) Validate() error {
 
 		ss := &checker{prefix: label + "."}
 		validateSections(ss, sections{&s.Data, &s.Optimizer, &s.Schedule, &s.Train}, &c.Model)
+		if s.Kind == KindRL {
+			validateRL(ss, &s.RL)
+		}
 		for _, e := range ss.errs {
 			ke := e.(*KeyError)
 			inherited := KeyError{Key: strings.TrimPrefix(ke.Key, ss.prefix), Msg: ke.Msg}

@@ -61,6 +61,8 @@ const (
 	// replayMinTime is the least time spent on one distinct shape in one sgemm replay pass: shapes called once
 	// per step in a few microseconds are repeated until timing them is accurate.
 	replayMinTime = 500 * time.Microsecond
+	// sampleTokens is how many generated tokens the decode result shows.
+	sampleTokens = 32
 )
 
 // DefaultGemmSizes are the square sizes of `trainer bench gemm`.
@@ -611,7 +613,7 @@ type DecodeResult struct {
 	GFLOPS            float64 `json:"gflops"`               // gemm_flops_per_token · tokens_per_s
 	AllocBytesPerTok  float64 `json:"alloc_bytes_per_token"`
 	Weights           string  `json:"weights"`
-	Sample            string  `json:"sample"` // the text of the first repetition's generated tokens (random weights: gibberish)
+	Sample            string  `json:"sample"` // the first repetition's first generated tokens as text (random weights: gibberish)
 }
 
 // BenchDecode measures the inference engine: per repetition, a fresh cache, the prompt prefilled token by
@@ -703,7 +705,7 @@ func BenchDecode(opts BenchOptions) (DecodeResult, error) {
 		runtime.ReadMemStats(&m1)
 		allocB += m1.TotalAlloc - m0.TotalAlloc
 		if r == 0 {
-			sample = tokenText(generated)
+			sample = tokenText(generated[:min(len(generated), sampleTokens)])
 		}
 		pre, dec = append(pre, float64(len(prompt))/pt), append(dec, float64(o.Tokens-1)/dt)
 		log.Info("bench decode", "rep", r+1, "of", o.Reps, "tokens_per_s", math.Round(dec[len(dec)-1]))

@@ -1,0 +1,242 @@
+// Package dsa is DeepSeek Sparse Attention (dsv32-spec.md §1, §2): the lightning indexer, top-k key selection,
+// MLA attention restricted to the selected keys (forward and backward touch only those keys), and the two
+// indexer losses of the continued pre-training that installs DSA (Eq. 3 dense warm-up, Eq. 4 sparse stage).
+// Every kernel is generic over float32 (training, inference) and float64 (finite-difference checks) and uses
+// only internal/kernels; package model wraps them as gorgonia ops.
+//
+// indexer.go: the lightning indexer of one layer over a batch [B, T] (spec §1.2, §8):
+//
+//	q_t  = RoPE_half(reshape(W^I_Q · c^Q_t))               [H, Dh]   c^Q_t: MLA query latent after its RMSNorm
+//	k_s  = RoPE_half(LayerNorm(W^I_K · h_s)·γ + β)          [Dh]      one key per token, shared by the heads
+//	w_t  = (W^I_w · h_t) · H^−½ · Dh^−½                     [H]       may be negative
+//	I[t,s] = Σ_j w_t[j] · ReLU(q_t[j] · k_s)                s ≤ t (0 is stored for s > t)
+//
+// RoPE is the half-split (NeoX) layout on the first Dr dims of each vector ([rope | nope]); LayerNorm eps 1e-6.
+// The scores are the one O(T²) part of DSA; with few heads and a small dim they are cheap next to attention.
+package dsa
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/sparrow-rl/sparrow/internal/kernels"
+)
+
+// Float is the element type of every kernel.
+type Float = kernels.Float
+
+// LayerNormEps is the epsilon of the indexer's key LayerNorm.
+const LayerNormEps = 1e-6
+
+// IndexerDims are the widths of one indexer.
+type IndexerDims struct {
+	D  int // hidden size (input of wk and weights_proj)
+	QR int // q_lora_rank (input of wq_b)
+	H  int // index_n_heads
+	Dh int // index_head_dim
+	Dr int // qk_rope_head_dim: the rotated leading dims of each index query and key
+}
+
+// HeadScale is the constant the head weights are multiplied by: H^−½ · Dh^−½.
+func (d IndexerDims) HeadScale() float64 { return 1 / math.Sqrt(float64(d.H)*float64(d.Dh)) }
+
+// Validate checks the dims against a RoPE table.
+func (d IndexerDims) Validate(rope *kernels.RopeTable) error {
+	if d.D <= 0 || d.QR <= 0 || d.H <= 0 || d.Dh <= 0 {
+		return fmt.Errorf("dsa: indexer dims %+v must be positive", d)
+	}
+	if d.Dr > d.Dh || d.Dr%2 != 0 || (rope != nil && rope.R != d.Dr) {
+		return fmt.Errorf("dsa: indexer rope width %d must be even, ≤ index_head_dim %d and equal the RoPE table's %d", d.Dr, d.Dh, rope.R)
+	}
+	return nil
+}
+
+// IndexerWeights are the five tensors of one indexer, in Hugging Face layout ([out, in]).
+type IndexerWeights[T Float] struct {
+	WQ    []T // indexer.wq_b.weight [H·Dh, QR], per head [rope | nope]
+	WK    []T // indexer.wk.weight [Dh, D], [rope | nope]
+	KNorm []T // indexer.k_norm.weight [Dh]
+	KBias []T // indexer.k_norm.bias [Dh]
+	WW    []T // indexer.weights_proj.weight [H, D]
+}
+
+// Indexer computes the scores of a batch and their gradients. Buffers are sized once for B, T.
+type Indexer[T Float] struct {
+	IndexerDims
+	B, T int
+	Rope *kernels.RopeTable
+
+	q, k, khat, rstd, w []T // [N, H·Dh] rotated, [N, Dh] rotated, [N, Dh] normalised, [N], [N, H] scaled
+	z, dz               []T // per batch row [T·H, T]: q·k before the ReLU, and its gradient
+	dq, dk, dw          []T
+}
+
+// NewIndexer allocates the buffers of an indexer over [B, T].
+func NewIndexer[T Float](d IndexerDims, B, T_ int, rope *kernels.RopeTable) (*Indexer[T], error) {
+	if err := d.Validate(rope); err != nil {
+		return nil, err
+	}
+	if T_ > rope.MaxPos {
+		return nil, fmt.Errorf("dsa: length %d exceeds the RoPE table (%d positions)", T_, rope.MaxPos)
+	}
+	N := B * T_
+	return &Indexer[T]{IndexerDims: d, B: B, T: T_, Rope: rope,
+		q: make([]T, N*d.H*d.Dh), k: make([]T, N*d.Dh), khat: make([]T, N*d.Dh), rstd: make([]T, N), w: make([]T, N*d.H),
+		z: make([]T, N*d.H*T_), dz: make([]T, N*d.H*T_),
+		dq: make([]T, N*d.H*d.Dh), dk: make([]T, N*d.Dh), dw: make([]T, N*d.H)}, nil
+}
+
+// Keys computes the index keys k [n, Dh] (rotated, positions pos0, pos0+1, ...) and the normalised keys before
+// the affine part (khat) with their reciprocal std, from h [n, D]. Used by training and by the decode cache.
+func Keys[T Float](d IndexerDims, rope *kernels.RopeTable, k, khat, rstd, h []T, n, pos0 int, wt IndexerWeights[T]) {
+	kernels.Linear(khat, h, wt.WK, n, d.D, d.Dh, false)
+	kernels.For(n, 8*d.Dh, func(i int) {
+		row := khat[i*d.Dh : (i+1)*d.Dh]
+		var mu float64
+		for _, v := range row {
+			mu += float64(v)
+		}
+		mu /= float64(d.Dh)
+		var va float64
+		for _, v := range row {
+			va += (float64(v) - mu) * (float64(v) - mu)
+		}
+		r := 1 / math.Sqrt(va/float64(d.Dh)+LayerNormEps)
+		rstd[i] = T(r)
+		out := k[i*d.Dh : (i+1)*d.Dh]
+		for j, v := range row {
+			x := T((float64(v) - mu) * r)
+			row[j] = x
+			out[j] = x*wt.KNorm[j] + wt.KBias[j]
+		}
+		if d.Dr > 0 {
+			kernels.Rope(rope, out[:d.Dr], pos0+i, false, false)
+		}
+	})
+}
+
+// Queries computes the rotated index queries q [n, H·Dh] from the query latent qn [n, QR] and the scaled head
+// weights w [n, H] from h [n, D], for positions pos0, pos0+1, ...
+func Queries[T Float](d IndexerDims, rope *kernels.RopeTable, q, w, qn, h []T, n, pos0 int, wt IndexerWeights[T]) {
+	kernels.Linear(q, qn, wt.WQ, n, d.QR, d.H*d.Dh, false)
+	if d.Dr > 0 {
+		kernels.For(n, 4*d.H*d.Dr, func(i int) {
+			for j := 0; j < d.H; j++ {
+				o := (i*d.H + j) * d.Dh
+				kernels.Rope(rope, q[o:o+d.Dr], pos0+i, false, false)
+			}
+		})
+	}
+	kernels.Linear(w, h, wt.WW, n, d.D, d.H, false)
+	kernels.Scale(T(d.HeadScale()), w[:n*d.H])
+}
+
+// Forward writes the scores scores [B, T, T] (row b·T+t, column s; 0 for s > t) from h [N, D] and qn [N, QR].
+func (ix *Indexer[T]) Forward(h, qn []T, wt IndexerWeights[T], scores []T) {
+	d, T_, H, Dh := ix.IndexerDims, ix.T, ix.H, ix.Dh
+	for b := 0; b < ix.B; b++ {
+		o := b * T_
+		Keys(d, ix.Rope, ix.k[o*Dh:(o+T_)*Dh], ix.khat[o*Dh:(o+T_)*Dh], ix.rstd[o:o+T_], h[o*d.D:(o+T_)*d.D], T_, 0, wt)
+		Queries(d, ix.Rope, ix.q[o*H*Dh:(o+T_)*H*Dh], ix.w[o*H:(o+T_)*H], qn[o*d.QR:(o+T_)*d.QR], h[o*d.D:(o+T_)*d.D], T_, 0, wt)
+	}
+	// Z_b = Q_b·K_bᵀ [T·H, T]: row t·H+j holds q_t[j]·k_s (only s ≤ t is used).
+	for b := 0; b < ix.B; b++ {
+		o := b * T_
+		kernels.Gemm(false, true, T_*H, T_, Dh, 1, ix.q[o*H*Dh:], Dh, ix.k[o*Dh:], Dh, 0, ix.z[o*H*T_:], T_)
+	}
+	kernels.For(ix.B*T_, 2*T_*H, func(n int) {
+		t := n % T_
+		Z := ix.z[n*H*T_ : (n+1)*H*T_] // [H, T] for query n
+		row := scores[n*T_ : (n+1)*T_]
+		clear(row)
+		w := ix.w[n*H : (n+1)*H]
+		for j := 0; j < H; j++ {
+			zj := Z[j*T_ : j*T_+t+1]
+			wj := w[j]
+			for s, v := range zj {
+				if v > 0 {
+					row[s] += wj * v
+				}
+			}
+		}
+	})
+}
+
+// Backward accumulates the gradients of the inputs and weights given dScores [B, T, T] (entries s > t are
+// ignored). Any destination may be nil. Forward must have run on the same inputs.
+func (ix *Indexer[T]) Backward(h, qn []T, wt IndexerWeights[T], dScores []T, dh, dqn []T, dwt IndexerWeights[T]) {
+	d, T_, H, Dh := ix.IndexerDims, ix.T, ix.H, ix.Dh
+	N := ix.B * T_
+	kernels.For(N, 4*T_*H, func(n int) {
+		t := n % T_
+		Z, dZ := ix.z[n*H*T_:(n+1)*H*T_], ix.dz[n*H*T_:(n+1)*H*T_]
+		dI := dScores[n*T_ : n*T_+t+1]
+		w := ix.w[n*H : (n+1)*H]
+		dw := ix.dw[n*H : (n+1)*H]
+		for j := 0; j < H; j++ {
+			zj, dzj := Z[j*T_:j*T_+t+1], dZ[j*T_:(j+1)*T_]
+			var acc T
+			for s, v := range zj {
+				if v > 0 {
+					acc += dI[s] * v
+					dzj[s] = dI[s] * w[j]
+				} else {
+					dzj[s] = 0
+				}
+			}
+			clear(dzj[t+1:]) // the non-causal part takes no gradient
+			dw[j] = acc * T(d.HeadScale())
+		}
+	})
+	// Per batch row: dQ_b = dZ_b·K_b [T·H, Dh] and dK_b = dZ_bᵀ·Q_b [T, Dh], then undo the rotations.
+	kernels.For(ix.B, 4*T_*T_*H*Dh, func(b int) {
+		o := b * T_
+		kernels.Gemm(false, false, T_*H, Dh, T_, 1, ix.dz[o*H*T_:], T_, ix.k[o*Dh:], Dh, 0, ix.dq[o*H*Dh:], Dh)
+		kernels.Gemm(true, false, T_, Dh, T_*H, 1, ix.dz[o*H*T_:], T_, ix.q[o*H*Dh:], Dh, 0, ix.dk[o*Dh:], Dh)
+		for t := 0; t < T_ && d.Dr > 0; t++ {
+			for j := 0; j < H; j++ {
+				q := ((o+t)*H + j) * Dh
+				kernels.Rope(ix.Rope, ix.dq[q:q+d.Dr], t, false, true)
+			}
+			kernels.Rope(ix.Rope, ix.dk[(o+t)*Dh:(o+t)*Dh+d.Dr], t, false, true)
+		}
+	})
+	// Query side: dqn += dq·W_Q, dW_Q += dqᵀ·qn.
+	kernels.LinearBackward(dqn, dwt.WQ, ix.dq, qn, wt.WQ, N, d.QR, H*Dh)
+	// Head weights: dh += dw·W_w, dW_w += dwᵀ·h.
+	kernels.LinearBackward(dh, dwt.WW, ix.dw, h, wt.WW, N, d.D, H)
+	// Key LayerNorm: y = x̂·γ + β, x̂ = (x − μ)·r.
+	for n := 0; n < N; n++ {
+		dk := ix.dk[n*Dh : (n+1)*Dh]
+		xh := ix.khat[n*Dh : (n+1)*Dh]
+		if dwt.KNorm != nil {
+			for j, v := range dk {
+				dwt.KNorm[j] += v * xh[j]
+			}
+		}
+		if dwt.KBias != nil {
+			kernels.Axpy(1, dk, dwt.KBias)
+		}
+	}
+	if dh == nil && dwt.WK == nil {
+		return
+	}
+	kernels.For(N, 6*Dh, func(n int) {
+		dk := ix.dk[n*Dh : (n+1)*Dh]
+		xh := ix.khat[n*Dh : (n+1)*Dh]
+		var m1, m2 float64
+		for j, v := range dk {
+			g := float64(v) * float64(wt.KNorm[j])
+			m1 += g
+			m2 += g * float64(xh[j])
+		}
+		m1 /= float64(Dh)
+		m2 /= float64(Dh)
+		r := float64(ix.rstd[n])
+		for j, v := range dk {
+			g := float64(v) * float64(wt.KNorm[j])
+			dk[j] = T(r * (g - m1 - float64(xh[j])*m2)) // dk now holds d(W_K·h)
+		}
+	})
+	kernels.LinearBackward(dh, dwt.WK, ix.dk, h, wt.WK, N, d.D, Dh)
+}

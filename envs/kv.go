@@ -1,0 +1,179 @@
+// kv.go implements the kvretrieval family, the long-context task of the DSA work: a context of
+// "key=value" lines (random distinct keys and values of key_len lowercase letters and digits) followed by a
+// question about one key far back, so that the answer depends on a few distant tokens.
+//
+//   - single: "...\nValue of k3x9?" → the value of k3x9. Worked solution: "k3x9=q0ad".
+//   - multihop: the value of the asked key is another key of the context, whose value may be a key again:
+//     "...\nValue of k3x9 after 2 lookups?" → the value reached after that many lookups. Worked solution:
+//     "k3x9=m2b7; m2b7=q0ad". Values outside the chain are never keys, so the chain is unique.
+//
+// Params (all optional):
+//
+//	kinds     comma list of single, multihop (default both; repeats weight)
+//	length    bytes of the key=value context (default 1024, 32..65536); ignored when pairs is set
+//	pairs     number of pairs (default 0: length / (2·key_len+2))
+//	key_len   characters of a key and of a value (default 4, 3..12)
+//	distance  the asked pair has at least distance·(pairs−1) pairs after it (default 0.5, 0..1; 1 = the
+//	          first pair)
+//	hops      lookups of a multihop question (default 2, 2..8); the later keys of the chain lie anywhere
+//
+// The verifier wants the value exactly (the answer trimmed). IDs are "kv-" and 16 hex digits of the
+// prompt's SHA-256. Meta holds kind, key, hops, pairs, position (0-based index of the asked pair) and
+// gap (bytes from the end of the asked pair's line to the question).
+
+package envs
+
+import (
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+
+	"github.com/sparrow-rl/sparrow/data"
+)
+
+// KV is the kvretrieval family. Build it with NewKV or New("kvretrieval", ...).
+type KV struct {
+	kinds         []string
+	pairs, keyLen int
+	distance      float64
+	hops          int
+	heldOut       float64
+	reward        RewardOptions
+}
+
+var _ interface {
+	Family
+	Drawer
+} = (*KV)(nil)
+
+// NewKV builds the kvretrieval family.
+func NewKV(opts Options) (*KV, error) {
+	h, err := opts.heldOut()
+	if err != nil {
+		return nil, err
+	}
+	r, err := opts.reward()
+	if err != nil {
+		return nil, err
+	}
+	p := newParams("kvretrieval", opts.Params)
+	k := &KV{heldOut: h, reward: r}
+	k.kinds = p.list("kinds", []string{"single", "multihop"}, []string{"single", "multihop"})
+	length := p.int("length", 1024, 32, 65536)
+	k.pairs = p.int("pairs", 0, 0, 10000)
+	k.keyLen = p.int("key_len", 4, 3, 12)
+	k.distance = p.float("distance", 0.5, 0, 1)
+	k.hops = p.int("hops", 2, 2, 8)
+	if err := p.done(); err != nil {
+		return nil, err
+	}
+	if k.pairs == 0 {
+		k.pairs = max(2, length/(2*k.keyLen+2))
+	}
+	if k.pairs < k.hops+1 {
+		k.pairs = k.hops + 1
+	}
+	if err := probeSplits("kvretrieval", k, h); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// Name returns "kvretrieval".
+func (k *KV) Name() string { return "kvretrieval" }
+
+// Sample draws a task of split.
+func (k *KV) Sample(rng *rand.Rand, split data.Split) Task {
+	return sampleSplit(k, rng, split, k.heldOut)
+}
+
+const kvAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+func (k *KV) randomWord(rng *rand.Rand) string {
+	b := make([]byte, k.keyLen)
+	for i := range b {
+		b[i] = kvAlphabet[rng.IntN(len(kvAlphabet))]
+	}
+	return string(b)
+}
+
+// Draw draws a task regardless of the split.
+func (k *KV) Draw(rng *rand.Rand) Task {
+	kind := k.kinds[rng.IntN(len(k.kinds))]
+	hops := 1
+	if kind == "multihop" {
+		hops = k.hops
+	}
+	n := k.pairs
+	keys := make([]string, n)
+	isKey := make(map[string]bool, n)
+	for i := range keys {
+		for {
+			w := k.randomWord(rng)
+			if !isKey[w] {
+				keys[i], isKey[w] = w, true
+				break
+			}
+		}
+	}
+	values := make([]string, n)
+	for i := range values {
+		for {
+			w := k.randomWord(rng)
+			if !isKey[w] {
+				values[i] = w
+				break
+			}
+		}
+	}
+	// The asked pair: at least distance·(n−1) pairs after it.
+	last := n - 1 - int(math.Ceil(k.distance*float64(n-1)))
+	pos := rng.IntN(max(1, last+1))
+	chain := []int{pos}
+	used := map[int]bool{pos: true}
+	for len(chain) < hops {
+		j := rng.IntN(n)
+		if !used[j] {
+			used[j] = true
+			chain = append(chain, j)
+		}
+	}
+	for c := 0; c+1 < len(chain); c++ {
+		values[chain[c]] = keys[chain[c+1]]
+	}
+	var sb strings.Builder
+	lineLen := 2*k.keyLen + 2
+	sb.Grow(n*lineLen + 64)
+	for i := range keys {
+		sb.WriteString(keys[i] + "=" + values[i] + "\n")
+	}
+	var steps []string
+	for _, c := range chain {
+		steps = append(steps, keys[c]+"="+values[c])
+	}
+	prompt := sb.String()
+	if hops == 1 {
+		prompt += "Value of " + keys[pos] + "?"
+	} else {
+		prompt += "Value of " + keys[pos] + " after " + strconv.Itoa(hops) + " lookups?"
+	}
+	return Task{
+		ID: "kv-" + hash16(prompt), Family: "kvretrieval", Prompt: prompt, Answer: values[chain[len(chain)-1]],
+		Meta: map[string]string{
+			"kind": kind, "key": keys[pos], "hops": strconv.Itoa(hops), "pairs": strconv.Itoa(n),
+			"position": strconv.Itoa(pos), "gap": strconv.Itoa((n - 1 - pos) * lineLen),
+			"steps": strings.Join(steps, "; "),
+		},
+	}
+}
+
+// Solution returns the lookups and the final value.
+func (k *KV) Solution(t Task) (reasoning, answer string) { return t.Meta["steps"], t.Answer }
+
+// Verify wants the value exactly.
+func (k *KV) Verify(t Task, completion, finishReason string) Reward {
+	return score(k.reward, completion, finishReason, func(ans string) bool {
+		return len(ans) <= len(t.Answer)+256 && strings.TrimSpace(ans) == t.Answer
+	})
+}

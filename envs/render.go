@@ -1,0 +1,189 @@
+// render.go turns tasks into DeepSeek-V3.2 chat-format text (thinking mode, through data's encoder) and
+// makes every family a pre-training / SFT text generator:
+//
+//   - Messages / Prompt / PromptIDs: the prompt the policy completes, "<BOS>[system]<User>prompt<Assistant><think>".
+//   - Conversation / Text / TrainingIDs: prompt plus the worked solution as the assistant turn,
+//     "...<Assistant><think>reasoning</think>answer<EOS>"; TrainingIDs has the chat-SFT loss mask.
+//   - Generator: a data.Generator whose Problem.Text is the conversation without the BOS in front and the EOS
+//     at the end (data's packer adds both as special ids around each document); Problem.Key is the task ID,
+//     so a synthetic corpus splits exactly as the family does. The special literals inside the text
+//     (<｜User｜>, <｜Assistant｜>, <think>, </think>) are plain text to data's byte tokenizer.
+//
+// registerGenerators makes math, logic, code and kvretrieval available as data.generator, plus math_flawed
+// (half of the worked solutions drop every carry and borrow).
+
+package envs
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+
+	"github.com/sparrow-rl/sparrow/data"
+)
+
+// Messages returns the prompt messages of t: an optional system message, then the user message.
+func Messages(t Task, system string) []data.Message {
+	var msgs []data.Message
+	if system != "" {
+		msgs = append(msgs, data.Message{Role: "system", Content: system})
+	}
+	return append(msgs, data.Message{Role: "user", Content: t.Prompt})
+}
+
+func thinkingOptions() data.EncodeOptions { return data.DefaultEncodeOptions(data.ModeThinking) }
+
+// Prompt renders the prompt of t in thinking mode, ending in "<｜Assistant｜><think>".
+func Prompt(t Task, system string) (string, error) {
+	s, err := data.Encode(Messages(t, system), thinkingOptions())
+	if err != nil {
+		return "", fmt.Errorf("envs: prompt of task %q: %w", t.ID, err)
+	}
+	return s, nil
+}
+
+// PromptIDs renders the prompt of t to token ids (structural literals are special ids).
+func PromptIDs(tok *data.Tokenizer, t Task, system string) ([]int32, error) {
+	ids, err := data.EncodeIDs(tok, Messages(t, system), thinkingOptions())
+	if err != nil {
+		return nil, fmt.Errorf("envs: prompt ids of task %q: %w", t.ID, err)
+	}
+	return ids, nil
+}
+
+// Conversation returns the prompt messages of t followed by the assistant's worked solution.
+func Conversation(f Family, t Task, system string) []data.Message {
+	reasoning, answer := f.Solution(t)
+	return append(Messages(t, system), data.Message{Role: "assistant", ReasoningContent: reasoning, Content: answer})
+}
+
+// Text renders the whole conversation of t (prompt and worked solution) in thinking mode, BOS to EOS.
+func Text(f Family, t Task, system string) (string, error) {
+	s, err := data.Encode(Conversation(f, t, system), thinkingOptions())
+	if err != nil {
+		return "", fmt.Errorf("envs: text of task %q: %w", t.ID, err)
+	}
+	return s, nil
+}
+
+// TrainingIDs renders the conversation of t to ids with the chat-SFT loss mask (1 on the assistant's
+// reasoning, </think>, answer and EOS).
+func TrainingIDs(tok *data.Tokenizer, f Family, t Task, system string) (ids []int32, lossMask []uint8, err error) {
+	ids, lossMask, err = data.EncodeForTraining(tok, Conversation(f, t, system), thinkingOptions())
+	if err != nil {
+		return nil, nil, fmt.Errorf("envs: training ids of task %q: %w", t.ID, err)
+	}
+	return ids, lossMask, nil
+}
+
+// Completion renders a solution as the completion text Verify reads.
+func Completion(reasoning, answer string) string { return reasoning + litThinkEnd + answer }
+
+var (
+	litBOS  = data.SpecialTokens[data.BOS-256]
+	litUser = data.SpecialTokens[data.User-256]
+	litAsst = data.SpecialTokens[data.Assistant-256]
+)
+
+// Document renders a pre-training document: the conversation without its BOS and EOS, i.e.
+// "<｜User｜>prompt<｜Assistant｜><think>reasoning</think>answer". It needs no encoder state and cannot fail.
+func Document(prompt, reasoning, answer string) string {
+	var b strings.Builder
+	b.Grow(len(prompt) + len(reasoning) + len(answer) + 48)
+	b.WriteString(litUser)
+	b.WriteString(prompt)
+	b.WriteString(litAsst)
+	b.WriteString(litThinkBeg)
+	b.WriteString(reasoning)
+	b.WriteString(litThinkEnd)
+	b.WriteString(answer)
+	return b.String()
+}
+
+// Generator adapts a family to data.Generator.
+type Generator struct {
+	// GenName is the generator's name (data.generator); Family.Name() when empty.
+	GenName string
+	Family  Family
+	// Flaw is the share of documents whose worked solution follows the family's systematic wrong procedure
+	// (FlawedSolver; ignored by families without one). Problem.Answer stays the right answer.
+	Flaw float64
+}
+
+// Name returns GenName or the family's name.
+func (g Generator) Name() string {
+	if g.GenName != "" {
+		return g.GenName
+	}
+	return g.Family.Name()
+}
+
+// Generate draws one task (either split: data's corpus rejects by Key) and renders its document. The
+// family must implement Drawer (all shipped families do); otherwise the train split is sampled.
+func (g Generator) Generate(rng *rand.Rand) data.Problem {
+	var t Task
+	if d, ok := g.Family.(Drawer); ok {
+		t = d.Draw(rng)
+	} else {
+		t = g.Family.Sample(rng, data.SplitTrain)
+	}
+	reasoning, answer := g.Family.Solution(t)
+	if g.Flaw > 0 && rng.Float64() < g.Flaw {
+		if fs, ok := g.Family.(FlawedSolver); ok {
+			if r, a, ok := fs.FlawedSolution(t); ok {
+				reasoning, answer = r, a
+			}
+		}
+	}
+	return data.Problem{Key: t.ID, Text: Document(t.Prompt, reasoning, answer), Answer: t.Answer}
+}
+
+// generatorOptions maps data's corpus section onto family options: max_digits is math's digits (and the
+// multiplication operands'), ops is math's operators or, for the other families, the sub-kinds
+// (logic: sort, bool; code: predict, write; kvretrieval: single, multihop). held_out is applied by the corpus.
+func generatorOptions(family string, cfg data.CorpusConfig) Options {
+	p := map[string]string{}
+	switch family {
+	case "math":
+		if cfg.MaxDigits > 0 {
+			d := fmt.Sprint(cfg.MaxDigits)
+			p["digits"], p["mul_digits_a"], p["mul_digits_b"] = d, d, d
+		}
+		if len(cfg.Ops) > 0 {
+			p["ops"] = strings.Join(cfg.Ops, ",")
+		}
+	default:
+		if len(cfg.Ops) > 0 {
+			p["kinds"] = strings.Join(cfg.Ops, ",")
+		}
+	}
+	heldOut := cfg.HeldOut
+	if !(heldOut > 0 && heldOut < 1) {
+		heldOut = 0 // the family's default; the corpus checks its own held_out
+	}
+	return Options{HeldOut: heldOut, Params: p}
+}
+
+func registerGenerators() {
+	for _, g := range []struct {
+		name, family string
+		flaw         float64
+	}{
+		{"math", "math", 0},
+		{"math_flawed", "math", 0.5},
+		{"logic", "logic", 0},
+		{"code", "code", 0},
+		{"kvretrieval", "kvretrieval", 0},
+	} {
+		err := data.RegisterGenerator(g.name, func(cfg data.CorpusConfig) (data.Generator, error) {
+			f, err := New(g.family, generatorOptions(g.family, cfg))
+			if err != nil {
+				return nil, err
+			}
+			return Generator{GenName: g.name, Family: f, Flaw: g.flaw}, nil
+		})
+		if err != nil {
+			panic(err)
+		}
+	}
+}

@@ -30,6 +30,8 @@ type GraphOptions struct {
 	// Head is "lm" (default: next-token cross-entropy) or "policy" (the RL policy-gradient head; set
 	// Graph.Policy's loss function and kept sets before each Run).
 	Head string
+	// DSA, when non-nil, adds the lightning indexers and DeepSeek Sparse Attention (dsa_ops.go).
+	DSA *DSAOptions
 }
 
 // DefaultTrainable trains every tensor except buffers (e_score_correction_bias) and the DSA indexer.
@@ -56,6 +58,7 @@ type Graph[T Float] struct {
 	Policy   *PolicySide // the policy head's side state (Head "policy")
 	Routing  []*Routing  // per layer; nil for dense layers
 	Masks    []*AttnMask // per layer: optional allowed-key sets
+	DSA      *DSASide    // DSA side state (GraphOptions.DSA); nil without DSA
 	vm       G.VM
 }
 
@@ -154,15 +157,25 @@ func NewGraph[T Float](cfg configs.Model, data [][]T, opt GraphOptions) (*Graph[
 	x := must(apply[T](&embedKernel[T]{}, param("model.embed_tokens.weight"), g.tokens))
 	g.Routing = make([]*Routing, cfg.NumHiddenLayers)
 	g.Masks = make([]*AttnMask, cfg.NumHiddenLayers)
+	var dsaLosses []*G.Node // per-layer indexer losses (GraphOptions.DSA)
 	for l := 0; l < cfg.NumHiddenLayers; l++ {
 		p := LayerPrefix(l)
 		h := norm("input_layernorm", x, p+"input_layernorm.weight", 0, 0)
 		qa := lin("q_a_proj", h, p+"self_attn.q_a_proj.weight")
-		q := lin("q_b_proj", norm("q_a_layernorm", qa, p+"self_attn.q_a_layernorm.weight", 0, 0), p+"self_attn.q_b_proj.weight")
+		qn := norm("q_a_layernorm", qa, p+"self_attn.q_a_layernorm.weight", 0, 0)
+		q := lin("q_b_proj", qn, p+"self_attn.q_b_proj.weight")
 		kva := lin("kv_a_proj_with_mqa", h, p+"self_attn.kv_a_proj_with_mqa.weight")
 		kv := lin("kv_b_proj", norm("kv_a_layernorm", kva, p+"self_attn.kv_a_layernorm.weight", 0, cfg.KVLoraRank), p+"self_attn.kv_b_proj.weight")
 		g.Masks[l] = &AttnMask{}
-		if err == nil {
+		if err == nil && opt.DSA != nil {
+			o, il, e := dsaAttention(g, l, opt.DSA, dims, rope, param, h, qn, q, kv, kva)
+			if e != nil {
+				err = fmt.Errorf("layer %d: DSA: %w", l, e)
+				break
+			}
+			dsaLosses = append(dsaLosses, il)
+			x = add(x, lin("o_proj", o, p+"self_attn.o_proj.weight"))
+		} else if err == nil {
 			o := must(apply[T](newAttnKernel[T](B, T_, dims, rope, g.Masks[l]), q, kv, kva, g.lengths))
 			x = add(x, lin("o_proj", o, p+"self_attn.o_proj.weight"))
 		}
@@ -205,6 +218,9 @@ func NewGraph[T Float](cfg configs.Model, data [][]T, opt GraphOptions) (*Graph[
 	}
 	if err != nil {
 		return nil, fmt.Errorf("model: building the loss: %w", err)
+	}
+	if g.Loss, err = addDSALoss(g, g.Loss, dsaLosses); err != nil {
+		return nil, fmt.Errorf("model: %w", err)
 	}
 	var wrt G.Nodes
 	var wrtIdx []int

@@ -145,11 +145,16 @@ type Env struct {
 	GOMAXPROCS int        `json:"gomaxprocs"`
 	LoadAvg    [3]float64 `json:"load_avg"` // /proc/loadavg at the end of the run (1, 5, 15 min); zeros when unreadable
 	GoVersion  string     `json:"go_version"`
+	// OpenBLASThreads is $OPENBLAS_NUM_THREADS ("" = unset: OpenBLAS uses every core). With the openblas
+	// backend it decides whether the replayed sgemm runs on one core or all, and how the step's concurrent
+	// GEMMs (kernels.For workers each calling OpenBLAS) share the cores.
+	OpenBLASThreads string `json:"openblas_num_threads,omitempty"`
 }
 
 func (s *benchSetup) env() Env {
 	return Env{Config: s.cfg.Name, Backend: kernels.Backend(), Threads: kernels.Threads(),
-		GOMAXPROCS: runtime.GOMAXPROCS(0), LoadAvg: loadAvg(), GoVersion: runtime.Version()}
+		GOMAXPROCS: runtime.GOMAXPROCS(0), LoadAvg: loadAvg(), GoVersion: runtime.Version(),
+		OpenBLASThreads: os.Getenv("OPENBLAS_NUM_THREADS")}
 }
 
 // loadAvg reads the 1, 5 and 15 minute load averages (zeros where /proc/loadavg is missing or unreadable).

@@ -152,6 +152,9 @@ Times are medians over --reps repetitions (at least 5 for a result worth quoting
 func envLines(w io.Writer, e trainer.Env) {
 	fmt.Fprintf(w, "config\t%s\n", e.Config)
 	fmt.Fprintf(w, "backend\t%s (threads %d, GOMAXPROCS %d, %s)\n", e.Backend, e.Threads, e.GOMAXPROCS, e.GoVersion)
+	if e.OpenBLASThreads != "" {
+		fmt.Fprintf(w, "OPENBLAS_NUM_THREADS\t%s\n", e.OpenBLASThreads)
+	}
 	fmt.Fprintf(w, "load average\t%.2f %.2f %.2f\n", e.LoadAvg[0], e.LoadAvg[1], e.LoadAvg[2])
 }
 

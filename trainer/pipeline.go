@@ -20,7 +20,7 @@ import (
 )
 
 // ImplementedKinds are the stage kinds this build can run.
-var ImplementedKinds = map[string]bool{configs.KindPretrain: true}
+var ImplementedKinds = map[string]bool{configs.KindPretrain: true, configs.KindRL: true}
 
 // Options configure a pipeline run.
 type Options struct {
@@ -193,6 +193,20 @@ func (r *Run) runStage(ctx context.Context, st configs.Stage, prev *model.Params
 	switch st.Kind {
 	case configs.KindPretrain:
 		s, err := newLMStage(r, st, params)
+		if err != nil {
+			return nil, err
+		}
+		defer s.close()
+		if resume != nil {
+			if err := s.restore(resume); err != nil {
+				return nil, err
+			}
+		}
+		if err := s.runLoop(ctx); err != nil {
+			return nil, err
+		}
+	case configs.KindRL:
+		s, err := newRLStage(r, st, params)
 		if err != nil {
 			return nil, err
 		}

@@ -37,7 +37,7 @@ var StageKinds = []string{KindPretrain, KindSFT, KindDSAWarmup, KindDSASparse, K
 var DataSources = []string{"synthetic", "jsonl", "parquet"}
 
 // DataGenerators lists the synthetic corpus generators data.generator may name.
-var DataGenerators = []string{"arithmetic"}
+var DataGenerators = []string{"arithmetic", "kvretrieval"}
 
 // ArithmeticOps lists the operators data.ops may contain.
 var ArithmeticOps = []string{"+", "-", "*"}
@@ -67,6 +67,7 @@ type Config struct {
 	Checkpoint Checkpoint `yaml:"checkpoint"`
 	Run        Run        `yaml:"run"`
 	RL         RL         `yaml:"rl"`
+	DSA        DSA        `yaml:"dsa"`
 	Stages     []Stage    `yaml:"stages"`
 }
 
@@ -141,6 +142,7 @@ type Stage struct {
 	Schedule  Schedule  `yaml:"schedule"`
 	Train     Train     `yaml:"train"`
 	RL        RL        `yaml:"rl"`
+	DSA       DSA       `yaml:"dsa"`
 }
 
 // Default returns the defaults every recipe starts from, with the one default stage {pretrain, pretrain}.
@@ -180,6 +182,7 @@ func Default() *Config {
 		Checkpoint: Checkpoint{Every: 100, KeepLast: 3},
 		Run:        Run{Progress: "auto", TensorBoard: true, Plots: true},
 		RL:         DefaultRL(),
+		DSA:        DefaultDSA(),
 	}
 	c.Stages = []Stage{c.newStage(KindPretrain, KindPretrain)}
 	return c

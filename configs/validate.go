@@ -148,6 +148,9 @@ func (c *Config) Validate() error {
 		if s.Kind == KindRL {
 			validateRL(ss, &s.RL)
 		}
+		if s.Kind == KindDSAWarmup || s.Kind == KindDSASparse {
+			validateDSA(ss, &s.DSA)
+		}
 		for _, e := range ss.errs {
 			ke := e.(*KeyError)
 			inherited := KeyError{Key: strings.TrimPrefix(ke.Key, ss.prefix), Msg: ke.Msg}

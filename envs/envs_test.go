@@ -1,0 +1,361 @@
+// Tests of the properties every family shares: the registry and its errors, disjoint splits, determinism,
+// worked solutions that always verify (and render through data's chat encoder and parser), the data
+// generators, and the prompt rendering.
+package envs
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sparrow-rl/sparrow/data"
+)
+
+// testDataset writes a JSONL dataset of n rows and returns its path.
+func testDataset(t testing.TB, n int) string {
+	t.Helper()
+	var sb strings.Builder
+	for i := range n {
+		fmt.Fprintf(&sb, "{\"prompt\": \"Capital of country %d?\", \"answer\": \"City %d\", \"reasoning\": \"Row %d of the table.\"}\n", i, i, i)
+	}
+	path := filepath.Join(t.TempDir(), "qa.jsonl")
+	if err := os.WriteFile(path, []byte(sb.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// allFamilies builds every shipped family with test-sized knobs.
+func allFamilies(t testing.TB) []Family {
+	t.Helper()
+	params := map[string]map[string]string{
+		"math":        nil,
+		"logic":       nil,
+		"code":        nil,
+		"dataset":     {"path": testDataset(t, 600), "reasoning_column": "reasoning"},
+		"kvretrieval": {"length": "256"},
+	}
+	var fams []Family
+	for _, name := range Names() {
+		p, ok := params[name]
+		if !ok {
+			t.Fatalf("family %q has no test parameters", name)
+		}
+		f, err := New(name, Options{Params: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fams = append(fams, f)
+	}
+	return fams
+}
+
+func TestNames(t *testing.T) {
+	want := []string{"code", "dataset", "kvretrieval", "logic", "math"}
+	if got := Names(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Names() = %v, want %v", got, want)
+	}
+	if err := Register("math", func(Options) (Family, error) { return nil, nil }); err == nil {
+		t.Error("registering math twice succeeded")
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{"chess", Options{}, `envs: unknown family "chess" (registered: code, dataset, kvretrieval, logic, math)`},
+		{"math", Options{Params: map[string]string{"digit": "3"}}, "params.digit: unknown key (the math family knows digits, mul_digits_a, mul_digits_b, ops)"},
+		{"math", Options{Params: map[string]string{"digits": "x"}}, `params.digits: want an integer, got "x"`},
+		{"math", Options{Params: map[string]string{"digits": "40"}}, "params.digits: 40 is outside [1, 18]"},
+		{"math", Options{Params: map[string]string{"ops": "+,/"}}, `params.ops: "/" is not one of +, -, *`},
+		{"math", Options{HeldOut: 1.5}, "envs: math: held_out 1.5 is outside (0, 1)"},
+		{"math", Options{Reward: RewardOptions{Correct: 1, Format: -1}}, "reward.format = -1: want a finite number ≥ 0"},
+		{"math", Options{Reward: RewardOptions{Correct: math.NaN()}}, "reward.correct = NaN"},
+		{"math", Options{HeldOut: 0.001, Params: map[string]string{"digits": "1", "ops": "+"}}, "no task fell in the held_out split in 200000 draws"},
+		{"logic", Options{Params: map[string]string{"kinds": "chess"}}, `params.kinds: "chess" is not one of sort, bool`},
+		{"logic", Options{Params: map[string]string{"not_prob": "1"}}, "params.not_prob: 1 is outside [0, 0.9]"},
+		{"code", Options{Params: map[string]string{"size": "1"}}, "params.size: 1 is outside [2, 20]"},
+		{"kvretrieval", Options{Params: map[string]string{"distance": "2"}}, "params.distance: 2 is outside [0, 1]"},
+		{"dataset", Options{}, "params.path: required"},
+		{"dataset", Options{Params: map[string]string{"path": "x.jsonl", "case_insensitive": "maybe"}}, `params.case_insensitive: want true or false, got "maybe"`},
+	}
+	for _, tc := range cases {
+		_, err := New(tc.name, tc.opts)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%s, %+v) = %v, want an error containing %q", tc.name, tc.opts, err, tc.want)
+		}
+	}
+}
+
+// TestSplitsDisjoint samples thousands of tasks from each split: every ID lies in the split it was drawn
+// for, and no ID is shared.
+func TestSplitsDisjoint(t *testing.T) {
+	n := 3000
+	if testing.Short() {
+		n = 300
+	}
+	for _, f := range allFamilies(t) {
+		t.Run(f.Name(), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(7, 8))
+			ids := [2]map[string]bool{{}, {}}
+			for _, split := range []data.Split{data.SplitTrain, data.SplitHeldOut} {
+				for range n {
+					task := f.Sample(rng, split)
+					if got := data.InSplit(task.ID, DefaultHeldOut); got != split {
+						t.Fatalf("task %q drawn for %s hashes into %s", task.ID, split, got)
+					}
+					if task.Family != f.Name() {
+						t.Fatalf("task %q has family %q", task.ID, task.Family)
+					}
+					ids[split][task.ID] = true
+				}
+			}
+			for id := range ids[data.SplitTrain] {
+				if ids[data.SplitHeldOut][id] {
+					t.Fatalf("task %q is in both splits", id)
+				}
+			}
+			if len(ids[0]) < 2 || len(ids[1]) < 2 {
+				t.Errorf("distinct tasks: %d train, %d held out", len(ids[0]), len(ids[1]))
+			}
+		})
+	}
+}
+
+func TestDeterminism(t *testing.T) {
+	for _, f := range allFamilies(t) {
+		t.Run(f.Name(), func(t *testing.T) {
+			draw := func(seed uint64) []Task {
+				rng := rand.New(rand.NewPCG(seed, 99))
+				var out []Task
+				for i := range 200 {
+					out = append(out, f.Sample(rng, data.Split(i%2)))
+				}
+				return out
+			}
+			a, b, c := draw(1), draw(1), draw(2)
+			if !reflect.DeepEqual(a, b) {
+				t.Error("the same seed gave different tasks")
+			}
+			if reflect.DeepEqual(a, c) {
+				t.Error("different seeds gave the same tasks")
+			}
+		})
+	}
+}
+
+// TestSolutionsVerify: the worked solution of every task verifies as correct with the full reward, and
+// renders through data's chat encoder to text that data's completion parser splits back into it.
+func TestSolutionsVerify(t *testing.T) {
+	n := 3000
+	if testing.Short() {
+		n = 300
+	}
+	for _, f := range allFamilies(t) {
+		t.Run(f.Name(), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(3, 4))
+			for i := range n {
+				task := f.Sample(rng, data.Split(i%2))
+				reasoning, answer := f.Solution(task)
+				completion := Completion(reasoning, answer)
+				r := f.Verify(task, completion, "stop")
+				if !r.Correct || math.Abs(r.Total-1.1) > 1e-12 {
+					t.Fatalf("task %q: solution %q scored %+v", task.ID, completion, r)
+				}
+				if r2 := f.Verify(task, completion+litEOS, "stop"); !r2.Correct {
+					t.Fatalf("task %q: solution with EOS scored %+v", task.ID, r2)
+				}
+				if i%10 != 0 {
+					continue
+				}
+				text, err := Text(f, task, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				prompt, err := Prompt(task, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if text != prompt+completion+litEOS {
+					t.Fatalf("task %q: Text is not Prompt + completion + EOS:\n%q\n%q", task.ID, text, prompt)
+				}
+				parsed, err := data.ParseCompletion(completion+litEOS, data.ModeThinking)
+				if err != nil {
+					t.Fatalf("task %q: data.ParseCompletion: %v", task.ID, err)
+				}
+				if parsed.ReasoningContent != reasoning || parsed.Content != answer {
+					t.Fatalf("task %q: data's parser split the completion into %q / %q", task.ID, parsed.ReasoningContent, parsed.Content)
+				}
+			}
+		})
+	}
+}
+
+func TestRenderGolden(t *testing.T) {
+	m, err := NewMath(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := MathTask("347", "+", "589")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const reasoning = "7+9=16, write 6 carry 1; 4+8+1=13, write 3 carry 1; 3+5+1=9, write 9"
+	prompt, err := Prompt(task, "Be exact.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "<｜begin▁of▁sentence｜>Be exact.<｜User｜>347+589=?<｜Assistant｜><think>"; prompt != want {
+		t.Errorf("Prompt = %q, want %q", prompt, want)
+	}
+	text, err := Text(m, task, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "<｜begin▁of▁sentence｜><｜User｜>347+589=?<｜Assistant｜><think>" + reasoning + "</think>936<｜end▁of▁sentence｜>"; text != want {
+		t.Errorf("Text = %q, want %q", text, want)
+	}
+	tok := &data.Tokenizer{}
+	ids, err := PromptIDs(tok, task, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantIDs := append([]int32{data.BOS, data.User}, tok.Encode("347+589=?")...)
+	wantIDs = append(wantIDs, data.Assistant, data.ThinkBeg)
+	if !slices.Equal(ids, wantIDs) {
+		t.Errorf("PromptIDs = %v, want %v", ids, wantIDs)
+	}
+	ids, mask, err := TrainingIDs(tok, m, task, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := len(reasoning) + 1 + 3 + 1 // reasoning, </think>, "936", EOS
+	if len(ids) != len(wantIDs)+gen || len(mask) != len(ids) {
+		t.Fatalf("TrainingIDs: %d ids, %d mask, want %d", len(ids), len(mask), len(wantIDs)+gen)
+	}
+	for i, v := range mask {
+		if want := uint8(0); i >= len(wantIDs) {
+			want = 1
+			if v != want {
+				t.Fatalf("mask[%d] = %d, want 1", i, v)
+			}
+		} else if v != want {
+			t.Fatalf("mask[%d] = %d, want 0", i, v)
+		}
+	}
+	if ids[len(ids)-1] != data.EOS || ids[len(ids)-5] != data.ThinkEnd {
+		t.Errorf("training ids end in %v", ids[len(ids)-6:])
+	}
+	if doc := Document(task.Prompt, reasoning, "936"); doc != strings.TrimSuffix(strings.TrimPrefix(text, litBOS), litEOS) {
+		t.Errorf("Document = %q, want the text without BOS and EOS", doc)
+	}
+}
+
+// TestGenerators opens every registered envs generator as a data corpus: documents are the families'
+// conversations, split by the task ID, and data's own arithmetic generator is still there.
+func TestGenerators(t *testing.T) {
+	names := data.GeneratorNames()
+	for _, want := range []string{"arithmetic", "code", "kvretrieval", "logic", "math", "math_flawed"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("data.GeneratorNames() = %v lacks %q", names, want)
+		}
+	}
+	for _, name := range []string{"math", "math_flawed", "logic", "code", "kvretrieval"} {
+		t.Run(name, func(t *testing.T) {
+			cfg := data.CorpusConfig{Source: "synthetic", Generator: name, HeldOut: 0.1, Seed: 5}
+			for _, split := range []data.Split{data.SplitTrain, data.SplitHeldOut} {
+				c, err := data.OpenCorpus(cfg, split)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sc := c.(*data.SyntheticCorpus)
+				for range 50 {
+					p, err := sc.NextProblem()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if data.InSplit(p.Key, 0.1) != split {
+						t.Fatalf("problem %q is not in %s", p.Key, split)
+					}
+					if !strings.HasPrefix(p.Text, litUser) || !strings.Contains(p.Text, litAsst+litThinkBeg) || strings.Count(p.Text, litThinkEnd) != 1 {
+						t.Fatalf("document %q is not a chat conversation", p.Text)
+					}
+					if strings.Contains(p.Text, litBOS) || strings.Contains(p.Text, litEOS) {
+						t.Fatalf("document %q holds BOS or EOS (the packer adds them)", p.Text)
+					}
+					if p.Answer == "" {
+						t.Fatalf("problem %q has no answer", p.Key)
+					}
+				}
+			}
+		})
+	}
+	// data.max_digits and data.ops reach the math family.
+	c, err := data.OpenCorpus(data.CorpusConfig{Source: "synthetic", Generator: "math", MaxDigits: 2, Ops: []string{"*"}, HeldOut: 0.1}, data.SplitTrain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		p, err := c.(*data.SyntheticCorpus).NextProblem()
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b, ok := strings.Cut(p.Key, "*")
+		if !ok || len(a) > 2 || len(b) > 2 {
+			t.Fatalf("key %q is not a product of 1–2 digit numbers", p.Key)
+		}
+	}
+}
+
+// TestFlawedGenerator: math_flawed writes the dropped-carry procedure in about half of the documents whose
+// problem has a carry or borrow; the answer in such a text is the flawed one, Problem.Answer the right one.
+func TestFlawedGenerator(t *testing.T) {
+	m, err := NewMath(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := Generator{GenName: "math_flawed", Family: m, Flaw: 0.5}
+	rng := rand.New(rand.NewPCG(11, 12))
+	flawed, eligible := 0, 0
+	for range 4000 {
+		p := g.Generate(rng)
+		a, op, b := splitKey(p.Key)
+		task, err := MathTask(a, op, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, fa, ok := m.FlawedSolution(task)
+		if !ok {
+			continue
+		}
+		eligible++
+		textAnswer := p.Text[strings.Index(p.Text, litThinkEnd)+len(litThinkEnd):]
+		switch textAnswer {
+		case fa:
+			flawed++
+		case p.Answer:
+		default:
+			t.Fatalf("document %q ends in %q, neither %q nor the flawed %q", p.Key, textAnswer, p.Answer, fa)
+		}
+		if p.Answer != task.Answer {
+			t.Fatalf("Problem.Answer %q, want the right answer %q", p.Answer, task.Answer)
+		}
+	}
+	if frac := float64(flawed) / float64(eligible); eligible < 1000 || frac < 0.45 || frac > 0.55 {
+		t.Errorf("%d of %d eligible documents flawed (%.3f), want about half", flawed, eligible, frac)
+	}
+}
+
+func splitKey(key string) (a, op, b string) {
+	i := strings.IndexAny(key[1:], "+-*") + 1
+	return key[:i], key[i : i+1], key[i+1:]
+}

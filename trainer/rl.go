@@ -91,6 +91,9 @@ func newRLStage(r *Run, st configs.Stage, params *model.Params) (*rlStage, error
 	}
 	lc := grpo.Config{EpsLow: rc.EpsLow, EpsHigh: rc.EpsHigh, DualClipC: rc.DualClip, Beta: rc.Beta, KL: grpo.KLKind(rc.KL),
 		Delta: rc.Delta, Agg: grpo.AggMode(rc.Agg), MaxLen: rc.MaxNewTokens, StdNormalize: rc.StdNormalize, StdEps: 1e-6}
+	if rc.Beta == 0 {
+		lc.KL = grpo.KLNone // no reference model is kept: the KL is neither trained nor measured
+	}
 	if err := lc.Validate(); err != nil {
 		return nil, fmt.Errorf("stages[%s].rl: %w", st.Name, err)
 	}

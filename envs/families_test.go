@@ -1,0 +1,420 @@
+// Golden tests of each family's prompt, worked solution and answer (hand-checked), the flawed math
+// procedure, the knobs, and the dataset loaders (JSONL and Parquet) with their errors.
+package envs
+
+import (
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sparrow-rl/sparrow/data"
+)
+
+type golden struct {
+	task                      Task
+	id, prompt                string
+	reasoning, answer         string
+	flawedReasoning, flawedAn string // math only; "" = no flawed version
+	target                    string // Task.Answer when it differs from the solution's answer (code write)
+}
+
+func checkGolden(t *testing.T, f Family, cases []golden) {
+	t.Helper()
+	for _, g := range cases {
+		want := g.answer
+		if g.target != "" {
+			want = g.target
+		}
+		if g.task.ID != g.id || g.task.Prompt != g.prompt || g.task.Answer != want {
+			t.Errorf("%s: task = %q / %q / %q, want %q / %q / %q", f.Name(), g.task.ID, g.task.Prompt, g.task.Answer, g.id, g.prompt, want)
+		}
+		r, a := f.Solution(g.task)
+		if r != g.reasoning || a != g.answer {
+			t.Errorf("%s %s: Solution =\n%q, %q\nwant\n%q, %q", f.Name(), g.id, r, a, g.reasoning, g.answer)
+		}
+		if fs, ok := f.(FlawedSolver); ok {
+			fr, fa, ok := fs.FlawedSolution(g.task)
+			if ok != (g.flawedAn != "") || (ok && (fr != g.flawedReasoning || fa != g.flawedAn)) {
+				t.Errorf("%s %s: FlawedSolution =\n%q, %q, %v\nwant\n%q, %q", f.Name(), g.id, fr, fa, ok, g.flawedReasoning, g.flawedAn)
+			}
+		}
+	}
+}
+
+func mustMath(t *testing.T, a, op, b string) Task {
+	t.Helper()
+	task, err := MathTask(a, op, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return task
+}
+
+func TestMathGolden(t *testing.T) {
+	m, err := NewMath(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, m, []golden{
+		{
+			task: mustMath(t, "347", "+", "589"), id: "347+589", prompt: "347+589=?",
+			reasoning:       "7+9=16, write 6 carry 1; 4+8+1=13, write 3 carry 1; 3+5+1=9, write 9",
+			answer:          "936",
+			flawedReasoning: "7+9=16, write 6; 4+8=12, write 2; 3+5=8, write 8", flawedAn: "826",
+		},
+		{
+			task: mustMath(t, "52", "-", "38"), id: "52-38", prompt: "52-38=?",
+			reasoning:       "2-8<0, borrow 1: 12-8=4, write 4; 5-1-3=1, write 1",
+			answer:          "14",
+			flawedReasoning: "2-8<0, so 8-2=6, write 6; 5-3=2, write 2", flawedAn: "26",
+		},
+		{
+			task: mustMath(t, "38", "-", "52"), id: "38-52", prompt: "38-52=?",
+			reasoning:       "38<52, so 38-52=-(52-38); 2-8<0, borrow 1: 12-8=4, write 4; 5-1-3=1, write 1; 52-38=14, so 38-52=-14",
+			answer:          "-14",
+			flawedReasoning: "38<52, so 38-52=-(52-38); 2-8<0, so 8-2=6, write 6; 5-3=2, write 2; 52-38=26, so 38-52=-26", flawedAn: "-26",
+		},
+		{
+			task: mustMath(t, "347", "*", "6"), id: "347*6", prompt: "347*6=?",
+			reasoning:       "347*6: 7*6=42, write 2 carry 4; 4*6+4=28, write 8 carry 2; 3*6+2=20, write 0 carry 2; write 2, so 347*6=2082",
+			answer:          "2082",
+			flawedReasoning: "347*6: 7*6=42, write 2; 4*6=24, write 4; 3*6=18, write 8, so 347*6=842", flawedAn: "842",
+		},
+		{ // no carry: the flawed procedure is right, so there is no flawed solution
+			task: mustMath(t, "12", "+", "34"), id: "12+34", prompt: "12+34=?",
+			reasoning: "2+4=6, write 6; 1+3=4, write 4", answer: "46",
+		},
+	})
+}
+
+// TestMathKnobs: the recipe's mix, + and - up to 3 digits and 3-digit × 1-digit.
+func TestMathKnobs(t *testing.T) {
+	m, err := NewMath(Options{Params: map[string]string{"digits": "3", "mul_digits_a": "3", "mul_digits_b": "1", "ops": "+,-,*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	ops := map[string]int{}
+	for range 3000 {
+		task := m.Draw(rng)
+		a, op, b := task.Meta["a"], task.Meta["op"], task.Meta["b"]
+		ops[op]++
+		if len(a) > 3 || len(b) > 3 || (op == "*" && len(b) != 1) {
+			t.Fatalf("task %q is outside the knobs", task.ID)
+		}
+		x, _ := strconv.Atoi(a)
+		y, _ := strconv.Atoi(b)
+		want := map[string]int{"+": x + y, "-": x - y, "*": x * y}[op]
+		if task.Answer != strconv.Itoa(want) {
+			t.Fatalf("task %q: answer %q, want %d", task.ID, task.Answer, want)
+		}
+	}
+	for _, op := range []string{"+", "-", "*"} {
+		if ops[op] < 800 {
+			t.Errorf("op %s drawn %d times of 3000", op, ops[op])
+		}
+	}
+}
+
+func TestLogicGolden(t *testing.T) {
+	l, err := NewLogic(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, l, []golden{
+		{
+			task: SortTask([]int{3, 1, 2}), id: "sort:3 1 2", prompt: "Sort: 3 1 2",
+			reasoning: "min 1, rest 3 2; min 2, rest 3; min 3", answer: "1 2 3",
+		},
+		{
+			task: SortTask([]int{5, 5, 0}), id: "sort:5 5 0", prompt: "Sort: 5 5 0",
+			reasoning: "min 0, rest 5 5; min 5, rest 5; min 5", answer: "0 5 5",
+		},
+		{
+			task: BoolTask("(T and not F) or F"), id: "bool:(T and not F) or F", prompt: "Evaluate: (T and not F) or F",
+			reasoning: "not F=T; T and T=T; T or F=T", answer: "T",
+		},
+		{
+			task: BoolTask("not (T or F) and (F or not (T and T))"), id: "bool:not (T or F) and (F or not (T and T))",
+			prompt:    "Evaluate: not (T or F) and (F or not (T and T))",
+			reasoning: "T or F=T; not T=F; T and T=T; not T=F; F or F=F; F and F=F", answer: "F",
+		},
+	})
+}
+
+// TestFormulaRoundTrip: random formulas print and parse back to the same formula and value.
+func TestFormulaRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 2000 {
+		f := randomFormula(rng, 1+rng.IntN(8), 0.3)
+		g, err := parseFormula(f.String())
+		if err != nil {
+			t.Fatalf("%q: %v", f.String(), err)
+		}
+		if !reflect.DeepEqual(f, g) || g.eval() != f.eval() {
+			t.Fatalf("%q parsed back as %q", f.String(), g.String())
+		}
+	}
+	for _, bad := range []string{"", "T and", "(T", "T F", "T and F or T", "x", strings.Repeat("not ", 1000) + "T"} {
+		if _, err := parseFormula(bad); err == nil {
+			t.Errorf("parseFormula(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestLogicKnobs(t *testing.T) {
+	l, err := NewLogic(Options{Params: map[string]string{"kinds": "sort", "sort_len": "3", "sort_max": "9"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	for range 500 {
+		task := l.Draw(rng)
+		xs, ok := parseInts(task.Meta["list"])
+		if task.Meta["kind"] != "sort" || !ok || len(xs) < 2 || len(xs) > 3 {
+			t.Fatalf("task %q is outside the knobs", task.ID)
+		}
+		for _, x := range xs {
+			if x > 9 {
+				t.Fatalf("task %q has a value over sort_max", task.ID)
+			}
+		}
+	}
+	b, err := NewLogic(Options{Params: map[string]string{"kinds": "bool", "bool_ops": "2", "not_prob": "0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 500 {
+		task := b.Draw(rng)
+		f := task.Meta["formula"]
+		if ops := strings.Count(f, "and") + strings.Count(f, "or"); ops < 1 || ops > 2 || strings.Contains(f, "not") {
+			t.Fatalf("formula %q is outside the knobs", f)
+		}
+	}
+}
+
+func TestCodeGolden(t *testing.T) {
+	c, err := NewCode(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pred, ok := PredictTask("x=3;y=1\nwhile x>0 { y=y*2; x=x-1 }\nprint y")
+	if !ok {
+		t.Fatal("PredictTask failed")
+	}
+	write, ok := WriteTask("k = 2\nwhile k <= 4 {\n  print k * k\n  k = k + 1\n}\n", "These are the squares of 2 to 4.")
+	if !ok {
+		t.Fatal("WriteTask failed")
+	}
+	checkGolden(t, c, []golden{
+		{
+			task: pred, id: "code-predict:" + hash16("x = 3\ny = 1\nwhile x > 0 {\n  y = y * 2\n  x = x - 1\n}\nprint y\n"),
+			prompt: "What does this program print?\nx = 3\ny = 1\nwhile x > 0 {\n  y = y * 2\n  x = x - 1\n}\nprint y",
+			reasoning: "x=3\ny=1\nwhile 3>0: yes\ny=1*2=2\nx=3-1=2\nwhile 2>0: yes\ny=2*2=4\nx=2-1=1\n" +
+				"while 1>0: yes\ny=4*2=8\nx=1-1=0\nwhile 0>0: no\nprint 8",
+			answer: "8",
+		},
+		{
+			task: write, id: "code-write:4 9 16", prompt: "Write a program that prints: 4 9 16",
+			reasoning: "These are the squares of 2 to 4.",
+			answer:    "k = 2\nwhile k <= 4 {\n  print k * k\n  k = k + 1\n}",
+			target:    "4 9 16",
+		},
+	})
+	if _, ok := PredictTask("print x"); ok {
+		t.Error("PredictTask accepted a failing program")
+	}
+}
+
+// TestCodeKnobs: generated predict programs respect size, value and trace bounds; write targets the length.
+func TestCodeKnobs(t *testing.T) {
+	c, err := NewCode(Options{Params: map[string]string{"size": "3", "max_value": "50", "max_trace": "12", "write_len": "3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(2, 2))
+	kinds := map[string]int{}
+	for range 1000 {
+		task := c.Draw(rng)
+		kinds[task.Meta["kind"]]++
+		switch task.Meta["kind"] {
+		case "predict":
+			p, err := Parse(task.Meta["program"], DefaultLimits())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(p.stmts); n > 4 { // a loop counts its counter as a statement of the budget
+				t.Fatalf("program has %d top-level statements:\n%s", n, task.Meta["program"])
+			}
+			var trace strings.Builder
+			res, err := p.Run(DefaultLimits(), &trace)
+			if err != nil || res.MaxAbs > 50 || strings.Count(trace.String(), "\n") > 12 {
+				t.Fatalf("program out of bounds (%v, max %d):\n%s", err, res.MaxAbs, task.Meta["program"])
+			}
+		case "write":
+			if n := len(strings.Fields(task.Answer)); n < 2 || n > 3 {
+				t.Fatalf("target %q has %d values", task.Answer, n)
+			}
+		}
+	}
+	if kinds["predict"] < 400 || kinds["write"] < 400 {
+		t.Errorf("kinds drawn: %v", kinds)
+	}
+}
+
+func TestKVGolden(t *testing.T) {
+	k, err := NewKV(Options{Params: map[string]string{"pairs": "6", "kinds": "multihop", "hops": "3", "distance": "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(9, 9))
+	for range 300 {
+		task := k.Draw(rng)
+		lines := strings.Split(task.Prompt, "\n")
+		if len(lines) != 7 {
+			t.Fatalf("prompt has %d lines:\n%s", len(lines), task.Prompt)
+		}
+		kv := map[string]string{}
+		for _, line := range lines[:6] {
+			key, val, ok := strings.Cut(line, "=")
+			if !ok || len(key) != 4 || len(val) != 4 || kv[key] != "" {
+				t.Fatalf("bad or repeated pair %q", line)
+			}
+			kv[key] = val
+		}
+		first, _, _ := strings.Cut(lines[0], "=")
+		if want := "Value of " + first + " after 3 lookups?"; lines[6] != want || task.Meta["position"] != "0" || task.Meta["gap"] != "50" {
+			t.Fatalf("question %q (meta %v), want %q at position 0, gap 5×10 bytes", lines[6], task.Meta, want)
+		}
+		// Follow the chain by hand.
+		key, steps := first, []string{}
+		for range 3 {
+			steps = append(steps, key+"="+kv[key])
+			key = kv[key]
+		}
+		if task.Answer != key {
+			t.Fatalf("answer %q, want %q", task.Answer, key)
+		}
+		if r, a := k.Solution(task); r != strings.Join(steps, "; ") || a != key {
+			t.Fatalf("Solution = %q, %q; want %q, %q", r, a, strings.Join(steps, "; "), key)
+		}
+	}
+	// A hand-written single task: the documented shape.
+	s, err := NewKV(Options{Params: map[string]string{"length": "4000", "kinds": "single", "distance": "0.9"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := s.Draw(rng)
+	if n := len(task.Prompt); n < 3900 || n > 4050 {
+		t.Errorf("prompt of %d bytes for length 4000", n)
+	}
+	pos, _ := strconv.Atoi(task.Meta["position"])
+	pairs, _ := strconv.Atoi(task.Meta["pairs"])
+	if pairs != 400 || pos > 39 {
+		t.Errorf("pairs %d, position %d: want 400 pairs and the asked one within the first 10%%", pairs, pos)
+	}
+	if r, _ := s.Solution(task); r != task.Meta["key"]+"="+task.Answer {
+		t.Errorf("Solution reasoning %q", r)
+	}
+}
+
+func TestDatasetFormats(t *testing.T) {
+	dir := t.TempDir()
+	prompts := []string{"2+2?", "Colour of the sky?", "Largest planet?", "H2O is?"}
+	answers := []string{"4", "Blue", "Jupiter", "Water"}
+	reasons := []string{"Two and two.", "Rayleigh.", "Gas giant.", "Formula."}
+	var sb strings.Builder
+	for i := range prompts {
+		sb.WriteString(`{"prompt": ` + strconv.Quote(prompts[i]) + `, "answer": ` + strconv.Quote(answers[i]) + `, "why": ` + strconv.Quote(reasons[i]) + ", \"extra\": 1}\n\n")
+	}
+	jsonl := filepath.Join(dir, "d.jsonl")
+	if err := os.WriteFile(jsonl, []byte(sb.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pq := filepath.Join(dir, "d.parquet")
+	if err := WriteDatasetParquet(pq, prompts, answers, reasons); err != nil {
+		t.Fatal(err)
+	}
+	// held_out 0.5 so that both splits of four rows are non-empty.
+	j, err := NewDataset(Options{HeldOut: 0.5, Params: map[string]string{"path": jsonl, "reasoning_column": "why"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewDataset(Options{HeldOut: 0.5, Params: map[string]string{"path": pq, "reasoning_column": "reasoning"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(j.rows, p.rows) || len(j.rows) != 4 {
+		t.Fatalf("JSONL and Parquet rows differ:\n%+v\n%+v", j.rows, p.rows)
+	}
+	if j.Len(data.SplitTrain)+j.Len(data.SplitHeldOut) != 4 {
+		t.Errorf("splits hold %d + %d rows", j.Len(data.SplitTrain), j.Len(data.SplitHeldOut))
+	}
+	for i, task := range j.rows {
+		if task.ID != "ds-"+hash16(prompts[i]) || data.InSplit(task.ID, 0.5) != splitOf(j, i) {
+			t.Errorf("row %d: ID %q or its split is wrong", i, task.ID)
+		}
+		if r, a := j.Solution(task); r != reasons[i] || a != answers[i] {
+			t.Errorf("row %d: Solution = %q, %q", i, r, a)
+		}
+	}
+	// Sample returns a copy: editing it leaves the dataset alone.
+	task := j.Sample(rand.New(rand.NewPCG(1, 1)), data.SplitTrain)
+	task.Meta["reasoning"] = "edited"
+	for _, row := range j.rows {
+		if row.Meta["reasoning"] == "edited" {
+			t.Error("Sample shares Meta with the dataset")
+		}
+	}
+}
+
+func splitOf(d *Dataset, row int) data.Split {
+	for s, idx := range d.splits {
+		for _, i := range idx {
+			if i == row {
+				return data.Split(s)
+			}
+		}
+	}
+	return -1
+}
+
+func TestDatasetErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pq := filepath.Join(dir, "ok.parquet")
+	if err := WriteDatasetParquet(pq, []string{"a", "b"}, []string{"1", "2"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		params map[string]string
+		want   string
+	}{
+		{map[string]string{"path": filepath.Join(dir, "missing.jsonl")}, "missing.jsonl: no such file"},
+		{map[string]string{"path": write("bad.jsonl", "{\"prompt\": \"a\", \"answer\": \"1\"}\n{oops\n")}, "bad.jsonl:2: invalid character"},
+		{map[string]string{"path": write("nocol.jsonl", "{\"question\": \"a\", \"answer\": \"1\"}\n")}, `nocol.jsonl:1: no field "prompt"`},
+		{map[string]string{"path": write("num.jsonl", "{\"prompt\": \"a\", \"answer\": 1}\n")}, `num.jsonl:1: field "answer" must be a string, got 1`},
+		{map[string]string{"path": write("empty.jsonl", "{\"prompt\": \"a\", \"answer\": \"  \"}\n")}, "empty.jsonl: row 1: empty answer"},
+		{map[string]string{"path": write("think.jsonl", "{\"prompt\": \"a\", \"answer\": \"1\", \"r\": \"x</think>y\"}\n"), "reasoning_column": "r"}, `think.jsonl: row 1: r contains "</think>"`},
+		{map[string]string{"path": write("one.jsonl", "{\"prompt\": \"a\", \"answer\": \"1\"}\n")}, "one.jsonl: none of the 1 rows falls in the"},
+		{map[string]string{"path": pq, "answer_column": "label"}, `ok.parquet: no column "label" (columns: prompt, answer)`},
+		{map[string]string{"path": write("x.csv", "a,b\n"), "format": "csv"}, `params.format: "csv" is not jsonl or parquet`},
+		{map[string]string{"path": write("notpq.parquet", "not parquet")}, "dataset: parquet"},
+	}
+	for _, tc := range cases {
+		_, err := NewDataset(Options{Params: tc.params})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("NewDataset(%v) = %v, want an error containing %q", tc.params, err, tc.want)
+		}
+	}
+}

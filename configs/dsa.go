@@ -4,6 +4,9 @@
 // the weight of the indexer loss, the k of the recall metrics and the long-context task evaluated.
 package configs
 
+// KVRetrievalKinds are the values data.ops may list with data.generator kvretrieval (its question kinds).
+var KVRetrievalKinds = []string{"single", "multihop"}
+
 // DSA configures the DSA stages.
 type DSA struct {
 	IndexerLR  float64 `yaml:"indexer_lr"`  // dsa_sparse: peak lr of the indexer's own AdamW (same schedule shape), default 1e-3

@@ -170,7 +170,11 @@ func validateSections(k *checker, s sections, m *Model) {
 	validateTrain(k, s.Train, m)
 }
 
+// DataFormats lists the values of data.format ("" = by stage kind).
+var DataFormats = []string{"", "text", "chat"}
+
 func validateData(k *checker, d *Data) {
+	k.oneOf("data.format", d.Format, DataFormats)
 	if k.oneOf("data.source", d.Source, DataSources) {
 		switch d.Source {
 		case "synthetic":
@@ -190,13 +194,17 @@ func validateData(k *checker, d *Data) {
 	if d.MaxDigits < 1 || d.MaxDigits > 12 {
 		k.add("data.max_digits", "must be in 1..12, got %d", d.MaxDigits)
 	}
+	allowedOps := ArithmeticOps
+	if d.Source == "synthetic" && d.Generator == "kvretrieval" {
+		allowedOps = KVRetrievalKinds // data.ops lists the question kinds of kvretrieval
+	}
 	if len(d.Ops) == 0 {
-		k.add("data.ops", "want at least one operator of %s", strings.Join(ArithmeticOps, " "))
+		k.add("data.ops", "want at least one operator of %s", strings.Join(allowedOps, " "))
 	}
 	for i, op := range d.Ops {
 		key := fmt.Sprintf("data.ops[%d]", i)
-		if !slices.Contains(ArithmeticOps, op) {
-			k.add(key, "must be one of %s, got %q", strings.Join(ArithmeticOps, " "), op)
+		if !slices.Contains(allowedOps, op) {
+			k.add(key, "must be one of %s, got %q", strings.Join(allowedOps, " "), op)
 		} else if slices.Index(d.Ops, op) < i {
 			k.add(key, "duplicate operator %q", op)
 		}

@@ -20,7 +20,7 @@ import (
 )
 
 // ImplementedKinds are the stage kinds this build can run.
-var ImplementedKinds = map[string]bool{configs.KindPretrain: true, configs.KindRL: true}
+var ImplementedKinds = map[string]bool{configs.KindPretrain: true, configs.KindRL: true, configs.KindDSAWarmup: true, configs.KindDSASparse: true}
 
 // Options configure a pipeline run.
 type Options struct {
@@ -217,6 +217,10 @@ func (r *Run) runStage(ctx context.Context, st configs.Stage, prev *model.Params
 			}
 		}
 		if err := s.runLoop(ctx); err != nil {
+			return nil, err
+		}
+	case configs.KindDSAWarmup, configs.KindDSASparse:
+		if err := r.runDSAStage(ctx, st, params, resume); err != nil {
 			return nil, err
 		}
 	default:

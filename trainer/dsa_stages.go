@@ -1,0 +1,564 @@
+// dsa_stages.go: the two continued-pre-training stages that install DeepSeek Sparse Attention in a dense model
+// (dsv32-spec.md §2):
+//
+//   - dsa_warmup: dense attention; every parameter frozen except the lightning indexers, trained on
+//     Σ_t KL(p_t ‖ softmax(I_t)) per layer (Eq. 3), p_t = head-mean attention probabilities; the stage's own
+//     optimizer.lr and train.steps.
+//   - dsa_sparse: top-k sparse attention; the stage's optimizer trains every backbone parameter on the LM loss,
+//     a second AdamW (dsa.indexer_lr) trains the indexers on the KL restricted to the selected set (Eq. 4).
+//     The indexer's inputs are detached inside the graph (model/dsa_ops.go), so the two losses share one
+//     forward/backward and one Grad call, and each optimizer only sees its own gradients.
+//
+// Metrics: loss (LM), dsa/indexer_kl (mean over layers) and dsa/indexer_kl/layer<l>; at each eval the held-out
+// LM loss, and on the same held-out batches a dense pass giving dsa/topk_recall, dsa/topk_recall_rel and
+// dsa/best_topk_mass (mean and per layer, k = dsa.recall_topk); at the end of the stage the held-out accuracy
+// on dsa.eval_env (greedy decoding with the engine: dense in warm-up, sparse in dsa_sparse).
+package trainer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+
+	"github.com/sparrow-rl/sparrow/checkpoints"
+	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/data"
+	"github.com/sparrow-rl/sparrow/envs"
+	"github.com/sparrow-rl/sparrow/model"
+)
+
+// indexerOptPrefix names the indexer optimizer's tensors in a dsa_sparse checkpoint.
+const indexerOptPrefix = "indexer_opt/"
+
+func isIndexerSpec(s model.Spec) bool { return strings.Contains(s.Name, ".indexer.") }
+
+// dsaStage runs dsa_warmup or dsa_sparse.
+type dsaStage struct {
+	run    *Run
+	stage  configs.Stage
+	sparse bool
+	params *model.Params
+	graph  *model.Graph[float32]
+	dense  *model.Graph[float32] // dense graph with recall metrics, for evaluation (the training graph in warm-up)
+	tok    *data.Tokenizer
+	packer *data.Packer
+
+	opt, iopt         *AdamW // backbone (sparse) or indexers (warm-up); indexers (sparse only)
+	groups, igroups   []ParamGroup
+	gradOf, igradOf   []int
+	step, skipped     int
+	tokensSeen        int64
+	batches           []data.Batch
+	in                model.StepInput
+	load              [][]int
+	recallK, nIndexer int
+}
+
+func newDSAStage(r *Run, st configs.Stage, params *model.Params) (*dsaStage, error) {
+	cfg := params.Config
+	if cfg.IndexNHeads <= 0 {
+		return nil, fmt.Errorf("stages[%s]: kind %s needs an indexer: set model.index_n_heads > 0", st.Name, st.Kind)
+	}
+	tr := st.Train
+	tok, err := data.NewTokenizer(cfg.VocabSize)
+	if err != nil {
+		return nil, err
+	}
+	corpus, err := data.OpenCorpus(corpusConfig(st.Data, r.Config.Seed), data.SplitTrain)
+	if err != nil {
+		return nil, fmt.Errorf("stage %s: training corpus: %w", st.Name, err)
+	}
+	s := &dsaStage{run: r, stage: st, sparse: st.Kind == configs.KindDSASparse, params: params, tok: tok,
+		packer: data.NewPacker(corpus, tok, tr.BatchSize, tr.SeqLen)}
+	s.recallK = st.DSA.RecallTopK
+	if s.recallK <= 0 {
+		s.recallK = cfg.IndexTopk
+	}
+	trainable := isIndexerSpec
+	if s.sparse {
+		trainable = func(sp model.Spec) bool { return sp.Role != model.Buffer }
+	}
+	opt := model.GraphOptions{B: tr.BatchSize, T: tr.SeqLen, Trainable: trainable, DSA: &model.DSAOptions{Sparse: s.sparse, TopK: cfg.IndexTopk}}
+	if !s.sparse {
+		opt.DSA.TopK, opt.DSA.Recall = s.recallK, true
+	}
+	if s.graph, err = model.NewGraph[float32](cfg, params.Data, opt); err != nil {
+		return nil, fmt.Errorf("stage %s: %w", st.Name, err)
+	}
+	if !s.sparse {
+		s.dense = s.graph
+	}
+	for i, sp := range params.Specs {
+		if s.graph.Grads[i] == nil {
+			continue
+		}
+		g := ParamGroup{Name: sp.Name, Value: params.Data[i], Grad: make([]float32, sp.Size()), Decay: sp.Role == model.Weight}
+		if s.sparse && isIndexerSpec(sp) {
+			s.igroups, s.igradOf = append(s.igroups, g), append(s.igradOf, i)
+		} else {
+			s.groups, s.gradOf = append(s.groups, g), append(s.gradOf, i)
+		}
+	}
+	o := st.Optimizer
+	s.opt = NewAdamW(s.groups, o.Beta1, o.Beta2, o.Eps, o.WeightDecay)
+	if s.sparse {
+		s.iopt = NewAdamW(s.igroups, o.Beta1, o.Beta2, o.Eps, o.WeightDecay)
+	}
+	s.batches = make([]data.Batch, tr.GradAccum)
+	s.in = model.StepInput{Lengths: make([]int32, tr.BatchSize), Weights: make([]float32, tr.BatchSize*tr.SeqLen)}
+	s.load = make([][]int, cfg.NumHiddenLayers)
+	for l := range s.load {
+		if cfg.IsMoE(l) {
+			s.load[l] = make([]int, cfg.NRoutedExperts)
+		}
+	}
+	return s, nil
+}
+
+func (s *dsaStage) close() {
+	s.graph.Close()
+	if s.dense != nil && s.dense != s.graph {
+		s.dense.Close()
+	}
+}
+
+type dsaState struct {
+	Packer data.PackerState `json:"packer"`
+}
+
+func (s *dsaStage) restore(ck *checkpoints.Checkpoint) error {
+	var main, idx []NamedTensor
+	for _, t := range ck.Optimizer {
+		nt := NamedTensor{Name: t.Name, Shape: t.Shape, Data: t.Data}
+		if n, ok := strings.CutPrefix(t.Name, indexerOptPrefix); ok {
+			nt.Name = n
+			idx = append(idx, nt)
+		} else {
+			main = append(main, nt)
+		}
+	}
+	if err := s.opt.LoadState(main); err != nil {
+		return fmt.Errorf("resume: optimizer state: %w", err)
+	}
+	if s.iopt != nil {
+		if err := s.iopt.LoadState(idx); err != nil {
+			return fmt.Errorf("resume: indexer optimizer state: %w", err)
+		}
+	}
+	var cur dsaState
+	if err := json.Unmarshal(ck.State.DataCursor, &cur); err != nil {
+		return fmt.Errorf("resume: data cursor: %w", err)
+	}
+	if err := s.packer.Restore(cur.Packer); err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	s.step, s.skipped, s.tokensSeen = ck.State.StageSteps, ck.State.SkippedSteps, ck.State.TokensSeen
+	return nil
+}
+
+func (s *dsaStage) save() (string, error) {
+	cur, err := json.Marshal(dsaState{Packer: s.packer.State()})
+	if err != nil {
+		return "", err
+	}
+	var opt []checkpoints.Tensor
+	for _, t := range s.opt.State() {
+		opt = append(opt, checkpoints.Tensor{Name: t.Name, Shape: t.Shape, Data: t.Data})
+	}
+	if s.iopt != nil {
+		for _, t := range s.iopt.State() {
+			opt = append(opt, checkpoints.Tensor{Name: indexerOptPrefix + t.Name, Shape: t.Shape, Data: t.Data})
+		}
+	}
+	ck := &checkpoints.Checkpoint{Model: s.params.Config, Tensors: checkpoints.FromParams(s.params), Optimizer: opt,
+		State: checkpoints.TrainerState{Stage: s.stage.Name, Kind: s.stage.Kind, Step: s.step, StageSteps: s.step,
+			TokensSeen: s.tokensSeen, SkippedSteps: s.skipped, DataCursor: cur, ConfigHash: s.run.Config.Hash()}}
+	return s.run.saveCheckpoint(ck)
+}
+
+func fillStep(in *model.StepInput, b *data.Batch, scale float64) {
+	in.Tokens, in.Targets = b.Inputs, b.Targets
+	copy(in.Weights, b.LossMask)
+	for i, l := range b.Lengths {
+		in.Lengths[i] = int32(l)
+	}
+	in.Scale = scale
+}
+
+// trainStep runs one optimizer step (of both optimizers in dsa_sparse).
+func (s *dsaStage) trainStep() (map[string]float64, bool, error) {
+	tr := s.stage.Train
+	total := 0
+	for i := range s.batches {
+		if err := s.packer.Next(&s.batches[i]); err != nil {
+			return nil, false, fmt.Errorf("step %d: %w", s.step, err)
+		}
+		total += s.batches[i].Tokens
+	}
+	if total == 0 {
+		return nil, false, fmt.Errorf("step %d: the accumulated batch has no trained token", s.step)
+	}
+	for _, g := range append(s.groups, s.igroups...) {
+		clear(g.Grad)
+	}
+	for _, l := range s.load {
+		clear(l)
+	}
+	L := s.params.Config.NumHiddenLayers
+	perLayer := make([]float64, L)
+	var lm float64
+	w := s.stage.DSA.LossWeight
+	s.graph.DSA.LossScale = w / float64(tr.GradAccum)
+	for i := range s.batches {
+		fillStep(&s.in, &s.batches[i], 1/float64(total))
+		for _, r := range s.graph.Routing {
+			if r != nil {
+				r.AuxScale = 1 / float64(tr.GradAccum)
+			}
+		}
+		l, err := s.graph.Run(s.in)
+		if err != nil {
+			return nil, false, fmt.Errorf("step %d: %w", s.step, err)
+		}
+		kl, per := s.graph.DSA.IndexLoss()
+		lm += l - s.graph.DSA.LossScale*kl
+		for j, v := range per {
+			perLayer[j] += v / float64(tr.GradAccum)
+		}
+		accumulate(s.graph, s.groups, s.gradOf)
+		accumulate(s.graph, s.igroups, s.igradOf)
+		for l, r := range s.graph.Routing {
+			if r != nil && s.sparse {
+				for e, c := range r.Load {
+					s.load[l][e] += c
+				}
+			}
+		}
+	}
+	m := map[string]float64{"loss": lm}
+	var klMean float64
+	for l, v := range perLayer {
+		m[fmt.Sprintf("dsa/indexer_kl/layer%d", l)] = v
+		klMean += v / float64(L)
+	}
+	m["dsa/indexer_kl"] = klMean
+	norm := GlobalNorm(s.groups)
+	m["grad_norm"] = norm
+	var inorm float64
+	if s.sparse {
+		inorm = GlobalNorm(s.igroups)
+		m["dsa/indexer_grad_norm"] = inorm
+	}
+	if bad(lm) || bad(klMean) || bad(norm) || bad(inorm) {
+		s.skipped++
+		return m, false, nil
+	}
+	o, sc := s.stage.Optimizer, s.stage.Schedule
+	if o.GradClip > 0 {
+		ClipGrads(s.groups, o.GradClip)
+		if s.sparse {
+			ClipGrads(s.igroups, o.GradClip)
+		}
+	}
+	lr := LR(sc.Kind, o.LR, s.step, sc.WarmupSteps, tr.Steps, sc.MinLRRatio)
+	s.opt.Update(lr)
+	m["lr"] = lr
+	if s.sparse {
+		ilr := LR(sc.Kind, s.stage.DSA.IndexerLR, s.step, sc.WarmupSteps, tr.Steps, sc.MinLRRatio)
+		s.iopt.Update(ilr)
+		m["dsa/indexer_lr"] = ilr
+		for l, ld := range s.load {
+			if ld != nil {
+				model.UpdateBias(s.params.Get(model.LayerPrefix(l)+"mlp.gate.e_score_correction_bias"), ld, s.params.Config.BiasUpdateSpeed)
+			}
+		}
+	}
+	s.tokensSeen += int64(total)
+	return m, true, nil
+}
+
+func bad(v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) }
+
+func accumulate(g *model.Graph[float32], groups []ParamGroup, of []int) {
+	for k, gi := range of {
+		gr := g.Grad(gi)
+		dst := groups[k].Grad
+		for j, v := range gr {
+			dst[j] += v
+		}
+	}
+}
+
+// DSAEval holds the held-out DSA metrics of a model.
+type DSAEval struct {
+	Loss      float64   // held-out LM loss per trained token (sparse attention when the graph is sparse)
+	KL        float64   // mean indexer KL per query (dense attention), mean over layers
+	Recall    float64   // mean over layers of dsa/topk_recall
+	RecallRel float64   // mean over layers of dsa/topk_recall_rel
+	Best      float64   // mean over layers of the true top-k mass
+	PerLayer  []float64 // recall per layer
+	PerRel    []float64 // recall_rel per layer
+}
+
+// Metrics returns the metric map of e.
+func (e DSAEval) Metrics() map[string]float64 {
+	m := map[string]float64{"eval/loss": e.Loss, "dsa/topk_recall": e.Recall, "dsa/topk_recall_rel": e.RecallRel,
+		"dsa/best_topk_mass": e.Best, "eval/dsa/indexer_kl": e.KL}
+	for l := range e.PerLayer {
+		m[fmt.Sprintf("dsa/topk_recall/layer%d", l)] = e.PerLayer[l]
+		m[fmt.Sprintf("dsa/topk_recall_rel/layer%d", l)] = e.PerRel[l]
+	}
+	return m
+}
+
+// evaluateDSA computes the held-out LM loss with g and the recall metrics with the dense graph dense (built
+// with DSAOptions{Recall: true}), on n held-out batches of d.
+func evaluateDSA(g, dense *model.Graph[float32], d configs.Data, seed int64, tok *data.Tokenizer, n int) (DSAEval, error) {
+	var e DSAEval
+	saved := g.DSA.LossScale
+	g.DSA.LossScale = 0
+	loss, err := heldOutLoss(g, d, seed, tok, n)
+	g.DSA.LossScale = saved
+	if err != nil {
+		return e, err
+	}
+	e.Loss = loss
+	corpus, err := data.OpenCorpus(corpusConfig(d, seed), data.SplitHeldOut)
+	if err != nil {
+		return e, fmt.Errorf("held-out corpus: %w", err)
+	}
+	defer corpus.Close()
+	p := data.NewPacker(corpus, tok, dense.B, dense.T)
+	L := len(dense.DSA.Layers)
+	e.PerLayer, e.PerRel = make([]float64, L), make([]float64, L)
+	mass, best, kl := make([]float64, L), make([]float64, L), make([]float64, L)
+	rows := make([]int, L)
+	var b data.Batch
+	in := model.StepInput{Lengths: make([]int32, dense.B), Weights: make([]float32, dense.B*dense.T)}
+	savedD := dense.DSA.LossScale
+	defer func() { dense.DSA.LossScale = savedD }()
+	dense.DSA.LossScale = 1
+	for i := 0; i < n; i++ {
+		if err := p.Next(&b); err != nil {
+			return e, err
+		}
+		fillStep(&in, &b, 1)
+		if _, err := dense.Run(in); err != nil {
+			return e, err
+		}
+		for l, ly := range dense.DSA.Layers {
+			r := ly.Recall
+			mass[l] += r.Mass * float64(r.Rows)
+			best[l] += r.Best * float64(r.Rows)
+			rows[l] += r.Rows
+			kl[l] += ly.KL / float64(n)
+		}
+	}
+	for l := 0; l < L; l++ {
+		if rows[l] > 0 {
+			e.PerLayer[l] = mass[l] / float64(rows[l])
+			if best[l] > 0 {
+				e.PerRel[l] = mass[l] / best[l]
+			}
+			e.Best += best[l] / float64(rows[l]) / float64(L)
+		}
+		e.Recall += e.PerLayer[l] / float64(L)
+		e.RecallRel += e.PerRel[l] / float64(L)
+		e.KL += kl[l] / float64(L)
+	}
+	return e, nil
+}
+
+func (s *dsaStage) evaluate() (map[string]float64, error) {
+	tr := s.stage.Train
+	if s.dense == nil {
+		var err error
+		cfg := s.params.Config
+		s.dense, err = model.NewGraph[float32](cfg, s.params.Data, model.GraphOptions{B: tr.BatchSize, T: tr.SeqLen,
+			Trainable: isIndexerSpec, DSA: &model.DSAOptions{TopK: s.recallK, Recall: true}})
+		if err != nil {
+			return nil, fmt.Errorf("dense evaluation graph: %w", err)
+		}
+	}
+	e, err := evaluateDSA(s.graph, s.dense, s.stage.Data, s.run.Config.Seed, s.tok, tr.EvalBatches)
+	if err != nil {
+		return nil, err
+	}
+	return e.Metrics(), nil
+}
+
+// runLoop trains until the step budget, cancellation or an error.
+func (s *dsaStage) runLoop(ctx context.Context) error {
+	tr := s.stage.Train
+	r := s.run
+	log := r.Log.With("stage", s.stage.Name)
+	every := r.Config.Checkpoint.Every
+	lastSaved := -1
+	if s.step == 0 {
+		m, err := s.evaluate()
+		if err != nil {
+			return fmt.Errorf("stage %s: eval: %w", s.stage.Name, err)
+		}
+		if err := r.Metrics.Log(s.stage.Name, 0, m); err != nil {
+			return err
+		}
+		log.Info("eval", "step", 0, "eval_loss", round4(m["eval/loss"]), "topk_recall", round4(m["dsa/topk_recall"]), "topk_recall_rel", round4(m["dsa/topk_recall_rel"]))
+	}
+	for s.step < tr.Steps {
+		if ctx.Err() != nil {
+			if lastSaved != s.step {
+				if _, err := s.save(); err != nil {
+					return fmt.Errorf("saving on interrupt: %w", err)
+				}
+			}
+			return ErrInterrupted
+		}
+		m, applied, err := s.trainStep()
+		if err != nil {
+			return fmt.Errorf("stage %s: %w", s.stage.Name, err)
+		}
+		s.step++
+		if !applied {
+			log.Warn("skipped a step with a non-finite loss or gradient norm", "step", s.step, "skipped_total", s.skipped)
+			m["skipped_steps"] = float64(s.skipped)
+			if s.skipped > max(10, tr.Steps/10) {
+				return fmt.Errorf("stage %s: %d steps skipped for non-finite values; stopping", s.stage.Name, s.skipped)
+			}
+		}
+		if !applied || s.step%tr.LogEvery == 0 || s.step == tr.Steps {
+			if err := r.Metrics.Log(s.stage.Name, s.step, m); err != nil {
+				return err
+			}
+			log.Info("step", "step", s.step, "loss", round4(m["loss"]), "indexer_kl", round4(m["dsa/indexer_kl"]), "lr", m["lr"])
+		}
+		if (tr.EvalEvery > 0 && s.step%tr.EvalEvery == 0) || s.step == tr.Steps {
+			em, err := s.evaluate()
+			if err != nil {
+				return fmt.Errorf("stage %s: eval: %w", s.stage.Name, err)
+			}
+			if s.step == tr.Steps && s.stage.DSA.EvalEnv != "" {
+				acc, err := EnvAccuracy(s.params, s.stage.DSA.EvalEnv, s.stage.Data, s.stage.DSA.EvalTasks, s.sparse, s.run.Config.Seed)
+				if err != nil {
+					return fmt.Errorf("stage %s: eval %s: %w", s.stage.Name, s.stage.DSA.EvalEnv, err)
+				}
+				em["eval/"+s.stage.DSA.EvalEnv+"/accuracy"] = acc
+			}
+			if err := r.Metrics.Log(s.stage.Name, s.step, em); err != nil {
+				return err
+			}
+			log.Info("eval", "step", s.step, "eval_loss", round4(em["eval/loss"]), "topk_recall", round4(em["dsa/topk_recall"]), "topk_recall_rel", round4(em["dsa/topk_recall_rel"]))
+		}
+		if (every > 0 && s.step%every == 0) || s.step == tr.Steps {
+			if _, err := s.save(); err != nil {
+				return err
+			}
+			lastSaved = s.step
+		}
+	}
+	return nil
+}
+
+// runDSAStage runs a dsa_warmup or dsa_sparse stage over params.
+func (r *Run) runDSAStage(ctx context.Context, st configs.Stage, params *model.Params, resume *checkpoints.Checkpoint) error {
+	s, err := newDSAStage(r, st, params)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	if resume != nil {
+		if err := s.restore(resume); err != nil {
+			return err
+		}
+	}
+	return s.runLoop(ctx)
+}
+
+// EnvAccuracy decodes n held-out tasks of the family env greedily and returns the share the family's verifier
+// accepts. Prompts are rendered the way the synthetic corpus renders documents ("<｜User｜>prompt<｜Assistant｜>
+// <think>" as text after BOS), so a model pre-trained on the family's generator is evaluated on its own format.
+// sparse decodes with DSA (the model's index_topk), else with dense attention.
+func EnvAccuracy(p *model.Params, env string, d configs.Data, n int, sparse bool, seed int64) (float64, error) {
+	opts := envs.Options{HeldOut: d.HeldOut}
+	if len(d.Ops) > 0 && d.Generator == env {
+		opts.Params = map[string]string{"kinds": strings.Join(d.Ops, ",")}
+	}
+	fam, err := envs.New(env, opts)
+	if err != nil {
+		return 0, err
+	}
+	if n <= 0 {
+		return 0, fmt.Errorf("eval tasks %d must be > 0", n)
+	}
+	tok, err := data.NewTokenizer(p.Config.VocabSize)
+	if err != nil {
+		return 0, err
+	}
+	rng := rand.New(rand.NewPCG(uint64(seed), 0xd5a))
+	e := model.NewEngine(p)
+	correct := 0
+	for i := 0; i < n; i++ {
+		t := fam.Sample(rng, data.SplitHeldOut)
+		prefix, _, _ := strings.Cut(envs.Document(t.Prompt, "", ""), "</think>")
+		ids := tok.AppendText([]int32{data.BOS}, prefix)
+		maxNew := 4*len(t.Answer) + 64
+		if len(ids)+maxNew > p.Config.MaxPositionEmbeddings {
+			return 0, fmt.Errorf("task %s: prompt of %d tokens + %d new exceeds max_position_embeddings %d", t.ID, len(ids), maxNew, p.Config.MaxPositionEmbeddings)
+		}
+		out, err := greedy(e, ids, maxNew, sparse)
+		if err != nil {
+			return 0, fmt.Errorf("task %s: %w", t.ID, err)
+		}
+		if fam.Verify(t, tok.Decode(out), "stop").Correct {
+			correct++
+		}
+	}
+	return float64(correct) / float64(n), nil
+}
+
+// greedy decodes from the prompt ids until EOS or maxNew tokens; it returns the generated ids without EOS.
+func greedy(e *model.Engine, ids []int32, maxNew int, sparse bool) ([]int32, error) {
+	total := len(ids) + maxNew
+	var step func(int32) error
+	var logits func() []float32
+	if sparse {
+		s, err := e.NewDSASession(total, 0)
+		if err != nil {
+			return nil, err
+		}
+		step = func(t int32) error { return s.Step(t, nil, nil) }
+		logits = func() []float32 { return s.Logits }
+	} else {
+		s, err := e.NewSession(total)
+		if err != nil {
+			return nil, err
+		}
+		step = func(t int32) error { return s.Step(t, nil) }
+		logits = func() []float32 { return s.Logits }
+	}
+	for _, t := range ids {
+		if err := step(t); err != nil {
+			return nil, err
+		}
+	}
+	var out []int32
+	for len(out) < maxNew {
+		lg := logits()
+		best := 0
+		for j, v := range lg {
+			if v > lg[best] {
+				best = j
+			}
+		}
+		if int32(best) == data.EOS {
+			break
+		}
+		out = append(out, int32(best))
+		if err := step(int32(best)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

@@ -83,6 +83,10 @@ type Data struct {
 	// Params are the knobs of a task-family generator (math, logic, code, kvretrieval: see envs), e.g.
 	// {digits: "2"}; the arithmetic generator uses max_digits and ops instead.
 	Params map[string]string `yaml:"params"`
+	// Format is how documents become tokens: "text" (plain bytes between BOS and EOS), "chat" (DeepSeek-V3.2
+	// chat conversations whose structural literals are special ids: task families render prompt + worked
+	// solution, files hold a messages column), or "" = text for pretrain, chat for sft.
+	Format string `yaml:"format"`
 }
 
 // Optimizer is the AdamW optimizer.

@@ -24,12 +24,43 @@ type Engine struct {
 	Cfg  configs.Model
 	rope *kernels.RopeTable
 	moe  moeConfig
+	// layer[l] maps a tensor name without its "model.layers.{l}." prefix to its memory in P; experts[l][j]
+	// holds expert j's gate, up and down projections. Looking weights up this way builds no strings per token.
+	layer   []map[string][]float32
+	experts [][][3][]float32
+}
+
+// w returns layer l's tensor by its name inside the layer (e.g. "self_attn.q_a_proj.weight").
+func (e *Engine) w(l int, name string) []float32 {
+	d, ok := e.layer[l][name]
+	if !ok {
+		panic("model: engine: no tensor " + LayerPrefix(l) + name)
+	}
+	return d
 }
 
 // NewEngine wraps p; the engine reads p.Data directly, so optimizer updates are visible at once.
 func NewEngine(p *Params) *Engine {
 	c := p.Config
-	return &Engine{P: p, Cfg: c, rope: kernels.NewRopeTable(c.QKRopeHeadDim, c.MaxPositionEmbeddings, c.RopeTheta), moe: moeConfigOf(c)}
+	e := &Engine{P: p, Cfg: c, rope: kernels.NewRopeTable(c.QKRopeHeadDim, c.MaxPositionEmbeddings, c.RopeTheta), moe: moeConfigOf(c)}
+	e.layer = make([]map[string][]float32, c.NumHiddenLayers)
+	e.experts = make([][][3][]float32, c.NumHiddenLayers)
+	for l := range e.layer {
+		e.layer[l] = map[string][]float32{}
+		if c.IsMoE(l) {
+			e.experts[l] = make([][3][]float32, c.NRoutedExperts)
+			for j := range e.experts[l] {
+				pre := ExpertPrefix(l, j)
+				e.experts[l][j] = [3][]float32{p.MustGet(pre + "gate_proj.weight"), p.MustGet(pre + "up_proj.weight"), p.MustGet(pre + "down_proj.weight")}
+			}
+		}
+	}
+	for i, sp := range p.Specs {
+		if sp.Layer >= 0 {
+			e.layer[sp.Layer][sp.Name[len(LayerPrefix(sp.Layer)):]] = p.Data[i]
+		}
+	}
+	return e
 }
 
 // Session is one sequence's decoding state: the latent KV cache and scratch buffers.
@@ -114,18 +145,17 @@ func (s *Session) Step(token int32, forced [][]int32) error {
 	var rstd [1]float32
 	scale := float32(1 / math.Sqrt(float64(dq)))
 	for l := 0; l < c.NumHiddenLayers; l++ {
-		pre := LayerPrefix(l)
-		kernels.RMSNorm(s.h, rstd[:], s.x, 1, D, D, 0, p.MustGet(pre+"input_layernorm.weight"), c.RMSNormEps)
-		kernels.Linear(s.qa, s.h, p.MustGet(pre+"self_attn.q_a_proj.weight"), 1, D, c.QLoraRank, false)
-		kernels.RMSNorm(s.qn, rstd[:], s.qa, 1, c.QLoraRank, c.QLoraRank, 0, p.MustGet(pre+"self_attn.q_a_layernorm.weight"), c.RMSNormEps)
-		kernels.Linear(s.q, s.qn, p.MustGet(pre+"self_attn.q_b_proj.weight"), 1, c.QLoraRank, H*dq, false)
-		kernels.Linear(s.kva, s.h, p.MustGet(pre+"self_attn.kv_a_proj_with_mqa.weight"), 1, D, kvr+dr, false)
+		kernels.RMSNorm(s.h, rstd[:], s.x, 1, D, D, 0, e.w(l, "input_layernorm.weight"), c.RMSNormEps)
+		kernels.Linear(s.qa, s.h, e.w(l, "self_attn.q_a_proj.weight"), 1, D, c.QLoraRank, false)
+		kernels.RMSNorm(s.qn, rstd[:], s.qa, 1, c.QLoraRank, c.QLoraRank, 0, e.w(l, "self_attn.q_a_layernorm.weight"), c.RMSNormEps)
+		kernels.Linear(s.q, s.qn, e.w(l, "self_attn.q_b_proj.weight"), 1, c.QLoraRank, H*dq, false)
+		kernels.Linear(s.kva, s.h, e.w(l, "self_attn.kv_a_proj_with_mqa.weight"), 1, D, kvr+dr, false)
 		lat := s.latent[l][pos*kvr : (pos+1)*kvr]
-		kernels.RMSNorm(lat, rstd[:], s.kva, 1, kvr, kvr+dr, 0, p.MustGet(pre+"self_attn.kv_a_layernorm.weight"), c.RMSNormEps)
+		kernels.RMSNorm(lat, rstd[:], s.kva, 1, kvr, kvr+dr, 0, e.w(l, "self_attn.kv_a_layernorm.weight"), c.RMSNormEps)
 		kr := s.krope[l][pos*dr : (pos+1)*dr]
 		copy(kr, s.kva[kvr:])
 		kernels.Rope(e.rope, kr, pos, true, false)
-		wkv := p.MustGet(pre + "self_attn.kv_b_proj.weight") // [H·(dn+dv), kvr]
+		wkv := e.w(l, "self_attn.kv_b_proj.weight") // [H·(dn+dv), kvr]
 		n := pos + 1
 		for i := 0; i < H; i++ {
 			qi := s.q[i*dq : (i+1)*dq]
@@ -141,8 +171,8 @@ func (s *Session) Step(token int32, forced [][]int32) error {
 			wuv := wkv[(i*(dn+dv)+dn)*kvr : (i+1)*(dn+dv)*kvr] // [dv, kvr]
 			kernels.Linear(s.o[i*dv:(i+1)*dv], s.ctx, wuv, 1, kvr, dv, false)
 		}
-		kernels.Linear(s.x, s.o, p.MustGet(pre+"self_attn.o_proj.weight"), 1, H*dv, D, true)
-		kernels.RMSNorm(s.h, rstd[:], s.x, 1, D, D, 0, p.MustGet(pre+"post_attention_layernorm.weight"), c.RMSNormEps)
+		kernels.Linear(s.x, s.o, e.w(l, "self_attn.o_proj.weight"), 1, H*dv, D, true)
+		kernels.RMSNorm(s.h, rstd[:], s.x, 1, D, D, 0, e.w(l, "post_attention_layernorm.weight"), c.RMSNormEps)
 		if c.IsMoE(l) {
 			var f []int32
 			if forced != nil {
@@ -153,7 +183,7 @@ func (s *Session) Step(token int32, forced [][]int32) error {
 			}
 		} else {
 			s.expert.I = c.IntermediateSize
-			s.expert.forward(s.ffn, s.h, p.MustGet(pre+"mlp.gate_proj.weight"), p.MustGet(pre+"mlp.up_proj.weight"), p.MustGet(pre+"mlp.down_proj.weight"), 1, false)
+			s.expert.forward(s.ffn, s.h, e.w(l, "mlp.gate_proj.weight"), e.w(l, "mlp.up_proj.weight"), e.w(l, "mlp.down_proj.weight"), 1, false)
 		}
 		kernels.Axpy(1, s.ffn, s.x)
 	}
@@ -167,10 +197,8 @@ func (s *Session) Step(token int32, forced [][]int32) error {
 func (s *Session) moe(l int, forced []int32) error {
 	e, c := s.e, s.e.Cfg
 	mc := e.moe
-	p := e.P
-	pre := LayerPrefix(l)
 	D := c.HiddenSize
-	kernels.Linear(s.s, s.h, p.MustGet(pre+"mlp.gate.weight"), 1, D, mc.E, false)
+	kernels.Linear(s.s, s.h, e.w(l, "mlp.gate.weight"), 1, D, mc.E, false)
 	for i, v := range s.s {
 		s.s[i] = kernels.Sigmoid(v)
 	}
@@ -182,20 +210,20 @@ func (s *Session) moe(l int, forced []int32) error {
 		copy(ids, forced)
 		s.Margins[l] = math.Inf(1)
 	} else {
-		s.Margins[l] = selectExperts(ids, s.s, p.MustGet(pre+"mlp.gate.e_score_correction_bias"), mc, s.sel)
+		s.Margins[l] = selectExperts(ids, s.s, e.w(l, "mlp.gate.e_score_correction_bias"), mc, s.sel)
 	}
 	gateWeights(s.w, ids, s.s, mc)
 	if mc.SharedI > 0 {
 		s.expert.I = mc.SharedI
-		s.expert.forward(s.ffn, s.h, p.MustGet(pre+"mlp.shared_experts.gate_proj.weight"), p.MustGet(pre+"mlp.shared_experts.up_proj.weight"), p.MustGet(pre+"mlp.shared_experts.down_proj.weight"), 1, false)
+		s.expert.forward(s.ffn, s.h, e.w(l, "mlp.shared_experts.gate_proj.weight"), e.w(l, "mlp.shared_experts.up_proj.weight"), e.w(l, "mlp.shared_experts.down_proj.weight"), 1, false)
 	} else {
 		clear(s.ffn)
 	}
 	s.expert.I = mc.I
 	for k, id := range ids {
-		ep := ExpertPrefix(l, int(id))
+		ew := e.experts[l][id]
 		out := s.eout
-		s.expert.forward(out, s.h, p.MustGet(ep+"gate_proj.weight"), p.MustGet(ep+"up_proj.weight"), p.MustGet(ep+"down_proj.weight"), 1, false)
+		s.expert.forward(out, s.h, ew[0], ew[1], ew[2], 1, false)
 		kernels.Axpy(s.w[k], out, s.ffn)
 	}
 	return nil

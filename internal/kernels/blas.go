@@ -22,6 +22,13 @@ type BLAS interface {
 
 var backend BLAS = gonum.Implementation{}
 
+// rowSplit makes Gemm split large products into row blocks run by the workers of For (for backends that run
+// single-threaded; gonum parallelises internally).
+var rowSplit = false
+
+// splitFlops is the smallest product (2·m·n·k) that rowSplit spreads over the workers.
+const splitFlops = 1 << 22
+
 // backendName names the active backend ("gonum" or "openblas").
 var backendName = "gonum"
 
@@ -57,6 +64,27 @@ func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b 
 	if GemmRecorder != nil {
 		GemmRecorder(GemmShape{transA, transB, m, n, k})
 	}
+	if rowSplit && threads > 1 && m >= 2*threads && 2*m*n*k >= splitFlops {
+		w := threads
+		chunk := (m + w - 1) / w
+		For(w, 1<<30, func(i int) {
+			r0 := i * chunk
+			r1 := min(r0+chunk, m)
+			if r0 >= r1 {
+				return
+			}
+			aOff := r0 * lda // rows of A
+			if transA {
+				aOff = r0 // columns of the stored Aᵀ
+			}
+			gemmOne(transA, transB, r1-r0, n, k, alpha, a[aOff:], lda, b, ldb, beta, c[r0*ldc:], ldc)
+		})
+		return
+	}
+	gemmOne(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+func gemmOne[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	tA, tB := blas.NoTrans, blas.NoTrans
 	if transA {
 		tA = blas.Trans

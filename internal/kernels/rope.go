@@ -31,7 +31,9 @@ func (t *RopeTable) Apply(x []float64, pos int, interleaved, inverse bool) {
 }
 
 // Rope rotates the first r elements of x in place for position pos (any Float).
-func Rope[T Float](t *RopeTable, x []T, pos int, interleaved, inverse bool) { applyRope(t, x, pos, interleaved, inverse) }
+func Rope[T Float](t *RopeTable, x []T, pos int, interleaved, inverse bool) {
+	applyRope(t, x, pos, interleaved, inverse)
+}
 
 func applyRope[T Float](t *RopeTable, x []T, pos int, interleaved, inverse bool) {
 	h := t.R / 2

@@ -1,0 +1,168 @@
+// batches.go: where an LM-style stage (pretrain, sft) gets its micro-batches. Plain text corpora go through
+// data.Packer (bytes between BOS and EOS); chat-format documents — task families rendering a prompt and its
+// worked solution, or files with a messages column — go through data.DocPacker with ids whose structural
+// literals are special ids, so what is pre-trained or fine-tuned is exactly what the RL stage later prompts.
+package trainer
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"strconv"
+
+	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/data"
+	"github.com/sparrow-rl/sparrow/envs"
+)
+
+// batcher yields micro-batches with an exact, JSON-serialisable cursor.
+type batcher interface {
+	Next(*data.Batch) error
+	State() (json.RawMessage, error)
+	Restore(json.RawMessage) error
+	Close() error
+}
+
+type textBatcher struct {
+	c data.Corpus
+	p *data.Packer
+}
+
+func (b *textBatcher) Next(dst *data.Batch) error { return b.p.Next(dst) }
+func (b *textBatcher) State() (json.RawMessage, error) {
+	return json.Marshal(b.p.State())
+}
+func (b *textBatcher) Restore(raw json.RawMessage) error {
+	var st data.PackerState
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return fmt.Errorf("text packer cursor: %w", err)
+	}
+	return b.p.Restore(st)
+}
+func (b *textBatcher) Close() error { return b.c.Close() }
+
+type docBatcher struct {
+	src data.DocSource
+	p   *data.DocPacker
+}
+
+func (b *docBatcher) Next(dst *data.Batch) error { return b.p.Next(dst) }
+func (b *docBatcher) State() (json.RawMessage, error) {
+	return json.Marshal(b.p.State())
+}
+func (b *docBatcher) Restore(raw json.RawMessage) error {
+	var st data.DocPackerState
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return fmt.Errorf("document packer cursor: %w", err)
+	}
+	return b.p.Restore(st)
+}
+func (b *docBatcher) Close() error { return b.src.Close() }
+
+// dataFormat resolves data.format for a stage kind.
+func dataFormat(kind string, d configs.Data) string {
+	if d.Format != "" {
+		return d.Format
+	}
+	if kind == configs.KindSFT {
+		return "chat"
+	}
+	return "text"
+}
+
+// newBatcher opens the stage's data for a split with batch shape B×T.
+func newBatcher(st configs.Stage, seed int64, tok *data.Tokenizer, split data.Split, B, T int) (batcher, error) {
+	d := st.Data
+	if dataFormat(st.Kind, d) == "text" {
+		c, err := data.OpenCorpus(corpusConfig(d, seed), split)
+		if err != nil {
+			return nil, err
+		}
+		return &textBatcher{c: c, p: data.NewPacker(c, tok, B, T)}, nil
+	}
+	var src data.DocSource
+	var err error
+	switch d.Source {
+	case "synthetic":
+		src, err = newFamilyDocs(d, seed, tok, split, st.Kind == configs.KindSFT)
+	default:
+		src, err = data.OpenConversationCorpus(corpusConfig(d, seed), split, tok, data.DefaultEncodeOptions(data.ModeThinking))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &docBatcher{src: src, p: data.NewDocPacker(src, B, T)}, nil
+}
+
+// familyDocs renders tasks of a family as chat conversations: the prompt and a worked solution (or, with
+// probability `flaw`, a systematically wrong one where the family has a FlawedSolver, so that a pre-trained
+// policy samples both and RL has something to select). Draw i is a pure function of (seed, split, i).
+type familyDocs struct {
+	fam     envs.Family
+	tok     *data.Tokenizer
+	split   data.Split
+	seed    int64
+	draws   int64
+	flaw    float64
+	sftMask bool
+	name    string
+}
+
+func newFamilyDocs(d configs.Data, seed int64, tok *data.Tokenizer, split data.Split, sftMask bool) (*familyDocs, error) {
+	params := maps.Clone(d.Params)
+	flaw := 0.0
+	if v, ok := params["flaw"]; ok {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 || f > 1 {
+			return nil, fmt.Errorf("data.params.flaw: want a fraction in [0, 1], got %q", v)
+		}
+		flaw = f
+		delete(params, "flaw")
+	}
+	fam, err := envs.New(d.Generator, envs.Options{HeldOut: d.HeldOut, Params: params})
+	if err != nil {
+		return nil, fmt.Errorf("data.generator %s: %w", d.Generator, err)
+	}
+	if _, ok := fam.(envs.FlawedSolver); flaw > 0 && !ok {
+		return nil, fmt.Errorf("data.params.flaw: family %s has no flawed solutions", d.Generator)
+	}
+	return &familyDocs{fam: fam, tok: tok, split: split, seed: seed, flaw: flaw, sftMask: sftMask, name: d.Generator}, nil
+}
+
+func (f *familyDocs) Next() (data.Doc, error) {
+	rng := rand.New(rand.NewPCG(uint64(f.seed), uint64(f.draws)<<1|uint64(f.split)))
+	f.draws++
+	t := f.fam.Sample(rng, f.split)
+	conv := envs.Conversation(f.fam, t, "")
+	if f.flaw > 0 && rng.Float64() < f.flaw {
+		if r, a, ok := f.fam.(envs.FlawedSolver).FlawedSolution(t); ok {
+			conv[len(conv)-1].ReasoningContent, conv[len(conv)-1].Content = r, a
+		}
+	}
+	ids, mask, err := data.EncodeForTraining(f.tok, conv, data.DefaultEncodeOptions(data.ModeThinking))
+	if err != nil {
+		return data.Doc{}, fmt.Errorf("task %s: %w", t.ID, err)
+	}
+	if !f.sftMask {
+		for i := range mask {
+			mask[i] = 1
+		}
+		mask[0] = 0 // BOS is never a target
+	}
+	return data.Doc{IDs: ids, Mask: mask}, nil
+}
+
+func (f *familyDocs) State() data.CorpusState {
+	return data.CorpusState{Source: "synthetic", Split: f.split.String(), Generator: f.name, Seed: f.seed, Draws: f.draws, Docs: f.draws}
+}
+
+func (f *familyDocs) Restore(s data.CorpusState) error {
+	if s.Generator != f.name || s.Seed != f.seed || s.Split != f.split.String() {
+		return fmt.Errorf("family documents: cursor of %s/%s seed %d does not fit %s/%s seed %d", s.Generator, s.Split, s.Seed, f.name, f.split, f.seed)
+	}
+	f.draws = s.Draws
+	return nil
+}
+
+func (f *familyDocs) Close() error { return nil }

@@ -286,7 +286,7 @@ stages:
 }
 
 func TestRecipes(t *testing.T) {
-	if got, want := Recipes(), []string{"math", "pretrain", "tiny"}; !slices.Equal(got, want) {
+	if got, want := Recipes(), []string{"dsa", "math", "pretrain", "tiny"}; !slices.Equal(got, want) {
 		t.Fatalf("Recipes() = %v, want %v", got, want)
 	}
 	for _, name := range Recipes() {

@@ -302,8 +302,12 @@ func TestRecipes(t *testing.T) {
 			if err := c.Validate(); err != nil {
 				t.Errorf("Load(%q).Validate(): %v", form, err)
 			}
-			if names := c.StageNames(); !slices.Equal(names, []string{"pretrain"}) || c.Stages[0].Kind != KindPretrain {
-				t.Errorf("Load(%q): stages %v, want one pretrain stage", form, names)
+			want := []string{"pretrain"}
+			if name == "dsa" {
+				want = []string{"pretrain", "dsa_warmup", "dsa_sparse"}
+			}
+			if names := c.StageNames(); !slices.Equal(names, want) || c.Stages[0].Kind != KindPretrain {
+				t.Errorf("Load(%q): stages %v, want %v", form, names, want)
 			}
 		}
 	}

@@ -44,7 +44,7 @@ func Evaluate(dir string, cfg *configs.Config, st configs.Stage, batches int) (*
 		return nil, err
 	}
 	defer g.Close()
-	loss, err := heldOutLoss(g, st.Data, cfg.Seed, tok, batches)
+	loss, err := heldOutLoss(g, st, cfg.Seed, tok, batches)
 	if err != nil {
 		return nil, fmt.Errorf("eval: %w", err)
 	}

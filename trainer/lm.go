@@ -27,7 +27,7 @@ var ErrInterrupted = errors.New("trainer: interrupted (checkpoint saved)")
 
 // lmState is the part of trainer_state.json's data cursor that an LM stage owns.
 type lmState struct {
-	Packer data.PackerState `json:"packer"`
+	Packer json.RawMessage `json:"packer"`
 }
 
 // lmStage trains params on next-token prediction for one stage.
@@ -39,7 +39,7 @@ type lmStage struct {
 	opt    *AdamW
 	groups []ParamGroup
 	gradOf []int // spec index of each group
-	packer *data.Packer
+	packer batcher
 	tok    *data.Tokenizer
 
 	step, skipped int
@@ -60,16 +60,16 @@ func newLMStage(r *Run, st configs.Stage, params *model.Params) (*lmStage, error
 	if err != nil {
 		return nil, err
 	}
-	corpus, err := data.OpenCorpus(corpusConfig(st.Data, r.Config.Seed), data.SplitTrain)
+	batches, err := newBatcher(st, r.Config.Seed, tok, data.SplitTrain, tr.BatchSize, tr.SeqLen)
 	if err != nil {
-		return nil, fmt.Errorf("stage %s: training corpus: %w", st.Name, err)
+		return nil, fmt.Errorf("stage %s: training data: %w", st.Name, err)
 	}
 	g, err := model.NewGraph[float32](params.Config, params.Data, model.GraphOptions{B: tr.BatchSize, T: tr.SeqLen})
 	if err != nil {
+		batches.Close()
 		return nil, fmt.Errorf("stage %s: %w", st.Name, err)
 	}
-	s := &lmStage{run: r, stage: st, params: params, graph: g, tok: tok,
-		packer: data.NewPacker(corpus, tok, tr.BatchSize, tr.SeqLen)}
+	s := &lmStage{run: r, stage: st, params: params, graph: g, tok: tok, packer: batches}
 	for i, sp := range params.Specs {
 		if g.Grads[i] == nil {
 			continue
@@ -91,7 +91,10 @@ func newLMStage(r *Run, st configs.Stage, params *model.Params) (*lmStage, error
 	return s, nil
 }
 
-func (s *lmStage) close() { s.graph.Close() }
+func (s *lmStage) close() {
+	s.graph.Close()
+	s.packer.Close()
+}
 
 // restore loads the optimizer moments, step counters and data cursor of a checkpoint of this stage.
 func (s *lmStage) restore(ck *checkpoints.Checkpoint) error {
@@ -115,7 +118,11 @@ func (s *lmStage) restore(ck *checkpoints.Checkpoint) error {
 
 // save writes a checkpoint of the current step.
 func (s *lmStage) save() (string, error) {
-	cur, err := json.Marshal(lmState{Packer: s.packer.State()})
+	ps, err := s.packer.State()
+	if err != nil {
+		return "", err
+	}
+	cur, err := json.Marshal(lmState{Packer: ps})
 	if err != nil {
 		return "", err
 	}
@@ -229,17 +236,16 @@ func (s *lmStage) fill(b *data.Batch, scale float64) {
 // evalLoss returns the mean next-token loss per trained token on the first n batches of the held-out split
 // (the same batches at every evaluation).
 func (s *lmStage) evalLoss(n int) (float64, error) {
-	return heldOutLoss(s.graph, s.stage.Data, s.run.Config.Seed, s.tok, n)
+	return heldOutLoss(s.graph, s.stage, s.run.Config.Seed, s.tok, n)
 }
 
 // heldOutLoss evaluates a graph's loss on n held-out batches of the data section d.
-func heldOutLoss(g *model.Graph[float32], d configs.Data, seed int64, tok *data.Tokenizer, n int) (float64, error) {
-	corpus, err := data.OpenCorpus(corpusConfig(d, seed), data.SplitHeldOut)
+func heldOutLoss(g *model.Graph[float32], st configs.Stage, seed int64, tok *data.Tokenizer, n int) (float64, error) {
+	p, err := newBatcher(st, seed, tok, data.SplitHeldOut, g.B, g.T)
 	if err != nil {
-		return 0, fmt.Errorf("held-out corpus: %w", err)
+		return 0, fmt.Errorf("held-out data: %w", err)
 	}
-	defer corpus.Close()
-	p := data.NewPacker(corpus, tok, g.B, g.T)
+	defer p.Close()
 	var b data.Batch
 	in := model.StepInput{Lengths: make([]int32, g.B), Weights: make([]float32, g.B*g.T)}
 	var sum float64

@@ -20,7 +20,7 @@ import (
 )
 
 // ImplementedKinds are the stage kinds this build can run.
-var ImplementedKinds = map[string]bool{configs.KindPretrain: true, configs.KindRL: true, configs.KindDSAWarmup: true, configs.KindDSASparse: true}
+var ImplementedKinds = map[string]bool{configs.KindPretrain: true, configs.KindSFT: true, configs.KindRL: true, configs.KindDSAWarmup: true, configs.KindDSASparse: true}
 
 // Options configure a pipeline run.
 type Options struct {
@@ -191,7 +191,7 @@ func (r *Run) runStage(ctx context.Context, st configs.Stage, prev *model.Params
 	r.Log.Info("stage start", "stage", st.Name, "kind", st.Kind, "params", total, "active_params", active,
 		"steps", st.Train.Steps, "batch", st.Train.BatchSize, "seq_len", st.Train.SeqLen, "grad_accum", st.Train.GradAccum, "blas", kernels.Backend())
 	switch st.Kind {
-	case configs.KindPretrain:
+	case configs.KindPretrain, configs.KindSFT:
 		s, err := newLMStage(r, st, params)
 		if err != nil {
 			return nil, err

@@ -166,3 +166,10 @@ func (f *familyDocs) Restore(s data.CorpusState) error {
 }
 
 func (f *familyDocs) Close() error { return nil }
+
+// Task families are corpus generators too (data.format chat renders them with special ids).
+func init() {
+	for _, n := range envs.Names() {
+		configs.RegisterGenerator(n)
+	}
+}

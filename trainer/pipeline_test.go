@@ -193,3 +193,31 @@ func TestAccumulationNormalisesByWholeBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestSFTOnTaskFamily: the sft stage fine-tunes on chat-format conversations of a task family (loss only on
+// the assistant's tokens) and its loss falls; a pretrain stage on the same family in chat format runs too.
+func TestSFTOnTaskFamily(t *testing.T) {
+	for _, kind := range []string{"sft", "pretrain"} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := tinyConfig(t, "train.steps=25", "train.eval_every=0", "data.generator=math", "data.format=chat",
+				`data.params={digits: "1"}`, "stages.pretrain.kind="+kind, "stages.pretrain.name=s_"+kind)
+			if err := Execute(context.Background(), cfg, Options{Dir: dir, Log: quietLog()}); err != nil {
+				t.Fatal(err)
+			}
+			recs, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var losses []float64
+			for _, r := range recs {
+				if v, ok := r.Values["loss"]; ok {
+					losses = append(losses, v)
+				}
+			}
+			if len(losses) < 2 || !(losses[len(losses)-1] < losses[0]) {
+				t.Fatalf("losses %v: want a falling loss", losses)
+			}
+		})
+	}
+}

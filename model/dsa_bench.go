@@ -1,0 +1,198 @@
+// dsa_bench.go: the attention benchmark behind `trainer bench attention`: one attention layer of a fixed shape
+// at several lengths, dense MLA (the training kernel, O(L²)) against DSA (lightning indexer + top-k + sparse
+// MLA), forward+backward of a training step and one decode step at cache length L (absorbed MQA-mode attention
+// over the latent cache: dense reads L entries, DSA scores L index keys and reads k entries).
+package model
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"gorgonia.org/tensor"
+
+	"github.com/sparrow-rl/sparrow/dsa"
+	"github.com/sparrow-rl/sparrow/internal/kernels"
+)
+
+// AttentionBenchShape is the layer benchmarked.
+type AttentionBenchShape struct {
+	H, Dn, Dr, Dv, KVr int // attention heads, qk nope / rope dims, v dim, kv latent rank
+	IH, IDh            int // indexer heads and head dim
+	D, QR              int // hidden size and q latent rank (indexer inputs)
+}
+
+// DefaultAttentionBenchShape is close to DeepSeek-V3.2's proportions: the indexer's heads × dim (64) is a
+// twentieth of the attention's heads × (qk + v) dims (8 × 160).
+func DefaultAttentionBenchShape() AttentionBenchShape {
+	return AttentionBenchShape{H: 8, Dn: 64, Dr: 32, Dv: 64, KVr: 128, IH: 2, IDh: 32, D: 256, QR: 128}
+}
+
+// AttentionBenchResult is one length's measurement (medians over the repetitions).
+type AttentionBenchResult struct {
+	Length      int     `json:"length"`
+	TopK        int     `json:"topk"`
+	DenseMs     float64 `json:"dense_ms"`       // dense attention forward + backward
+	DSAMs       float64 `json:"dsa_ms"`         // indexer fwd+bwd + top-k + sparse attention fwd+bwd
+	SparseMs    float64 `json:"sparse_attn_ms"` // the sparse attention part of DSAMs
+	IndexerMs   float64 `json:"indexer_ms"`     // the indexer part of DSAMs (scores fwd+bwd and top-k)
+	Ratio       float64 `json:"ratio"`          // DSAMs / DenseMs
+	DenseDecUs  float64 `json:"dense_decode_us"`
+	DSADecUs    float64 `json:"dsa_decode_us"`
+	DecodeRatio float64 `json:"decode_ratio"`
+	DenseMemMiB float64 `json:"dense_mem_mib"` // working buffers of the training kernels
+	DSAMemMiB   float64 `json:"dsa_mem_mib"`
+	DenseDecKiB float64 `json:"dense_decode_mem_kib"` // cache per layer (latent + rope key)
+	DSADecKiB   float64 `json:"dsa_decode_mem_kib"`   // plus the indexer key cache
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func timeIt(reps int, f func()) float64 {
+	ts := make([]float64, reps)
+	for i := range ts {
+		t0 := time.Now()
+		f()
+		ts[i] = float64(time.Since(t0).Nanoseconds())
+	}
+	return median(ts)
+}
+
+// BenchAttention measures one length L with k keys per query (batch 1), reps repetitions.
+func BenchAttention(sh AttentionBenchShape, L, K, reps int, seed uint64) (AttentionBenchResult, error) {
+	rng := rand.New(rand.NewPCG(seed, uint64(L)))
+	fill := func(n int, s float64) []float32 {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64() * s)
+		}
+		return x
+	}
+	dq := sh.Dn + sh.Dr
+	rope := kernels.NewRopeTable(sh.Dr, L, 10000)
+	q, kv, kva := fill(L*sh.H*dq, 1), fill(L*sh.H*(sh.Dn+sh.Dv), 1), fill(L*(sh.KVr+sh.Dr), 1)
+	dout := fill(L*sh.H*sh.Dv, 1)
+	out := make([]float32, L*sh.H*sh.Dv)
+	lengths := []int32{int32(L)}
+	dims := mlaDims{H: sh.H, Dn: sh.Dn, Dr: sh.Dr, Dv: sh.Dv, KVr: sh.KVr}
+	res := AttentionBenchResult{Length: L, TopK: K}
+
+	// Dense training kernel.
+	dk := newAttnKernel[float32](1, L, dims, rope, &AttnMask{})
+	dk.lengths = lengths
+	in := [][]float32{q, kv, kva, nil}
+	din := [][]float32{make([]float32, len(q)), make([]float32, len(kv)), make([]float32, len(kva)), nil}
+	if _, err := dk.OutShape(shapesOf(L, sh)); err != nil {
+		return res, err
+	}
+	res.DenseMs = timeIt(reps, func() {
+		_ = dk.Forward(in, out)
+		_ = dk.Backward(in, out, dout, din)
+	}) / 1e6
+	res.DenseMemMiB = float64(len(dk.p)+len(dk.dp)+len(dk.q)+len(dk.k)+len(dk.v)+len(dk.dq)+len(dk.dk)+len(dk.dv)+len(dk.dkr)) * 4 / (1 << 20)
+	dk = nil
+
+	// DSA: indexer + top-k + sparse attention.
+	id := dsa.IndexerDims{D: sh.D, QR: sh.QR, H: sh.IH, Dh: sh.IDh, Dr: sh.Dr}
+	ix, err := dsa.NewIndexer[float32](id, 1, L, rope)
+	if err != nil {
+		return res, err
+	}
+	h, qn := fill(L*sh.D, 1), fill(L*sh.QR, 1)
+	wt := dsa.IndexerWeights[float32]{WQ: fill(sh.IH*sh.IDh*sh.QR, 0.1), WK: fill(sh.IDh*sh.D, 0.1), KNorm: fill(sh.IDh, 1), KBias: fill(sh.IDh, 0.1), WW: fill(sh.IH*sh.D, 0.1)}
+	dwt := dsa.IndexerWeights[float32]{WQ: make([]float32, len(wt.WQ)), WK: make([]float32, len(wt.WK)), KNorm: make([]float32, sh.IDh), KBias: make([]float32, sh.IDh), WW: make([]float32, len(wt.WW))}
+	scores, dScores := make([]float32, L*L), fill(L*L, 0.01)
+	sel := make([]int32, L*K)
+	sa, err := dsa.NewSparseMLA[float32](dsa.MLADims{H: sh.H, Dn: sh.Dn, Dr: sh.Dr, Dv: sh.Dv, KVr: sh.KVr}, 1, L, K, rope)
+	if err != nil {
+		return res, err
+	}
+	dh, dqn := make([]float32, len(h)), make([]float32, len(qn))
+	var tIx, tSp []float64
+	for r := 0; r < reps; r++ {
+		t0 := time.Now()
+		ix.Forward(h, qn, wt, scores)
+		dsa.SelectTopK(sel, scores, 1, L, K, lengths)
+		t1 := time.Now()
+		_ = sa.Forward(q, kv, kva, sel, lengths, out)
+		sa.Backward(dout, din[0], din[1], din[2])
+		t2 := time.Now()
+		ix.Backward(h, qn, wt, dScores, dh, dqn, dwt)
+		t3 := time.Now()
+		tIx = append(tIx, float64(t1.Sub(t0)+t3.Sub(t2)))
+		tSp = append(tSp, float64(t2.Sub(t1)))
+	}
+	res.IndexerMs, res.SparseMs = median(tIx)/1e6, median(tSp)/1e6
+	res.DSAMs = res.IndexerMs + res.SparseMs
+	res.Ratio = res.DSAMs / res.DenseMs
+	// indexer: z, dz [L·IH·L], q, dq, k, ... ; scores and their gradient [L·L]; sparse: P [H·L·K] and the gathers.
+	ixBuf := 2*L*sh.IH*L + 2*L*L + 2*L*sh.IH*sh.IDh + 3*L*sh.IDh + 2*L*sh.IH + L
+	spBuf := sh.H*L*K + 2*sh.H*L*dq*2 + 2*sh.H*L*sh.Dv + sh.H*L*sh.Dr
+	res.DSAMemMiB = float64(ixBuf+spBuf) * 4 / (1 << 20)
+
+	// Decode one token at cache length L (absorbed attention over the latent cache).
+	latent, krope := fill(L*sh.KVr, 1), fill(L*sh.Dr, 1)
+	ikeys := fill(L*sh.IDh, 1)
+	qt, qr := fill(sh.H*sh.KVr, 1), fill(sh.H*sh.Dr, 1)
+	iq, iw := fill(sh.IH*sh.IDh, 1), fill(sh.IH, 1)
+	ctx := make([]float32, sh.KVr)
+	sc := make([]float32, L)
+	dot, axpy := dsa.Level1[float32]()
+	scale := float32(1 / math.Sqrt(float64(dq)))
+	res.DenseDecUs = timeIt(reps*20, func() {
+		for i := 0; i < sh.H; i++ {
+			kernels.Gemm(false, true, 1, L, sh.KVr, scale, qt[i*sh.KVr:(i+1)*sh.KVr], sh.KVr, latent, sh.KVr, 0, sc, L)
+			kernels.Gemm(false, true, 1, L, sh.Dr, scale, qr[i*sh.Dr:(i+1)*sh.Dr], sh.Dr, krope, sh.Dr, 1, sc, L)
+			kernels.SoftmaxRow(sc)
+			kernels.Gemm(false, false, 1, sh.KVr, L, 1, sc, L, latent, sh.KVr, 0, ctx, sh.KVr)
+		}
+	}) / 1e3
+	isc := make([]float32, L)
+	selRow, heap, ksc := make([]int32, K), make([]int32, K), make([]float32, K)
+	res.DSADecUs = timeIt(reps*20, func() {
+		clear(isc)
+		for j := 0; j < sh.IH; j++ {
+			qj := iq[j*sh.IDh : (j+1)*sh.IDh]
+			for t := 0; t < L; t++ {
+				if z := dot(qj, ikeys[t*sh.IDh:(t+1)*sh.IDh]); z > 0 {
+					isc[t] += iw[j] * z
+				}
+			}
+		}
+		dsa.SelectRow(selRow, isc, L, heap)
+		for i := 0; i < sh.H; i++ {
+			for k, t := range selRow {
+				ksc[k] = (dot(qt[i*sh.KVr:(i+1)*sh.KVr], latent[int(t)*sh.KVr:(int(t)+1)*sh.KVr]) + dot(qr[i*sh.Dr:(i+1)*sh.Dr], krope[int(t)*sh.Dr:(int(t)+1)*sh.Dr])) * scale
+			}
+			kernels.SoftmaxRow(ksc)
+			clear(ctx)
+			for k, t := range selRow {
+				axpy(ksc[k], latent[int(t)*sh.KVr:(int(t)+1)*sh.KVr], ctx)
+			}
+		}
+	}) / 1e3
+	res.DecodeRatio = res.DSADecUs / res.DenseDecUs
+	res.DenseDecKiB = float64(L*(sh.KVr+sh.Dr)) * 4 / 1024
+	res.DSADecKiB = float64(L*(sh.KVr+sh.Dr+sh.IDh)) * 4 / 1024
+	return res, nil
+}
+
+func shapesOf(L int, sh AttentionBenchShape) []tensor.Shape {
+	return []tensor.Shape{{L, sh.H * (sh.Dn + sh.Dr)}, {L, sh.H * (sh.Dn + sh.Dv)}, {L, sh.KVr + sh.Dr}, {1}}
+}
+
+// LogLogSlope is the least-squares slope of log(y) against log(x).
+func LogLogSlope(x, y []float64) float64 {
+	n := float64(len(x))
+	var sx, sy, sxx, sxy float64
+	for i := range x {
+		lx, ly := math.Log(x[i]), math.Log(y[i])
+		sx, sy, sxx, sxy = sx+lx, sy+ly, sxx+lx*lx, sxy+lx*ly
+	}
+	return (n*sxy - sx*sy) / (n*sxx - sx*sx)
+}

@@ -320,7 +320,7 @@ func evaluateDSA(g, dense *model.Graph[float32], d configs.Data, seed int64, tok
 	var e DSAEval
 	saved := g.DSA.LossScale
 	g.DSA.LossScale = 0
-	loss, err := heldOutLoss(g, d, seed, tok, n)
+	loss, err := heldOutLoss(g, configs.Stage{Kind: configs.KindPretrain, Data: d}, seed, tok, n)
 	g.DSA.LossScale = saved
 	if err != nil {
 		return e, err
@@ -561,4 +561,18 @@ func greedy(e *model.Engine, ids []int32, maxNew int, sparse bool) ([]int32, err
 		}
 	}
 	return out, nil
+}
+
+// EvaluateEnv loads the checkpoint in dir and returns its held-out accuracy on the task family env (tasks
+// greedy decodes; sparse = decode with DSA), for `trainer eval --env NAME`.
+func EvaluateEnv(dir, env string, st configs.Stage, tasks int, sparse bool, seed int64) (float64, error) {
+	ck, err := checkpoints.Load(dir, checkpoints.LoadOptions{WeightsOnly: true})
+	if err != nil {
+		return 0, err
+	}
+	p, err := ck.ToParams()
+	if err != nil {
+		return 0, err
+	}
+	return EnvAccuracy(p, env, st.Data, tasks, sparse, seed)
 }

@@ -1,0 +1,70 @@
+// The DSA stages on the tiny recipe: pretrain → dsa_warmup → dsa_sparse runs, the warm-up changes only the
+// indexers, the sparse stage changes both the backbone and the indexers, and the DSA metrics are logged.
+package trainer
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/model"
+)
+
+func TestDSAStages(t *testing.T) {
+	dir := t.TempDir()
+	cfg := tinyConfig(t, "train.steps=3", "train.eval_every=0", "train.eval_batches=1", "schedule.warmup_steps=0", "model.index_topk=8")
+	base := cfg.Stages[0]
+	warm, sparse := base, base
+	warm.Name, warm.Kind = "warm", configs.KindDSAWarmup
+	warm.Optimizer.LR = 1e-2
+	sparse.Name, sparse.Kind = "sparse", configs.KindDSASparse
+	sparse.DSA.EvalEnv, sparse.DSA.EvalTasks = "kvretrieval", 1
+	cfg.Stages = append(cfg.Stages, warm, sparse)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Execute(context.Background(), cfg, Options{Dir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	pre := loadWeights(t, filepath.Join(dir, "checkpoints", "pretrain-3"))
+	w := loadWeights(t, filepath.Join(dir, "checkpoints", "warm-3"))
+	sp := loadWeights(t, filepath.Join(dir, "checkpoints", "sparse-3"))
+	changed := func(a, b *model.Params, indexer bool) bool {
+		for i, s := range a.Specs {
+			if isIndexerSpec(s) == indexer && s.Role != model.Buffer && !slices.Equal(a.Data[i], b.Data[i]) {
+				return true
+			}
+		}
+		return false
+	}
+	if !changed(pre, w, true) || changed(pre, w, false) {
+		t.Fatalf("warm-up: indexers changed %v (want true), backbone changed %v (want false)", changed(pre, w, true), changed(pre, w, false))
+	}
+	if !changed(w, sp, true) || !changed(w, sp, false) {
+		t.Fatalf("sparse: indexers changed %v, backbone changed %v (want both)", changed(w, sp, true), changed(w, sp, false))
+	}
+	recs, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, r := range recs {
+		for k, v := range r.Values {
+			if strings.HasPrefix(k, "dsa/") || strings.HasPrefix(k, "eval/") {
+				seen[r.Stage+" "+k] = true
+				if k == "dsa/topk_recall_rel" && (v <= 0 || v > 1+1e-6) {
+					t.Errorf("%s %s = %v outside (0, 1]", r.Stage, k, v)
+				}
+			}
+		}
+	}
+	for _, k := range []string{"warm dsa/indexer_kl", "warm dsa/indexer_kl/layer1", "warm dsa/topk_recall", "warm dsa/topk_recall_rel",
+		"sparse dsa/indexer_kl", "sparse dsa/topk_recall_rel", "sparse eval/loss", "sparse eval/kvretrieval/accuracy", "sparse dsa/indexer_grad_norm"} {
+		if !seen[k] {
+			t.Errorf("metric %q not logged", k)
+		}
+	}
+}

@@ -424,7 +424,9 @@ func openConvJSONL(path, column string) (*convJSONL, error) {
 
 func (s *convJSONL) pos() filePos { return s.p }
 
-func (s *convJSONL) where(p filePos) string { return fmt.Sprintf("jsonl %s: line %d", s.path, p.line+1) }
+func (s *convJSONL) where(p filePos) string {
+	return fmt.Sprintf("jsonl %s: line %d", s.path, p.line+1)
+}
 
 // readLine returns the next line without its newline and advances the position; io.EOF at the end.
 func (s *convJSONL) readLine() ([]byte, error) {
@@ -526,9 +528,11 @@ type convParquet struct {
 	leaves       []int
 	hasTools     bool
 	rows         int64
+	groupStarts  []int64 // first row of each row group
 	rr           pqarrow.RecordReader
 	msgs, tools  arrow.Array // columns of the current record batch (owned by rr)
 	i            int         // next row in the current record batch
+	skip         int64       // rows still to skip after a seek
 	p            filePos
 }
 
@@ -599,12 +603,19 @@ func (s *convParquet) init() error {
 	if s.rows == 0 {
 		return fmt.Errorf("parquet %s: no rows", s.path)
 	}
+	start := int64(0)
+	for g := range s.pf.NumRowGroups() {
+		s.groupStarts = append(s.groupStarts, start)
+		start += s.pf.MetaData().RowGroup(g).NumRows()
+	}
 	return s.seek(filePos{})
 }
 
 func (s *convParquet) pos() filePos { return s.p }
 
-func (s *convParquet) where(p filePos) string { return fmt.Sprintf("parquet %s: row %d", s.path, p.row) }
+func (s *convParquet) where(p filePos) string {
+	return fmt.Sprintf("parquet %s: row %d", s.path, p.row)
+}
 
 // cellJSON returns the JSON text of row i of a string or list column; nil for null.
 func cellJSON(a arrow.Array, i int) ([]byte, error) {
@@ -643,6 +654,10 @@ func (s *convParquet) next() (convRow, error) {
 			return convRow{}, io.EOF
 		}
 		rec := s.rr.RecordBatch()
+		if n := rec.NumRows(); s.skip >= n {
+			s.skip -= n
+			continue
+		}
 		sc := rec.Schema()
 		mi := sc.FieldIndices(s.column)
 		if len(mi) == 0 {
@@ -654,7 +669,7 @@ func (s *convParquet) next() (convRow, error) {
 				s.tools = rec.Column(ti[0])
 			}
 		}
-		s.i = 0
+		s.i, s.skip = int(s.skip), 0
 	}
 	at := s.where(s.p)
 	mj, err := cellJSON(s.msgs, s.i)
@@ -680,8 +695,11 @@ func (s *convParquet) next() (convRow, error) {
 	return r, nil
 }
 
+// seek moves to row p.row: it reads from the row group holding it and skips the rows before it in that
+// group. (RecordReader.SeekToRow of arrow-go v18.8.0 is not used: on list columns it fails with
+// "definition levels exceeded upper bound" or panics.)
 func (s *convParquet) seek(p filePos) error {
-	s.msgs, s.tools, s.i = nil, nil, 0
+	s.msgs, s.tools, s.i, s.skip = nil, nil, 0, 0
 	if s.rr != nil {
 		s.rr.Release()
 		s.rr = nil
@@ -690,16 +708,17 @@ func (s *convParquet) seek(p filePos) error {
 	if p.row >= s.rows {
 		return nil // at the end: the next read reports io.EOF
 	}
-	rr, err := s.fr.GetRecordReader(context.Background(), s.leaves, nil)
+	g := sort.Search(len(s.groupStarts), func(i int) bool { return s.groupStarts[i] > p.row }) - 1
+	groups := make([]int, 0, len(s.groupStarts)-g)
+	for i := g; i < len(s.groupStarts); i++ {
+		groups = append(groups, i)
+	}
+	rr, err := s.fr.GetRecordReader(context.Background(), s.leaves, groups)
 	if err != nil {
 		return fmt.Errorf("parquet %s: column %q: %w", s.path, s.column, err)
 	}
 	s.rr = rr
-	if p.row > 0 {
-		if err := rr.SeekToRow(p.row); err != nil {
-			return fmt.Errorf("parquet %s: seek to row %d: %w", s.path, p.row, err)
-		}
-	}
+	s.skip = p.row - s.groupStarts[g]
 	return nil
 }
 

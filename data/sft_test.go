@@ -93,9 +93,9 @@ func TestDocPackerPackedGolden(t *testing.T) {
 
 func TestDocPackerPaddedGolden(t *testing.T) {
 	docs := []Doc{
-		{IDs: []int32{10, 11, 12, 13}, Mask: []uint8{0, 0, 1, 1}},             // exactly T+1
-		{IDs: []int32{20, 21, 22}, Mask: []uint8{0, 1, 1}},                     // one pad
-		{IDs: []int32{30, 31}, Mask: []uint8{0, 1}},                            // two pads
+		{IDs: []int32{10, 11, 12, 13}, Mask: []uint8{0, 0, 1, 1}},               // exactly T+1
+		{IDs: []int32{20, 21, 22}, Mask: []uint8{0, 1, 1}},                      // one pad
+		{IDs: []int32{30, 31}, Mask: []uint8{0, 1}},                             // two pads
 		{IDs: []int32{40, 41, 42, 43, 44, 45}, Mask: []uint8{0, 0, 1, 1, 1, 1}}, // truncated: 2 tokens dropped
 	}
 	p := NewDocPackerPadded(&sliceDocs{docs: docs}, 2, 3)

@@ -82,6 +82,7 @@ func SkipOrFail(t testing.TB, why string) {
 	t.Helper()
 	if Required() {
 		t.Fatalf("%s (%s=1: S3 tests must run; install with .ci/install-s3.sh)", why, RequireEnv)
+		return
 	}
 	t.Skipf("%s; set %s=1 to make this a failure", why, RequireEnv)
 }

@@ -35,6 +35,12 @@ type RL struct {
 	Agg          string  `yaml:"agg"`           // loss aggregation, default seq-mean-token-mean (Eq. 8)
 	StdNormalize bool    `yaml:"std_normalize"` // divide advantages by the group std (off in the paper)
 
+	// DynamicSampling drops groups whose rewards are all equal (they carry no advantage) and refills the
+	// batch with new prompts, at most MaxRefill extra groups per step; a batch that is still short is trained
+	// as it is (never aborted).
+	DynamicSampling bool `yaml:"dynamic_sampling"`
+	MaxRefill       int  `yaml:"max_refill"` // default 8
+
 	KeepRouting      bool `yaml:"keep_routing"`       // replay the sampled MoE experts in training, default true
 	KeepSamplingMask bool `yaml:"keep_sampling_mask"` // renormalise π_θ over the sampler's kept set, default true
 
@@ -61,7 +67,7 @@ func DefaultRL() RL {
 		Env: "math", EnvParams: map[string]string{}, GroupSize: 8, PromptsPerStep: 8, MiniBatches: 1, MaxPromptTokens: 64, MaxNewTokens: 96,
 		Temperature: 1, TopP: 1, Workers: 2,
 		EpsLow: 0.2, EpsHigh: 0.28, DualClip: 3, KL: "unbiased", Beta: 0.001, Delta: 0.5, Agg: "seq-mean-token-mean",
-		KeepRouting: true, KeepSamplingMask: true, EvalTasks: 64, EvalEvery: 10, FormatReward: 0.1,
+		MaxRefill: 8, KeepRouting: true, KeepSamplingMask: true, EvalTasks: 64, EvalEvery: 10, FormatReward: 0.1,
 	}
 }
 
@@ -108,6 +114,7 @@ func validateRL(k *checker, r *RL) {
 	k.nonNeg("rl.beta", r.Beta)
 	k.nonNeg("rl.delta", r.Delta)
 	k.oneOf("rl.agg", r.Agg, RLAgg)
+	k.nonNegInt("rl.max_refill", r.MaxRefill)
 	k.nonNegInt("rl.eval_tasks", r.EvalTasks)
 	k.nonNegInt("rl.eval_every", r.EvalEvery)
 	k.nonNeg("rl.format_reward", r.FormatReward)

@@ -194,10 +194,11 @@ func seedOf(seed int64, label string) uint64 {
 	return h.Sum64()
 }
 
-// jobs returns the step's prompts.
-func (s *rlStage) jobs() []rollout.Job {
-	out := make([]rollout.Job, s.rc.PromptsPerStep)
-	for j := range out {
+// jobs returns n of the step's prompts, numbered from first (refills continue the numbering).
+func (s *rlStage) jobs(first, n int) []rollout.Job {
+	out := make([]rollout.Job, n)
+	for i := range out {
+		j := first + i
 		id := fmt.Sprintf("%s-%06d-%03d", s.stage.Name, s.step, j)
 		rng := rand.New(rand.NewPCG(seedOf(s.run.Config.Seed, "task/"+id), 1))
 		out[j] = rollout.Job{GroupID: id, Task: s.family.Sample(rng, data.SplitTrain), Version: s.version.Load(), Seed: seedOf(s.run.Config.Seed, "sample/"+id)}
@@ -298,8 +299,8 @@ func (s *rlStage) setSide(g *model.Graph[float32], forced bool) {
 	}
 }
 
-// gather copies the per-position values at the loss positions.
-func (s *rlStage) gather(all []float64) []float64 {
+// atLoss copies the per-position values at the loss positions.
+func (s *rlStage) atLoss(all []float64) []float64 {
 	s.lpBuf = s.lpBuf[:0]
 	for _, p := range s.lossPos {
 		s.lpBuf = append(s.lpBuf, all[p])
@@ -365,10 +366,15 @@ func (s *rlStage) trainOn(groups []*data.Group) (map[string]float64, error) {
 	out["response_length/mean"], out["response_length/clip_ratio"] = respLen/n, clipped/n
 	out["staleness/mean"], out["staleness/max"] = stale/n, staleMax
 	var m rlMetrics
-	per := len(trajs) / rc.MiniBatches
+	// whole groups per mini-batch: ceil(groups / mini_batches), the last mini-batches may be shorter
+	gpm := (len(groups) + rc.MiniBatches - 1) / rc.MiniBatches
 	for mb := 0; mb < rc.MiniBatches; mb++ {
-		part := trajs[mb*per : (mb+1)*per]
-		if err := s.fill(part, adv[mb*per:(mb+1)*per]); err != nil {
+		lo, hi := min(mb*gpm, len(groups))*rc.GroupSize, min((mb+1)*gpm, len(groups))*rc.GroupSize
+		if lo == hi {
+			break
+		}
+		part := trajs[lo:hi]
+		if err := s.fill(part, adv[lo:hi]); err != nil {
 			return nil, err
 		}
 		norm, err := grpo.NormalizerOf(s.layout)
@@ -380,7 +386,7 @@ func (s *rlStage) trainOn(groups []*data.Group) (map[string]float64, error) {
 		if s.refGraph != nil {
 			s.setSide(s.refGraph, true)
 			s.refGraph.Policy.Loss = func(lp []float64) (float64, []float64, error) {
-				s.logpRef = append(s.logpRef[:0], s.gather(lp)...)
+				s.logpRef = append(s.logpRef[:0], s.atLoss(lp)...)
 				clear(s.dlogp)
 				return 0, s.dlogp, nil
 			}
@@ -391,7 +397,7 @@ func (s *rlStage) trainOn(groups []*data.Group) (map[string]float64, error) {
 		var res grpo.Result
 		s.setSide(s.graph, true)
 		s.graph.Policy.Loss = func(lp []float64) (float64, []float64, error) {
-			b := &grpo.Batch{Layout: s.layout, Logp: append([]float64(nil), s.gather(lp)...), LogpOld: s.logpOld, Adv: s.adv}
+			b := &grpo.Batch{Layout: s.layout, Logp: append([]float64(nil), s.atLoss(lp)...), LogpOld: s.logpOld, Adv: s.adv}
 			if s.refGraph != nil {
 				b.LogpRef = s.logpRef
 			}
@@ -460,6 +466,59 @@ func (s *rlStage) trainOn(groups []*data.Group) (map[string]float64, error) {
 		out["skipped_steps"] = float64(s.skipped)
 	}
 	return out, nil
+}
+
+// gather dispatches the step's prompts and collects their groups. With dynamic sampling, groups whose
+// rewards are all equal are dropped (and counted) and replaced by new prompts, at most max_refill of them;
+// a batch still short after that is trained as it is.
+func (s *rlStage) gather(ctx context.Context, errCh <-chan error) (groups []*data.Group, dropped int, err error) {
+	rc := s.rc
+	next := 0
+	want := rc.PromptsPerStep
+	refills := 0
+	for len(groups) < want {
+		n := want - len(groups)
+		if next >= rc.PromptsPerStep {
+			n = min(n, rc.MaxRefill-refills)
+			if n <= 0 {
+				break
+			}
+			refills += n
+		}
+		if err := s.transport.Dispatch(ctx, s.jobs(next, n)); err != nil {
+			return nil, dropped, err
+		}
+		next += n
+		got, err := s.transport.Collect(ctx, n)
+		if err != nil {
+			return nil, dropped, err
+		}
+		select {
+		case e := <-errCh:
+			return nil, dropped, fmt.Errorf("stage %s: rollout: %w", s.stage.Name, e)
+		default:
+		}
+		for _, g := range got {
+			if rc.DynamicSampling && zeroStd(g) {
+				dropped++
+				continue
+			}
+			groups = append(groups, g)
+		}
+	}
+	if len(groups) == 0 {
+		return nil, dropped, fmt.Errorf("stage %s step %d: every group had equal rewards and the refill budget (rl.max_refill %d) is spent", s.stage.Name, s.step, rc.MaxRefill)
+	}
+	return groups, dropped, nil
+}
+
+func zeroStd(g *data.Group) bool {
+	for _, t := range g.Trajectories {
+		if t.Reward != g.Trajectories[0].Reward {
+			return false
+		}
+	}
+	return true
 }
 
 // evaluate returns greedy accuracy on the first n held-out tasks (the same tasks at every evaluation).
@@ -543,20 +602,12 @@ func (s *rlStage) runLoop(ctx context.Context) error {
 			return ErrInterrupted
 		}
 		t0 := time.Now()
-		if err := s.transport.Dispatch(ctx, s.jobs()); err != nil {
-			return err
-		}
-		groups, err := s.transport.Collect(ctx, rc.PromptsPerStep)
+		groups, dropped, err := s.gather(ctx, errCh)
 		if err != nil {
 			if ctx.Err() != nil {
 				continue
 			}
 			return err
-		}
-		select {
-		case e := <-errCh:
-			return fmt.Errorf("stage %s: rollout: %w", s.stage.Name, e)
-		default:
 		}
 		slices.SortFunc(groups, func(a, b *data.Group) int {
 			switch {
@@ -582,6 +633,10 @@ func (s *rlStage) runLoop(ctx context.Context) error {
 			}
 		}
 		m["timing_s/rollout"], m["timing_s/train"] = tRoll.Seconds(), time.Since(t1).Seconds()
+		if rc.DynamicSampling {
+			m["rollout/dropped_zero_std"] = float64(dropped)
+			m["rollout/groups"] = float64(len(groups))
+		}
 		m["rollout/tokens_per_s"] = toks / tRoll.Seconds()
 		m["policy_version"] = float64(s.version.Load())
 		if err := r.Metrics.Log(s.stage.Name, s.step, m); err != nil {

@@ -676,3 +676,28 @@ func TestUploaderCloseDeadline(t *testing.T) {
 		t.Fatalf("Close: %v; want a deadline error naming the abandoned checkpoints", err)
 	}
 }
+
+func TestExportRefusesDamagedLocalFile(t *testing.T) {
+	srv := startServer(t, "ckpts")
+	st, _ := testStore(t, srv)
+	ctx := ctxFor(t)
+	local := saveCheckpoint(t, filepath.Join(t.TempDir(), "checkpoints"), tinyModel(), "pretrain", 4, 4)
+	path := filepath.Join(local, checkpoints.ModelFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 1 // same size, other bytes: only the SHA-256 can tell
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.Export(ctx, local, mustURL(t, "s3://ckpts/dmg"), objstore.ExportOptions{})
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "checksum mismatch") {
+		t.Fatalf("export of a damaged local file: %v; want a checksum mismatch naming %s", err, path)
+	}
+	for _, key := range []string{"dmg/pretrain-4/" + checkpoints.ModelFile, "dmg/pretrain-4/manifest.json", "dmg/latest"} {
+		if _, err := srv.Client().StatObject(ctx, "ckpts", key, minio.StatObjectOptions{}); err == nil {
+			t.Errorf("%s exists after the refused export", key)
+		}
+	}
+}

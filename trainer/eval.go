@@ -3,8 +3,18 @@
 package trainer
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sparrow-rl/sparrow/envs"
+	"github.com/sparrow-rl/sparrow/internal/kernels"
+	"github.com/sparrow-rl/sparrow/rollout"
 
 	"github.com/sparrow-rl/sparrow/checkpoints"
 	"github.com/sparrow-rl/sparrow/configs"
@@ -50,4 +60,102 @@ func Evaluate(dir string, cfg *configs.Config, st configs.Stage, batches int) (*
 	}
 	return &EvalResult{Checkpoint: dir, Step: ck.State.Step, Stage: ck.State.Stage, Warnings: ck.Warnings,
 		Metrics: map[string]float64{"eval/loss": loss, "eval/perplexity": math.Exp(loss)}}, nil
+}
+
+// TaskEval is what `trainer eval --env NAME` prints.
+type TaskEval struct {
+	Checkpoint string  `json:"checkpoint"`
+	Env        string  `json:"env"`
+	N          int     `json:"n"`
+	Accuracy   float64 `json:"accuracy"`    // greedy decoding
+	K          int     `json:"k"`           // samples per problem for pass@k
+	PassAtK    float64 `json:"pass_at_k"`   // share of problems with at least one right answer among k samples
+	MeanAtK    float64 `json:"mean_at_k"`   // share of right answers among all n·k samples
+	Temp       float64 `json:"temperature"` // of the k samples
+	TopP       float64 `json:"top_p"`
+	Seconds    float64 `json:"seconds"`
+}
+
+// EvaluateTasks measures a checkpoint on n held-out tasks of the family env (options from the stage's rl
+// section: env_params, reward, max_new_tokens, temperature, top_p): greedy accuracy, and pass@k over k samples.
+// The tasks are the same for every checkpoint of a seed, so numbers compare across a run.
+func EvaluateTasks(dir string, cfg *configs.Config, st configs.Stage, env string, n, k int) (*TaskEval, error) {
+	start := time.Now()
+	ck, err := checkpoints.Load(dir, checkpoints.LoadOptions{WeightsOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	p, err := ck.ToParams()
+	if err != nil {
+		return nil, err
+	}
+	if env == "" {
+		env = st.RL.Env
+	}
+	st.RL.Env = env
+	fam, err := envs.New(env, familyOptions(st))
+	if err != nil {
+		return nil, fmt.Errorf("eval --env %s: %w", env, err)
+	}
+	tok, err := data.NewTokenizer(p.Config.VocabSize)
+	if err != nil {
+		return nil, err
+	}
+	rng := rand.New(rand.NewPCG(seedOf(cfg.Seed, "eval/"+env), 2))
+	tasks := make([]envs.Task, n)
+	for i := range tasks {
+		tasks[i] = fam.Sample(rng, data.SplitHeldOut)
+	}
+	eng := model.NewEngine(p)
+	workers := max(1, kernels.Threads())
+	var greedy, anyRight, right atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			gs := &rollout.GroupSampler{Engine: eng, Tok: tok, Family: fam, GroupSize: k, MaxNewTokens: st.RL.MaxNewTokens,
+				Params: rollout.SamplingParams{Temperature: st.RL.Temperature, TopP: st.RL.TopP, TopK: st.RL.TopK}, WorkerID: fmt.Sprintf("eval%d", w)}
+			for i := w; i < n; i += workers {
+				text, finish, err := gs.Greedy(tasks[i])
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				if fam.Verify(tasks[i], text, finish).Correct {
+					greedy.Add(1)
+				}
+				if k == 0 {
+					continue
+				}
+				g, err := gs.Sample(context.Background(), tasks[i], fmt.Sprintf("eval-%d", i), 0, rand.New(rand.NewPCG(seedOf(cfg.Seed, fmt.Sprintf("evalk/%s/%d", env, i)), 3)))
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				ok := false
+				for _, tr := range g.Trajectories {
+					if tr.RewardParts["correct"] == 1 {
+						right.Add(1)
+						ok = true
+					}
+				}
+				if ok {
+					anyRight.Add(1)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	res := &TaskEval{Checkpoint: dir, Env: env, N: n, K: k, Accuracy: float64(greedy.Load()) / float64(n), Temp: st.RL.Temperature, TopP: st.RL.TopP}
+	if k > 0 {
+		res.PassAtK = float64(anyRight.Load()) / float64(n)
+		res.MeanAtK = float64(right.Load()) / float64(n*k)
+	}
+	res.Seconds = time.Since(start).Seconds()
+	return res, nil
 }

@@ -120,12 +120,12 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 }
 
 func newEvalCmd(g *globalFlags) *cobra.Command {
-	var ckpt, config, stage string
+	var ckpt, config, stage, env string
 	var sets []string
-	var batches int
+	var batches, n, k int
 	c := &cobra.Command{
 		Use:   "eval --checkpoint DIR",
-		Short: "Evaluate a checkpoint (held-out loss and perplexity); prints JSON",
+		Short: "Evaluate a checkpoint: held-out loss and perplexity, or with --env task accuracy and pass@k; prints JSON",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if ckpt == "" {
@@ -161,6 +161,15 @@ func newEvalCmd(g *globalFlags) *cobra.Command {
 				}
 				st = *s
 			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			if env != "" {
+				res, err := trainer.EvaluateTasks(ckpt, cfg, st, env, n, k)
+				if err != nil {
+					return err
+				}
+				return enc.Encode(res)
+			}
 			if batches <= 0 {
 				batches = st.Train.EvalBatches
 			}
@@ -168,8 +177,6 @@ func newEvalCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			enc := json.NewEncoder(cmd.OutOrStdout())
-			enc.SetIndent("", "  ")
 			return enc.Encode(res)
 		},
 	}
@@ -177,6 +184,10 @@ func newEvalCmd(g *globalFlags) *cobra.Command {
 	c.Flags().StringVar(&config, "config", "", "config for the data and batch shape (default: the run's config.yaml, else the pretrain recipe)")
 	c.Flags().StringVar(&stage, "stage", "", "stage whose data section to evaluate on (default: the first)")
 	c.Flags().IntVar(&batches, "batches", 0, "held-out batches (default: train.eval_batches)")
+	c.Flags().StringVar(&env, "env", "", "evaluate on a task family instead (math, logic, code, kvretrieval, dataset): greedy accuracy and pass@k")
+	c.Flags().IntVar(&n, "n", 500, "with --env: held-out tasks")
+	c.Flags().IntVar(&k, "k", 8, "with --env: samples per task for pass@k (0 = greedy only)")
+	c.Flags().Bool("json", true, "print JSON (the only format)")
 	c.Flags().StringArrayVar(&sets, "set", nil, "override a config key (repeatable)")
 	return c
 }

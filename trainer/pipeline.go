@@ -11,9 +11,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
+	"time"
 
 	"github.com/sparrow-rl/sparrow/checkpoints"
+	"github.com/sparrow-rl/sparrow/checkpoints/objstore"
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/internal/kernels"
 	"github.com/sparrow-rl/sparrow/model"
@@ -38,6 +39,8 @@ type Run struct {
 	Dir     string
 	Metrics *Metrics
 	Log     *slog.Logger
+
+	uploader *objstore.Uploader // checkpoint.upload: background copies to object storage
 }
 
 // CheckpointsDir is <run>/checkpoints.
@@ -50,6 +53,9 @@ func (r *Run) saveCheckpoint(ck *checkpoints.Checkpoint) (string, error) {
 		return "", fmt.Errorf("saving checkpoint %s: %w", name, err)
 	}
 	r.Log.Info("checkpoint saved", "dir", dir)
+	if r.uploader != nil {
+		r.uploader.Enqueue(dir) // before local pruning: the uploader keeps its own hard links
+	}
 	c := r.Config.Checkpoint
 	if c.KeepLast > 0 {
 		removed, err := checkpoints.Prune(r.CheckpointsDir(), c.KeepLast, c.KeepEvery)
@@ -65,14 +71,9 @@ func (r *Run) saveCheckpoint(ck *checkpoints.Checkpoint) (string, error) {
 
 // Execute runs the pipeline of cfg (already validated) until its last stage ends, ctx is cancelled
 // (ErrInterrupted, after a checkpoint), or an error.
-func Execute(ctx context.Context, cfg *configs.Config, opt Options) error {
+func Execute(ctx context.Context, cfg *configs.Config, opt Options) (err error) {
 	if err := cfg.CheckKinds(ImplementedKinds); err != nil {
 		return err
-	}
-	for _, st := range cfg.Stages {
-		if strings.HasPrefix(st.InitFrom, "s3://") {
-			return fmt.Errorf("stages[%s].init_from: object-storage checkpoints (%s) are not supported by this build yet", st.Name, st.InitFrom)
-		}
 	}
 	log := opt.Log
 	if log == nil {
@@ -85,6 +86,45 @@ func Execute(ctx context.Context, cfg *configs.Config, opt Options) error {
 		return fmt.Errorf("trainer: run directory: %w", err)
 	}
 	r := &Run{Config: cfg, Dir: opt.Dir, Log: log}
+	// object storage: s3:// references are downloaded to the run's cache and verified against their manifest
+	cache := filepath.Join(opt.Dir, "cache")
+	for i := range cfg.Stages {
+		st := &cfg.Stages[i]
+		if objstore.IsURL(st.InitFrom) {
+			dir, err := objstore.Resolve(ctx, st.InitFrom, cache)
+			if err != nil {
+				return fmt.Errorf("stages[%s].init_from: %w", st.Name, err)
+			}
+			log.Info("init_from downloaded", "stage", st.Name, "from", st.InitFrom, "dir", dir)
+			st.InitFrom = dir
+		}
+	}
+	if objstore.IsURL(opt.Resume) {
+		dir, err := objstore.Resolve(ctx, opt.Resume, cache)
+		if err != nil {
+			return fmt.Errorf("trainer: --resume: %w", err)
+		}
+		opt.Resume = dir
+	}
+	if cfg.Checkpoint.Upload != "" {
+		store, err := objstore.NewFromEnv()
+		if err != nil {
+			return fmt.Errorf("checkpoint.upload: %w", err)
+		}
+		dst, err := objstore.ParseURL(cfg.Checkpoint.Upload)
+		if err != nil {
+			return fmt.Errorf("checkpoint.upload: %w", err)
+		}
+		r.uploader = objstore.NewUploader(store, dst, objstore.UploaderOptions{KeepLast: cfg.Checkpoint.KeepLast, KeepEvery: cfg.Checkpoint.KeepEvery})
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			log.Info("waiting for checkpoint uploads", "to", cfg.Checkpoint.Upload)
+			if uerr := r.uploader.Close(cctx); uerr != nil && err == nil {
+				err = fmt.Errorf("checkpoint.upload: %w", uerr)
+			}
+		}()
+	}
 	var resume *checkpoints.Checkpoint
 	switch opt.Resume {
 	case "":

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sparrow-rl/sparrow/checkpoints"
+	"github.com/sparrow-rl/sparrow/checkpoints/objstore"
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/internal/kernels"
 	"github.com/sparrow-rl/sparrow/trainer"
@@ -114,7 +115,7 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 	}
 	c.Flags().StringArrayVar(&sets, "set", nil, "override a config key, e.g. --set optimizer.lr=1e-3 (repeatable)")
 	c.Flags().StringVar(&runDir, "run-dir", "", "run directory (default runs/<name>-<timestamp>)")
-	c.Flags().StringVar(&resume, "resume", "", "continue a run: bare --resume (= auto) takes the newest checkpoint of --run-dir; or a checkpoint directory")
+	c.Flags().StringVar(&resume, "resume", "", "continue a run: bare --resume (= auto) takes the newest checkpoint of --run-dir; or a checkpoint directory or s3:// URL")
 	c.Flags().Lookup("resume").NoOptDefVal = "auto"
 	return c
 }
@@ -131,8 +132,12 @@ func newEvalCmd(g *globalFlags) *cobra.Command {
 			if ckpt == "" {
 				return errors.New("--checkpoint is required")
 			}
-			if strings.HasPrefix(ckpt, "s3://") {
-				return fmt.Errorf("--checkpoint %s: object-storage checkpoints are not supported by this build yet", ckpt)
+			if objstore.IsURL(ckpt) {
+				dir, err := objstore.Resolve(cmd.Context(), ckpt, "")
+				if err != nil {
+					return err
+				}
+				ckpt = dir
 			}
 			if fi, err := os.Stat(filepath.Join(ckpt, "latest")); err == nil && !fi.IsDir() {
 				// a checkpoints/ directory: take its newest checkpoint

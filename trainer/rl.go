@@ -493,10 +493,12 @@ func (s *rlStage) gather(ctx context.Context, errCh <-chan error) (groups []*dat
 		if err != nil {
 			return nil, dropped, err
 		}
-		select {
-		case e := <-errCh:
-			return nil, dropped, fmt.Errorf("stage %s: rollout: %w", s.stage.Name, e)
-		default:
+		if errCh != nil {
+			select {
+			case e := <-errCh:
+				return nil, dropped, fmt.Errorf("stage %s: rollout: %w", s.stage.Name, e)
+			default:
+			}
 		}
 		for _, g := range got {
 			if rc.DynamicSampling && zeroStd(g) {

@@ -286,7 +286,7 @@ stages:
 }
 
 func TestRecipes(t *testing.T) {
-	if got, want := Recipes(), []string{"dsa", "math", "pretrain", "tiny"}; !slices.Equal(got, want) {
+	if got, want := Recipes(), []string{"code", "dsa", "logic", "math", "pretrain", "tiny"}; !slices.Equal(got, want) {
 		t.Fatalf("Recipes() = %v, want %v", got, want)
 	}
 	for _, name := range Recipes() {
@@ -306,8 +306,8 @@ func TestRecipes(t *testing.T) {
 			switch name {
 			case "dsa":
 				want = []string{"pretrain", "dsa_warmup", "dsa_sparse"}
-			case "math":
-				want = []string{"pretrain", "rl_math"}
+			case "math", "logic", "code":
+				want = []string{"pretrain", "rl_" + name}
 			}
 			if names := c.StageNames(); !slices.Equal(names, want) || c.Stages[0].Kind != KindPretrain {
 				t.Errorf("Load(%q): stages %v, want %v", form, names, want)

@@ -250,7 +250,7 @@ func TestValidateWithoutOrigins(t *testing.T) {
 func TestLoadUnknown(t *testing.T) {
 	for _, name := range []string{"nope", "configs/nope.yaml", "/no/such/file.yaml"} {
 		_, err := Load(name, nil)
-		if err == nil || !strings.Contains(err.Error(), "recipes: dsa, math, pretrain, tiny") || !strings.Contains(err.Error(), name) {
+		if err == nil || !strings.Contains(err.Error(), "recipes: code, dsa, logic, math, pretrain, tiny") || !strings.Contains(err.Error(), name) {
 			t.Errorf("Load(%q) = %v, want an error naming it and listing the recipes", name, err)
 		}
 	}

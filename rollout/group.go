@@ -98,11 +98,16 @@ func (g *GroupSampler) Sample(ctx context.Context, t envs.Task, groupID string, 
 	start := time.Now()
 	g.prefix.Reset()
 	promptExperts := make([]uint16, 0, len(prompt)*len(g.moeLayer)*g.Engine.Cfg.NumExpertsPerTok)
-	for i, id := range prompt {
-		if err := g.prefix.Step(id, nil); err != nil {
-			return nil, fmt.Errorf("rollout: prefill position %d: %w", i, err)
+	perPos := make([][][]int32, len(prompt))
+	if err := g.prefix.PrefillBatch(prompt, perPos); err != nil {
+		return nil, fmt.Errorf("rollout: prefill: %w", err)
+	}
+	for _, ex := range perPos {
+		for _, l := range g.moeLayer {
+			for _, id := range ex[l] {
+				promptExperts = append(promptExperts, uint16(id))
+			}
 		}
-		promptExperts = g.appendExperts(promptExperts, g.prefix)
 	}
 	prefill := time.Since(start)
 	grp := &data.Group{GroupID: groupID}

@@ -3,6 +3,7 @@ package trainer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/sparrow-rl/sparrow/checkpoints"
 	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/data"
 	"github.com/sparrow-rl/sparrow/model"
 )
 
@@ -219,5 +221,70 @@ func TestSFTOnTaskFamily(t *testing.T) {
 				t.Fatalf("losses %v: want a falling loss", losses)
 			}
 		})
+	}
+}
+
+// TestSFTOnConversationFile: the sft stage on a JSONL file of conversations in the OpenAI/HF shape: the loss
+// falls, and the trained positions are exactly the assistant's tokens.
+func TestSFTOnConversationFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "conv.jsonl")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 400; i++ {
+		a, b := i%17, (i*7)%23
+		fmt.Fprintf(f, `{"messages": [{"role": "system", "content": "Add."}, {"role": "user", "content": "%d+%d"}, {"role": "assistant", "reasoning_content": "%d plus %d", "content": "%d"}]}`+"\n", a, b, a, b, a+b)
+	}
+	f.Close()
+	cfg := tinyConfig(t, "train.steps=30", "train.eval_every=0", "data.source=jsonl", "data.path="+path,
+		"data.text_column=messages", "data.held_out=0.1", "stages.pretrain.kind=sft", "stages.pretrain.name=sft")
+	run := filepath.Join(dir, "run")
+	if err := Execute(context.Background(), cfg, Options{Dir: run, Log: quietLog()}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := ReadMetrics(filepath.Join(run, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var losses []float64
+	for _, r := range recs {
+		if v, ok := r.Values["loss"]; ok {
+			losses = append(losses, v)
+		}
+	}
+	if len(losses) < 2 || !(losses[len(losses)-1] < losses[0]*0.8) {
+		t.Fatalf("losses %v: want a falling loss", losses)
+	}
+	// the mask: a batch from the same data trains exactly the assistant tokens
+	tok, _ := data.NewTokenizer(cfg.Model.VocabSize)
+	b, err := newBatcher(cfg.Stages[0], cfg.Seed, tok, data.SplitTrain, 1, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var batch data.Batch
+	if err := b.Next(&batch); err != nil {
+		t.Fatal(err)
+	}
+	inAssistant := false
+	for i, id := range batch.Inputs {
+		// the target at i is trained iff it lies inside an assistant turn: after <｜Assistant｜><think> … up to
+		// and including EOS
+		switch id {
+		case data.ThinkBeg:
+			inAssistant = true
+		case data.EOS, data.BOS:
+			inAssistant = false
+		}
+		tgt := batch.Targets[i]
+		want := inAssistant && tgt != data.User
+		if tgt == data.BOS {
+			want = false
+		}
+		if got := batch.LossMask[i] == 1; got != want {
+			t.Fatalf("position %d (input %d, target %d): trained=%v, want %v", i, id, tgt, got, want)
+		}
 	}
 }

@@ -50,6 +50,78 @@ type RL struct {
 	FormatReward float64 `yaml:"format_reward"` // reward for a well-formed reasoning</think>answer completion, default 0.1
 	LengthBudget int     `yaml:"length_budget"` // tokens before the length penalty starts, 0 = no penalty
 	LengthWeight float64 `yaml:"length_weight"` // length penalty weight λ (see envs.RewardOptions)
+
+	Bus Bus `yaml:"bus"` // how workers and the learner talk (NATS JetStream or in-process channels)
+}
+
+// Bus configures the rollout transport (rollout/natsbus). Secrets (passwords, tokens) are never config
+// keys: they come from the environment (SPARROW_NATS_PASSWORD, SPARROW_NATS_TOKEN) or the URL given on the
+// command line, so that config.yaml and the logs never hold them.
+type Bus struct {
+	Transport    string `yaml:"transport"`     // embedded (default) | nats | inproc
+	URL          string `yaml:"url"`           // transport nats: server URL(s), comma-separated, without credentials
+	Prefix       string `yaml:"prefix"`        // subject/stream prefix component; "" = the config's name
+	LocalWorkers bool   `yaml:"local_workers"` // start rl.workers in-process (false for `trainer learn`)
+	Weights      string `yaml:"weights"`       // weight sync for out-of-process workers: objectstore (default) | none
+	User         string `yaml:"user"`          // user name (password from SPARROW_NATS_PASSWORD)
+	CredsFile    string `yaml:"creds_file"`    // NATS .creds file (JWT + nkey seed)
+	TLSCA        string `yaml:"tls_ca"`        // CA bundle that signs the server's certificate
+	TLSCert      string `yaml:"tls_cert"`      // client certificate (mutual TLS)
+	TLSKey       string `yaml:"tls_key"`       // client key (mutual TLS)
+
+	MaxPayload  int     `yaml:"max_payload"`    // bytes: the embedded server's max payload and the group size limit, default 8 MiB
+	MaxBytes    int64   `yaml:"max_bytes"`      // trajectory stream size limit in bytes, default 1 GiB
+	MaxAgeS     float64 `yaml:"max_age_s"`      // trajectory stream message age limit, default 7 days
+	DupWindowS  float64 `yaml:"dup_window_s"`   // server-side de-duplication window (Nats-Msg-Id), default 120
+	AckWaitS    float64 `yaml:"ack_wait_s"`     // learner's redelivery delay for groups not yet committed, default 60
+	JobAckWaitS float64 `yaml:"job_ack_wait_s"` // redelivery delay of a prompt whose worker went silent, default 60
+	HeartbeatS  float64 `yaml:"heartbeat_s"`    // worker heartbeat period, default 2
+	WaitS       float64 `yaml:"wait_s"`         // deadline of every blocking wait (groups, weights, jobs), default 600
+}
+
+// BusTransports lists the values of rl.bus.transport.
+var BusTransports = []string{"embedded", "nats", "inproc"}
+
+// BusWeights lists the values of rl.bus.weights.
+var BusWeights = []string{"objectstore", "none"}
+
+// DefaultBus returns the defaults of rl.bus.
+func DefaultBus() Bus {
+	return Bus{Transport: "embedded", LocalWorkers: true, Weights: "objectstore", MaxPayload: 8 << 20, MaxBytes: 1 << 30,
+		MaxAgeS: 7 * 24 * 3600, DupWindowS: 120, AckWaitS: 60, JobAckWaitS: 60, HeartbeatS: 2, WaitS: 600}
+}
+
+func validateBus(k *checker, b *Bus) {
+	k.oneOf("rl.bus.transport", b.Transport, BusTransports)
+	k.oneOf("rl.bus.weights", b.Weights, BusWeights)
+	if b.Transport == "nats" && b.URL == "" {
+		k.add("rl.bus.url", "required when rl.bus.transport is nats (e.g. nats://127.0.0.1:4222)")
+	}
+	if b.Transport != "nats" && b.URL != "" {
+		k.add("rl.bus.url", "set, but rl.bus.transport is %s (use nats)", b.Transport)
+	}
+	if b.Transport == "inproc" && !b.LocalWorkers {
+		k.add("rl.bus.local_workers", "false leaves an in-process transport without workers")
+	}
+	if (b.TLSCert == "") != (b.TLSKey == "") {
+		k.add("rl.bus.tls_cert", "rl.bus.tls_cert and rl.bus.tls_key go together")
+	}
+	if b.MaxPayload < 1<<10 || b.MaxPayload > 64<<20 {
+		k.add("rl.bus.max_payload", "must be in [1 KiB, 64 MiB], got %d", b.MaxPayload)
+	}
+	if b.MaxBytes <= 0 {
+		k.add("rl.bus.max_bytes", "must be > 0, got %d", b.MaxBytes)
+	}
+	k.nonNeg("rl.bus.max_age_s", b.MaxAgeS)
+	for _, f := range []struct {
+		key string
+		v   float64
+	}{{"rl.bus.dup_window_s", b.DupWindowS}, {"rl.bus.ack_wait_s", b.AckWaitS}, {"rl.bus.job_ack_wait_s", b.JobAckWaitS},
+		{"rl.bus.heartbeat_s", b.HeartbeatS}, {"rl.bus.wait_s", b.WaitS}} {
+		if !(f.v > 0) {
+			k.add(f.key, "must be > 0, got %g", f.v)
+		}
+	}
 }
 
 // RLEnvs lists the task families rl.env may name (the envs registry adds to it).
@@ -68,6 +140,7 @@ func DefaultRL() RL {
 		Temperature: 1, TopP: 1, Workers: 2,
 		EpsLow: 0.2, EpsHigh: 0.28, DualClip: 3, KL: "unbiased", Beta: 0.001, Delta: 0.5, Agg: "seq-mean-token-mean",
 		MaxRefill: 8, KeepRouting: true, KeepSamplingMask: true, EvalTasks: 64, EvalEvery: 10, FormatReward: 0.1,
+		Bus: DefaultBus(),
 	}
 }
 
@@ -126,5 +199,6 @@ func validateRL(k *checker, r *RL) {
 	if r.Beta > 0 && r.KL == "none" {
 		k.add("rl.beta", "%g > 0 needs rl.kl other than none", r.Beta)
 	}
+	validateBus(k, &r.Bus)
 	_ = fmt.Sprint
 }

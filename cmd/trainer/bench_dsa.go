@@ -17,18 +17,7 @@ import (
 	"github.com/sparrow-rl/sparrow/model"
 )
 
-func init() {
-	for i, c := range extraCommands {
-		orig := c
-		extraCommands[i] = func() *cobra.Command {
-			cmd := orig()
-			if cmd.Name() == "bench" {
-				cmd.AddCommand(newBenchAttentionCmd())
-			}
-			return cmd
-		}
-	}
-}
+func init() { benchSubcommands = append(benchSubcommands, newBenchAttentionCmd) }
 
 func newBenchAttentionCmd() *cobra.Command {
 	var lengths string

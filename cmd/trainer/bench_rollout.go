@@ -13,18 +13,7 @@ import (
 	"github.com/sparrow-rl/sparrow/trainer"
 )
 
-func init() {
-	for i, c := range extraCommands {
-		orig := c
-		extraCommands[i] = func() *cobra.Command {
-			cmd := orig()
-			if cmd.Name() == "bench" {
-				cmd.AddCommand(newBenchRolloutCmd())
-			}
-			return cmd
-		}
-	}
-}
+func init() { benchSubcommands = append(benchSubcommands, newBenchRolloutCmd) }
 
 func newBenchRolloutCmd() *cobra.Command {
 	var config, stage, ckpt string

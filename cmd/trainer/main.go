@@ -72,13 +72,27 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "text or json (logs go to stderr)")
 	root.AddCommand(newRunCmd(g), newEvalCmd(g), newVersionCmd())
 	for _, c := range extraCommands {
-		root.AddCommand(c())
+		cmd := c()
+		if cmd.Name() == "bench" {
+			attachBenchSubcommands(cmd)
+		}
+		root.AddCommand(cmd)
 	}
 	return root
 }
 
 // extraCommands are the commands other files of this package add (chat, bench).
 var extraCommands []func() *cobra.Command
+
+// benchSubcommands are added to the bench command by the files that define them (bench attention, rollout).
+var benchSubcommands []func() *cobra.Command
+
+// attachBenchSubcommands adds benchSubcommands to the bench command built by newBenchCmd.
+func attachBenchSubcommands(bench *cobra.Command) {
+	for _, sub := range benchSubcommands {
+		bench.AddCommand(sub())
+	}
+}
 
 func newRunCmd(g *globalFlags) *cobra.Command {
 	var sets []string

@@ -10,6 +10,9 @@
 // Options.Params (so that a YAML mapping of any scalars decodes onto them); each family documents its keys
 // next to its constructor and refuses unknown ones.
 //
+// A family is immutable once built: Sample, Verify and Solution are safe for concurrent use (rollout workers
+// share one), and Sample's randomness comes only from the rng it is given.
+//
 // envs depends on data (tokenizer, chat encoder, split hash) and on nothing of the model.
 package envs
 

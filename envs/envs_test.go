@@ -188,6 +188,18 @@ func TestSolutionsVerify(t *testing.T) {
 				if text != prompt+completion+litEOS {
 					t.Fatalf("task %q: Text is not Prompt + completion + EOS:\n%q\n%q", task.ID, text, prompt)
 				}
+				if reasoning != "" { // data's encoder refuses an empty reasoning on the last turn
+					enc, err := data.Encode(Conversation(f, task, ""), data.DefaultEncodeOptions(data.ModeThinking))
+					if err != nil || enc != text {
+						t.Fatalf("task %q: data.Encode of the conversation = %q, %v; want Text %q", task.ID, enc, err, text)
+					}
+					tok := &data.Tokenizer{}
+					ids, mask, err := TrainingIDs(tok, f, task, "")
+					wantIDs, wantMask, err2 := data.EncodeForTraining(tok, Conversation(f, task, ""), data.DefaultEncodeOptions(data.ModeThinking))
+					if err != nil || err2 != nil || !slices.Equal(ids, wantIDs) || !slices.Equal(mask, wantMask) {
+						t.Fatalf("task %q: TrainingIDs differ from data.EncodeForTraining (%v, %v)", task.ID, err, err2)
+					}
+				}
 				parsed, err := data.ParseCompletion(completion+litEOS, data.ModeThinking)
 				if err != nil {
 					t.Fatalf("task %q: data.ParseCompletion: %v", task.ID, err)
@@ -358,4 +370,54 @@ func TestFlawedGenerator(t *testing.T) {
 func splitKey(key string) (a, op, b string) {
 	i := strings.IndexAny(key[1:], "+-*") + 1
 	return key[:i], key[i : i+1], key[i+1:]
+}
+
+// TestConcurrentUse: rollout workers share a family; run with -race.
+func TestConcurrentUse(t *testing.T) {
+	fams := allFamilies(t)
+	done := make(chan error)
+	for w := range 4 {
+		go func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 0))
+			for i := range 100 {
+				f := fams[i%len(fams)]
+				task := f.Sample(rng, data.Split(i%2))
+				if r := f.Verify(task, Completion(f.Solution(task)), "stop"); !r.Correct {
+					done <- fmt.Errorf("%s: task %q: solution scored %+v", f.Name(), task.ID, r)
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestRenderEmptyReasoning: a dataset without a reasoning column still renders and trains.
+func TestRenderEmptyReasoning(t *testing.T) {
+	d, err := NewDataset(Options{Params: map[string]string{"path": testDataset(t, 100)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := d.Sample(rand.New(rand.NewPCG(1, 1)), data.SplitTrain)
+	text, err := Text(d, task, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := litBOS + litUser + task.Prompt + litAsst + litThinkBeg + litThinkEnd + task.Answer + litEOS
+	if text != want {
+		t.Errorf("Text = %q, want %q", text, want)
+	}
+	ids, mask, err := TrainingIDs(nil, d, task, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 4 + len(task.Prompt) // BOS, User, prompt, Assistant, <think>
+	if len(ids) != n+1+len(task.Answer)+1 || ids[n] != data.ThinkEnd || mask[n-1] != 0 || mask[n] != 1 || mask[len(mask)-1] != 1 {
+		t.Errorf("TrainingIDs = %v, mask %v", ids, mask)
+	}
 }

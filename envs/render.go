@@ -3,7 +3,10 @@
 //
 //   - Messages / Prompt / PromptIDs: the prompt the policy completes, "<BOS>[system]<User>prompt<Assistant><think>".
 //   - Conversation / Text / TrainingIDs: prompt plus the worked solution as the assistant turn,
-//     "...<Assistant><think>reasoning</think>answer<EOS>"; TrainingIDs has the chat-SFT loss mask.
+//     "...<Assistant><think>reasoning</think>answer<EOS>"; TrainingIDs has the chat-SFT loss mask. Text and
+//     TrainingIDs render the prompt with data's encoder and append the assistant part themselves, which
+//     gives the same bytes and ids as data's encoder on Conversation (tested) and also accepts an empty
+//     reasoning.
 //   - Generator: a data.Generator whose Problem.Text is the conversation without the BOS in front and the EOS
 //     at the end (data's packer adds both as special ids around each document); Problem.Key is the task ID,
 //     so a synthetic corpus splits exactly as the family does. The special literals inside the text
@@ -57,21 +60,38 @@ func Conversation(f Family, t Task, system string) []data.Message {
 	return append(Messages(t, system), data.Message{Role: "assistant", ReasoningContent: reasoning, Content: answer})
 }
 
-// Text renders the whole conversation of t (prompt and worked solution) in thinking mode, BOS to EOS.
+// Text renders the whole conversation of t (prompt and worked solution) in thinking mode, BOS to EOS:
+// Prompt + reasoning + "</think>" + answer + EOS, which is what data.Encode makes of Conversation (the
+// assistant part is written here so that an empty reasoning, which data's encoder refuses for the last
+// assistant turn, still renders).
 func Text(f Family, t Task, system string) (string, error) {
-	s, err := data.Encode(Conversation(f, t, system), thinkingOptions())
+	prompt, err := Prompt(t, system)
 	if err != nil {
-		return "", fmt.Errorf("envs: text of task %q: %w", t.ID, err)
+		return "", err
 	}
-	return s, nil
+	reasoning, answer := f.Solution(t)
+	return prompt + Completion(reasoning, answer) + litEOS, nil
 }
 
-// TrainingIDs renders the conversation of t to ids with the chat-SFT loss mask (1 on the assistant's
-// reasoning, </think>, answer and EOS).
+// TrainingIDs renders the conversation of t to ids with the chat-SFT loss mask: 0 on the prompt, 1 on the
+// assistant's reasoning, </think>, answer and EOS (as data.EncodeForTraining masks Conversation).
 func TrainingIDs(tok *data.Tokenizer, f Family, t Task, system string) (ids []int32, lossMask []uint8, err error) {
-	ids, lossMask, err = data.EncodeForTraining(tok, Conversation(f, t, system), thinkingOptions())
+	if tok == nil {
+		tok = &data.Tokenizer{}
+	}
+	ids, err = PromptIDs(tok, t, system)
 	if err != nil {
-		return nil, nil, fmt.Errorf("envs: training ids of task %q: %w", t.ID, err)
+		return nil, nil, err
+	}
+	n := len(ids)
+	reasoning, answer := f.Solution(t)
+	ids = tok.AppendText(ids, reasoning)
+	ids = tok.AppendSpecial(ids, data.ThinkEnd)
+	ids = tok.AppendText(ids, answer)
+	ids = tok.AppendSpecial(ids, data.EOS)
+	lossMask = make([]uint8, len(ids))
+	for i := n; i < len(ids); i++ {
+		lossMask[i] = 1
 	}
 	return ids, lossMask, nil
 }

@@ -1,0 +1,428 @@
+// learner.go: the learner's side of the bus. Dispatch publishes the step's prompts to the work queue
+// (Nats-Msg-Id = group id), a fetch loop pulls groups from the trajectory stream through a durable pull
+// consumer with explicit acks, and Collect hands the trainer the groups of the ids it dispatched. The
+// invariant (issue 6, item 1): a group is acked only by Commit, which the trainer calls once a checkpoint
+// holding the update that applied (or deliberately dropped) it is on disk; until then InProgress() keeps it
+// from redelivery. A group id seen again is de-duplicated (the server's Nats-Msg-Id window is short); a
+// malformed message is terminated and counted and never reaches the trainer.
+package natsbus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/data"
+	"github.com/sparrow-rl/sparrow/rollout"
+)
+
+// Message headers of a group.
+const (
+	HdrGroup   = "Sparrow-Group"
+	HdrWorker  = "Sparrow-Worker"
+	HdrVersion = "Sparrow-Version"
+	// HdrStatus is "ok" (the body is an encoded group), "failed" (sampling failed) or "oversize" (the
+	// encoded group exceeded the max payload); the last two have an empty body and HdrError says why.
+	HdrStatus = "Sparrow-Status"
+	HdrError  = "Sparrow-Error"
+)
+
+// Drop reasons a Learner counts.
+const (
+	CountMalformed  = "malformed"
+	CountDuplicate  = "duplicate"
+	CountFailed     = "failed"
+	CountOversize   = "oversize"
+	CountRedelivery = "redelivered"
+)
+
+// jobMsg is a prompt on the wire.
+type jobMsg struct {
+	GroupID string          `json:"group_id"`
+	Task    json.RawMessage `json:"task"`
+	Version int64           `json:"version"`
+	Seed    uint64          `json:"seed"`
+}
+
+type held struct {
+	msg    jetstream.Msg
+	seq    uint64
+	group  *data.Group
+	status string
+}
+
+// Learner is the learner's side of the transport. NextJob and Publish are not its to call.
+type Learner struct {
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	names Names
+	bus   configs.Bus
+	vocab int
+	log   *slog.Logger
+	Beats *Heartbeats
+
+	cons   jetstream.Consumer
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	arrived  chan struct{} // closed and replaced when a group arrives
+	buf      map[string]*held
+	expected map[string]bool
+	pending  map[string]*held
+	handled  map[string]bool
+	counts   map[string]int64
+	maxSeq   uint64
+	wait     time.Duration // time spent blocked in Collect
+	decode   time.Duration // time spent decoding groups
+	dispatch time.Duration // time spent publishing prompts
+	bytes    int64
+	groups   int64
+}
+
+// NewLearner sets up the streams, the durable consumer "learner" and the fetch loop. handled are the group
+// ids a checkpoint says were applied or dropped already (resume): they are acked on sight.
+func NewLearner(ctx context.Context, nc *nats.Conn, names Names, b configs.Bus, vocab int, handled []string, log *slog.Logger) (*Learner, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: %w", err)
+	}
+	if err := Setup(ctx, js, names, b, log); err != nil {
+		return nil, err
+	}
+	l := &Learner{nc: nc, js: js, names: names, bus: b, vocab: vocab, log: log, arrived: make(chan struct{}),
+		buf: map[string]*held{}, expected: map[string]bool{}, pending: map[string]*held{}, handled: map[string]bool{}, counts: map[string]int64{}}
+	for _, id := range handled {
+		l.handled[id] = true
+	}
+	err = retry(ctx, log, "creating consumer learner on "+names.TrajStream(), secs(b.WaitS), func(ctx context.Context) error {
+		l.cons, err = js.CreateOrUpdateConsumer(ctx, names.TrajStream(), jetstream.ConsumerConfig{Durable: "learner",
+			AckPolicy: jetstream.AckExplicitPolicy, AckWait: secs(b.AckWaitS), MaxAckPending: 1 << 16, MaxDeliver: -1,
+			DeliverPolicy: jetstream.DeliverAllPolicy, FilterSubject: names.TrajSubject()})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if l.Beats, err = WatchHeartbeats(nc, names, secs(3*b.HeartbeatS)); err != nil {
+		return nil, err
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	l.wg.Add(2)
+	go func() { defer l.wg.Done(); l.fetchLoop(lctx) }()
+	go func() { defer l.wg.Done(); l.keepAlive(lctx) }()
+	return l, nil
+}
+
+// Counts returns the learner's counters (malformed, duplicate, failed, oversize, redelivered).
+func (l *Learner) Counts() map[string]int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string]int64{}
+	for k, v := range l.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// Timings returns the cumulative time blocked in Collect, decoding and dispatching, and the bytes and groups
+// received.
+func (l *Learner) Timings() (wait, decode, dispatch time.Duration, bytes, groups int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.wait, l.decode, l.dispatch, l.bytes, l.groups
+}
+
+// MaxSeq is the highest stream sequence committed so far.
+func (l *Learner) MaxSeq() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.maxSeq
+}
+
+func (l *Learner) count(k string) { l.counts[k]++ }
+
+func (l *Learner) fetchLoop(ctx context.Context) {
+	lastErr := time.Time{}
+	for ctx.Err() == nil {
+		batch, err := l.cons.Fetch(64, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if time.Since(lastErr) > 3*time.Second {
+				l.log.Warn("natsbus: fetching groups failed; retrying", "stream", l.names.TrajStream(), "err", err)
+				lastErr = time.Now()
+			}
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		for m := range batch.Messages() {
+			l.receive(m)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil && time.Since(lastErr) > 3*time.Second {
+			l.log.Warn("natsbus: group fetch ended with an error", "err", err)
+			lastErr = time.Now()
+		}
+	}
+}
+
+func (l *Learner) receive(m jetstream.Msg) {
+	meta, err := m.Metadata()
+	if err != nil {
+		l.log.Warn("natsbus: group message without JetStream metadata; terminated", "err", err)
+		_ = m.Term()
+		return
+	}
+	hdr := m.Headers()
+	id := hdr.Get(HdrGroup)
+	status := hdr.Get(HdrStatus)
+	t0 := time.Now()
+	var g *data.Group
+	switch status {
+	case "ok":
+		g, err = data.DecodeGroup(m.Data(), l.vocab)
+		if err == nil && g.GroupID != id {
+			err = fmt.Errorf("body is group %q, header says %q", g.GroupID, id)
+		}
+	case "failed", "oversize":
+		if id == "" {
+			err = errors.New("no group id header")
+		}
+		g = &data.Group{GroupID: id}
+	default:
+		err = fmt.Errorf("status header %q", status)
+	}
+	dec := time.Since(t0)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.decode += dec
+	if err != nil {
+		l.count(CountMalformed)
+		l.log.Warn("natsbus: malformed group message terminated", "stream_seq", meta.Sequence.Stream, "group", id, "err", err, "malformed_total", l.counts[CountMalformed])
+		_ = m.TermWithReason("malformed")
+		return
+	}
+	l.bytes += int64(len(m.Data()))
+	seq := meta.Sequence.Stream
+	if l.handled[id] {
+		l.count(CountDuplicate)
+		l.log.Debug("natsbus: group already applied in a checkpoint; acked", "group", id, "stream_seq", seq)
+		_ = m.Ack()
+		return
+	}
+	for _, set := range []map[string]*held{l.buf, l.pending} {
+		if h, ok := set[id]; ok {
+			if h.seq == seq { // the same message again (redelivered): keep the newest handle, ack nothing
+				h.msg = m
+				return
+			}
+			l.count(CountDuplicate)
+			l.log.Debug("natsbus: duplicate copy of a held group acked", "group", id, "stream_seq", seq, "held_seq", h.seq)
+			_ = m.Ack()
+			return
+		}
+	}
+	if meta.NumDelivered > 1 {
+		l.count(CountRedelivery)
+	}
+	if status != "ok" {
+		l.count(status)
+		l.log.Warn("natsbus: a worker could not deliver a group", "group", id, "status", status, "worker", hdr.Get(HdrWorker), "err", hdr.Get(HdrError))
+	}
+	l.groups++
+	l.buf[id] = &held{msg: m, seq: seq, group: g, status: status}
+	close(l.arrived)
+	l.arrived = make(chan struct{})
+}
+
+// keepAlive tells the server every AckWait/3 that held groups are still being worked on.
+func (l *Learner) keepAlive(ctx context.Context) {
+	every := secs(l.bus.AckWaitS) / 3
+	t := time.NewTicker(max(every, 100*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		l.mu.Lock()
+		var msgs []jetstream.Msg
+		for _, set := range []map[string]*held{l.buf, l.pending} {
+			for _, h := range set {
+				msgs = append(msgs, h.msg)
+			}
+		}
+		l.mu.Unlock()
+		for _, m := range msgs {
+			_ = m.InProgress()
+		}
+	}
+}
+
+// Dispatch publishes prompts to the work queue. A prompt whose group already arrived (redelivered after a
+// learner restart) is not published again.
+func (l *Learner) Dispatch(ctx context.Context, jobs []rollout.Job) error {
+	t0 := time.Now()
+	defer func() { l.mu.Lock(); l.dispatch += time.Since(t0); l.mu.Unlock() }()
+	for _, j := range jobs {
+		l.mu.Lock()
+		l.expected[j.GroupID] = true
+		_, have := l.buf[j.GroupID]
+		l.mu.Unlock()
+		if have {
+			continue
+		}
+		task, err := json.Marshal(j.Task)
+		if err != nil {
+			return fmt.Errorf("natsbus: job %s: %w", j.GroupID, err)
+		}
+		body, _ := json.Marshal(jobMsg{GroupID: j.GroupID, Task: task, Version: j.Version, Seed: j.Seed})
+		msg := &nats.Msg{Subject: l.names.JobSubject(), Data: body, Header: nats.Header{}}
+		msg.Header.Set(HdrGroup, j.GroupID)
+		err = retry(ctx, l.log, "publishing prompt "+j.GroupID, secs(l.bus.WaitS), func(ctx context.Context) error {
+			_, err := l.js.PublishMsg(ctx, msg, jetstream.WithMsgID(j.GroupID))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Collect blocks until n of the dispatched groups have arrived, and returns them (sorted by id). It logs
+// what it waits for every 10 s and gives up after rl.bus.wait_s.
+func (l *Learner) Collect(ctx context.Context, n int) ([]*data.Group, error) {
+	start := time.Now()
+	defer func() { l.mu.Lock(); l.wait += time.Since(start); l.mu.Unlock() }()
+	deadline := time.NewTimer(secs(l.bus.WaitS))
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		l.mu.Lock()
+		var ready, missing []string
+		for id := range l.expected {
+			if _, ok := l.buf[id]; ok {
+				ready = append(ready, id)
+			} else {
+				missing = append(missing, id)
+			}
+		}
+		if len(ready) >= n {
+			sort.Strings(ready)
+			out := make([]*data.Group, 0, n)
+			for _, id := range ready[:n] {
+				h := l.buf[id]
+				delete(l.buf, id)
+				delete(l.expected, id)
+				l.pending[id] = h
+				out = append(out, h.group)
+			}
+			l.mu.Unlock()
+			return out, nil
+		}
+		arrived := l.arrived
+		l.mu.Unlock()
+		select {
+		case <-arrived:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+			sort.Strings(missing)
+			l.log.Info("natsbus: learner waiting for groups", "have", len(ready), "want", n, "missing", firstN(missing, 8),
+				"waited_s", round1(time.Since(start).Seconds()), "deadline_s", l.bus.WaitS, "live_workers", l.Beats.Summary())
+		case <-deadline.C:
+			sort.Strings(missing)
+			return nil, fmt.Errorf("natsbus: no group for %v after rl.bus.wait_s = %g s (live workers: %s)", firstN(missing, 8), l.bus.WaitS, l.Beats.Summary())
+		}
+	}
+}
+
+func firstN(s []string, n int) []string {
+	if len(s) > n {
+		return append(slices.Clone(s[:n]), "…+"+strconv.Itoa(len(s)-n))
+	}
+	return s
+}
+
+// Commit acks the groups of ids (applied or deliberately dropped by updates that a checkpoint now holds).
+func (l *Learner) Commit(ctx context.Context, ids []string) error {
+	for _, id := range ids {
+		l.mu.Lock()
+		h, ok := l.pending[id]
+		l.mu.Unlock()
+		if !ok {
+			continue
+		}
+		err := retry(ctx, l.log, "acking group "+id, secs(l.bus.WaitS), func(ctx context.Context) error {
+			l.mu.Lock()
+			m := l.pending[id].msg // the newest delivery's handle
+			l.mu.Unlock()
+			return m.DoubleAck(ctx)
+		})
+		if err != nil {
+			return err
+		}
+		l.mu.Lock()
+		delete(l.pending, id)
+		l.handled[id] = true
+		l.maxSeq = max(l.maxSeq, h.seq)
+		l.mu.Unlock()
+	}
+	return nil
+}
+
+// NextJob is not the learner's to call.
+func (l *Learner) NextJob(context.Context) (rollout.Job, error) {
+	return rollout.Job{}, errors.New("natsbus: NextJob on the learner's side")
+}
+
+// Publish is not the learner's to call.
+func (l *Learner) Publish(context.Context, *data.Group) error {
+	return errors.New("natsbus: Publish on the learner's side")
+}
+
+// Close stops fetching. Groups not committed are negatively acked so that a resumed learner gets them at
+// once (they were never acked, so nothing is lost either way).
+func (l *Learner) Close() error {
+	if l.cancel == nil {
+		return nil
+	}
+	l.cancel()
+	l.wg.Wait()
+	l.cancel = nil
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, set := range []map[string]*held{l.buf, l.pending} {
+		for _, h := range set {
+			_ = h.msg.Nak()
+		}
+	}
+	l.Beats.Close()
+	return nil
+}
+
+// Pair is the transport of a process with the learner and in-process workers on one bus.
+type Pair struct {
+	*Learner
+	W *WorkerClient
+}
+
+func (p Pair) NextJob(ctx context.Context) (rollout.Job, error) { return p.W.NextJob(ctx) }
+func (p Pair) Publish(ctx context.Context, g *data.Group) error { return p.W.Publish(ctx, g) }
+func (p Pair) Close() error                                     { return errors.Join(p.W.Close(), p.Learner.Close()) }

@@ -1,0 +1,278 @@
+// process.go: a rollout worker process (`trainer rollout CONFIG --nats URL --workers N`). It waits for
+// the learner's weights, then runs N workers over one engine: each pulls a prompt, waits (with a deadline
+// and a log line) until its weights are recent enough for the staleness bound — max_staleness 0 means the
+// exact version the prompt was dispatched with — samples the group under a read lock, and publishes it
+// stamped with the version it sampled with. A syncer swaps new versions in under the write lock, so a swap
+// happens between groups, never inside one, and only after the SHA-256 and the layout checked out.
+package natsbus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/data"
+	"github.com/sparrow-rl/sparrow/envs"
+	"github.com/sparrow-rl/sparrow/model"
+	"github.com/sparrow-rl/sparrow/rollout"
+)
+
+// WorkerOptions configure RunWorkers.
+type WorkerOptions struct {
+	Conn    ConnOptions
+	Names   Names
+	RL      configs.RL // the stage's rl section (sampling, group size, staleness, bus)
+	Family  envs.Family
+	Workers int
+	Log     *slog.Logger
+}
+
+// WorkerReport is what RunWorkers did.
+type WorkerReport struct {
+	Groups, Tokens int64
+	Version        int64
+	Swaps          int
+}
+
+// RunWorkers runs a worker process until the learner announces the end of the stage (nil), ctx ends
+// (ctx.Err()), or a wait passes its deadline.
+func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
+	log := o.Log
+	host, _ := os.Hostname()
+	id := fmt.Sprintf("%s-%d", host, os.Getpid())
+	o.Conn.Name, o.Conn.Log = "sparrow-rollout "+id, log
+	nc, err := Connect(o.Conn)
+	if err != nil {
+		return WorkerReport{}, err
+	}
+	defer nc.Close()
+	b := o.RL.Bus
+	wait := secs(b.WaitS)
+	fetcher, err := NewWeightFetcher(nc, o.Names, b, log)
+	if err != nil {
+		return WorkerReport{}, err
+	}
+	// the first weights
+	var first Notice
+	start, lastLog := time.Now(), time.Time{}
+	for {
+		n, ok, err := fetcher.Latest(ctx)
+		if err == nil && ok && !n.Done {
+			first = n
+			break
+		}
+		if ctx.Err() != nil {
+			return WorkerReport{}, ctx.Err()
+		}
+		if time.Since(start) > wait {
+			return WorkerReport{}, fmt.Errorf("natsbus: no weights from the learner after rl.bus.wait_s = %g s (stream %s)", b.WaitS, o.Names.WeightsStream())
+		}
+		if time.Since(lastLog) > 10*time.Second {
+			log.Info("natsbus: worker waiting for the learner's first weights", "stream", o.Names.WeightsStream(), "waited_s", round1(time.Since(start).Seconds()), "deadline_s", b.WaitS, "err", err)
+			lastLog = time.Now()
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	params, err := fetcher.Fetch(ctx, first)
+	if err != nil {
+		return WorkerReport{}, err
+	}
+	log.Info("natsbus: weights received", "version", first.Version, "bytes", first.Bytes, "seconds", round1(fetcher.LastGet.Seconds()))
+	vocab := params.Config.VocabSize
+	tok, err := data.NewTokenizer(vocab)
+	if err != nil {
+		return WorkerReport{}, err
+	}
+	client, err := NewWorkerClient(ctx, nc, o.Names, b, vocab, id, log)
+	if err != nil {
+		return WorkerReport{}, err
+	}
+	defer client.Close()
+
+	var (
+		mu      sync.RWMutex // read: sampling a group; write: swapping weights
+		cond    = sync.NewCond(&sync.Mutex{})
+		version atomic.Int64
+		swaps   int
+	)
+	version.Store(first.Version)
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var done atomic.Bool
+
+	// syncer: notices arrive on the subject; a poll every 2 s covers ones missed while reconnecting
+	notices := make(chan Notice, 16)
+	sub, err := nc.Subscribe(o.Names.WeightsSubject(), func(m *nats.Msg) {
+		var n Notice
+		if json.Unmarshal(m.Data, &n) == nil {
+			select {
+			case notices <- n:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		return WorkerReport{}, fmt.Errorf("natsbus: subscribing to weight notices: %w", err)
+	}
+	defer sub.Unsubscribe()
+	var syncErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		poll := time.NewTicker(2 * time.Second)
+		defer poll.Stop()
+		for {
+			var n Notice
+			select {
+			case <-wctx.Done():
+				return
+			case n = <-notices:
+			case <-poll.C:
+				var ok bool
+				var err error
+				if n, ok, err = fetcher.Latest(wctx); err != nil || !ok {
+					continue
+				}
+			}
+			if n.Done {
+				log.Info("natsbus: the learner finished the stage; workers stop after their groups", "version", n.Version)
+				done.Store(true)
+				stop()
+				return
+			}
+			if n.Version <= version.Load() {
+				continue
+			}
+			p, err := fetcher.Fetch(wctx, n)
+			if err != nil {
+				if wctx.Err() != nil {
+					return
+				}
+				log.Error("natsbus: weights fetch failed; keeping the current version", "version", n.Version, "err", err)
+				syncErr = err
+				continue
+			}
+			mu.Lock() // waits for groups in flight
+			err = CopyWeights(params, p)
+			if err == nil {
+				version.Store(n.Version)
+				swaps++
+			}
+			mu.Unlock()
+			if err != nil {
+				log.Error("natsbus: weights do not fit the running model", "version", n.Version, "err", err)
+				syncErr = err
+				continue
+			}
+			cond.L.Lock()
+			cond.Broadcast()
+			cond.L.Unlock()
+			log.Debug("natsbus: weights swapped", "version", n.Version, "fetch_s", round1(fetcher.LastGet.Seconds()))
+		}
+	}()
+
+	stopBeat := StartHeartbeat(nc, o.Names, secs(b.HeartbeatS), func() Beat {
+		return Beat{Worker: id, Workers: o.Workers, Groups: client.Groups.Load(), Tokens: client.Tokens.Load(), Version: version.Load()}
+	})
+	defer stopBeat()
+
+	eng := model.NewEngine(params)
+	rc := o.RL
+	errs := make([]error, o.Workers)
+	for w := 0; w < o.Workers; w++ {
+		gs := &rollout.GroupSampler{Engine: eng, Tok: tok, Family: o.Family,
+			Params:    rollout.SamplingParams{Temperature: rc.Temperature, TopP: rc.TopP, TopK: rc.TopK},
+			GroupSize: rc.GroupSize, MaxNewTokens: rc.MaxNewTokens, WorkerID: fmt.Sprintf("%s/w%d", id, w)}
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			errs[w] = workerLoop(wctx, client, gs, &mu, cond, &version, int64(rc.MaxStaleness), wait, log)
+		}(w)
+	}
+	// wake waiters when the context ends
+	go func() {
+		<-wctx.Done()
+		cond.L.Lock()
+		cond.Broadcast()
+		cond.L.Unlock()
+	}()
+	wg.Wait()
+	rep := WorkerReport{Groups: client.Groups.Load(), Tokens: client.Tokens.Load(), Version: version.Load(), Swaps: swaps}
+	if done.Load() {
+		return rep, nil
+	}
+	if err := errors.Join(errs...); err != nil {
+		return rep, err
+	}
+	if syncErr != nil && ctx.Err() == nil {
+		return rep, syncErr
+	}
+	return rep, ctx.Err()
+}
+
+func workerLoop(ctx context.Context, c *WorkerClient, gs *rollout.GroupSampler, mu *sync.RWMutex, cond *sync.Cond,
+	version *atomic.Int64, maxStale int64, wait time.Duration, log *slog.Logger) error {
+	for {
+		job, err := c.NextJob(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		// the staleness bound: weights at least job.Version − max_staleness
+		need := job.Version - maxStale
+		start, lastLog := time.Now(), time.Now()
+		cond.L.Lock()
+		for version.Load() < need && ctx.Err() == nil && time.Since(start) < wait {
+			if time.Since(lastLog) > 10*time.Second {
+				log.Info("natsbus: worker waiting for newer weights", "worker", gs.WorkerID, "have", version.Load(), "need", need, "group", job.GroupID)
+				lastLog = time.Now()
+			}
+			waitCond(cond, time.Second)
+		}
+		cond.L.Unlock()
+		if ctx.Err() != nil {
+			c.Release(job.GroupID)
+			return nil
+		}
+		if version.Load() < need {
+			c.Release(job.GroupID)
+			return fmt.Errorf("natsbus: worker %s: weights version %d never arrived (have %d) within rl.bus.wait_s", gs.WorkerID, need, version.Load())
+		}
+		mu.RLock()
+		v := version.Load()
+		rng := rand.New(rand.NewPCG(job.Seed, 0x9e3779b97f4a7c15))
+		g, err := gs.Sample(ctx, job.Task, job.GroupID, v, rng)
+		mu.RUnlock()
+		if err != nil {
+			if ctx.Err() != nil {
+				c.Release(job.GroupID)
+				return nil
+			}
+			log.Error("natsbus: sampling failed; the learner is told", "worker", gs.WorkerID, "group", job.GroupID, "err", err)
+			g = &data.Group{GroupID: job.GroupID}
+		}
+		if err := c.Publish(context.WithoutCancel(ctx), g); err != nil {
+			return err
+		}
+	}
+}
+
+// waitCond waits on c (whose lock is held) for at most d.
+func waitCond(c *sync.Cond, d time.Duration) {
+	t := time.AfterFunc(d, func() { c.L.Lock(); c.Broadcast(); c.L.Unlock() })
+	c.Wait()
+	t.Stop()
+}

@@ -1,0 +1,286 @@
+// weights.go: weight sync. After each update the learner writes the weights to the stage's NATS Object
+// Store as object v<version> (a JSON header with the model config and tensor names and shapes, then the
+// float32 values little-endian in model.Specs order) and publishes a small notice {version, object,
+// sha256, bytes} on sparrow.<run>.weights.<stage> (a stream that keeps the last one, so a worker that
+// starts late or reconnects reads it). A worker fetches the object with a deadline sized for its length,
+// checks the SHA-256 and the tensor layout, and only then swaps the weights in: a partially received or
+// corrupted version is never run. The last notice of a stage says done, which ends the workers.
+package natsbus
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/model"
+)
+
+// Notice announces a weights version.
+type Notice struct {
+	Version int64  `json:"version"`
+	Object  string `json:"object,omitempty"`
+	SHA256  string `json:"sha256,omitempty"`
+	Bytes   int64  `json:"bytes,omitempty"`
+	// Done says the stage is over: workers finish and exit.
+	Done bool `json:"done,omitempty"`
+}
+
+const weightsMagic = "SPARROW-WEIGHTS/1\n"
+
+type weightsHeader struct {
+	Model   configs.Model `json:"model"`
+	Tensors []tensorInfo  `json:"tensors"`
+}
+
+type tensorInfo struct {
+	Name  string `json:"name"`
+	Shape []int  `json:"shape"`
+}
+
+// EncodeWeights serialises parameters (magic, uint32 header length, JSON header, float32 LE values).
+func EncodeWeights(p *model.Params) []byte {
+	h := weightsHeader{Model: p.Config}
+	n := 0
+	for i, sp := range p.Specs {
+		h.Tensors = append(h.Tensors, tensorInfo{Name: sp.Name, Shape: sp.Shape})
+		n += len(p.Data[i])
+	}
+	hj, _ := json.Marshal(h)
+	out := make([]byte, 0, len(weightsMagic)+4+len(hj)+4*n)
+	out = append(out, weightsMagic...)
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(hj)))
+	out = append(out, hj...)
+	for _, d := range p.Data {
+		for _, v := range d {
+			out = binary.LittleEndian.AppendUint32(out, math.Float32bits(v))
+		}
+	}
+	return out
+}
+
+// DecodeWeights parses EncodeWeights's output into fresh parameters, checking the layout against the
+// model config it names.
+func DecodeWeights(b []byte) (*model.Params, error) {
+	if !bytes.HasPrefix(b, []byte(weightsMagic)) || len(b) < len(weightsMagic)+4 {
+		return nil, errors.New("natsbus: weights: not a Sparrow weights object")
+	}
+	b = b[len(weightsMagic):]
+	hl := int(binary.LittleEndian.Uint32(b))
+	if hl > len(b)-4 {
+		return nil, fmt.Errorf("natsbus: weights: header of %d bytes in %d", hl, len(b)-4)
+	}
+	var h weightsHeader
+	if err := json.Unmarshal(b[4:4+hl], &h); err != nil {
+		return nil, fmt.Errorf("natsbus: weights: header: %w", err)
+	}
+	specs := model.Specs(h.Model)
+	if len(specs) != len(h.Tensors) {
+		return nil, fmt.Errorf("natsbus: weights: %d tensors, the model config has %d", len(h.Tensors), len(specs))
+	}
+	total := 0
+	for i, sp := range specs {
+		if h.Tensors[i].Name != sp.Name || !slices.Equal(h.Tensors[i].Shape, sp.Shape) {
+			return nil, fmt.Errorf("natsbus: weights: tensor %d is %s %v, the model config says %s %v", i, h.Tensors[i].Name, h.Tensors[i].Shape, sp.Name, sp.Shape)
+		}
+		total += sp.Size()
+	}
+	vals := b[4+hl:]
+	if len(vals) != 4*total {
+		return nil, fmt.Errorf("natsbus: weights: %d value bytes, want %d", len(vals), 4*total)
+	}
+	p := model.NewParams(h.Model)
+	off := 0
+	for i := range p.Data {
+		d := p.Data[i]
+		for j := range d {
+			d[j] = math.Float32frombits(binary.LittleEndian.Uint32(vals[off:]))
+			off += 4
+		}
+	}
+	return p, nil
+}
+
+// CopyWeights copies src's values into dst (same layout), so that engines holding dst's slices see them.
+func CopyWeights(dst, src *model.Params) error {
+	if len(dst.Specs) != len(src.Specs) {
+		return fmt.Errorf("natsbus: weights: %d tensors into %d", len(src.Specs), len(dst.Specs))
+	}
+	for i := range dst.Data {
+		if dst.Specs[i].Name != src.Specs[i].Name || len(dst.Data[i]) != len(src.Data[i]) {
+			return fmt.Errorf("natsbus: weights: tensor %s does not match %s", src.Specs[i].Name, dst.Specs[i].Name)
+		}
+		copy(dst.Data[i], src.Data[i])
+	}
+	return nil
+}
+
+func sum256(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+// transferDeadline is the deadline of one object transfer: 30 s plus 1 s per 2 MiB (object store gets ran
+// at ~25 MB/s on file storage; the 5 s JetStream default would cut large downloads).
+func transferDeadline(n int64) time.Duration { return 30*time.Second + time.Duration(n/(2<<20))*time.Second }
+
+// WeightPublisher is the learner's side of the weight sync.
+type WeightPublisher struct {
+	js    jetstream.JetStream
+	obs   jetstream.ObjectStore
+	names Names
+	log   *slog.Logger
+	wait  time.Duration
+	kept  []string
+	// LastBytes and LastPut describe the last publication (for metrics and the benchmark).
+	LastBytes int64
+	LastPut   time.Duration
+}
+
+// NewWeightPublisher opens the stage's object store (Setup creates it).
+func NewWeightPublisher(ctx context.Context, nc *nats.Conn, names Names, b configs.Bus, log *slog.Logger) (*WeightPublisher, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: %w", err)
+	}
+	if err := Setup(ctx, js, names, b, log); err != nil {
+		return nil, err
+	}
+	p := &WeightPublisher{js: js, names: names, log: log, wait: secs(b.WaitS)}
+	err = retry(ctx, log, "opening object store "+names.Bucket(), p.wait, func(ctx context.Context) error {
+		p.obs, err = js.ObjectStore(ctx, names.Bucket())
+		return err
+	})
+	return p, err
+}
+
+// Publish stores a version and announces it; versions older than the last three are deleted.
+func (p *WeightPublisher) Publish(ctx context.Context, version int64, params *model.Params) (Notice, error) {
+	t0 := time.Now()
+	b := EncodeWeights(params)
+	n := Notice{Version: version, Object: fmt.Sprintf("v%012d", version), SHA256: sum256(b), Bytes: int64(len(b))}
+	err := retry(ctx, p.log, "storing weights "+n.Object, p.wait, func(ctx context.Context) error {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), transferDeadline(n.Bytes))
+		defer cancel()
+		_, err := p.obs.PutBytes(cctx, n.Object, b)
+		return err
+	})
+	if err != nil {
+		return n, err
+	}
+	if err := p.notify(ctx, n); err != nil {
+		return n, err
+	}
+	p.LastBytes, p.LastPut = n.Bytes, time.Since(t0)
+	p.kept = append(p.kept, n.Object)
+	for len(p.kept) > 3 {
+		old := p.kept[0]
+		p.kept = p.kept[1:]
+		if err := p.obs.Delete(ctx, old); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			p.log.Warn("natsbus: deleting an old weights object failed", "object", old, "err", err)
+		}
+	}
+	p.log.Debug("natsbus: weights published", "version", version, "bytes", n.Bytes, "seconds", round1(p.LastPut.Seconds()))
+	return n, nil
+}
+
+// Done announces the end of the stage.
+func (p *WeightPublisher) Done(ctx context.Context, version int64) error {
+	return p.notify(ctx, Notice{Version: version, Done: true})
+}
+
+func (p *WeightPublisher) notify(ctx context.Context, n Notice) error {
+	body, _ := json.Marshal(n)
+	return retry(ctx, p.log, "announcing weights", p.wait, func(ctx context.Context) error {
+		_, err := p.js.Publish(ctx, p.names.WeightsSubject(), body)
+		return err
+	})
+}
+
+// WeightFetcher is the workers' side of the weight sync.
+type WeightFetcher struct {
+	js    jetstream.JetStream
+	names Names
+	log   *slog.Logger
+	wait  time.Duration
+	obs   jetstream.ObjectStore
+	// LastGet is the duration of the last fetch (download, hash, decode).
+	LastGet time.Duration
+}
+
+// NewWeightFetcher prepares a fetcher; the object store is opened on first use (the learner creates it).
+func NewWeightFetcher(nc *nats.Conn, names Names, b configs.Bus, log *slog.Logger) (*WeightFetcher, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: %w", err)
+	}
+	return &WeightFetcher{js: js, names: names, log: log, wait: secs(b.WaitS)}, nil
+}
+
+// Latest returns the newest notice, or ok = false when none was published yet.
+func (f *WeightFetcher) Latest(ctx context.Context) (n Notice, ok bool, err error) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := f.js.Stream(cctx, f.names.WeightsStream())
+	if err != nil {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return n, false, nil
+		}
+		return n, false, err
+	}
+	m, err := st.GetLastMsgForSubject(cctx, f.names.WeightsSubject())
+	if err != nil {
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return n, false, nil
+		}
+		return n, false, err
+	}
+	if err := json.Unmarshal(m.Data, &n); err != nil {
+		return n, false, fmt.Errorf("natsbus: weights notice: %w", err)
+	}
+	return n, true, nil
+}
+
+// Fetch downloads, checks and decodes the version a notice names.
+func (f *WeightFetcher) Fetch(ctx context.Context, n Notice) (*model.Params, error) {
+	t0 := time.Now()
+	var b []byte
+	err := retry(ctx, f.log, "fetching weights "+n.Object, f.wait, func(ctx context.Context) error {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), transferDeadline(n.Bytes))
+		defer cancel()
+		if f.obs == nil {
+			obs, err := f.js.ObjectStore(cctx, f.names.Bucket())
+			if err != nil {
+				return err
+			}
+			f.obs = obs
+		}
+		var err error
+		b, err = f.obs.GetBytes(cctx, n.Object)
+		if errors.Is(err, jetstream.ErrObjectNotFound) {
+			return permanent(err)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) != n.Bytes || sum256(b) != n.SHA256 {
+		return nil, fmt.Errorf("natsbus: weights %s: %d bytes with SHA-256 %.12s…, the notice says %d bytes, %.12s…", n.Object, len(b), sum256(b), n.Bytes, n.SHA256)
+	}
+	p, err := DecodeWeights(b)
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: weights %s: %w", n.Object, err)
+	}
+	f.LastGet = time.Since(t0)
+	return p, nil
+}

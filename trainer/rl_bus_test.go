@@ -1,0 +1,87 @@
+package trainer
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// expectedGroups lists the group ids a run without dynamic sampling handles: prompts_per_step per step.
+func expectedGroups(stage string, steps, prompts int) []string {
+	var out []string
+	for s := 0; s < steps; s++ {
+		for j := 0; j < prompts; j++ {
+			out = append(out, fmt.Sprintf("%s-%06d-%03d", stage, s, j))
+		}
+	}
+	return out
+}
+
+// TestRLBusEmbedded: the default transport (an embedded nats-server with JetStream, two in-process workers)
+// runs GRPO end to end; every group is applied exactly once (the checkpoint's handled ids), the bus metrics
+// are logged, and the weights equal bit for bit those of the in-process channel transport.
+func TestRLBusEmbedded(t *testing.T) {
+	weights := map[string][]float32{}
+	for _, tr := range []string{"embedded", "inproc"} {
+		dir := t.TempDir()
+		cfg := rlTinyConfig(t, "rl.workers=2", "rl.beta=0", "rl.bus.transport="+tr)
+		if err := Execute(context.Background(), cfg, Options{Dir: dir, Log: quietLog()}); err != nil {
+			t.Fatalf("%s: %v", tr, err)
+		}
+		ck := filepath.Join(dir, "checkpoints", "rl_math-3")
+		ids, version, err := HandledGroups(ck)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(ids) // handled in arrival order within a step
+		if want := expectedGroups("rl_math", 3, 2); !slices.Equal(ids, want) || version != 3 {
+			t.Errorf("%s: checkpoint handled %v at version %d, want %v at 3", tr, ids, version, want)
+		}
+		p := loadWeights(t, ck)
+		var flat []float32
+		for _, d := range p.Data {
+			flat = append(flat, d...)
+		}
+		weights[tr] = flat
+		if tr != "embedded" {
+			continue
+		}
+		recs, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps := 0
+		for _, r := range recs {
+			if _, ok := r.Values["reward/mean"]; !ok {
+				continue
+			}
+			steps++
+			for _, k := range []string{"bus/data_wait_frac", "bus/transport_frac", "timing_s/data_wait", "rollout/live_workers", "bus/mb_received"} {
+				if v, ok := r.Values[k]; !ok || math.IsNaN(v) {
+					t.Errorf("step %d: bus metric %s missing", r.Step, k)
+				}
+			}
+			if r.Values["rollout/live_workers"] < 1 {
+				t.Errorf("step %d: %v live workers reported, want the local ones", r.Step, r.Values["rollout/live_workers"])
+			}
+			if r.Values["bus/mb_received"] <= 0 {
+				t.Errorf("step %d: no bytes received through the stream", r.Step)
+			}
+		}
+		if steps != 3 {
+			t.Errorf("%d steps logged, want 3", steps)
+		}
+	}
+	a, b := weights["embedded"], weights["inproc"]
+	if len(a) != len(b) {
+		t.Fatalf("weights of %d and %d values", len(a), len(b))
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			t.Fatalf("weight %d: %v over NATS, %v in-process", i, a[i], b[i])
+		}
+	}
+}

@@ -58,6 +58,7 @@ type rlStage struct {
 	step      int
 	skipped   int
 	moeLayers []int
+	bus       busState // the NATS side (rl_bus.go)
 
 	rows, T int // graph shape
 	in      model.StepInput
@@ -168,7 +169,12 @@ func (s *rlStage) save() (string, error) {
 	ck := &checkpoints.Checkpoint{Model: s.params.Config, Tensors: checkpoints.FromParams(s.params), Optimizer: opt,
 		State: checkpoints.TrainerState{Stage: s.stage.Name, Kind: s.stage.Kind, Step: s.step, StageSteps: s.step,
 			PolicyVersion: s.version.Load(), SkippedSteps: s.skipped, DataCursor: cur, ConfigHash: s.run.Config.Hash()}}
-	return s.run.saveCheckpoint(ck)
+	s.busSaveState(&ck.State)
+	dir, err := s.run.saveCheckpoint(ck)
+	if err != nil {
+		return dir, err
+	}
+	return dir, s.busCommit() // groups are acked only once a checkpoint holds their update
 }
 
 func (s *rlStage) restore(ck *checkpoints.Checkpoint) error {
@@ -184,7 +190,7 @@ func (s *rlStage) restore(ck *checkpoints.Checkpoint) error {
 	}
 	s.step, s.skipped = ck.State.StageSteps, ck.State.SkippedSteps
 	s.version.Store(ck.State.PolicyVersion)
-	return nil
+	return s.busRestore(ck.State)
 }
 
 // seedOf derives a 64-bit seed from the run seed and a label.
@@ -501,6 +507,9 @@ func (s *rlStage) gather(ctx context.Context, errCh <-chan error) (groups []*dat
 			}
 		}
 		for _, g := range got {
+			if !s.admit(g) { // failed or stale: dropped and counted (rl_bus.go)
+				continue
+			}
 			if rc.DynamicSampling && zeroStd(g) {
 				dropped++
 				continue
@@ -566,10 +575,14 @@ func (s *rlStage) runLoop(ctx context.Context) error {
 	log := r.Log.With("stage", s.stage.Name)
 	pb := NewProgress(r.Config.Run.Progress, s.stage.Name, steps)
 	defer pb.Finish()
+	if err := s.openBus(ctx); err != nil {
+		return err
+	}
+	defer func() { s.closeBus(s.step >= steps) }()
 	wctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	errCh := make(chan error, 64)
-	for _, gs := range s.samplers {
+	for _, gs := range s.localSamplers() {
 		w := &rollout.Worker{Sampler: gs, Version: s.version.Load, Errors: errCh}
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = w.Run(wctx, s.transport) }()
@@ -641,6 +654,9 @@ func (s *rlStage) runLoop(ctx context.Context) error {
 		}
 		m["rollout/tokens_per_s"] = toks / tRoll.Seconds()
 		m["policy_version"] = float64(s.version.Load())
+		if err := s.busStep(ctx, m); err != nil {
+			return err
+		}
 		if err := r.Metrics.Log(s.stage.Name, s.step, m); err != nil {
 			return err
 		}

@@ -179,8 +179,10 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 	}
 	opts := []nats.Option{nats.Name(o.Name), nats.MaxReconnects(-1), nats.ReconnectWait(wait), nats.RetryOnFailedConnect(false),
 		nats.PingInterval(ping), nats.MaxPingsOutstanding(3), nats.ReconnectBufSize(64 << 20),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("nats: disconnected; reconnecting", "server", o.URL, "err", err)
+		nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
+			if err != nil && !c.IsClosed() {
+				log.Warn("nats: disconnected; reconnecting", "server", o.URL, "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats: reconnected", "server", c.ConnectedUrlRedacted()) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Warn("nats: async error", "err", err) }),

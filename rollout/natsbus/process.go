@@ -106,6 +106,7 @@ func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
 		swaps   int
 	)
 	version.Store(first.Version)
+	current := first.SHA256 // hash of the weights in use
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var done atomic.Bool
@@ -151,7 +152,8 @@ func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
 				stop()
 				return
 			}
-			if n.Version <= version.Load() {
+			// the notice is authoritative: a learner resumed from a checkpoint goes back to an older version
+			if n.SHA256 == current {
 				continue
 			}
 			p, err := fetcher.Fetch(wctx, n)
@@ -167,6 +169,7 @@ func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
 			err = CopyWeights(params, p)
 			if err == nil {
 				version.Store(n.Version)
+				current = n.SHA256
 				swaps++
 			}
 			mu.Unlock()
@@ -231,11 +234,13 @@ func workerLoop(ctx context.Context, c *WorkerClient, gs *rollout.GroupSampler, 
 			}
 			return err
 		}
-		// the staleness bound: weights at least job.Version − max_staleness
+		// the staleness bound: weights between job.Version − max_staleness and job.Version (newer ones
+		// exist only after the learner went back to a checkpoint; its older version is on its way)
 		need := job.Version - maxStale
+		fits := func() bool { v := version.Load(); return v >= need && v <= job.Version }
 		start, lastLog := time.Now(), time.Now()
 		cond.L.Lock()
-		for version.Load() < need && ctx.Err() == nil && time.Since(start) < wait {
+		for !fits() && ctx.Err() == nil && time.Since(start) < wait {
 			if time.Since(lastLog) > 10*time.Second {
 				log.Info("natsbus: worker waiting for newer weights", "worker", gs.WorkerID, "have", version.Load(), "need", need, "group", job.GroupID)
 				lastLog = time.Now()
@@ -247,12 +252,13 @@ func workerLoop(ctx context.Context, c *WorkerClient, gs *rollout.GroupSampler, 
 			c.Release(job.GroupID)
 			return nil
 		}
-		if version.Load() < need {
-			c.Release(job.GroupID)
-			return fmt.Errorf("natsbus: worker %s: weights version %d never arrived (have %d) within rl.bus.wait_s", gs.WorkerID, need, version.Load())
-		}
 		mu.RLock()
 		v := version.Load()
+		if v < need || v > job.Version {
+			mu.RUnlock()
+			c.Release(job.GroupID)
+			return fmt.Errorf("natsbus: worker %s: weights version in [%d, %d] never arrived (have %d) within rl.bus.wait_s", gs.WorkerID, need, job.Version, v)
+		}
 		rng := rand.New(rand.NewPCG(job.Seed, 0x9e3779b97f4a7c15))
 		g, err := gs.Sample(ctx, job.Task, job.GroupID, v, rng)
 		mu.RUnlock()

@@ -1,0 +1,390 @@
+package main
+
+// bus_test.go: `trainer learn` and two `trainer rollout` processes against Debian's nats-server started as a
+// separate process on loopback, with faults: a worker SIGKILLed mid-run, a corrupted message injected, the
+// server restarted mid-run, the learner SIGKILLed and resumed from its checkpoint. Each run is checked by
+// group ids (the final checkpoint lists every expected group exactly once) and by the final weights, which
+// must equal bit for bit those of an in-process run of the same config. Without nats-server in $PATH the
+// tests skip, or fail when SPARROW_REQUIRE_NATS=1 (.ci/install-nats.sh installs it).
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sparrow-rl/sparrow/checkpoints"
+	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/rollout/natsbus"
+	"github.com/sparrow-rl/sparrow/trainer"
+)
+
+const busSteps = 6
+
+// busSets is the tiny RL config of the bus tests: 6 steps of 2 groups of 4, checkpoints every 2 steps,
+// short ack waits so that redeliveries happen within the test.
+var busSets = []string{"run.progress=off", "run.plots=false", "run.tensorboard=false", "train.steps=6", "schedule.warmup_steps=1",
+	"checkpoint.every=2", "rl.env=math", "rl.env_params={digits: \"1\"}", "rl.group_size=4", "rl.prompts_per_step=2",
+	"rl.max_new_tokens=20", "rl.max_prompt_tokens=32", "rl.eval_tasks=16", "rl.eval_every=1", "rl.beta=0",
+	"stages.pretrain.kind=rl", "stages.pretrain.name=rl_math",
+	"rl.bus.ack_wait_s=3", "rl.bus.job_ack_wait_s=2", "rl.bus.heartbeat_s=0.5", "rl.bus.wait_s=60"}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+	refOnce sync.Once
+	refW    []float32
+	refErr  error
+)
+
+func trainerBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sparrow-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "trainer")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// referenceWeights runs the same config in-process over Go channels.
+func referenceWeights(t *testing.T) []float32 {
+	t.Helper()
+	refOnce.Do(func() {
+		cfg, err := configs.Load("tiny", append(slices.Clone(busSets), "rl.bus.transport=inproc"))
+		if err != nil {
+			refErr = err
+			return
+		}
+		dir, _ := os.MkdirTemp("", "sparrow-ref")
+		defer os.RemoveAll(dir)
+		if refErr = trainer.Execute(context.Background(), cfg, trainer.Options{Dir: dir, Log: quietLogger()}); refErr != nil {
+			return
+		}
+		refW, refErr = flatWeights(filepath.Join(dir, "checkpoints", fmt.Sprintf("rl_math-%d", busSteps)))
+	})
+	if refErr != nil {
+		t.Fatal(refErr)
+	}
+	return refW
+}
+
+func flatWeights(dir string) ([]float32, error) {
+	ck, err := checkpoints.Load(dir, checkpoints.LoadOptions{WeightsOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	var out []float32
+	for _, tn := range ck.Tensors {
+		out = append(out, tn.Data...)
+	}
+	return out, nil
+}
+
+// natsServer is Debian's nats-server as a child process.
+type natsServer struct {
+	bin, dir string
+	port     int
+	cmd      *exec.Cmd
+}
+
+func startNATS(t *testing.T) *natsServer {
+	t.Helper()
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		if os.Getenv("SPARROW_REQUIRE_NATS") == "1" {
+			t.Fatal("nats-server is not in $PATH and SPARROW_REQUIRE_NATS=1: run .ci/install-nats.sh")
+		}
+		t.Skip("nats-server not installed (apt-get install nats-server, or .ci/install-nats.sh)")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	s := &natsServer{bin: bin, dir: t.TempDir(), port: port}
+	s.start(t)
+	t.Cleanup(func() { s.stop() })
+	return s
+}
+
+func (s *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
+
+func (s *natsServer) start(t *testing.T) {
+	t.Helper()
+	s.cmd = exec.Command(s.bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(s.port), "-sd", filepath.Join(s.dir, "store"))
+	s.cmd.Stdout, s.cmd.Stderr = nil, nil
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.port)); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("nats-server did not listen within 5 s")
+}
+
+func (s *natsServer) stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		_ = s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// proc is a trainer child process with its log.
+type proc struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan error
+}
+
+func startTrainer(t *testing.T, dir, name string, args ...string) *proc {
+	t.Helper()
+	logPath := filepath.Join(dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(trainerBinary(t), args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{cmd: cmd, log: logPath, done: make(chan error, 1)}
+	go func() { p.done <- cmd.Wait(); f.Close() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("--- %s log ---\n%s", name, tail(string(b), 4000))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func (p *proc) wait(t *testing.T, d time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return err
+	case <-time.After(d):
+		t.Fatalf("%s still running after %s", p.log, d)
+		return nil
+	}
+}
+
+func busArgs(cmd string, url string, extra ...string) []string {
+	args := []string{cmd, "tiny", "--nats", url, "--log-level", "debug"}
+	for _, s := range busSets {
+		args = append(args, "--set", s)
+	}
+	return append(args, extra...)
+}
+
+// lastStep is the highest step with a reward in metrics.jsonl.
+func lastStep(runDir string) int {
+	f, err := os.Open(filepath.Join(runDir, "metrics.jsonl"))
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	best := -1
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) == nil {
+			if _, ok := m["reward/mean"]; ok {
+				best = max(best, int(m["step"].(float64)))
+			}
+		}
+	}
+	return best
+}
+
+func waitStep(t *testing.T, runDir string, step int, learner *proc) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for lastStep(runDir) < step {
+		select {
+		case err := <-learner.done:
+			learner.done <- err
+			t.Fatalf("learner exited (%v) before step %d", err, step)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("step %d not reached within 60 s", step)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// metricMax is the largest value a metric took in the run.
+func metricMax(t *testing.T, runDir, key string) float64 {
+	t.Helper()
+	recs, err := trainer.ReadMetrics(filepath.Join(runDir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := math.Inf(-1)
+	for _, r := range recs {
+		if v, ok := r.Values[key]; ok {
+			m = math.Max(m, v)
+		}
+	}
+	return m
+}
+
+// checkExactlyOnce: the final checkpoint lists every expected group exactly once and the weights equal
+// those of the in-process reference run.
+func checkExactlyOnce(t *testing.T, runDir string) {
+	t.Helper()
+	ck := filepath.Join(runDir, "checkpoints", fmt.Sprintf("rl_math-%d", busSteps))
+	ids, version, err := trainer.HandledGroups(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for s := 0; s < busSteps; s++ {
+		for j := 0; j < 2; j++ {
+			want = append(want, fmt.Sprintf("rl_math-%06d-%03d", s, j))
+		}
+	}
+	got := slices.Clone(ids)
+	slices.Sort(got)
+	if !slices.Equal(got, want) || version != busSteps {
+		t.Fatalf("checkpoint handled %d ids %v at version %d, want each of %v once at version %d", len(ids), ids, version, want, busSteps)
+	}
+	w, err := flatWeights(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := referenceWeights(t)
+	if len(w) != len(ref) {
+		t.Fatalf("%d weights, reference has %d", len(w), len(ref))
+	}
+	for i := range w {
+		if math.Float32bits(w[i]) != math.Float32bits(ref[i]) {
+			t.Fatalf("weight %d = %v, the in-process run has %v: a group was lost, repeated or sampled with other weights", i, w[i], ref[i])
+		}
+	}
+}
+
+// TestBusProcessesWorkerKillAndCorruption: learner and two worker processes; one worker is SIGKILLed after
+// the first step (its prompt is redelivered to the other), and a corrupted group message is injected
+// (terminated and counted, the run goes on).
+func TestBusProcessesWorkerKillAndCorruption(t *testing.T) {
+	srv := startNATS(t)
+	dir := t.TempDir()
+	runDir := filepath.Join(dir, "run")
+	w1 := startTrainer(t, dir, "rollout1", busArgs("rollout", srv.url(), "--workers", "1")...)
+	w2 := startTrainer(t, dir, "rollout2", busArgs("rollout", srv.url(), "--workers", "1")...)
+	learner := startTrainer(t, dir, "learner", busArgs("learn", srv.url(), "--run-dir", runDir)...)
+	waitStep(t, runDir, 1, learner)
+	if err := w1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	names := natsbus.NewNames("tiny", "rl_math")
+	for i, body := range [][]byte{[]byte("not arrow at all"), {0xff, 0xff, 0xff, 0xff, 0x10, 0, 0, 0, 1, 2, 3}} {
+		m := &nats.Msg{Subject: names.TrajSubject(), Data: body, Header: nats.Header{}}
+		m.Header.Set(natsbus.HdrGroup, fmt.Sprintf("corrupt-%d", i))
+		m.Header.Set(natsbus.HdrStatus, "ok")
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := learner.wait(t, 90*time.Second); err != nil {
+		t.Fatalf("learner: %v", err)
+	}
+	if err := w2.wait(t, 30*time.Second); err != nil {
+		t.Fatalf("surviving worker did not exit cleanly after the stage: %v", err)
+	}
+	t.Logf("%v groups redelivered, %v duplicates acked", metricMax(t, runDir, "bus/redelivered"), metricMax(t, runDir, "bus/duplicate"))
+	if n := metricMax(t, runDir, "bus/malformed"); n != 2 {
+		t.Errorf("bus/malformed = %v, want the 2 injected messages", n)
+	}
+	checkExactlyOnce(t, runDir)
+}
+
+// TestBusProcessesServerRestartAndLearnerResume: the NATS server is restarted after step 1 (clients
+// reconnect), the learner is SIGKILLed after step 3 and resumed from its checkpoint (step 2): the groups it
+// had collected but not checkpointed are redelivered and applied once, those it had checkpointed are not
+// applied again.
+func TestBusProcessesServerRestartAndLearnerResume(t *testing.T) {
+	srv := startNATS(t)
+	dir := t.TempDir()
+	runDir := filepath.Join(dir, "run")
+	w1 := startTrainer(t, dir, "rollout1", busArgs("rollout", srv.url(), "--workers", "1")...)
+	w2 := startTrainer(t, dir, "rollout2", busArgs("rollout", srv.url(), "--workers", "1")...)
+	learner := startTrainer(t, dir, "learner", busArgs("learn", srv.url(), "--run-dir", runDir)...)
+	waitStep(t, runDir, 1, learner)
+	srv.stop()
+	time.Sleep(300 * time.Millisecond)
+	srv.start(t)
+	waitStep(t, runDir, 3, learner)
+	if err := learner.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	learner.wait(t, 10*time.Second)
+	resumed := startTrainer(t, dir, "learner2", busArgs("learn", srv.url(), "--run-dir", runDir, "--resume")...)
+	if err := resumed.wait(t, 90*time.Second); err != nil {
+		t.Fatalf("resumed learner: %v", err)
+	}
+	for i, w := range []*proc{w1, w2} {
+		if err := w.wait(t, 30*time.Second); err != nil {
+			t.Fatalf("worker %d: %v", i+1, err)
+		}
+	}
+	b, _ := os.ReadFile(resumed.log)
+	if !strings.Contains(string(b), "resuming") {
+		t.Error("the second learner did not resume from a checkpoint")
+	}
+	t.Logf("resumed learner: %v groups redelivered, %v duplicates acked", metricMax(t, runDir, "bus/redelivered"), metricMax(t, runDir, "bus/duplicate"))
+	checkExactlyOnce(t, runDir)
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -1,0 +1,179 @@
+// learn.go implements `trainer learn CONFIG --nats URL` (the RL learner alone: it dispatches prompts,
+// trains on the groups that come back over NATS JetStream and publishes the weights after each update) and
+// `trainer rollout CONFIG --nats URL [--workers N]` (a rollout worker process). Credentials pass through to
+// nats.go: user and password or a token in the URL (nats://user:pass@host:4222, nats://token@host:4222) or
+// from SPARROW_NATS_PASSWORD / SPARROW_NATS_TOKEN, a .creds file, TLS files. Secrets are taken out of the
+// URL before anything is logged or written to config.yaml.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/rollout/natsbus"
+	"github.com/sparrow-rl/sparrow/trainer"
+)
+
+func init() { extraCommands = append(extraCommands, newLearnCmd, newRolloutCmd) }
+
+// natsFlags are the connection flags shared by learn and rollout.
+type natsFlags struct {
+	url, user, creds, ca, cert, key string
+}
+
+func (f *natsFlags) register(c *cobra.Command) {
+	c.Flags().StringVar(&f.url, "nats", "", "NATS server URL(s), comma-separated; user:password@ or token@ allowed (never logged)")
+	c.Flags().StringVar(&f.user, "nats-user", "", "NATS user (password from SPARROW_NATS_PASSWORD or the URL)")
+	c.Flags().StringVar(&f.creds, "nats-creds", "", "NATS .creds file")
+	c.Flags().StringVar(&f.ca, "nats-tls-ca", "", "CA bundle (PEM) of the server's certificate")
+	c.Flags().StringVar(&f.cert, "nats-tls-cert", "", "client certificate (PEM) for mutual TLS")
+	c.Flags().StringVar(&f.key, "nats-tls-key", "", "client key (PEM) for mutual TLS")
+}
+
+// apply turns the flags into --set overrides (no secrets) and a context carrying the secrets.
+func (f *natsFlags) apply(ctx context.Context, sets []string) ([]string, context.Context, error) {
+	if f.url == "" {
+		return nil, ctx, errors.New("--nats URL is required")
+	}
+	clean, user, sec, err := natsbus.SplitURL(f.url)
+	if err != nil {
+		return nil, ctx, err
+	}
+	if f.user != "" {
+		user = f.user
+	}
+	env := natsbus.SecretsFrom(context.Background())
+	if sec.Password == "" {
+		sec.Password = env.Password
+	}
+	if sec.Token == "" {
+		sec.Token = env.Token
+	}
+	out := append([]string{"rl.bus.transport=nats", "rl.bus.url=" + clean}, sets...)
+	for _, kv := range [][2]string{{"user", user}, {"creds_file", f.creds}, {"tls_ca", f.ca}, {"tls_cert", f.cert}, {"tls_key", f.key}} {
+		if kv[1] != "" {
+			out = append(out, "rl.bus."+kv[0]+"="+kv[1])
+		}
+	}
+	return out, natsbus.WithSecrets(ctx, sec), nil
+}
+
+func loggerOf(cmd *cobra.Command) (*slog.Logger, error) {
+	lvl, _ := cmd.Flags().GetString("log-level")
+	format, _ := cmd.Flags().GetString("log-format")
+	g := &globalFlags{logLevel: lvl, logFormat: format}
+	if g.logLevel == "" {
+		g.logLevel = "info"
+	}
+	if g.logFormat == "" {
+		g.logFormat = "text"
+	}
+	return g.logger(cmd.ErrOrStderr())
+}
+
+func newLearnCmd() *cobra.Command {
+	var nf natsFlags
+	var sets []string
+	var runDir, resume string
+	c := &cobra.Command{
+		Use:   "learn CONFIG --nats URL",
+		Short: "Run the RL learner alone against a NATS server; rollout workers run as `trainer rollout`",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			all, ctx, err := nf.apply(ctx, append([]string{"rl.bus.local_workers=false"}, sets...))
+			if err != nil {
+				return err
+			}
+			cfg, err := configs.Load(args[0], all)
+			if err != nil {
+				return err
+			}
+			if runDir == "" {
+				runDir = cfg.Run.Dir
+			}
+			if runDir == "" {
+				runDir = filepath.Join("runs", fmt.Sprintf("%s-%s", cfg.Name, time.Now().Format("20060102-150405")))
+			}
+			log, err := loggerOf(cmd)
+			if err != nil {
+				return err
+			}
+			log.Info("learn", "config", cfg.Name, "dir", runDir, "nats", cfg.RL.Bus.URL)
+			return trainer.Execute(ctx, cfg, trainer.Options{Dir: runDir, Resume: resume, Log: log})
+		},
+	}
+	nf.register(c)
+	c.Flags().StringArrayVar(&sets, "set", nil, "override a config key (repeatable)")
+	c.Flags().StringVar(&runDir, "run-dir", "", "run directory (default runs/<name>-<timestamp>)")
+	c.Flags().StringVar(&resume, "resume", "", "continue a run: bare --resume (= auto) takes the newest checkpoint of --run-dir")
+	c.Flags().Lookup("resume").NoOptDefVal = "auto"
+	return c
+}
+
+func newRolloutCmd() *cobra.Command {
+	var nf natsFlags
+	var sets []string
+	var stage string
+	var workers int
+	c := &cobra.Command{
+		Use:   "rollout CONFIG --nats URL [--workers N]",
+		Short: "Run rollout workers for the learner of CONFIG over NATS; exits when the learner finishes the stage",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			all, ctx, err := nf.apply(ctx, sets)
+			if err != nil {
+				return err
+			}
+			cfg, err := configs.Load(args[0], all)
+			if err != nil {
+				return err
+			}
+			var st *configs.Stage
+			for i := range cfg.Stages {
+				if s := &cfg.Stages[i]; s.Kind == configs.KindRL && (stage == "" || s.Name == stage) {
+					st = s
+					break
+				}
+			}
+			if st == nil {
+				return fmt.Errorf("config %s has no rl stage %q (stages: %v)", cfg.Name, stage, cfg.StageNames())
+			}
+			if workers <= 0 {
+				workers = st.RL.Workers
+			}
+			log, err := loggerOf(cmd)
+			if err != nil {
+				return err
+			}
+			fam, err := trainer.RLFamily(*st)
+			if err != nil {
+				return err
+			}
+			names := trainer.BusNames(cfg, *st)
+			conn := natsbus.FromConfig(ctx, st.RL.Bus, st.RL.Bus.URL, "", log)
+			log.Info("rollout", "config", cfg.Name, "stage", st.Name, "workers", workers, "conn", conn, "jobs", names.JobSubject())
+			rep, err := natsbus.RunWorkers(ctx, natsbus.WorkerOptions{Conn: conn, Names: names, RL: st.RL, Family: fam, Workers: workers, Log: log})
+			log.Info("rollout finished", "groups", rep.Groups, "tokens", rep.Tokens, "policy_version", rep.Version, "weight_swaps", rep.Swaps)
+			return err
+		},
+	}
+	nf.register(c)
+	c.Flags().StringArrayVar(&sets, "set", nil, "override a config key (repeatable)")
+	c.Flags().StringVar(&stage, "stage", "", "rl stage to serve (default: the first)")
+	c.Flags().IntVar(&workers, "workers", 0, "workers in this process (default: rl.workers)")
+	return c
+}

@@ -131,7 +131,9 @@ func sum256(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(
 
 // transferDeadline is the deadline of one object transfer: 30 s plus 1 s per 2 MiB (object store gets ran
 // at ~25 MB/s on file storage; the 5 s JetStream default would cut large downloads).
-func transferDeadline(n int64) time.Duration { return 30*time.Second + time.Duration(n/(2<<20))*time.Second }
+func transferDeadline(n int64) time.Duration {
+	return 30*time.Second + time.Duration(n/(2<<20))*time.Second
+}
 
 // WeightPublisher is the learner's side of the weight sync.
 type WeightPublisher struct {

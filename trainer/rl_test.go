@@ -4,9 +4,14 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/data"
+	"github.com/sparrow-rl/sparrow/model"
+	"github.com/sparrow-rl/sparrow/rollout"
 )
 
 func rlTinyConfig(t *testing.T, sets ...string) *configs.Config {
@@ -82,5 +87,78 @@ func TestRLDeterministic(t *testing.T) {
 		if math.Float32bits(weights[0][j]) != math.Float32bits(weights[1][j]) {
 			t.Fatalf("weight %d differs between two seeded runs: %v vs %v", j, weights[0][j], weights[1][j])
 		}
+	}
+}
+
+// TestRLUpdateDirection: one GRPO update raises the log-likelihood of the completions with positive advantage
+// and lowers that of the ones with negative advantage (the sign and the chain rule of the whole learner: grpo
+// loss → policy head → network → AdamW).
+func TestRLUpdateDirection(t *testing.T) {
+	cfg := rlTinyConfig(t, "rl.beta=0", "rl.delta=0", "rl.group_size=8", "rl.prompts_per_step=4", "stages.rl_math.optimizer.lr=1e-3")
+	st := cfg.Stages[0]
+	p := model.NewParams(cfg.Model)
+	p.Init(3)
+	s, err := newRLStage(&Run{Config: cfg, Dir: t.TempDir(), Log: quietLog()}, st, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, gs := range s.samplers {
+		w := &rollout.Worker{Sampler: gs, Version: s.version.Load}
+		go w.Run(ctx, s.transport)
+	}
+	groups, _, err := s.gather(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(groups, func(a, b *data.Group) int { return strings.Compare(a.GroupID, b.GroupID) })
+	// artificial rewards: within each group, the first half is rewarded
+	var trajs []*data.Trajectory
+	for _, g := range groups {
+		for i := range g.Trajectories {
+			g.Trajectories[i].Reward = float32(map[bool]int{true: 1, false: 0}[i < len(g.Trajectories)/2])
+			trajs = append(trajs, &g.Trajectories[i])
+		}
+	}
+	seqLogp := func() []float64 {
+		adv := make([]float64, len(trajs))
+		if err := s.fill(trajs, adv); err != nil {
+			t.Fatal(err)
+		}
+		out := make([]float64, len(trajs))
+		s.setSide(s.graph, true)
+		s.graph.Policy.Loss = func(lp []float64) (float64, []float64, error) {
+			for k, pos := range s.lossPos {
+				out[s.layout.Seq[k]] += lp[pos]
+			}
+			clear(s.dlogp)
+			return 0, s.dlogp, nil
+		}
+		if _, err := s.graph.Run(s.in); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	before := seqLogp()
+	if _, err := s.trainOn(groups); err != nil {
+		t.Fatal(err)
+	}
+	after := seqLogp()
+	var up, down int
+	for i := range trajs {
+		d := after[i] - before[i]
+		if trajs[i].Reward == 1 && d > 0 {
+			up++
+		}
+		if trajs[i].Reward == 0 && d < 0 {
+			down++
+		}
+	}
+	n := len(trajs) / 2
+	t.Logf("rewarded completions more likely: %d/%d; unrewarded less likely: %d/%d", up, n, down, n)
+	if up < n*3/4 || down < n*3/4 {
+		t.Fatalf("the update moved log-likelihoods the wrong way: %d/%d up, %d/%d down", up, n, down, n)
 	}
 }

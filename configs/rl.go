@@ -62,7 +62,8 @@ type Bus struct {
 	URL          string `yaml:"url"`           // transport nats: server URL(s), comma-separated, without credentials
 	Prefix       string `yaml:"prefix"`        // subject/stream prefix component; "" = the config's name
 	LocalWorkers bool   `yaml:"local_workers"` // start rl.workers in-process (false for `trainer learn`)
-	Weights      string `yaml:"weights"`       // weight sync for out-of-process workers: objectstore (default) | none
+	Weights      string `yaml:"weights"`       // weight sync for out-of-process workers: objectstore (default) | s3 | none
+	WeightsURL   string `yaml:"weights_url"`   // weights s3: s3://bucket/prefix of the versions (endpoint and keys from AWS_*)
 	User         string `yaml:"user"`          // user name (password from SPARROW_NATS_PASSWORD)
 	CredsFile    string `yaml:"creds_file"`    // NATS .creds file (JWT + nkey seed)
 	TLSCA        string `yaml:"tls_ca"`        // CA bundle that signs the server's certificate
@@ -83,7 +84,7 @@ type Bus struct {
 var BusTransports = []string{"embedded", "nats", "inproc"}
 
 // BusWeights lists the values of rl.bus.weights.
-var BusWeights = []string{"objectstore", "none"}
+var BusWeights = []string{"objectstore", "s3", "none"}
 
 // DefaultBus returns the defaults of rl.bus.
 func DefaultBus() Bus {
@@ -94,6 +95,16 @@ func DefaultBus() Bus {
 func validateBus(k *checker, b *Bus) {
 	k.oneOf("rl.bus.transport", b.Transport, BusTransports)
 	k.oneOf("rl.bus.weights", b.Weights, BusWeights)
+	switch {
+	case b.Weights == "s3" && b.WeightsURL == "":
+		k.add("rl.bus.weights_url", "required when rl.bus.weights is s3 (e.g. s3://bucket/run/weights)")
+	case b.Weights != "s3" && b.WeightsURL != "":
+		k.add("rl.bus.weights_url", "set, but rl.bus.weights is %s (use s3)", b.Weights)
+	case b.WeightsURL != "":
+		if err := checkS3URL(b.WeightsURL); err != nil {
+			k.add("rl.bus.weights_url", "%v", err)
+		}
+	}
 	if b.Transport == "nats" && b.URL == "" {
 		k.add("rl.bus.url", "required when rl.bus.transport is nats (e.g. nats://127.0.0.1:4222)")
 	}

@@ -117,7 +117,7 @@ func (s *rlStage) openBus(ctx context.Context) error {
 			return natsbus.Beat{Worker: "local", Workers: len(s.samplers), Groups: s.bus.local.Groups.Load(), Tokens: s.bus.local.Tokens.Load(), Version: s.version.Load()}
 		})
 	}
-	if b.Transport == "nats" && b.Weights == "objectstore" {
+	if b.Transport == "nats" && b.Weights != "none" {
 		if s.bus.weights, err = natsbus.NewWeightPublisher(ctx, nc, names, b, log); err != nil {
 			return fmt.Errorf("stage %s: %w", s.stage.Name, err)
 		}

@@ -1,10 +1,12 @@
-// weights.go: weight sync. After each update the learner writes the weights to the stage's NATS Object
-// Store as object v<version> (a JSON header with the model config and tensor names and shapes, then the
-// float32 values little-endian in model.Specs order) and publishes a small notice {version, object,
-// sha256, bytes} on sparrow.<run>.weights.<stage> (a stream that keeps the last one, so a worker that
-// starts late or reconnects reads it). A worker fetches the object with a deadline sized for its length,
-// checks the SHA-256 and the tensor layout, and only then swaps the weights in: a partially received or
-// corrupted version is never run. The last notice of a stage says done, which ends the workers.
+// weights.go: weight sync. After each update the learner writes the weights as object v<version> (a JSON
+// header with the model config and tensor names and shapes, then the float32 values little-endian in
+// model.Specs order) to a weightStore: the stage's NATS Object Store by default, or with rl.bus.weights s3
+// the S3 prefix rl.bus.weights_url (checkpoints/objstore, SHA-256 in the object metadata). It then publishes
+// a small notice {version, object (the name, or the s3:// URL), sha256, bytes} on
+// sparrow.<run>.weights.<stage> (a stream that keeps the last one, so a worker that starts late or
+// reconnects reads it). A worker fetches the object from the store the notice names, with a deadline sized
+// for its length, checks the SHA-256 and the tensor layout, and only then swaps the weights in: a partially
+// received or corrupted version is never run. The last notice of a stage says done, which ends the workers.
 package natsbus
 
 import (
@@ -24,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sparrow-rl/sparrow/checkpoints/objstore"
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/model"
 )
@@ -135,10 +138,125 @@ func transferDeadline(n int64) time.Duration {
 	return 30*time.Second + time.Duration(n/(2<<20))*time.Second
 }
 
+// weightStore is where the weight objects live: the stage's NATS Object Store or an S3 prefix. put returns
+// the location a notice carries (the object name, or its s3:// URL); get fetches a location whole (a
+// missing object is a permanent error); remove deletes one (missing is fine).
+type weightStore interface {
+	put(ctx context.Context, name string, b []byte) (location string, err error)
+	get(ctx context.Context, location string) ([]byte, error)
+	remove(ctx context.Context, location string) error
+}
+
+// natsStore keeps the weights in the stage's NATS Object Store (opened on first use: the learner's Setup
+// creates it, a worker may start first).
+type natsStore struct {
+	js     jetstream.JetStream
+	bucket string
+	obs    jetstream.ObjectStore
+}
+
+func (s *natsStore) open(ctx context.Context) error {
+	if s.obs != nil {
+		return nil
+	}
+	obs, err := s.js.ObjectStore(ctx, s.bucket)
+	if err != nil {
+		return fmt.Errorf("object store %s: %w", s.bucket, err)
+	}
+	s.obs = obs
+	return nil
+}
+
+func (s *natsStore) put(ctx context.Context, name string, b []byte) (string, error) {
+	if err := s.open(ctx); err != nil {
+		return "", err
+	}
+	_, err := s.obs.PutBytes(ctx, name, b)
+	return name, err
+}
+
+func (s *natsStore) get(ctx context.Context, location string) ([]byte, error) {
+	if err := s.open(ctx); err != nil {
+		return nil, err
+	}
+	b, err := s.obs.GetBytes(ctx, location)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, permanent(err)
+	}
+	return b, err
+}
+
+func (s *natsStore) remove(ctx context.Context, location string) error {
+	if err := s.open(ctx); err != nil {
+		return err
+	}
+	if err := s.obs.Delete(ctx, location); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return err
+	}
+	return nil
+}
+
+// s3Store keeps the weights under an s3://bucket/prefix (rl.bus.weights_url) through checkpoints/objstore,
+// the SHA-256 in each object's metadata; endpoint and credentials come from the AWS_* environment.
+type s3Store struct {
+	st  *objstore.Store
+	dir objstore.URL
+}
+
+func newS3Store(weightsURL string, log *slog.Logger) (*s3Store, error) {
+	u, err := objstore.ParseURL(weightsURL)
+	if err != nil {
+		return nil, fmt.Errorf("rl.bus.weights_url: %w", err)
+	}
+	cfg := objstore.ConfigFromEnv()
+	cfg.Log = log
+	st, err := objstore.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("rl.bus.weights_url %s: %w", u, err)
+	}
+	return &s3Store{st: st, dir: u}, nil
+}
+
+func (s *s3Store) put(ctx context.Context, name string, b []byte) (string, error) {
+	if _, err := s.st.PutBytes(ctx, s.dir, name, b); err != nil {
+		return "", err
+	}
+	return s.dir.Join(name).String(), nil
+}
+
+// split turns a location s3://bucket/prefix/name into its directory and name.
+func (s *s3Store) split(location string) (objstore.URL, string, error) {
+	u, err := objstore.ParseURL(location)
+	if err != nil || u.Prefix == "" {
+		return objstore.URL{}, "", permanent(fmt.Errorf("weights location %q: not s3://bucket/prefix/object", location))
+	}
+	return u.Parent(), u.Name(), nil
+}
+
+func (s *s3Store) get(ctx context.Context, location string) ([]byte, error) {
+	dir, name, err := s.split(location)
+	if err != nil {
+		return nil, err
+	}
+	b, err := s.st.GetBytes(ctx, dir, name)
+	if errors.Is(err, objstore.ErrNotFound) || errors.Is(err, objstore.ErrChecksum) {
+		return nil, permanent(err)
+	}
+	return b, err
+}
+
+func (s *s3Store) remove(ctx context.Context, location string) error {
+	dir, name, err := s.split(location)
+	if err != nil {
+		return err
+	}
+	return s.st.Remove(ctx, dir, name)
+}
+
 // WeightPublisher is the learner's side of the weight sync.
 type WeightPublisher struct {
 	js    jetstream.JetStream
-	obs   jetstream.ObjectStore
+	store weightStore
 	names Names
 	log   *slog.Logger
 	wait  time.Duration
@@ -148,7 +266,8 @@ type WeightPublisher struct {
 	LastPut   time.Duration
 }
 
-// NewWeightPublisher opens the stage's object store (Setup creates it).
+// NewWeightPublisher prepares the notices' stream (Setup creates it) and the weights' store: the stage's
+// NATS Object Store, or with rl.bus.weights s3 the S3 prefix rl.bus.weights_url.
 func NewWeightPublisher(ctx context.Context, nc *nats.Conn, names Names, b configs.Bus, log *slog.Logger) (*WeightPublisher, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -158,10 +277,17 @@ func NewWeightPublisher(ctx context.Context, nc *nats.Conn, names Names, b confi
 		return nil, err
 	}
 	p := &WeightPublisher{js: js, names: names, log: log, wait: secs(b.WaitS)}
-	err = retry(ctx, log, "opening object store "+names.Bucket(), p.wait, func(ctx context.Context) error {
-		p.obs, err = js.ObjectStore(ctx, names.Bucket())
-		return err
-	})
+	if b.Weights == "s3" {
+		st, err := newS3Store(b.WeightsURL, log)
+		if err != nil {
+			return nil, fmt.Errorf("natsbus: %w", err)
+		}
+		p.store = st
+		return p, nil
+	}
+	ns := &natsStore{js: js, bucket: names.Bucket()}
+	p.store = ns
+	err = retry(ctx, log, "opening object store "+names.Bucket(), p.wait, ns.open)
 	return p, err
 }
 
@@ -169,11 +295,13 @@ func NewWeightPublisher(ctx context.Context, nc *nats.Conn, names Names, b confi
 func (p *WeightPublisher) Publish(ctx context.Context, version int64, params *model.Params) (Notice, error) {
 	t0 := time.Now()
 	b := EncodeWeights(params)
-	n := Notice{Version: version, Object: fmt.Sprintf("v%012d", version), SHA256: sum256(b), Bytes: int64(len(b))}
-	err := retry(ctx, p.log, "storing weights "+n.Object, p.wait, func(ctx context.Context) error {
+	name := fmt.Sprintf("v%012d", version)
+	n := Notice{Version: version, Object: name, SHA256: sum256(b), Bytes: int64(len(b))}
+	err := retry(ctx, p.log, "storing weights "+name, p.wait, func(ctx context.Context) error {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), transferDeadline(n.Bytes))
 		defer cancel()
-		_, err := p.obs.PutBytes(cctx, n.Object, b)
+		var err error
+		n.Object, err = p.store.put(cctx, name, b)
 		return err
 	})
 	if err != nil {
@@ -187,11 +315,11 @@ func (p *WeightPublisher) Publish(ctx context.Context, version int64, params *mo
 	for len(p.kept) > 3 {
 		old := p.kept[0]
 		p.kept = p.kept[1:]
-		if err := p.obs.Delete(ctx, old); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		if err := p.store.remove(ctx, old); err != nil {
 			p.log.Warn("natsbus: deleting an old weights object failed", "object", old, "err", err)
 		}
 	}
-	p.log.Debug("natsbus: weights published", "version", version, "bytes", n.Bytes, "seconds", round1(p.LastPut.Seconds()))
+	p.log.Debug("natsbus: weights published", "version", version, "object", n.Object, "bytes", n.Bytes, "seconds", round1(p.LastPut.Seconds()))
 	return n, nil
 }
 
@@ -208,24 +336,46 @@ func (p *WeightPublisher) notify(ctx context.Context, n Notice) error {
 	})
 }
 
-// WeightFetcher is the workers' side of the weight sync.
+// WeightFetcher is the workers' side of the weight sync. The store is chosen per notice: an s3:// location
+// is read from S3 (endpoint and credentials from the AWS_* environment), a plain object name from the
+// stage's NATS Object Store.
 type WeightFetcher struct {
 	js    jetstream.JetStream
 	names Names
 	log   *slog.Logger
 	wait  time.Duration
-	obs   jetstream.ObjectStore
+	nats  *natsStore
+	s3    *s3Store
 	// LastGet is the duration of the last fetch (download, hash, decode).
 	LastGet time.Duration
 }
 
-// NewWeightFetcher prepares a fetcher; the object store is opened on first use (the learner creates it).
+// NewWeightFetcher prepares a fetcher; the stores are opened on first use (the learner creates them).
 func NewWeightFetcher(nc *nats.Conn, names Names, b configs.Bus, log *slog.Logger) (*WeightFetcher, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: %w", err)
 	}
-	return &WeightFetcher{js: js, names: names, log: log, wait: secs(b.WaitS)}, nil
+	return &WeightFetcher{js: js, names: names, log: log, wait: secs(b.WaitS), nats: &natsStore{js: js, bucket: names.Bucket()}}, nil
+}
+
+// storeFor returns the store that holds a notice's object.
+func (f *WeightFetcher) storeFor(n Notice) (weightStore, error) {
+	if !objstore.IsURL(n.Object) {
+		return f.nats, nil
+	}
+	if f.s3 == nil {
+		u, err := objstore.ParseURL(n.Object)
+		if err != nil {
+			return nil, fmt.Errorf("natsbus: weights notice of version %d: %w", n.Version, err)
+		}
+		st, err := newS3Store(u.Parent().String(), f.log)
+		if err != nil {
+			return nil, fmt.Errorf("natsbus: weights notice of version %d: %w", n.Version, err)
+		}
+		f.s3 = st
+	}
+	return f.s3, nil
 }
 
 // Latest returns the newest notice, or ok = false when none was published yet.
@@ -255,22 +405,16 @@ func (f *WeightFetcher) Latest(ctx context.Context) (n Notice, ok bool, err erro
 // Fetch downloads, checks and decodes the version a notice names.
 func (f *WeightFetcher) Fetch(ctx context.Context, n Notice) (*model.Params, error) {
 	t0 := time.Now()
+	store, err := f.storeFor(n)
+	if err != nil {
+		return nil, err
+	}
 	var b []byte
-	err := retry(ctx, f.log, "fetching weights "+n.Object, f.wait, func(ctx context.Context) error {
+	err = retry(ctx, f.log, "fetching weights "+n.Object, f.wait, func(ctx context.Context) error {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), transferDeadline(n.Bytes))
 		defer cancel()
-		if f.obs == nil {
-			obs, err := f.js.ObjectStore(cctx, f.names.Bucket())
-			if err != nil {
-				return err
-			}
-			f.obs = obs
-		}
 		var err error
-		b, err = f.obs.GetBytes(cctx, n.Object)
-		if errors.Is(err, jetstream.ErrObjectNotFound) {
-			return permanent(err)
-		}
+		b, err = store.get(cctx, n.Object)
 		return err
 	})
 	if err != nil {

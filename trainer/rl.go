@@ -57,6 +57,7 @@ type rlStage struct {
 	version   atomic.Int64
 	step      int
 	skipped   int
+	tooLong   int // tasks redrawn because their prompt exceeded rl.max_prompt_tokens
 	moeLayers []int
 	bus       busState // the NATS side (rl_bus.go)
 
@@ -201,15 +202,30 @@ func seedOf(seed int64, label string) uint64 {
 }
 
 // jobs returns n of the step's prompts, numbered from first (refills continue the numbering).
-func (s *rlStage) jobs(first, n int) []rollout.Job {
+func (s *rlStage) jobs(first, n int) ([]rollout.Job, error) {
 	out := make([]rollout.Job, n)
 	for i := range out {
-		j := first + i
-		id := fmt.Sprintf("%s-%06d-%03d", s.stage.Name, s.step, j)
-		rng := rand.New(rand.NewPCG(seedOf(s.run.Config.Seed, "task/"+id), 1))
-		out[j] = rollout.Job{GroupID: id, Task: s.family.Sample(rng, data.SplitTrain), Version: s.version.Load(), Seed: seedOf(s.run.Config.Seed, "sample/"+id)}
+		id := fmt.Sprintf("%s-%06d-%03d", s.stage.Name, s.step, first+i)
+		// a task whose prompt is longer than rl.max_prompt_tokens is redrawn (deterministically) and counted
+		for attempt := 0; ; attempt++ {
+			if attempt == 100 {
+				return nil, fmt.Errorf("stages[%s].rl.max_prompt_tokens: %d is too small: 100 tasks in a row had longer prompts", s.stage.Name, s.rc.MaxPromptTokens)
+			}
+			rng := rand.New(rand.NewPCG(seedOf(s.run.Config.Seed, fmt.Sprintf("task/%s/%d", id, attempt)), 1))
+			task := s.family.Sample(rng, data.SplitTrain)
+			prompt, err := rollout.RenderPrompt(s.tok, task)
+			if err != nil {
+				return nil, fmt.Errorf("task %s: %w", task.ID, err)
+			}
+			if len(prompt) > s.rc.MaxPromptTokens {
+				s.tooLong++
+				continue
+			}
+			out[i] = rollout.Job{GroupID: id, Task: task, Version: s.version.Load(), Seed: seedOf(s.run.Config.Seed, "sample/"+id)}
+			break
+		}
 	}
-	return out
+	return out, nil
 }
 
 // fill lays the trajectories of one mini-batch into the graph inputs and the loss layout.
@@ -482,6 +498,7 @@ func (s *rlStage) gather(ctx context.Context, errCh <-chan error) (groups []*dat
 	next := 0
 	want := rc.PromptsPerStep
 	refills := 0
+	var spare []*data.Group
 	for len(groups) < want {
 		n := want - len(groups)
 		if next >= rc.PromptsPerStep {
@@ -491,7 +508,11 @@ func (s *rlStage) gather(ctx context.Context, errCh <-chan error) (groups []*dat
 			}
 			refills += n
 		}
-		if err := s.transport.Dispatch(ctx, s.jobs(next, n)); err != nil {
+		jobs, err := s.jobs(next, n)
+		if err != nil {
+			return nil, dropped, err
+		}
+		if err := s.transport.Dispatch(ctx, jobs); err != nil {
 			return nil, dropped, err
 		}
 		next += n
@@ -512,13 +533,20 @@ func (s *rlStage) gather(ctx context.Context, errCh <-chan error) (groups []*dat
 			}
 			if rc.DynamicSampling && zeroStd(g) {
 				dropped++
+				spare = append(spare, g)
 				continue
 			}
 			groups = append(groups, g)
 		}
 	}
+	// the refill budget is spent: top the batch up with dropped groups (their advantages are zero, so they
+	// add no policy gradient) rather than abort the run
+	for len(groups) < want && len(spare) > 0 {
+		groups, spare = append(groups, spare[0]), spare[1:]
+		dropped--
+	}
 	if len(groups) == 0 {
-		return nil, dropped, fmt.Errorf("stage %s step %d: every group had equal rewards and the refill budget (rl.max_refill %d) is spent", s.stage.Name, s.step, rc.MaxRefill)
+		return nil, dropped, fmt.Errorf("stage %s step %d: no usable group (every one failed or was stale); see the rollout log", s.stage.Name, s.step)
 	}
 	return groups, dropped, nil
 }
@@ -648,6 +676,9 @@ func (s *rlStage) runLoop(ctx context.Context) error {
 			}
 		}
 		m["timing_s/rollout"], m["timing_s/train"] = tRoll.Seconds(), time.Since(t1).Seconds()
+		if s.tooLong > 0 {
+			m["rollout/prompts_too_long"] = float64(s.tooLong)
+		}
 		if rc.DynamicSampling {
 			m["rollout/dropped_zero_std"] = float64(dropped)
 			m["rollout/groups"] = float64(len(groups))

@@ -162,3 +162,28 @@ func TestRLUpdateDirection(t *testing.T) {
 		t.Fatalf("the update moved log-likelihoods the wrong way: %d/%d up, %d/%d down", up, n, down, n)
 	}
 }
+
+// TestRLDynamicSamplingAndLongPrompts: with dynamic sampling on a random policy (every group has equal,
+// zero rewards) the refill budget is spent and the run goes on instead of aborting; tasks whose prompts
+// exceed rl.max_prompt_tokens are redrawn and counted instead of failing the step.
+func TestRLDynamicSamplingAndLongPrompts(t *testing.T) {
+	dir := t.TempDir()
+	cfg := rlTinyConfig(t, "rl.beta=0", "rl.dynamic_sampling=true", "rl.max_refill=3", "rl.env=logic",
+		"rl.max_prompt_tokens=16", "train.steps=2")
+	cfg.Stages[0].RL.EnvParams = map[string]string{"sort_len": "6"} // (map --set values merge with the recipe's)
+	if err := Execute(context.Background(), cfg, Options{Dir: dir, Log: quietLog()}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dropped, tooLong float64
+	for _, r := range recs {
+		dropped += r.Values["rollout/dropped_zero_std"]
+		tooLong = math.Max(tooLong, r.Values["rollout/prompts_too_long"])
+	}
+	if dropped == 0 || tooLong == 0 {
+		t.Fatalf("dropped zero-std groups %v, redrawn long prompts %v: want both > 0", dropped, tooLong)
+	}
+}

@@ -154,7 +154,12 @@ func selectExperts[T Float](ids []int32, s []T, bias []T, c moeConfig, sel []flo
 			}
 			gl = append(gl, gscore{g, a + b})
 		}
-		sort.SliceStable(gl, func(i, j int) bool { return gl[i].v > gl[j].v })
+		// stable insertion sort by descending group score (G is small; no allocation)
+		for i := 1; i < len(gl); i++ {
+			for j := i; j > 0 && gl[j].v > gl[j-1].v; j-- {
+				gl[j], gl[j-1] = gl[j-1], gl[j]
+			}
+		}
 		margin = gl[c.KeepGroups-1].v - gl[c.KeepGroups].v
 		for _, x := range gl[c.KeepGroups:] {
 			for i := x.g * gs; i < (x.g+1)*gs; i++ {

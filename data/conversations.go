@@ -33,7 +33,6 @@
 package data
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -41,7 +40,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -397,56 +395,19 @@ func parseRowTools(b []byte) ([]json.RawMessage, error) {
 
 // convJSONL reads conversations from a JSONL file.
 type convJSONL struct {
-	path, column string
-	f            *os.File
-	r            *bufio.Reader
-	size         int64
-	p            filePos
-	line         []byte
+	*jsonlFile
 }
 
 func openConvJSONL(path, column string) (*convJSONL, error) {
-	f, err := os.Open(path)
+	jf, err := openJSONLFile(path, column)
 	if err != nil {
-		return nil, fmt.Errorf("jsonl: %w", err)
+		return nil, err
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("jsonl: %w", err)
-	}
-	if st.Size() == 0 {
-		f.Close()
-		return nil, fmt.Errorf("jsonl %s: empty file", path)
-	}
-	return &convJSONL{path: path, column: column, f: f, r: bufio.NewReaderSize(f, 1<<16), size: st.Size()}, nil
+	return &convJSONL{jf}, nil
 }
-
-func (s *convJSONL) pos() filePos { return s.p }
 
 func (s *convJSONL) where(p filePos) string {
 	return fmt.Sprintf("jsonl %s: line %d", s.path, p.line+1)
-}
-
-// readLine returns the next line without its newline and advances the position; io.EOF at the end.
-func (s *convJSONL) readLine() ([]byte, error) {
-	s.line = s.line[:0]
-	for {
-		frag, err := s.r.ReadSlice('\n')
-		s.line = append(s.line, frag...)
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
-		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("jsonl %s: line %d: %w", s.path, s.p.line+1, err)
-		}
-		if len(s.line) == 0 {
-			return nil, io.EOF
-		}
-		s.p.offset += int64(len(s.line))
-		s.p.line++
-		return bytes.TrimSuffix(s.line, []byte("\n")), nil
-	}
 }
 
 func (s *convJSONL) next() (convRow, error) {
@@ -486,36 +447,6 @@ func (s *convJSONL) next() (convRow, error) {
 		return convRow{msgs: m, key: key, pos: start}, nil
 	}
 }
-
-func (s *convJSONL) seek(p filePos) error {
-	if _, err := s.f.Seek(p.offset, io.SeekStart); err != nil {
-		return fmt.Errorf("jsonl %s: seek to byte %d: %w", s.path, p.offset, err)
-	}
-	s.r.Reset(s.f)
-	s.p = p
-	return nil
-}
-
-func (s *convJSONL) checkState(st CorpusState) error {
-	if st.Offset > s.size {
-		return fmt.Errorf("jsonl %s: cursor at byte %d is past the end of the file (%d bytes): the file changed", s.path, st.Offset, s.size)
-	}
-	if st.Offset > 0 {
-		var b [1]byte
-		if _, err := s.f.ReadAt(b[:], st.Offset-1); err != nil {
-			return fmt.Errorf("jsonl %s: check cursor at byte %d: %w", s.path, st.Offset, err)
-		}
-		if b[0] != '\n' {
-			return fmt.Errorf("jsonl %s: cursor at byte %d is not at the start of a line: the file changed", s.path, st.Offset)
-		}
-	}
-	if st.Row > st.Line {
-		return fmt.Errorf("jsonl %s: invalid cursor: row %d after only %d lines", s.path, st.Row, st.Line)
-	}
-	return nil
-}
-
-func (s *convJSONL) fillState(*CorpusState) {}
 
 func (s *convJSONL) close() error { return s.f.Close() }
 

@@ -281,61 +281,22 @@ func (c *TextCorpus) Close() error { return c.src.close() }
 
 // jsonlSource reads a JSONL file through Arrow's JSON record builder.
 type jsonlSource struct {
-	path, column string
-	f            *os.File
-	r            *bufio.Reader
-	size         int64
-	p            filePos
-	bldr         *array.RecordBuilder
-	line         []byte
-	starts       []filePos
+	*jsonlFile
+	bldr   *array.RecordBuilder
+	starts []filePos
 }
 
 func openJSONL(path, column string) (*jsonlSource, error) {
-	f, err := os.Open(path)
+	jf, err := openJSONLFile(path, column)
 	if err != nil {
-		return nil, fmt.Errorf("jsonl: %w", err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("jsonl: %w", err)
-	}
-	if st.Size() == 0 {
-		f.Close()
-		return nil, fmt.Errorf("jsonl %s: empty file", path)
+		return nil, err
 	}
 	schema := arrow.NewSchema([]arrow.Field{{Name: column, Type: arrow.BinaryTypes.String, Nullable: true}}, nil)
-	return &jsonlSource{
-		path: path, column: column, f: f, r: bufio.NewReaderSize(f, 1<<16), size: st.Size(),
-		bldr: array.NewRecordBuilder(memory.NewGoAllocator(), schema),
-	}, nil
+	return &jsonlSource{jsonlFile: jf, bldr: array.NewRecordBuilder(memory.NewGoAllocator(), schema)}, nil
 }
 
 func (s *jsonlSource) kind() string     { return "jsonl" }
 func (s *jsonlSource) fileName() string { return s.path }
-func (s *jsonlSource) pos() filePos     { return s.p }
-
-// readLine returns the next line without its newline and advances the position; io.EOF at the end.
-func (s *jsonlSource) readLine() ([]byte, error) {
-	s.line = s.line[:0]
-	for {
-		frag, err := s.r.ReadSlice('\n')
-		s.line = append(s.line, frag...)
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
-		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("jsonl %s: line %d: %w", s.path, s.p.line+1, err)
-		}
-		if len(s.line) == 0 {
-			return nil, io.EOF
-		}
-		s.p.offset += int64(len(s.line))
-		s.p.line++
-		return bytes.TrimSuffix(s.line, []byte("\n")), nil
-	}
-}
 
 func (s *jsonlSource) read(dst []textRow) ([]textRow, error) {
 	dst, err := s.readChunk(dst)
@@ -385,36 +346,6 @@ func (s *jsonlSource) readChunk(dst []textRow) ([]textRow, error) {
 	}
 	return dst, nil
 }
-
-func (s *jsonlSource) seek(p filePos) error {
-	if _, err := s.f.Seek(p.offset, io.SeekStart); err != nil {
-		return fmt.Errorf("jsonl %s: seek to byte %d: %w", s.path, p.offset, err)
-	}
-	s.r.Reset(s.f)
-	s.p = p
-	return nil
-}
-
-func (s *jsonlSource) checkState(st CorpusState) error {
-	if st.Offset > s.size {
-		return fmt.Errorf("jsonl %s: cursor at byte %d is past the end of the file (%d bytes): the file changed", s.path, st.Offset, s.size)
-	}
-	if st.Offset > 0 {
-		var b [1]byte
-		if _, err := s.f.ReadAt(b[:], st.Offset-1); err != nil {
-			return fmt.Errorf("jsonl %s: check cursor at byte %d: %w", s.path, st.Offset, err)
-		}
-		if b[0] != '\n' {
-			return fmt.Errorf("jsonl %s: cursor at byte %d is not at the start of a line: the file changed", s.path, st.Offset)
-		}
-	}
-	if st.Row > st.Line {
-		return fmt.Errorf("jsonl %s: invalid cursor: row %d after only %d lines", s.path, st.Row, st.Line)
-	}
-	return nil
-}
-
-func (s *jsonlSource) fillState(*CorpusState) {}
 
 func (s *jsonlSource) close() error {
 	s.bldr.Release()

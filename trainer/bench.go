@@ -216,15 +216,9 @@ func newTrainStepBench(s *benchSetup) (*TrainStepBench, error) {
 	}
 	st := cfg.Stages[0]
 	tb := &TrainStepBench{Config: cfg, Params: p, Graph: g, B: s.B, T: s.T, LR: st.Optimizer.LR, Clip: st.Optimizer.GradClip}
-	var groups []ParamGroup
-	for i, sp := range p.Specs {
-		if g.Grads[i] == nil {
-			continue
-		}
-		// The Grad slices are replaced by the graph's own gradient buffers after each Run.
-		groups = append(groups, ParamGroup{Name: sp.Name, Value: p.Data[i], Grad: make([]float32, sp.Size()), Decay: sp.Role == model.Weight})
-		tb.gradOf = append(tb.gradOf, i)
-	}
+	// The Grad slices are replaced by the graph's own gradient buffers after each Run.
+	groups, gradOf := trainedGroups(p, g)
+	tb.gradOf = gradOf
 	o := st.Optimizer
 	tb.Opt = NewAdamW(groups, o.Beta1, o.Beta2, o.Eps, o.WeightDecay)
 	rng := rand.New(rand.NewPCG(s.seed, 0xbe9c4))

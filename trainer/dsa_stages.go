@@ -95,7 +95,7 @@ func newDSAStage(r *Run, st configs.Stage, params *model.Params) (*dsaStage, err
 		if s.graph.Grads[i] == nil {
 			continue
 		}
-		g := ParamGroup{Name: sp.Name, Value: params.Data[i], Grad: make([]float32, sp.Size()), Decay: sp.Role == model.Weight}
+		g := paramGroup(params, i)
 		if s.sparse && isIndexerSpec(sp) {
 			s.igroups, s.igradOf = append(s.igroups, g), append(s.igradOf, i)
 		} else {
@@ -132,12 +132,10 @@ type dsaState struct {
 func (s *dsaStage) restore(ck *checkpoints.Checkpoint) error {
 	var main, idx []NamedTensor
 	for _, t := range ck.Optimizer {
-		nt := NamedTensor{Name: t.Name, Shape: t.Shape, Data: t.Data}
-		if n, ok := strings.CutPrefix(t.Name, indexerOptPrefix); ok {
-			nt.Name = n
-			idx = append(idx, nt)
+		if strings.HasPrefix(t.Name, indexerOptPrefix) {
+			idx = append(idx, namedTensor(t, indexerOptPrefix))
 		} else {
-			main = append(main, nt)
+			main = append(main, namedTensor(t, ""))
 		}
 	}
 	if err := s.opt.LoadState(main); err != nil {
@@ -164,28 +162,14 @@ func (s *dsaStage) save() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var opt []checkpoints.Tensor
-	for _, t := range s.opt.State() {
-		opt = append(opt, checkpoints.Tensor{Name: t.Name, Shape: t.Shape, Data: t.Data})
-	}
+	opt := optimizerTensors("", s.opt)
 	if s.iopt != nil {
-		for _, t := range s.iopt.State() {
-			opt = append(opt, checkpoints.Tensor{Name: indexerOptPrefix + t.Name, Shape: t.Shape, Data: t.Data})
-		}
+		opt = append(opt, optimizerTensors(indexerOptPrefix, s.iopt)...)
 	}
 	ck := &checkpoints.Checkpoint{Model: s.params.Config, Tensors: checkpoints.FromParams(s.params), Optimizer: opt,
 		State: checkpoints.TrainerState{Stage: s.stage.Name, Kind: s.stage.Kind, Step: s.step, StageSteps: s.step,
 			TokensSeen: s.tokensSeen, SkippedSteps: s.skipped, DataCursor: cur, ConfigHash: s.run.Config.Hash()}}
 	return s.run.saveCheckpoint(ck)
-}
-
-func fillStep(in *model.StepInput, b *data.Batch, scale float64) {
-	in.Tokens, in.Targets = b.Inputs, b.Targets
-	copy(in.Weights, b.LossMask)
-	for i, l := range b.Lengths {
-		in.Lengths[i] = int32(l)
-	}
-	in.Scale = scale
 }
 
 // trainStep runs one optimizer step (of both optimizers in dsa_sparse).

@@ -70,13 +70,7 @@ func newLMStage(r *Run, st configs.Stage, params *model.Params) (*lmStage, error
 		return nil, fmt.Errorf("stage %s: %w", st.Name, err)
 	}
 	s := &lmStage{run: r, stage: st, params: params, graph: g, tok: tok, packer: batches}
-	for i, sp := range params.Specs {
-		if g.Grads[i] == nil {
-			continue
-		}
-		s.groups = append(s.groups, ParamGroup{Name: sp.Name, Value: params.Data[i], Grad: make([]float32, sp.Size()), Decay: sp.Role == model.Weight})
-		s.gradOf = append(s.gradOf, i)
-	}
+	s.groups, s.gradOf = trainedGroups(params, g)
 	o := st.Optimizer
 	s.opt = NewAdamW(s.groups, o.Beta1, o.Beta2, o.Eps, o.WeightDecay)
 	s.batches = make([]data.Batch, tr.GradAccum)
@@ -98,11 +92,7 @@ func (s *lmStage) close() {
 
 // restore loads the optimizer moments, step counters and data cursor of a checkpoint of this stage.
 func (s *lmStage) restore(ck *checkpoints.Checkpoint) error {
-	st := make([]NamedTensor, len(ck.Optimizer))
-	for i, t := range ck.Optimizer {
-		st[i] = NamedTensor{Name: t.Name, Shape: t.Shape, Data: t.Data}
-	}
-	if err := s.opt.LoadState(st); err != nil {
+	if err := s.opt.LoadState(namedTensors(ck.Optimizer)); err != nil {
 		return fmt.Errorf("resume: optimizer state: %w", err)
 	}
 	var cur lmState
@@ -126,11 +116,7 @@ func (s *lmStage) save() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var opt []checkpoints.Tensor
-	for _, t := range s.opt.State() {
-		opt = append(opt, checkpoints.Tensor{Name: t.Name, Shape: t.Shape, Data: t.Data})
-	}
-	ck := &checkpoints.Checkpoint{Model: s.params.Config, Tensors: checkpoints.FromParams(s.params), Optimizer: opt,
+	ck := &checkpoints.Checkpoint{Model: s.params.Config, Tensors: checkpoints.FromParams(s.params), Optimizer: optimizerTensors("", s.opt),
 		State: checkpoints.TrainerState{Stage: s.stage.Name, Kind: s.stage.Kind, Step: s.step, StageSteps: s.step,
 			TokensSeen: s.tokensSeen, SkippedSteps: s.skipped, DataCursor: cur, ConfigHash: s.run.Config.Hash()}}
 	return s.run.saveCheckpoint(ck)
@@ -159,7 +145,7 @@ func (s *lmStage) trainStep() (m map[string]float64, applied bool, err error) {
 	var loss, aux float64
 	for i := range s.batches {
 		b := &s.batches[i]
-		s.fill(b, 1/float64(total))
+		fillStep(&s.in, b, 1/float64(total))
 		for _, r := range s.graph.Routing {
 			if r != nil {
 				r.AuxScale = 1 / float64(tr.GradAccum)
@@ -223,16 +209,6 @@ func (s *lmStage) trainStep() (m map[string]float64, applied bool, err error) {
 	return m, true, nil
 }
 
-// fill copies a packed batch into the graph's step input.
-func (s *lmStage) fill(b *data.Batch, scale float64) {
-	s.in.Tokens, s.in.Targets = b.Inputs, b.Targets
-	copy(s.in.Weights, b.LossMask)
-	for i, l := range b.Lengths {
-		s.in.Lengths[i] = int32(l)
-	}
-	s.in.Scale = scale
-}
-
 // evalLoss returns the mean next-token loss per trained token on the first n batches of the held-out split
 // (the same batches at every evaluation).
 func (s *lmStage) evalLoss(n int) (float64, error) {
@@ -260,12 +236,7 @@ func heldOutLoss(g *model.Graph[float32], st configs.Stage, seed int64, tok *dat
 		if err := p.Next(&b); err != nil {
 			return 0, err
 		}
-		in.Tokens, in.Targets = b.Inputs, b.Targets
-		copy(in.Weights, b.LossMask)
-		for j, l := range b.Lengths {
-			in.Lengths[j] = int32(l)
-		}
-		in.Scale = 1
+		fillStep(&in, &b, 1)
 		l, err := g.Run(in)
 		if err != nil {
 			return 0, err

@@ -115,13 +115,7 @@ func newRLStage(r *Run, st configs.Stage, params *model.Params) (*rlStage, error
 			return nil, fmt.Errorf("stage %s: reference graph: %w", st.Name, err)
 		}
 	}
-	for i, sp := range params.Specs {
-		if s.graph.Grads[i] == nil {
-			continue
-		}
-		s.groups = append(s.groups, ParamGroup{Name: sp.Name, Value: params.Data[i], Grad: make([]float32, sp.Size()), Decay: sp.Role == model.Weight})
-		s.gradOf = append(s.gradOf, i)
-	}
+	s.groups, s.gradOf = trainedGroups(params, s.graph)
 	o := st.Optimizer
 	s.opt = NewAdamW(s.groups, o.Beta1, o.Beta2, o.Eps, o.WeightDecay)
 	c := params.Config
@@ -163,11 +157,7 @@ type rlCursor struct {
 
 func (s *rlStage) save() (string, error) {
 	cur, _ := json.Marshal(rlCursor{Step: s.step, Version: s.version.Load()})
-	var opt []checkpoints.Tensor
-	for _, t := range s.opt.State() {
-		opt = append(opt, checkpoints.Tensor{Name: t.Name, Shape: t.Shape, Data: t.Data})
-	}
-	ck := &checkpoints.Checkpoint{Model: s.params.Config, Tensors: checkpoints.FromParams(s.params), Optimizer: opt,
+	ck := &checkpoints.Checkpoint{Model: s.params.Config, Tensors: checkpoints.FromParams(s.params), Optimizer: optimizerTensors("", s.opt),
 		State: checkpoints.TrainerState{Stage: s.stage.Name, Kind: s.stage.Kind, Step: s.step, StageSteps: s.step,
 			PolicyVersion: s.version.Load(), SkippedSteps: s.skipped, DataCursor: cur, ConfigHash: s.run.Config.Hash()}}
 	s.busSaveState(&ck.State)
@@ -179,11 +169,7 @@ func (s *rlStage) save() (string, error) {
 }
 
 func (s *rlStage) restore(ck *checkpoints.Checkpoint) error {
-	st := make([]NamedTensor, len(ck.Optimizer))
-	for i, t := range ck.Optimizer {
-		st[i] = NamedTensor{Name: t.Name, Shape: t.Shape, Data: t.Data}
-	}
-	if err := s.opt.LoadState(st); err != nil {
+	if err := s.opt.LoadState(namedTensors(ck.Optimizer)); err != nil {
 		return fmt.Errorf("resume: optimizer state: %w", err)
 	}
 	if s.ref != nil {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -130,11 +131,7 @@ func NewLearner(ctx context.Context, nc *nats.Conn, names Names, b configs.Bus, 
 func (l *Learner) Counts() map[string]int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := map[string]int64{}
-	for k, v := range l.counts {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(l.counts)
 }
 
 // Timings returns the cumulative time blocked in Collect, decoding and dispatching, and the bytes and groups

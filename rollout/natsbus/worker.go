@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -84,11 +85,7 @@ func NewWorkerClient(ctx context.Context, nc *nats.Conn, names Names, b configs.
 func (w *WorkerClient) Counts() map[string]int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := map[string]int64{}
-	for k, v := range w.counts {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(w.counts)
 }
 
 func (w *WorkerClient) keepAlive(ctx context.Context) {

@@ -74,6 +74,20 @@ type TaskEval struct {
 	Temp       float64 `json:"temperature"` // of the k samples
 	TopP       float64 `json:"top_p"`
 	Seconds    float64 `json:"seconds"`
+
+	// Samples holds the greedy completion of every task, in task order (written by `trainer eval --samples`).
+	Samples []TaskSample `json:"-"`
+}
+
+// TaskSample is one greedy completion of a held-out task and its grade.
+type TaskSample struct {
+	ID           string  `json:"id"`
+	Prompt       string  `json:"prompt"`
+	Answer       string  `json:"answer"`
+	Completion   string  `json:"completion"`
+	FinishReason string  `json:"finish_reason"`
+	Correct      bool    `json:"correct"`
+	Reward       float64 `json:"reward"`
 }
 
 // EvaluateTasks measures a checkpoint on n held-out tasks of the family env (options from the stage's rl
@@ -109,6 +123,7 @@ func EvaluateTasks(dir string, cfg *configs.Config, st configs.Stage, env string
 	eng := model.NewEngine(p)
 	workers := max(1, kernels.Threads())
 	var greedy, anyRight, right atomic.Int64
+	samples := make([]TaskSample, n)
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
 	for w := 0; w < workers; w++ {
@@ -123,9 +138,12 @@ func EvaluateTasks(dir string, cfg *configs.Config, st configs.Stage, env string
 					errs[w] = err
 					return
 				}
-				if fam.Verify(tasks[i], text, finish).Correct {
+				rw := fam.Verify(tasks[i], text, finish)
+				if rw.Correct {
 					greedy.Add(1)
 				}
+				samples[i] = TaskSample{ID: tasks[i].ID, Prompt: tasks[i].Prompt, Answer: tasks[i].Answer, Completion: text,
+					FinishReason: finish, Correct: rw.Correct, Reward: rw.Total}
 				if k == 0 {
 					continue
 				}
@@ -151,7 +169,7 @@ func EvaluateTasks(dir string, cfg *configs.Config, st configs.Stage, env string
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	res := &TaskEval{Checkpoint: dir, Env: env, N: n, K: k, Accuracy: float64(greedy.Load()) / float64(n), Temp: st.RL.Temperature, TopP: st.RL.TopP}
+	res := &TaskEval{Checkpoint: dir, Env: env, N: n, K: k, Accuracy: float64(greedy.Load()) / float64(n), Temp: st.RL.Temperature, TopP: st.RL.TopP, Samples: samples}
 	if k > 0 {
 		res.PassAtK = float64(anyRight.Load()) / float64(n)
 		res.MeanAtK = float64(right.Load()) / float64(n*k)

@@ -135,7 +135,7 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 }
 
 func newEvalCmd(g *globalFlags) *cobra.Command {
-	var ckpt, config, stage, env string
+	var ckpt, config, stage, env, samplesPath string
 	var sets []string
 	var batches, n, k int
 	c := &cobra.Command{
@@ -187,6 +187,11 @@ func newEvalCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if samplesPath != "" {
+					if err := writeSamples(samplesPath, res.Samples); err != nil {
+						return err
+					}
+				}
 				return enc.Encode(res)
 			}
 			if batches <= 0 {
@@ -206,6 +211,7 @@ func newEvalCmd(g *globalFlags) *cobra.Command {
 	c.Flags().StringVar(&env, "env", "", "evaluate on a task family instead (math, logic, code, kvretrieval, dataset): greedy accuracy and pass@k")
 	c.Flags().IntVar(&n, "n", 500, "with --env: held-out tasks")
 	c.Flags().IntVar(&k, "k", 8, "with --env: samples per task for pass@k (0 = greedy only)")
+	c.Flags().StringVar(&samplesPath, "samples", "", "with --env: write every greedy completion and its grade to this JSONL file")
 	c.Flags().Bool("json", true, "print JSON (the only format)")
 	c.Flags().StringArrayVar(&sets, "set", nil, "override a config key (repeatable)")
 	return c
@@ -232,3 +238,22 @@ func newVersionCmd() *cobra.Command {
 }
 
 var _ = context.Background
+
+// writeSamples writes greedy evaluation samples as JSONL, one object per task.
+func writeSamples(path string, samples []trainer.TaskSample) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("eval --samples: %w", err)
+	}
+	enc := json.NewEncoder(f)
+	for _, s := range samples {
+		if err := enc.Encode(s); err != nil {
+			f.Close()
+			return fmt.Errorf("eval --samples %s: %w", path, err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("eval --samples %s: %w", path, err)
+	}
+	return nil
+}

@@ -3,7 +3,8 @@
 // zstd. The kept set (the sampling mask) of each completion is stored either as CSR ids (kept_offsets +
 // kept_ids) or, when that is smaller, as one bitmap over the vocabulary per token (kept_bitmap, ceil(V/8)
 // bytes per token, bit i of byte i/8 = id i, LSB first); the whole vocabulary (an empty CSR range) is a full
-// bitmap. Decoding never trusts the bytes: the schema must match field by field, every row must belong to
+// bitmap. The DeepSeek Sparse Attention selections (dsa_topk, Keep Selection) are one int32 list per
+// completion, empty when not recorded, with their strides dsa_layers and dsa_k. Decoding never trusts the bytes: the schema must match field by field, every row must belong to
 // one group id, every length is checked with Trajectory.Validate. Because the Arrow reader sizes
 // allocations from counts inside the message, hostile bytes could exhaust memory (a fatal error, not a
 // panic): the schema message must equal, byte for byte, the one this package writes for the vocabulary,
@@ -26,7 +27,7 @@ import (
 )
 
 // TrajSchemaVersion names the trajectory schema in the stream's metadata ("sparrow.schema").
-const TrajSchemaVersion = "trajectory/1"
+const TrajSchemaVersion = "trajectory/2" // 2: dsa_topk, dsa_layers, dsa_k
 
 // Metadata keys of an encoded group.
 const (
@@ -66,6 +67,9 @@ var (
 		{Name: "expert_ids", Type: listU16},
 		{Name: "moe_layers", Type: arrow.PrimitiveTypes.Int32},
 		{Name: "top_k", Type: arrow.PrimitiveTypes.Int32},
+		{Name: "dsa_topk", Type: listI32},
+		{Name: "dsa_layers", Type: arrow.PrimitiveTypes.Int32},
+		{Name: "dsa_k", Type: arrow.PrimitiveTypes.Int32},
 		{Name: "reward", Type: arrow.PrimitiveTypes.Float32},
 		{Name: "reward_parts", Type: mapStrF},
 		{Name: "finish_reason", Type: arrow.BinaryTypes.String},
@@ -90,6 +94,9 @@ const (
 	cExperts
 	cMoELayers
 	cTopK
+	cDSATopK
+	cDSALayers
+	cDSAK
 	cReward
 	cParts
 	cFinish
@@ -220,6 +227,9 @@ func appendRow(b *array.RecordBuilder, t *Trajectory, vocab int) {
 	ex.ValueBuilder().(*array.Uint16Builder).AppendValues(t.ExpertIDs, nil)
 	b.Field(cMoELayers).(*array.Int32Builder).Append(int32(t.MoELayers))
 	b.Field(cTopK).(*array.Int32Builder).Append(int32(t.TopK))
+	appendI32List(b.Field(cDSATopK), t.DSATopK)
+	b.Field(cDSALayers).(*array.Int32Builder).Append(int32(t.DSALayers))
+	b.Field(cDSAK).(*array.Int32Builder).Append(int32(t.DSAK))
 	b.Field(cReward).(*array.Float32Builder).Append(t.Reward)
 	appendMap(b.Field(cParts), t.RewardParts)
 	b.Field(cFinish).(*array.StringBuilder).Append(t.FinishReason)
@@ -437,6 +447,14 @@ func readRow(rec arrow.RecordBatch, i int, t *Trajectory, vocab int) error {
 	if t.MoELayers == 0 && len(t.ExpertIDs) > 0 {
 		return fmt.Errorf("%d expert ids without moe_layers", len(t.ExpertIDs))
 	}
+	if t.DSATopK, err = readI32(rec, cDSATopK, i); err != nil {
+		return err
+	}
+	if len(t.DSATopK) == 0 {
+		t.DSATopK = nil
+	}
+	t.DSALayers = int(rec.Column(cDSALayers).(*array.Int32).Value(i))
+	t.DSAK = int(rec.Column(cDSAK).(*array.Int32).Value(i))
 	t.Reward = rec.Column(cReward).(*array.Float32).Value(i)
 	if t.RewardParts, err = readMap(rec, cParts, i); err != nil {
 		return err

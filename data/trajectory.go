@@ -1,6 +1,7 @@
 // trajectory.go: the trajectory record (architecture.md, "Trajectory record"): one row per completion, one
 // group of G completions of the same prompt per message. Token-level arrays cover the completion; expert ids
-// cover every position fed to the engine (prompt and completion), laid out [position][moe_layer][k].
+// and DSA selections cover every position fed to the engine (prompt and completion), laid out
+// [position][moe_layer][k] and [position][layer][k].
 package data
 
 import "fmt"
@@ -30,6 +31,13 @@ type Trajectory struct {
 	ExpertIDs []uint16
 	MoELayers int
 	TopK      int
+	// DSATopK holds, when the policy decodes with DeepSeek Sparse Attention and the selection is recorded
+	// (Keep Selection), the key positions each layer's sparse attention attended to, [position][layer][k] over
+	// the prompt and completion positions: ascending per query, −1 in unused slots, every other entry in
+	// [0, position]. DSALayers and DSAK give the strides; both are 0 (and DSATopK empty) when not recorded.
+	DSATopK   []int32
+	DSALayers int
+	DSAK      int
 
 	Reward       float32
 	RewardParts  map[string]float32
@@ -71,6 +79,35 @@ func (t *Trajectory) Validate(vocab int) error {
 		want := (len(t.PromptTokens) + n) * t.MoELayers * t.TopK
 		if len(t.ExpertIDs) != want {
 			return fmt.Errorf("trajectory %s: %d expert ids, want %d (positions × %d layers × %d)", t.GroupID, len(t.ExpertIDs), want, t.MoELayers, t.TopK)
+		}
+	}
+	return t.validateDSA()
+}
+
+// MaxDSAStride bounds dsa_layers and dsa_k of a trajectory (far above any model this framework trains).
+const MaxDSAStride = 1 << 12
+
+// validateDSA checks the strides, the length and every position of the recorded DSA selections.
+func (t *Trajectory) validateDSA() error {
+	switch {
+	case t.DSALayers < 0 || t.DSAK < 0 || t.DSALayers > MaxDSAStride || t.DSAK > MaxDSAStride:
+		return fmt.Errorf("trajectory %s: dsa_topk strides %d layers × %d out of range [0, %d]", t.GroupID, t.DSALayers, t.DSAK, MaxDSAStride)
+	case (t.DSALayers == 0) != (t.DSAK == 0):
+		return fmt.Errorf("trajectory %s: dsa_topk strides %d layers × %d: both or neither must be 0", t.GroupID, t.DSALayers, t.DSAK)
+	case t.DSALayers == 0:
+		if len(t.DSATopK) != 0 {
+			return fmt.Errorf("trajectory %s: %d dsa_topk entries without dsa_layers and dsa_k", t.GroupID, len(t.DSATopK))
+		}
+		return nil
+	}
+	stride := t.DSALayers * t.DSAK
+	positions := len(t.PromptTokens) + len(t.CompletionTokens)
+	if len(t.DSATopK) != positions*stride {
+		return fmt.Errorf("trajectory %s: %d dsa_topk entries, want %d (positions %d × %d layers × %d)", t.GroupID, len(t.DSATopK), positions*stride, positions, t.DSALayers, t.DSAK)
+	}
+	for i, v := range t.DSATopK {
+		if p := i / stride; v < -1 || int(v) > p {
+			return fmt.Errorf("trajectory %s: dsa_topk position %d (layer %d) selects key %d outside [0, %d] (−1 = unused slot)", t.GroupID, p, i%stride/t.DSAK, v, p)
 		}
 	}
 	return nil

@@ -43,6 +43,9 @@ type RL struct {
 
 	KeepRouting      bool `yaml:"keep_routing"`       // replay the sampled MoE experts in training, default true
 	KeepSamplingMask bool `yaml:"keep_sampling_mask"` // renormalise π_θ over the sampler's kept set, default true
+	// KeepSelection records the DSA top-k of every position and layer at sampling (dsa_topk) and replays it in
+	// the learner, the DSA analogue of Keep Routing; needs a sparse-attention policy. Default false.
+	KeepSelection bool `yaml:"keep_selection"`
 
 	EvalTasks int `yaml:"eval_tasks"` // held-out tasks for eval/<env>/accuracy (greedy), default 64
 	EvalEvery int `yaml:"eval_every"` // steps between evaluations (0 = start and end only), default 10
@@ -155,6 +158,35 @@ func DefaultRL() RL {
 	}
 }
 
+// Attention of a stage's starting policy, as PolicyAttention derives it from the pipeline.
+const (
+	AttentionDense  = "dense"
+	AttentionSparse = "sparse"
+)
+
+// PolicyAttention says with which attention the weights stage i starts from were trained: sparse when the
+// nearest stage before it that decides is a dsa_sparse stage, dense when it is a pretrain, sft, dsa_warmup or
+// distill stage or when nothing comes before (fresh weights). rl stages keep their policy's attention and do
+// not decide. When the weights come from an init_from checkpoint (of stage i, or of an rl stage on the way
+// back), the checkpoint decides: attention is "" and checkpoint names it. why says which stage decided.
+func (c *Config) PolicyAttention(i int) (attention, checkpoint, why string) {
+	for j := i; j >= 0; j-- {
+		s := c.Stages[j]
+		if j < i {
+			switch s.Kind {
+			case KindDSASparse:
+				return AttentionSparse, "", fmt.Sprintf("stage %s (%s) trains it with sparse attention", s.Name, s.Kind)
+			case KindPretrain, KindSFT, KindDSAWarmup, KindDistill:
+				return AttentionDense, "", fmt.Sprintf("stage %s (%s) trains it with dense attention", s.Name, s.Kind)
+			}
+		}
+		if s.InitFrom != "" {
+			return "", s.InitFrom, fmt.Sprintf("stage %s starts from init_from %s", s.Name, s.InitFrom)
+		}
+	}
+	return AttentionDense, "", "no stage before it trains the freshly initialised weights with sparse attention"
+}
+
 // RegisterGenerator adds a synthetic generator name to the ones data.generator accepts (task families call
 // it at init so that `generator: math` validates).
 func RegisterGenerator(name string) {
@@ -211,5 +243,19 @@ func validateRL(k *checker, r *RL) {
 		k.add("rl.beta", "%g > 0 needs rl.kl other than none", r.Beta)
 	}
 	validateBus(k, &r.Bus)
-	_ = fmt.Sprint
+}
+
+// validateKeepSelection checks that an rl stage (index i) with rl.keep_selection has a sparse-attention policy
+// (as far as the config tells: an init_from checkpoint is checked when the stage starts).
+func validateKeepSelection(k *checker, c *Config, i int) {
+	if !c.Stages[i].RL.KeepSelection {
+		return
+	}
+	if c.Model.IndexNHeads <= 0 {
+		k.addRelated("rl.keep_selection", []string{"model.index_n_heads"}, "true needs a DeepSeek Sparse Attention policy, but model.index_n_heads is 0 (no indexer)")
+		return
+	}
+	if att, _, why := c.PolicyAttention(i); att == AttentionDense {
+		k.add("rl.keep_selection", "true needs a DeepSeek Sparse Attention policy (a dsa_sparse stage before this one, or init_from a sparse checkpoint), but the policy is dense: %s", why)
+	}
 }

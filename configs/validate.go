@@ -147,6 +147,7 @@ func (c *Config) Validate() error {
 		validateSections(ss, sections{&s.Data, &s.Optimizer, &s.Schedule, &s.Train}, &c.Model)
 		if s.Kind == KindRL {
 			validateRL(ss, &s.RL)
+			validateKeepSelection(ss, c, i)
 		}
 		if s.Kind == KindDSAWarmup || s.Kind == KindDSASparse {
 			validateDSA(ss, &s.DSA)
@@ -173,8 +174,14 @@ func validateSections(k *checker, s sections, m *Model) {
 // DataFormats lists the values of data.format ("" = by stage kind).
 var DataFormats = []string{"", "text", "chat"}
 
+// DataPackings lists the values of data.packing ("" = packed).
+var DataPackings = []string{"", "packed", "whole", "padded"}
+
 func validateData(k *checker, d *Data) {
 	k.oneOf("data.format", d.Format, DataFormats)
+	if k.oneOf("data.packing", d.Packing, DataPackings) && d.Packing != "" && d.Format == "text" {
+		k.addRelated("data.packing", []string{"data.format"}, "applies to chat documents, not data.format text")
+	}
 	if k.oneOf("data.source", d.Source, DataSources) {
 		switch d.Source {
 		case "synthetic":

@@ -172,3 +172,19 @@ func (s *DSASession) Step(token int32, forcedExperts [][]int32, forcedSel [][]in
 	s.Len++
 	return nil
 }
+
+// CopyFrom makes s a copy of o's state (latent, rope and indexer-key caches up to o.Len, last logits, experts
+// and selections), so that the G samples of a group share one prefill of their prompt. Both must come from the
+// same engine with the same top-k, and s must hold at least o.Len positions.
+func (s *DSASession) CopyFrom(o *DSASession) error {
+	if s.TopK != o.TopK || s.MaxLen < o.Len {
+		return fmt.Errorf("engine: copying a DSA session of top-k %d and %d positions into one of top-k %d and length %d", o.TopK, o.Len, s.TopK, s.MaxLen)
+	}
+	s.Session.CopyFrom(o.Session)
+	dh := s.dims.Dh
+	for l := range s.ikeys {
+		copy(s.ikeys[l][:o.Len*dh], o.ikeys[l][:o.Len*dh])
+		copy(s.Selected[l], o.Selected[l])
+	}
+	return nil
+}

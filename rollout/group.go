@@ -2,7 +2,10 @@
 // ends with <｜Assistant｜><think>), prefilled once, and G completions are sampled from copies of that cache.
 // For every completion token the group records the sampler's log-probability (π_old), the kept set (Keep
 // Sampling Mask) and, for every position fed to the engine, the MoE experts chosen (Keep Routing); rewards
-// come from the task family's verifier.
+// come from the task family's verifier. A policy trained with DeepSeek Sparse Attention (stage dsa_sparse)
+// decodes sparsely (Sparse), prompt included, token by token (the engine has no batched sparse prefill); its
+// selected key positions per layer can be recorded at every position (RecordSelection, dsa_topk) for the
+// learner to replay (Keep Selection).
 package rollout
 
 import (
@@ -26,11 +29,18 @@ type GroupSampler struct {
 	GroupSize    int
 	MaxNewTokens int
 	WorkerID     string
+	// Sparse decodes with DeepSeek Sparse Attention keeping SparseTopK keys per query (0 = model.index_topk);
+	// set it when the policy was trained sparse, so that rollout and learner attend alike. RecordSelection
+	// (with Sparse) records every position's selected keys per layer in the trajectory's dsa_topk.
+	Sparse          bool
+	SparseTopK      int
+	RecordSelection bool
 
-	prefix   *model.Session
-	session  *model.Session
-	sampler  Sampler
-	moeLayer []int // decoder layer of each MoE layer, in order
+	prefix            *model.Session
+	session           *model.Session
+	dprefix, dsession *model.DSASession // Sparse: prefix and session are these sessions' embedded ones
+	sampler           Sampler
+	moeLayer          []int // decoder layer of each MoE layer, in order
 }
 
 // RenderPrompt renders a task's prompt ids: a single user turn, thinking mode, with BOS.
@@ -52,11 +62,24 @@ func (g *GroupSampler) init(maxLen int) error {
 		return nil
 	}
 	var err error
-	if g.prefix, err = g.Engine.NewSession(maxLen); err != nil {
-		return err
+	if g.RecordSelection && !g.Sparse {
+		return fmt.Errorf("rollout: recording DSA selections needs sparse decoding (GroupSampler.Sparse)")
 	}
-	if g.session, err = g.Engine.NewSession(maxLen); err != nil {
-		return err
+	if g.Sparse {
+		if g.dprefix, err = g.Engine.NewDSASession(maxLen, g.SparseTopK); err != nil {
+			return fmt.Errorf("rollout: sparse decoding: %w", err)
+		}
+		if g.dsession, err = g.Engine.NewDSASession(maxLen, g.SparseTopK); err != nil {
+			return fmt.Errorf("rollout: sparse decoding: %w", err)
+		}
+		g.prefix, g.session = g.dprefix.Session, g.dsession.Session
+	} else {
+		if g.prefix, err = g.Engine.NewSession(maxLen); err != nil {
+			return err
+		}
+		if g.session, err = g.Engine.NewSession(maxLen); err != nil {
+			return err
+		}
 	}
 	g.sampler.P = g.Params
 	c := g.Engine.Cfg
@@ -75,6 +98,22 @@ func (g *GroupSampler) appendExperts(dst []uint16, s *model.Session) []uint16 {
 		for _, id := range s.Experts[l] {
 			dst = append(dst, uint16(id))
 		}
+	}
+	return dst
+}
+
+// step decodes one token with the session s (whose DSA session is ds when sparse), no routes forced.
+func (g *GroupSampler) step(s *model.Session, ds *model.DSASession, tok int32) error {
+	if g.Sparse {
+		return ds.Step(tok, nil, nil)
+	}
+	return s.Step(tok, nil)
+}
+
+// appendSelection appends the key positions every layer selected at ds's last position, [layer][k].
+func appendSelection(dst []int32, ds *model.DSASession) []int32 {
+	for _, sel := range ds.Selected {
+		dst = append(dst, sel...)
 	}
 	return dst
 }
@@ -98,14 +137,27 @@ func (g *GroupSampler) Sample(ctx context.Context, t envs.Task, groupID string, 
 	start := time.Now()
 	g.prefix.Reset()
 	promptExperts := make([]uint16, 0, len(prompt)*len(g.moeLayer)*g.Engine.Cfg.NumExpertsPerTok)
-	perPos := make([][][]int32, len(prompt))
-	if err := g.prefix.PrefillBatch(prompt, perPos); err != nil {
-		return nil, fmt.Errorf("rollout: prefill: %w", err)
-	}
-	for _, ex := range perPos {
-		for _, l := range g.moeLayer {
-			for _, id := range ex[l] {
-				promptExperts = append(promptExperts, uint16(id))
+	var promptSel []int32
+	if g.Sparse {
+		for _, id := range prompt {
+			if err := g.dprefix.Step(id, nil, nil); err != nil {
+				return nil, fmt.Errorf("rollout: sparse prefill: %w", err)
+			}
+			promptExperts = g.appendExperts(promptExperts, g.prefix)
+			if g.RecordSelection {
+				promptSel = appendSelection(promptSel, g.dprefix)
+			}
+		}
+	} else {
+		perPos := make([][][]int32, len(prompt))
+		if err := g.prefix.PrefillBatch(prompt, perPos); err != nil {
+			return nil, fmt.Errorf("rollout: prefill: %w", err)
+		}
+		for _, ex := range perPos {
+			for _, l := range g.moeLayer {
+				for _, id := range ex[l] {
+					promptExperts = append(promptExperts, uint16(id))
+				}
 			}
 		}
 	}
@@ -117,12 +169,22 @@ func (g *GroupSampler) Sample(ctx context.Context, t envs.Task, groupID string, 
 		}
 		t0 := time.Now()
 		s := g.session
-		s.CopyFrom(g.prefix)
+		if g.Sparse {
+			if err := g.dsession.CopyFrom(g.dprefix); err != nil {
+				return nil, err
+			}
+		} else {
+			s.CopyFrom(g.prefix)
+		}
 		tr := data.Trajectory{GroupID: groupID, PromptID: t.ID, Env: g.Family.Name(), PolicyVersion: version, WorkerID: g.WorkerID,
 			PromptTokens: prompt, KeptOffsets: []int32{0}, MoELayers: len(g.moeLayer), TopK: g.Engine.Cfg.NumExpertsPerTok}
 		tr.ExpertIDs = append(make([]uint16, 0, len(promptExperts)+g.MaxNewTokens*len(g.moeLayer)*tr.TopK), promptExperts...)
 		if len(g.moeLayer) == 0 {
 			tr.ExpertIDs, tr.TopK = nil, 0
+		}
+		if g.RecordSelection {
+			tr.DSALayers, tr.DSAK = len(g.dsession.Selected), g.dsession.TopK
+			tr.DSATopK = append(make([]int32, 0, len(promptSel)+g.MaxNewTokens*tr.DSALayers*tr.DSAK), promptSel...)
 		}
 		tr.FinishReason = "length"
 		for n := 0; n < g.MaxNewTokens; n++ {
@@ -132,11 +194,14 @@ func (g *GroupSampler) Sample(ctx context.Context, t envs.Task, groupID string, 
 			tr.LossMask = append(tr.LossMask, 1)
 			tr.KeptIDs = append(tr.KeptIDs, kept...)
 			tr.KeptOffsets = append(tr.KeptOffsets, int32(len(tr.KeptIDs)))
-			if err := s.Step(tok, nil); err != nil {
+			if err := g.step(s, g.dsession, tok); err != nil {
 				return nil, fmt.Errorf("rollout: decode: %w", err)
 			}
 			if len(g.moeLayer) > 0 {
 				tr.ExpertIDs = g.appendExperts(tr.ExpertIDs, s)
+			}
+			if g.RecordSelection {
+				tr.DSATopK = appendSelection(tr.DSATopK, g.dsession)
 			}
 			if tok == data.EOS {
 				tr.FinishReason = "stop"
@@ -173,7 +238,7 @@ func (g *GroupSampler) Greedy(t envs.Task) (string, string, error) {
 	s := g.session
 	s.Reset()
 	for _, id := range prompt {
-		if err := s.Step(id, nil); err != nil {
+		if err := g.step(s, g.dsession, id); err != nil {
 			return "", "", err
 		}
 	}
@@ -187,7 +252,7 @@ func (g *GroupSampler) Greedy(t envs.Task) (string, string, error) {
 			finish = "stop"
 			break
 		}
-		if err := s.Step(tok, nil); err != nil {
+		if err := g.step(s, g.dsession, tok); err != nil {
 			return "", "", err
 		}
 	}

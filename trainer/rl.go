@@ -12,6 +12,12 @@
 //     ∂L/∂logp, which the policy head chains into the network; clip, AdamW, MoE bias balancing; the policy
 //     version advances;
 //  4. log the verl-style metrics, evaluate greedy accuracy on held-out tasks, checkpoint.
+//
+// A policy trained with DeepSeek Sparse Attention (a dsa_sparse stage before this one, or init_from a sparse
+// checkpoint; configs.PolicyAttention) stays sparse: workers decode with the sparse engine and the learner and
+// the reference pass run the sparse training graph, so rollout and training attend alike. The indexers stay
+// frozen (they are not trained here). With rl.keep_selection the workers record every position's selected
+// keys per layer (dsa_topk) and both passes replay them (Keep Selection, the DSA analogue of Keep Routing).
 package trainer
 
 import (
@@ -21,6 +27,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -60,10 +68,13 @@ type rlStage struct {
 	tooLong   int // tasks redrawn because their prompt exceeded rl.max_prompt_tokens
 	moeLayers []int
 	bus       busState // the NATS side (rl_bus.go)
+	sparse    bool     // the policy runs DeepSeek Sparse Attention (rollout and learner)
+	dsaK      int      // keys per query of the sparse attention
 
 	rows, T int // graph shape
 	in      model.StepInput
 	forced  [][]int32 // per decoder layer [rows·T·K] (nil for dense layers)
+	sel     [][]int32 // Keep Selection: per decoder layer [rows·T·dsaK] recorded key positions
 	keptOff []int32
 	keptIDs []int32
 	lossPos []int // flat positions (row·T + t) of the loss tokens of the mini-batch
@@ -105,7 +116,20 @@ func newRLStage(r *Run, st configs.Stage, params *model.Params) (*rlStage, error
 	if s.T > params.Config.MaxPositionEmbeddings {
 		return nil, fmt.Errorf("stages[%s].rl: max_prompt_tokens + max_new_tokens = %d exceeds model.max_position_embeddings %d", st.Name, s.T, params.Config.MaxPositionEmbeddings)
 	}
+	attention, why, err := rlPolicyAttention(r.Config, st)
+	if err != nil {
+		return nil, err
+	}
+	s.sparse = attention == configs.AttentionSparse
+	if rc.KeepSelection && !s.sparse {
+		return nil, fmt.Errorf("stages[%s].rl.keep_selection: true needs a DeepSeek Sparse Attention policy, but this stage's policy is dense: %s", st.Name, why)
+	}
 	opts := model.GraphOptions{B: s.rows, T: s.T, Head: "policy"}
+	if s.sparse {
+		opts.DSA = &model.DSAOptions{Sparse: true}
+		r.Log.Info("sparse-attention policy: rollout and learner use DeepSeek Sparse Attention", "stage", st.Name, "why", why,
+			"index_topk", params.Config.IndexTopk, "keep_selection", rc.KeepSelection)
+	}
 	if s.graph, err = model.NewGraph[float32](params.Config, params.Data, opts); err != nil {
 		return nil, fmt.Errorf("stage %s: %w", st.Name, err)
 	}
@@ -113,6 +137,14 @@ func newRLStage(r *Run, st configs.Stage, params *model.Params) (*rlStage, error
 		s.ref = params.Clone()
 		if s.refGraph, err = model.NewGraph[float32](params.Config, s.ref.Data, opts); err != nil {
 			return nil, fmt.Errorf("stage %s: reference graph: %w", st.Name, err)
+		}
+	}
+	if s.sparse { // the indexers are frozen here: their loss is neither trained nor added to actor/loss
+		s.dsaK = s.graph.DSA.TopK
+		for _, g := range []*model.Graph[float32]{s.graph, s.refGraph} {
+			if g != nil {
+				g.DSA.LossScale = 0
+			}
 		}
 	}
 	s.groups, s.gradOf = trainedGroups(params, s.graph)
@@ -128,6 +160,12 @@ func newRLStage(r *Run, st configs.Stage, params *model.Params) (*rlStage, error
 			s.forced[l] = make([]int32, N*K)
 		}
 	}
+	if rc.KeepSelection {
+		s.sel = make([][]int32, c.NumHiddenLayers)
+		for l := range s.sel {
+			s.sel[l] = make([]int32, N*s.dsaK)
+		}
+	}
 	s.keptOff = make([]int32, N+1)
 	s.dlogp = make([]float64, N)
 	// rollout workers: each its own engine and sessions over the shared weights
@@ -136,9 +174,51 @@ func newRLStage(r *Run, st configs.Stage, params *model.Params) (*rlStage, error
 	for w := 0; w < rc.Workers; w++ {
 		s.samplers = append(s.samplers, &rollout.GroupSampler{Engine: eng, Tok: tok, Family: fam,
 			Params:    rollout.SamplingParams{Temperature: rc.Temperature, TopP: rc.TopP, TopK: rc.TopK},
-			GroupSize: rc.GroupSize, MaxNewTokens: rc.MaxNewTokens, WorkerID: fmt.Sprintf("w%d", w)})
+			GroupSize: rc.GroupSize, MaxNewTokens: rc.MaxNewTokens, WorkerID: fmt.Sprintf("w%d", w),
+			Sparse: s.sparse, SparseTopK: s.dsaK, RecordSelection: rc.KeepSelection})
 	}
 	return s, nil
+}
+
+// attentionExtraKey is the rl stage's entry in trainer_state.json's extra map naming its policy's attention
+// ("dense" or "sparse"), so that a stage started from the checkpoint keeps it.
+const attentionExtraKey = "attention"
+
+// rlPolicyAttention says whether the rl stage st starts from a sparse-attention policy, and why: from the
+// pipeline (configs.PolicyAttention) or, when the weights come from an init_from checkpoint, from that
+// checkpoint's trainer state (kind dsa_sparse, or an rl checkpoint that records a sparse policy).
+func rlPolicyAttention(cfg *configs.Config, st configs.Stage) (string, string, error) {
+	i := slices.IndexFunc(cfg.Stages, func(x configs.Stage) bool { return x.Name == st.Name })
+	if i < 0 { // a stage built outside its config (tests): only its own init_from can tell
+		cfg = &configs.Config{Stages: []configs.Stage{st}}
+		i = 0
+	}
+	att, dir, why := cfg.PolicyAttention(i)
+	if dir == "" {
+		return att, why, nil
+	}
+	b, err := os.ReadFile(filepath.Join(dir, checkpoints.TrainerStateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return configs.AttentionDense, why + ", a checkpoint made elsewhere (no trainer state): dense attention", nil
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("stages[%s]: reading the attention of the init_from checkpoint: %w", st.Name, err)
+	}
+	var ts checkpoints.TrainerState
+	if err := json.Unmarshal(b, &ts); err != nil {
+		return "", "", fmt.Errorf("stages[%s]: %s: %w", st.Name, filepath.Join(dir, checkpoints.TrainerStateFile), err)
+	}
+	if ts.Kind == configs.KindDSASparse {
+		return configs.AttentionSparse, why + " (a dsa_sparse checkpoint)", nil
+	}
+	if raw, ok := ts.Extra[attentionExtraKey]; ok {
+		var a string
+		if err := json.Unmarshal(raw, &a); err != nil || (a != configs.AttentionDense && a != configs.AttentionSparse) {
+			return "", "", fmt.Errorf("stages[%s]: %s: extra.%s is %s, want \"dense\" or \"sparse\"", st.Name, filepath.Join(dir, checkpoints.TrainerStateFile), attentionExtraKey, raw)
+		}
+		return a, fmt.Sprintf("%s (an rl checkpoint of a %s policy)", why, a), nil
+	}
+	return configs.AttentionDense, fmt.Sprintf("%s (a %s checkpoint)", why, ts.Kind), nil
 }
 
 func (s *rlStage) close() {
@@ -161,6 +241,11 @@ func (s *rlStage) save() (string, error) {
 		State: checkpoints.TrainerState{Stage: s.stage.Name, Kind: s.stage.Kind, Step: s.step, StageSteps: s.step,
 			PolicyVersion: s.version.Load(), SkippedSteps: s.skipped, DataCursor: cur, ConfigHash: s.run.Config.Hash()}}
 	s.busSaveState(&ck.State)
+	att := configs.AttentionDense
+	if s.sparse {
+		att = configs.AttentionSparse
+	}
+	ck.State.Extra[attentionExtraKey], _ = json.Marshal(att)
 	dir, err := s.run.saveCheckpoint(ck)
 	if err != nil {
 		return dir, err
@@ -263,6 +348,11 @@ func (s *rlStage) fill(trajs []*data.Trajectory, adv []float64) error {
 				}
 			}
 		}
+		if s.sel != nil {
+			if err := s.fillSelection(r, tr, L); err != nil {
+				return err
+			}
+		}
 		for t := 0; t < T; t++ {
 			s.keptOff[pos] = int32(len(s.keptIDs))
 			i := t - (lp - 1) // completion token predicted at t
@@ -281,6 +371,11 @@ func (s *rlStage) fill(trajs []*data.Trajectory, adv []float64) error {
 	}
 	for r := len(trajs); r < s.rows; r++ { // unused rows (never when groups fill the batch)
 		s.in.Lengths[r] = 0
+		if s.sel != nil {
+			if err := s.fillSelection(r, nil, 0); err != nil {
+				return err
+			}
+		}
 		for t := 0; t < T; t++ {
 			s.keptOff[pos] = int32(len(s.keptIDs))
 			pos++
@@ -295,9 +390,47 @@ func (s *rlStage) fill(trajs []*data.Trajectory, adv []float64) error {
 	return nil
 }
 
+// fillSelection lays the recorded DSA selections of trajectory tr (nil for an unused row) into row r of the
+// forced selections, over its first L positions. Padded positions (t ≥ L), whose outputs no loss reads,
+// attend to the first min(max(L, 1), k) positions, as the indexer's top-k lets a padded query see the valid
+// prefix so that its row stays finite.
+func (s *rlStage) fillSelection(r int, tr *data.Trajectory, L int) error {
+	K, T, layers := s.dsaK, s.T, len(s.sel)
+	if tr != nil && (tr.DSALayers != layers || tr.DSAK != K) {
+		return fmt.Errorf("group %s: rl.keep_selection is on but the trajectory's dsa_topk has %d layers × %d keys, want %d × %d (was it sampled by a worker decoding densely, or with another index_topk?)",
+			tr.GroupID, tr.DSALayers, tr.DSAK, layers, K)
+	}
+	pad := min(max(L, 1), K)
+	for l, sel := range s.sel {
+		row := sel[r*T*K : (r+1)*T*K]
+		for t := 0; t < T; t++ {
+			dst := row[t*K : (t+1)*K]
+			if t < L {
+				copy(dst, tr.DSATopK[(t*layers+l)*K:(t*layers+l+1)*K])
+				continue
+			}
+			for j := range dst {
+				dst[j] = -1
+				if j < pad {
+					dst[j] = int32(j)
+				}
+			}
+		}
+	}
+	return nil
+}
+
 func (s *rlStage) setSide(g *model.Graph[float32], forced bool) {
 	g.Policy.Temperature = s.rc.Temperature
 	g.Policy.KeptOffsets, g.Policy.KeptIDs = s.keptOff, s.keptIDs
+	if g.DSA != nil {
+		for l, ly := range g.DSA.Layers {
+			ly.Forced = nil
+			if forced && s.sel != nil {
+				ly.Forced = s.sel[l]
+			}
+		}
+	}
 	for _, l := range s.moeLayers {
 		if forced && s.rc.KeepRouting {
 			g.Routing[l].Forced = s.forced[l]

@@ -67,8 +67,32 @@ type Indexer[T Float] struct {
 	Rope *kernels.RopeTable
 
 	q, k, khat, rstd, w []T // [N, H·Dh] rotated, [N, Dh] rotated, [N, Dh] normalised, [N], [N, H] scaled
-	z, dz               []T // per batch row [T·H, T]: q·k before the ReLU, and its gradient
 	dq, dk, dw          []T
+	// Per lane (see forLanes): z [blockRows·H, T] for one block of queries (q·k before the ReLU, then its
+	// gradient), and the lane's partial dk [N, Dh].
+	z, dkLane [ixLanes][]T
+}
+
+// The scores are computed per block of ixBlock consecutive queries against the keys up to the block's end
+// (causal), so no [T·H, T] matrix is ever stored. Blocks are dealt round-robin to ixLanes lanes that run in
+// parallel; each lane owns its buffers and sums its dk contribution privately, and the lanes are added in a
+// fixed order, so the result does not depend on the number of threads.
+const (
+	ixBlock = 16
+	ixLanes = 8
+)
+
+// forLanes runs lane(l, items) over the lanes in parallel; lane l gets the items l, l+ixLanes, ... of n.
+func forLanes(n int, lane func(l int, items func(yield func(int) bool))) {
+	kernels.For(ixLanes, 1<<30, func(l int) {
+		lane(l, func(yield func(int) bool) {
+			for i := l; i < n; i += ixLanes {
+				if !yield(i) {
+					return
+				}
+			}
+		})
+	})
 }
 
 // NewIndexer allocates the buffers of an indexer over [B, T].
@@ -80,10 +104,28 @@ func NewIndexer[T Float](d IndexerDims, B, T_ int, rope *kernels.RopeTable) (*In
 		return nil, fmt.Errorf("dsa: length %d exceeds the RoPE table (%d positions)", T_, rope.MaxPos)
 	}
 	N := B * T_
-	return &Indexer[T]{IndexerDims: d, B: B, T: T_, Rope: rope,
+	ix := &Indexer[T]{IndexerDims: d, B: B, T: T_, Rope: rope,
 		q: make([]T, N*d.H*d.Dh), k: make([]T, N*d.Dh), khat: make([]T, N*d.Dh), rstd: make([]T, N), w: make([]T, N*d.H),
-		z: make([]T, N*d.H*T_), dz: make([]T, N*d.H*T_),
-		dq: make([]T, N*d.H*d.Dh), dk: make([]T, N*d.Dh), dw: make([]T, N*d.H)}, nil
+		dq: make([]T, N*d.H*d.Dh), dk: make([]T, N*d.Dh), dw: make([]T, N*d.H)}
+	for l := range ixLanes {
+		ix.z[l] = make([]T, ixBlock*d.H*T_)
+	}
+	return ix, nil
+}
+
+// block returns the batch row, first and end query of work item i (blocks of ixBlock queries per batch row).
+func (ix *Indexer[T]) block(i int) (b, t0, t1 int) {
+	nb := (ix.T + ixBlock - 1) / ixBlock
+	b, t0 = i/nb, (i%nb)*ixBlock
+	return b, t0, min(t0+ixBlock, ix.T)
+}
+
+// blockZ computes Z = Q_block·K[0:t1]ᵀ into the lane's buffer, [(t1−t0)·H, t1]: row (t−t0)·H+j holds q_t[j]·k_s.
+func (ix *Indexer[T]) blockZ(l, b, t0, t1 int) []T {
+	H, Dh, o := ix.H, ix.Dh, b*ix.T
+	z := ix.z[l][:(t1-t0)*H*t1]
+	kernels.Gemm(false, true, (t1-t0)*H, t1, Dh, 1, ix.q[(o+t0)*H*Dh:], Dh, ix.k[o*Dh:], Dh, 0, z, t1)
+	return z
 }
 
 // Keys computes the index keys k [n, Dh] (rotated, positions pos0, pos0+1, ...) and the normalised keys before
@@ -139,23 +181,23 @@ func (ix *Indexer[T]) Forward(h, qn []T, wt IndexerWeights[T], scores []T) {
 		Keys(d, ix.Rope, ix.k[o*Dh:(o+T_)*Dh], ix.khat[o*Dh:(o+T_)*Dh], ix.rstd[o:o+T_], h[o*d.D:(o+T_)*d.D], T_, 0, wt)
 		Queries(d, ix.Rope, ix.q[o*H*Dh:(o+T_)*H*Dh], ix.w[o*H:(o+T_)*H], qn[o*d.QR:(o+T_)*d.QR], h[o*d.D:(o+T_)*d.D], T_, 0, wt)
 	}
-	// Z_b = Q_b·K_bᵀ [T·H, T]: row t·H+j holds q_t[j]·k_s (only s ≤ t is used).
-	for b := 0; b < ix.B; b++ {
-		o := b * T_
-		kernels.Gemm(false, true, T_*H, T_, Dh, 1, ix.q[o*H*Dh:], Dh, ix.k[o*Dh:], Dh, 0, ix.z[o*H*T_:], T_)
-	}
-	kernels.For(ix.B*T_, 2*T_*H, func(n int) {
-		t := n % T_
-		Z := ix.z[n*H*T_ : (n+1)*H*T_] // [H, T] for query n
-		row := scores[n*T_ : (n+1)*T_]
-		clear(row)
-		w := ix.w[n*H : (n+1)*H]
-		for j := 0; j < H; j++ {
-			zj := Z[j*T_ : j*T_+t+1]
-			wj := w[j]
-			for s, v := range zj {
-				if v > 0 {
-					row[s] += wj * v
+	nItems := ix.B * ((T_ + ixBlock - 1) / ixBlock)
+	forLanes(nItems, func(l int, items func(func(int) bool)) {
+		for i := range items {
+			b, t0, t1 := ix.block(i)
+			z := ix.blockZ(l, b, t0, t1)
+			for t := t0; t < t1; t++ {
+				n := b*T_ + t
+				row := scores[n*T_ : (n+1)*T_]
+				clear(row[t+1:])
+				w := ix.w[n*H : (n+1)*H]
+				for j := 0; j < H; j++ {
+					zj := z[((t-t0)*H+j)*t1 : ((t-t0)*H+j)*t1+t+1]
+					if j == 0 {
+						kernels.ReluScale(row[:t+1], zj, w[j])
+					} else {
+						kernels.ReluAxpy(row[:t+1], zj, w[j])
+					}
 				}
 			}
 		}
@@ -167,39 +209,52 @@ func (ix *Indexer[T]) Forward(h, qn []T, wt IndexerWeights[T], scores []T) {
 func (ix *Indexer[T]) Backward(h, qn []T, wt IndexerWeights[T], dScores []T, dh, dqn []T, dwt IndexerWeights[T]) {
 	d, T_, H, Dh := ix.IndexerDims, ix.T, ix.H, ix.Dh
 	N := ix.B * T_
-	kernels.For(N, 4*T_*H, func(n int) {
-		t := n % T_
-		Z, dZ := ix.z[n*H*T_:(n+1)*H*T_], ix.dz[n*H*T_:(n+1)*H*T_]
-		dI := dScores[n*T_ : n*T_+t+1]
-		w := ix.w[n*H : (n+1)*H]
-		dw := ix.dw[n*H : (n+1)*H]
-		for j := 0; j < H; j++ {
-			zj, dzj := Z[j*T_:j*T_+t+1], dZ[j*T_:(j+1)*T_]
-			var acc T
-			for s, v := range zj {
-				if v > 0 {
-					acc += dI[s] * v
-					dzj[s] = dI[s] * w[j]
-				} else {
-					dzj[s] = 0
+	nItems := ix.B * ((T_ + ixBlock - 1) / ixBlock)
+	hs := T(d.HeadScale())
+	forLanes(nItems, func(l int, items func(func(int) bool)) {
+		if ix.dkLane[l] == nil {
+			ix.dkLane[l] = make([]T, N*Dh)
+		}
+		dkl := ix.dkLane[l]
+		clear(dkl)
+		for i := range items {
+			b, t0, t1 := ix.block(i)
+			o := b * T_
+			// Recompute the block's Z and turn it into dZ in place: dZ = dI·w·[z > 0] on s ≤ t, 0 beyond.
+			z := ix.blockZ(l, b, t0, t1)
+			for t := t0; t < t1; t++ {
+				n := o + t
+				dI := dScores[n*T_ : n*T_+t+1]
+				for j := 0; j < H; j++ {
+					zj := z[((t-t0)*H+j)*t1 : ((t-t0)*H+j+1)*t1]
+					ix.dw[n*H+j] = hs * kernels.ReluBackward(zj[:t+1], dI, ix.w[n*H+j])
+					clear(zj[t+1:])
 				}
 			}
-			clear(dzj[t+1:]) // the non-causal part takes no gradient
-			dw[j] = acc * T(d.HeadScale())
+			// dQ_block = dZ·K[0:t1];  dK[0:t1] += dZᵀ·Q_block (the lane's partial sum).
+			rows := (t1 - t0) * H
+			kernels.Gemm(false, false, rows, Dh, t1, 1, z, t1, ix.k[o*Dh:], Dh, 0, ix.dq[(o+t0)*H*Dh:], Dh)
+			kernels.Gemm(true, false, t1, Dh, rows, 1, z, t1, ix.q[(o+t0)*H*Dh:], Dh, 1, dkl[o*Dh:], Dh)
 		}
 	})
-	// Per batch row: dQ_b = dZ_b·K_b [T·H, Dh] and dK_b = dZ_bᵀ·Q_b [T, Dh], then undo the rotations.
-	kernels.For(ix.B, 4*T_*T_*H*Dh, func(b int) {
-		o := b * T_
-		kernels.Gemm(false, false, T_*H, Dh, T_, 1, ix.dz[o*H*T_:], T_, ix.k[o*Dh:], Dh, 0, ix.dq[o*H*Dh:], Dh)
-		kernels.Gemm(true, false, T_, Dh, T_*H, 1, ix.dz[o*H*T_:], T_, ix.q[o*H*Dh:], Dh, 0, ix.dk[o*Dh:], Dh)
-		for t := 0; t < T_ && d.Dr > 0; t++ {
-			for j := 0; j < H; j++ {
-				q := ((o+t)*H + j) * Dh
-				kernels.Rope(ix.Rope, ix.dq[q:q+d.Dr], t, false, true)
-			}
-			kernels.Rope(ix.Rope, ix.dk[(o+t)*Dh:(o+t)*Dh+d.Dr], t, false, true)
+	kernels.For(N, 2*ixLanes*Dh, func(n int) {
+		dk := ix.dk[n*Dh : (n+1)*Dh]
+		copy(dk, ix.dkLane[0][n*Dh:(n+1)*Dh])
+		for l := 1; l < ixLanes; l++ {
+			kernels.Axpy(1, ix.dkLane[l][n*Dh:(n+1)*Dh], dk)
 		}
+	})
+	// Undo the rotations.
+	kernels.For(N, 4*H*Dh, func(n int) {
+		if d.Dr == 0 {
+			return
+		}
+		t := n % T_
+		for j := 0; j < H; j++ {
+			q := (n*H + j) * Dh
+			kernels.Rope(ix.Rope, ix.dq[q:q+d.Dr], t, false, true)
+		}
+		kernels.Rope(ix.Rope, ix.dk[n*Dh:n*Dh+d.Dr], t, false, true)
 	})
 	// Query side: dqn += dq·W_Q, dW_Q += dqᵀ·qn.
 	kernels.LinearBackward(dqn, dwt.WQ, ix.dq, qn, wt.WQ, N, d.QR, H*Dh)

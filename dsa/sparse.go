@@ -37,8 +37,6 @@ type SparseMLA[T Float] struct {
 	dkr        []T // [B·H, T, dr]
 	lengths    []int32
 	sel        []int32
-	dot        func(x, y []T) T
-	axpy       func(a T, x, y []T)
 }
 
 // NewSparseMLA allocates the kernel's buffers.
@@ -54,7 +52,6 @@ func NewSparseMLA[T Float](d MLADims, B, T_, K int, rope *kernels.RopeTable) (*S
 		P: make([]T, BH*T_*K),
 		q: make([]T, BH*T_*dq), k: make([]T, BH*T_*dq), v: make([]T, BH*T_*d.Dv),
 		dq: make([]T, BH*T_*dq), dk: make([]T, BH*T_*dq), dv: make([]T, BH*T_*d.Dv), dkr: make([]T, BH*T_*d.Dr)}
-	s.dot, s.axpy = Level1[T]()
 	return s, nil
 }
 
@@ -72,6 +69,19 @@ func Level1[T Float]() (dot func(x, y []T) T, axpy func(a T, x, y []T)) {
 		a := func(al float64, x, y []float64) { impl.Daxpy(len(x), al, x, 1, y, 1) }
 		return any(d).(func(x, y []T) T), any(a).(func(a T, x, y []T))
 	}
+}
+
+// compact writes the valid selected positions of query t (0 ≤ s < lim) into idx and their slots into slot,
+// returning how many there are.
+func compact(S []int32, lim int, idx, slot []int32) int {
+	m := 0
+	for i, s := range S {
+		if s >= 0 && int(s) < lim {
+			idx[m], slot[m] = s, int32(i)
+			m++
+		}
+	}
+	return m
 }
 
 // Forward computes out [N, H·dv] from q, kv, kva, the selection sel [N·K] and the valid lengths [B].
@@ -96,27 +106,23 @@ func (a *SparseMLA[T]) Forward(q, kv, kva []T, sel, lengths []int32, out []T) er
 			copy(V[t*dv:(t+1)*dv], kvr[dn:])
 		}
 		L := min(int(lengths[b]), T_)
-		negInf := T(math.Inf(-1))
+		idx, slot, pc := make([]int32, K), make([]int32, K), make([]T, K)
 		for t := 0; t < T_; t++ {
 			n := b*T_ + t
-			lim := Candidates(t, L)
-			S := sel[n*K : (n+1)*K]
 			P := a.P[(bh*T_+t)*K : (bh*T_+t+1)*K]
-			qt := Q[t*dq : (t+1)*dq]
-			for i, s := range S {
-				if s < 0 || int(s) >= lim {
-					P[i] = negInf
-					continue
-				}
-				P[i] = a.dot(qt, Kk[int(s)*dq:(int(s)+1)*dq]) * a.Scale
-			}
-			kernels.SoftmaxRow(P)
+			clear(P)
 			o := out[n*H*dv+h*dv : n*H*dv+(h+1)*dv]
 			clear(o)
-			for i, s := range S {
-				if P[i] != 0 {
-					a.axpy(P[i], V[int(s)*dv:(int(s)+1)*dv], o)
-				}
+			m := compact(sel[n*K:(n+1)*K], Candidates(t, L), idx, slot)
+			if m == 0 {
+				continue
+			}
+			// Gather the m selected keys: scores, softmax, then the weighted sum of their values.
+			kernels.GatherDot(pc[:m], Q[t*dq:(t+1)*dq], Kk, dq, idx[:m], a.Scale)
+			kernels.SoftmaxRowFast(pc[:m])
+			kernels.GatherAxpy(o, pc[:m], V, dv, idx[:m])
+			for i, p := range pc[:m] {
+				P[slot[i]] = p
 			}
 		}
 	})
@@ -134,37 +140,32 @@ func (a *SparseMLA[T]) Backward(dout, dQin, dKV, dKVA []T) {
 		clear(dQ)
 		clear(dK)
 		clear(dV)
-		var dpBuf [256]T
-		dp := dpBuf[:0]
-		if K > len(dpBuf) {
-			dp = make([]T, K)
-		} else {
-			dp = dpBuf[:K]
-		}
+		L := min(int(a.lengths[b]), T_)
+		idx, slot, pc, dp := make([]int32, K), make([]int32, K), make([]T, K), make([]T, K)
 		for t := 0; t < T_; t++ {
 			n := b*T_ + t
-			S := a.sel[n*K : (n+1)*K]
+			m := compact(a.sel[n*K:(n+1)*K], Candidates(t, L), idx, slot)
+			if m == 0 {
+				continue
+			}
 			P := a.P[(bh*T_+t)*K : (bh*T_+t+1)*K]
+			for i, s := range slot[:m] {
+				pc[i] = P[s]
+			}
 			dO := dout[n*H*dv+h*dv : n*H*dv+(h+1)*dv]
+			// dp_s = dO·V_s;  dV_s += p_s·dO;  dS_s = p_s·(dp_s − Σ p·dp)·τ;  dq_t += Σ dS_s·K_s;  dK_s += dS_s·q_t.
+			kernels.GatherDot(dp[:m], dO, V, dv, idx[:m], 1)
+			kernels.ScatterAxpy(dV, dv, idx[:m], pc[:m], dO)
 			var sum T
-			for i, s := range S {
-				if P[i] == 0 {
-					dp[i] = 0
-					continue
-				}
-				dp[i] = a.dot(dO, V[int(s)*dv:(int(s)+1)*dv])
-				a.axpy(P[i], dO, dV[int(s)*dv:(int(s)+1)*dv])
-				sum += P[i] * dp[i]
+			for i, p := range pc[:m] {
+				sum += p * dp[i]
 			}
-			qt, dqt := Q[t*dq:(t+1)*dq], dQ[t*dq:(t+1)*dq]
-			for i, s := range S {
-				if P[i] == 0 {
-					continue
-				}
-				ds := P[i] * (dp[i] - sum) * a.Scale
-				a.axpy(ds, Kk[int(s)*dq:(int(s)+1)*dq], dqt)
-				a.axpy(ds, qt, dK[int(s)*dq:(int(s)+1)*dq])
+			for i, p := range pc[:m] {
+				dp[i] = p * (dp[i] - sum) * a.Scale
 			}
+			qt := Q[t*dq : (t+1)*dq]
+			kernels.GatherAxpy(dQ[t*dq:(t+1)*dq], dp[:m], Kk, dq, idx[:m])
+			kernels.ScatterAxpy(dK, dq, idx[:m], dp[:m], qt)
 		}
 		dkr := a.dkr[bh*T_*dr : (bh+1)*T_*dr]
 		for t := 0; t < T_; t++ {

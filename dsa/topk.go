@@ -6,6 +6,7 @@
 package dsa
 
 import (
+	"math"
 	"slices"
 
 	"github.com/sparrow-rl/sparrow/internal/kernels"
@@ -75,13 +76,116 @@ func SelectRow[T Float](dst []int32, scores []T, n int, heap []int32) {
 	slices.Sort(dst)
 }
 
-// SelectTopK fills sel [B·T·k] from scores [B, T, T] (row b·T+t) and the valid lengths of the rows.
+// SelectTopK fills sel [B·T·k] from scores [B, T, T] (row b·T+t) and the valid lengths of the rows. float32
+// scores go through an O(T) radix select per row (selectRowRadix), float64 through the heap of SelectRow; both
+// make the same selection.
 func SelectTopK[T Float](sel []int32, scores []T, B, T_, k int, lengths []int32) {
-	parallelRows(B*T_, T_, func(n int, heap []int32) {
-		b, t := n/T_, n%T_
-		L := min(int(lengths[b]), T_)
-		SelectRow(sel[n*k:(n+1)*k], scores[n*T_:(n+1)*T_], Candidates(t, L), heap)
-	}, k)
+	f32, radix := any(scores).([]float32)
+	w := max(min(kernels.Threads(), B*T_), 1)
+	chunk := (B*T_ + w - 1) / w
+	kernels.For(w, chunk*T_*8, func(c int) {
+		heap := make([]int32, k)
+		var rs *radixScratch
+		if radix {
+			rs = &radixScratch{cand: make([]int32, 0, T_), cand2: make([]int32, 0, T_)}
+		}
+		for n := c * chunk; n < min((c+1)*chunk, B*T_); n++ {
+			b, t := n/T_, n%T_
+			L := min(int(lengths[b]), T_)
+			dst, m := sel[n*k:(n+1)*k], Candidates(t, L)
+			if radix {
+				selectRowRadix(dst, f32[n*T_:(n+1)*T_], m, rs)
+			} else {
+				SelectRow(dst, scores[n*T_:(n+1)*T_], m, heap)
+			}
+		}
+	})
+}
+
+// radixScratch is the per-worker scratch of selectRowRadix.
+type radixScratch struct {
+	hist        [2048]int32
+	cand, cand2 []int32
+}
+
+// key32 maps a float32 to a uint32 whose unsigned order is the order of the floats (−0 counts as +0).
+func key32(v float32) uint32 {
+	u := math.Float32bits(v)
+	if u == 1<<31 {
+		u = 0
+	}
+	if u>>31 != 0 {
+		return ^u
+	}
+	return u | 1<<31
+}
+
+// selectRowRadix is SelectRow for float32 in O(n): it finds the key of the k-th largest score by a three-level
+// radix select on key32 (11, 11 and 10 bits, each level histogramming only the previous level's bucket), then
+// takes, in position order, every score above that key and the lowest positions holding it.
+func selectRowRadix(dst []int32, scores []float32, n int, rs *radixScratch) {
+	k := len(dst)
+	if n <= k {
+		for i := range dst {
+			if i < n {
+				dst[i] = int32(i)
+			} else {
+				dst[i] = -1
+			}
+		}
+		return
+	}
+	x := scores[:n]
+	h := &rs.hist
+	// pick returns the highest bucket b of h[:nb] with Σ_{b' ≥ b} h[b'] ≥ need, and how many to take from it.
+	pick := func(nb, need int) (int, int) {
+		b := nb - 1
+		for ; b > 0 && int(h[b]) < need; b-- {
+			need -= int(h[b])
+		}
+		return b, need
+	}
+	clear(h[:])
+	for _, v := range x {
+		h[key32(v)>>21]++
+	}
+	b1, need := pick(2048, k)
+	cand := rs.cand[:0]
+	for s, v := range x {
+		if key32(v)>>21 == uint32(b1) {
+			cand = append(cand, int32(s))
+		}
+	}
+	clear(h[:])
+	for _, s := range cand {
+		h[key32(x[s])>>10&2047]++
+	}
+	b2, need := pick(2048, need)
+	cand2 := rs.cand2[:0]
+	for _, s := range cand {
+		if key32(x[s])>>10&2047 == uint32(b2) {
+			cand2 = append(cand2, s)
+		}
+	}
+	clear(h[:1024])
+	for _, s := range cand2 {
+		h[key32(x[s])&1023]++
+	}
+	b3, need := pick(1024, need)
+	thr := uint32(b1)<<21 | uint32(b2)<<10 | uint32(b3)
+	i := 0
+	for s, v := range x {
+		if kv := key32(v); kv >= thr {
+			if kv == thr {
+				if need == 0 {
+					continue
+				}
+				need--
+			}
+			dst[i] = int32(s)
+			i++
+		}
+	}
 }
 
 // TopMass returns the sum of the k largest values of p (all of p when len(p) ≤ k): the attention mass the best
@@ -95,16 +199,4 @@ func TopMass[T Float](p []T, k int, idx, heap []int32) float64 {
 		}
 	}
 	return s
-}
-
-// parallelRows runs body over n rows on kernels.Threads() workers, each with its own scratch of length k.
-func parallelRows(n, cost int, body func(row int, scratch []int32), k int) {
-	w := max(min(kernels.Threads(), n), 1)
-	chunk := (n + w - 1) / w
-	kernels.For(w, chunk*cost*8, func(c int) {
-		scratch := make([]int32, k)
-		for i := c * chunk; i < min((c+1)*chunk, n); i++ {
-			body(i, scratch)
-		}
-	})
 }

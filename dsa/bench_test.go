@@ -1,0 +1,75 @@
+package dsa
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/sparrow-rl/sparrow/internal/kernels"
+)
+
+// Benchmarks of the DSA kernels at the default shape of `trainer bench attention` (8 heads, qk 64+32, v 64;
+// indexer 2 heads × 32; k = 256), per part, e.g.
+//
+//	go test -run - -bench . -benchtime 3x ./dsa/
+func benchData(n int, rng *rand.Rand, s float64) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64() * s)
+	}
+	return x
+}
+
+func BenchmarkDSAParts(b *testing.B) {
+	const H, dn, dr, dv, kvr, K = 8, 64, 32, 64, 128, 256
+	const D, QR, IH, IDh = 256, 128, 2, 32
+	for _, L := range []int{1024, 2048, 4096} {
+		rng := rand.New(rand.NewPCG(1, uint64(L)))
+		rope := kernels.NewRopeTable(dr, L, 10000)
+		lengths := []int32{int32(L)}
+		ix, err := NewIndexer[float32](IndexerDims{D: D, QR: QR, H: IH, Dh: IDh, Dr: dr}, 1, L, rope)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h, qn := benchData(L*D, rng, 1), benchData(L*QR, rng, 1)
+		wt := IndexerWeights[float32]{WQ: benchData(IH*IDh*QR, rng, 0.1), WK: benchData(IDh*D, rng, 0.1), KNorm: benchData(IDh, rng, 1), KBias: benchData(IDh, rng, 0.1), WW: benchData(IH*D, rng, 0.1)}
+		dwt := IndexerWeights[float32]{WQ: make([]float32, len(wt.WQ)), WK: make([]float32, len(wt.WK)), KNorm: make([]float32, IDh), KBias: make([]float32, IDh), WW: make([]float32, len(wt.WW))}
+		scores, dScores := make([]float32, L*L), benchData(L*L, rng, 0.01)
+		dh, dqn := make([]float32, len(h)), make([]float32, len(qn))
+		sel := make([]int32, L*K)
+		b.Run(fmt.Sprintf("L=%d/indexer_fwd", L), func(b *testing.B) {
+			for b.Loop() {
+				ix.Forward(h, qn, wt, scores)
+			}
+		})
+		b.Run(fmt.Sprintf("L=%d/topk", L), func(b *testing.B) {
+			for b.Loop() {
+				SelectTopK(sel, scores, 1, L, K, lengths)
+			}
+		})
+		b.Run(fmt.Sprintf("L=%d/indexer_bwd", L), func(b *testing.B) {
+			for b.Loop() {
+				ix.Backward(h, qn, wt, dScores, dh, dqn, dwt)
+			}
+		})
+		sa, err := NewSparseMLA[float32](MLADims{H: H, Dn: dn, Dr: dr, Dv: dv, KVr: kvr}, 1, L, K, rope)
+		if err != nil {
+			b.Fatal(err)
+		}
+		q, kv, kva := benchData(L*H*(dn+dr), rng, 1), benchData(L*H*(dn+dv), rng, 1), benchData(L*(kvr+dr), rng, 1)
+		out, dout := make([]float32, L*H*dv), benchData(L*H*dv, rng, 1)
+		dq, dkv, dkva := make([]float32, len(q)), make([]float32, len(kv)), make([]float32, len(kva))
+		b.Run(fmt.Sprintf("L=%d/sparse_fwd", L), func(b *testing.B) {
+			for b.Loop() {
+				if err := sa.Forward(q, kv, kva, sel, lengths, out); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("L=%d/sparse_bwd", L), func(b *testing.B) {
+			for b.Loop() {
+				sa.Backward(dout, dq, dkv, dkva)
+			}
+		})
+	}
+}

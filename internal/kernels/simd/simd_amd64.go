@@ -1,0 +1,47 @@
+// Package simd holds the assembly of float32 kernels of package kernels (gather.go, relu.go): AVX2+FMA on
+// amd64. It is a package of its own because package kernels uses cgo in the OpenBLAS build, and a cgo
+// package cannot hold Go assembly. Callers check Available and bounds-check every row; m ≥ 1 and n is a
+// multiple of 8.
+package simd
+
+import "golang.org/x/sys/cpu"
+
+// Available says whether the CPU runs these kernels (AVX2 and FMA).
+var Available = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+// GatherDot sets out[i] = alpha · x[0:n]·(row idx[i] of base, stride floats apart) for i < m.
+//
+//go:noescape
+func GatherDot(out, x *float32, n int, base *float32, stride int, idx *int32, m int, alpha float32)
+
+// GatherAxpy accumulates y[0:n] += Σ_{i<m} a[i]·(row idx[i] of base).
+//
+//go:noescape
+func GatherAxpy(y *float32, n int, a, base *float32, stride int, idx *int32, m int)
+
+// ScatterAxpy accumulates (row idx[i] of base) += a[i]·x[0:n] for i < m, in order.
+//
+//go:noescape
+func ScatterAxpy(base *float32, stride int, idx *int32, a *float32, m int, x *float32, n int)
+
+// ReluScale sets y[i] = a·max(x[i], 0) for i < n (n a multiple of 8).
+//
+//go:noescape
+func ReluScale(y, x *float32, n int, a float32)
+
+// ReluAxpy accumulates y[i] += a·max(x[i], 0) for i < n (n a multiple of 8).
+//
+//go:noescape
+func ReluAxpy(y, x *float32, n int, a float32)
+
+// ReluBackward returns Σ grad[i]·max(dst[i], 0) and overwrites dst[i] with grad[i]·w where dst[i] > 0, 0
+// elsewhere (i < n, n a multiple of 8).
+//
+//go:noescape
+func ReluBackward(dst, grad *float32, n int, w float32) float32
+
+// ExpSub sets x[i] = exp(x[i] − m) for i < n (n a multiple of 8; relative error about 2e-7; arguments below
+// −87 give 0) and returns the sum of the results.
+//
+//go:noescape
+func ExpSub(x *float32, n int, m float32) float32

@@ -87,6 +87,10 @@ type Data struct {
 	// chat conversations whose structural literals are special ids: task families render prompt + worked
 	// solution, files hold a messages column), or "" = text for pretrain, chat for sft.
 	Format string `yaml:"format"`
+	// Packing is how chat documents fill the B×T rows: "packed" (default: one stream, a document continues
+	// in the next row), "whole" (whole documents only, a row's tail padded; a document longer than a row is
+	// truncated) or "padded" (one document per row).
+	Packing string `yaml:"packing"`
 }
 
 // Optimizer is the AdamW optimizer.

@@ -177,6 +177,8 @@ func TestValidationErrors(t *testing.T) {
 			[]string{"configs/x.yaml:5: stages[sft].schedule.warmup_steps: 20 exceeds train.steps 5"}},
 		{"seq_len exceeds positions", "model:\n  max_position_embeddings: 64\n", nil,
 			[]string{"configs/x.yaml:2: train.seq_len: 128 exceeds model.max_position_embeddings 64"}},
+		{"data packing", "data:\n  packing: tight\n", nil, []string{`configs/x.yaml:2: data.packing: must be one of , packed, whole, padded, got "tight"`}},
+		{"packing of text", "data:\n  format: text\n  packing: whole\n", nil, []string{"configs/x.yaml:3: data.packing: applies to chat documents, not data.format text"}},
 		{"jsonl needs a path", "data:\n  text_column: body\n  source: jsonl\n", nil,
 			[]string{"configs/x.yaml:3: data.path: required when data.source is jsonl"}},
 		{"parquet needs a path and a column", "data:\n  source: parquet\n  text_column: \"\"\n", nil,

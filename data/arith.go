@@ -14,6 +14,16 @@
 //     single-digit products with carries ("7*9=63, write 3 carry 6; 4*9+6=42, ..."); the i-th partial product
 //     is shifted by i places, and the partial products are summed by column addition.
 //
+// Placed style (ArithmeticProblemPlaced): the same work, but every operand is first restated with the place of
+// each digit written after it (a = units, b = tens, c = hundreds, …, the shorter operands padded with zeros to
+// the common width), and every column step starts with its place:
+//
+//	347: 3c 4b 7a. 589: 5c 8b 9a. a: 7+9=16, write 6 carry 1; b: 4+8+1=13, write 3 carry 1; c: 3+5+1=9, write 9
+//
+// A small causal transformer reads a digit of the prompt only by its distance from the end of its operand,
+// which differs from problem to problem; a restated digit sits next to its place letter, so a column step
+// finds its digits by content ("the digit before b") instead.
+//
 // The <think> and </think> here are plain text of the pre-training corpus, not the chat format's specials.
 // Operands are decimal strings and all the work is digit by digit, so results are exact at any length.
 
@@ -92,7 +102,12 @@ func randomNumber(rng *rand.Rand, maxDigits int) string {
 
 // ArithmeticProblem returns the problem "a op b" with its worked solution. a and b are non-negative decimal
 // numbers without leading zeros; op is "+", "-" or "*".
-func ArithmeticProblem(a, op, b string) (Problem, error) {
+func ArithmeticProblem(a, op, b string) (Problem, error) { return arithmeticProblem(a, op, b, false) }
+
+// ArithmeticProblemPlaced is ArithmeticProblem with the placed worked solution (see the file comment).
+func ArithmeticProblemPlaced(a, op, b string) (Problem, error) { return arithmeticProblem(a, op, b, true) }
+
+func arithmeticProblem(a, op, b string, placed bool) (Problem, error) {
 	for _, n := range []string{a, b} {
 		if !isCanonicalNumber(n) {
 			return Problem{}, fmt.Errorf("arithmetic: operand %q is not a decimal number without leading zeros", n)
@@ -102,11 +117,11 @@ func ArithmeticProblem(a, op, b string) (Problem, error) {
 	var answer string
 	switch op {
 	case "+":
-		answer = columnAdd(&think, []string{a, b})
+		answer = columnAdd(&think, []string{a, b}, placed)
 	case "-":
-		answer = workSubtract(&think, a, b)
+		answer = workSubtract(&think, a, b, placed)
 	case "*":
-		answer = workMultiply(&think, a, b)
+		answer = workMultiply(&think, a, b, placed)
 	default:
 		return Problem{}, fmt.Errorf("arithmetic: unknown operator %q (want + - *)", op)
 	}
@@ -158,18 +173,48 @@ func fromLittleEndian(digits []byte) (n string, dropped bool) {
 
 func writeInt(sb *strings.Builder, v int) { sb.WriteString(strconv.Itoa(v)) }
 
+// PlaceLabel is the letter of place col in the placed style: 'a' for units, 'b' for tens, and so on.
+func PlaceLabel(col int) byte { return byte('a' + col) }
+
+// WritePlaced restates each number with its digits' places, padded with zeros to width digits:
+// "46: 0c 4b 6a. " for width 3.
+func WritePlaced(sb *strings.Builder, nums []string, width int) {
+	for _, n := range nums {
+		sb.WriteString(n)
+		sb.WriteByte(':')
+		for col := width - 1; col >= 0; col-- {
+			sb.WriteByte(' ')
+			writeInt(sb, digitAt(n, col))
+			sb.WriteByte(PlaceLabel(col))
+		}
+		sb.WriteString(". ")
+	}
+}
+
+// WriteColumn starts the step of column col: "; " between steps, then "b: " in the placed style.
+func WriteColumn(sb *strings.Builder, col int, placed bool) {
+	if col > 0 {
+		sb.WriteString("; ")
+	}
+	if placed {
+		sb.WriteByte(PlaceLabel(col))
+		sb.WriteString(": ")
+	}
+}
+
 // columnAdd writes the column addition of nums (two or more) to sb and returns the sum.
-func columnAdd(sb *strings.Builder, nums []string) string {
+func columnAdd(sb *strings.Builder, nums []string, placed bool) string {
 	width := 0
 	for _, n := range nums {
 		width = max(width, len(n))
 	}
+	if placed {
+		WritePlaced(sb, nums, width)
+	}
 	digits := make([]byte, 0, width+3)
 	carry := 0
 	for col := range width {
-		if col > 0 {
-			sb.WriteString("; ")
-		}
+		WriteColumn(sb, col, placed)
 		sum := carry
 		for j, n := range nums {
 			if j > 0 {
@@ -195,7 +240,8 @@ func columnAdd(sb *strings.Builder, nums []string) string {
 		}
 	}
 	if carry > 0 {
-		sb.WriteString("; write ")
+		WriteColumn(sb, width, placed)
+		sb.WriteString("write ")
 		writeInt(sb, carry)
 		for ; carry > 0; carry /= 10 {
 			digits = append(digits, byte(carry%10))
@@ -206,13 +252,14 @@ func columnAdd(sb *strings.Builder, nums []string) string {
 }
 
 // columnSubtract writes the column subtraction a-b (a ≥ b) to sb and returns the difference.
-func columnSubtract(sb *strings.Builder, a, b string) string {
+func columnSubtract(sb *strings.Builder, a, b string, placed bool) string {
+	if placed {
+		WritePlaced(sb, []string{a, b}, len(a))
+	}
 	digits := make([]byte, 0, len(a))
 	borrow := 0
 	for col := range len(a) {
-		if col > 0 {
-			sb.WriteString("; ")
-		}
+		WriteColumn(sb, col, placed)
 		t, d := digitAt(a, col), digitAt(b, col)
 		expr := func(top int) {
 			writeInt(sb, top)
@@ -247,25 +294,28 @@ func columnSubtract(sb *strings.Builder, a, b string) string {
 }
 
 // workSubtract writes the solution of a-b and returns it, negative when a < b.
-func workSubtract(sb *strings.Builder, a, b string) string {
+func workSubtract(sb *strings.Builder, a, b string, placed bool) string {
 	if !lessNumber(a, b) {
-		return columnSubtract(sb, a, b)
+		return columnSubtract(sb, a, b, placed)
 	}
 	fmt.Fprintf(sb, "%s<%s, so %s-%s=-(%s-%s); ", a, b, a, b, b, a)
-	d := columnSubtract(sb, b, a)
+	d := columnSubtract(sb, b, a, placed)
 	fmt.Fprintf(sb, "; %s-%s=%s, so %s-%s=-%s", b, a, d, a, b, d)
 	return "-" + d
 }
 
 // workMultiply writes the solution of a*b and returns the product.
-func workMultiply(sb *strings.Builder, a, b string) string {
+func workMultiply(sb *strings.Builder, a, b string, placed bool) string {
+	if placed {
+		WritePlaced(sb, []string{a}, len(a))
+	}
 	partials := make([]string, 0, len(b))
 	for i := range len(b) {
 		if i > 0 {
 			sb.WriteString(". ")
 		}
 		d := digitAt(b, i)
-		p := multiplyDigit(sb, a, d)
+		p := multiplyDigit(sb, a, d, placed)
 		if p != "0" && i > 0 {
 			p += strings.Repeat("0", i)
 			fmt.Fprintf(sb, ", shifted %d: %s", i, p)
@@ -276,13 +326,13 @@ func workMultiply(sb *strings.Builder, a, b string) string {
 		return partials[0]
 	}
 	sb.WriteString(". Sum: ")
-	sum := columnAdd(sb, partials)
+	sum := columnAdd(sb, partials, placed)
 	fmt.Fprintf(sb, ", so %s=%s", strings.Join(partials, "+"), sum)
 	return sum
 }
 
 // multiplyDigit writes "a*d: steps, so a*d=P" (or "a*0=0") and returns P.
-func multiplyDigit(sb *strings.Builder, a string, d int) string {
+func multiplyDigit(sb *strings.Builder, a string, d int, placed bool) string {
 	if d == 0 {
 		fmt.Fprintf(sb, "%s*0=0", a)
 		return "0"
@@ -291,9 +341,7 @@ func multiplyDigit(sb *strings.Builder, a string, d int) string {
 	digits := make([]byte, 0, len(a)+1)
 	carry := 0
 	for col := range len(a) {
-		if col > 0 {
-			sb.WriteString("; ")
-		}
+		WriteColumn(sb, col, placed)
 		t := digitAt(a, col)
 		p := t*d + carry
 		writeInt(sb, t)
@@ -315,7 +363,8 @@ func multiplyDigit(sb *strings.Builder, a string, d int) string {
 		}
 	}
 	if carry > 0 {
-		sb.WriteString("; write ")
+		WriteColumn(sb, len(a), placed)
+		sb.WriteString("write ")
 		writeInt(sb, carry)
 		digits = append(digits, byte(carry))
 	}

@@ -194,3 +194,29 @@ func TestArithmeticGenerateDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestArithmeticPlacedGolden: the placed style, hand-written (see the file comment of arith.go).
+func TestArithmeticPlacedGolden(t *testing.T) {
+	tests := []struct{ a, op, b, think, answer string }{
+		{"347", "+", "589", "347: 3c 4b 7a. 589: 5c 8b 9a. a: 7+9=16, write 6 carry 1; b: 4+8+1=13, write 3 carry 1; c: 3+5+1=9, write 9", "936"},
+		{"46", "+", "4", "46: 4b 6a. 4: 0b 4a. a: 6+4=10, write 0 carry 1; b: 4+0+1=5, write 5", "50"},
+		{"95", "+", "7", "95: 9b 5a. 7: 0b 7a. a: 5+7=12, write 2 carry 1; b: 9+0+1=10, write 0 carry 1; c: write 1", "102"},
+		{"500", "-", "7", "500: 5c 0b 0a. 7: 0c 0b 7a. a: 0-7<0, borrow 1: 10-7=3, write 3; b: 0-1-0<0, borrow 1: 10-1-0=9, write 9; c: 5-1-0=4, write 4", "493"},
+		{"3", "-", "12", "3<12, so 3-12=-(12-3); 12: 1b 2a. 3: 0b 3a. a: 2-3<0, borrow 1: 12-3=9, write 9; b: 1-1-0=0, write 0; drop leading zeros: 9; 12-3=9, so 3-12=-9", "-9"},
+		{"73", "*", "8", "73: 7b 3a. 73*8: a: 3*8=24, write 4 carry 2; b: 7*8+2=58, write 8 carry 5; c: write 5, so 73*8=584", "584"},
+	}
+	for _, tt := range tests {
+		p, err := ArithmeticProblemPlaced(tt.a, tt.op, tt.b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "Q: " + tt.a + tt.op + tt.b + "=?\nA: <think>" + tt.think + "</think> " + tt.answer + "\n"
+		if p.Text != want || p.Answer != tt.answer {
+			t.Errorf("%s%s%s:\n got %q\nwant %q", tt.a, tt.op, tt.b, p.Text, want)
+		}
+		plain, err := ArithmeticProblem(tt.a, tt.op, tt.b)
+		if err != nil || plain.Answer != p.Answer || plain.Key != p.Key {
+			t.Errorf("%s%s%s: plain style answers %q (err %v), placed %q", tt.a, tt.op, tt.b, plain.Answer, err, p.Answer)
+		}
+	}
+}

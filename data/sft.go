@@ -15,6 +15,12 @@
 // positions PAD with LossMask 0, and Lengths[b] = n-1, the number of real input positions. A document needs
 // at least two tokens (one target).
 //
+// Whole (NewDocPackerWhole): rows hold whole documents only. Documents are appended to a row while they fit
+// in its T+1 tokens; the one that does not fit opens the next row, and the row's tail is PAD with LossMask 0
+// (Lengths[b] = the row's real tokens − 1). A document longer than T+1 is truncated like in padded mode. No
+// target is ever trained without its document's beginning (its prompt) in context, at the cost of a little
+// padding — what a family of short prompt+solution documents wants.
+//
 // The packer's cursor (DocPackerState) is the source cursor plus the tokens and mask drawn but not yet
 // emitted, so a restored packer continues the exact stream of an uninterrupted run. Next reuses the Batch's
 // buffers and the packer's own: it allocates nothing in steady state beyond what the source allocates to
@@ -50,6 +56,7 @@ type DocSource interface {
 const (
 	DocPackPacked = "packed"
 	DocPackPadded = "padded"
+	DocPackWhole  = "whole"
 )
 
 // DocPacker packs or pads the documents of a DocSource into batches (see the file comment).
@@ -57,6 +64,7 @@ type DocPacker struct {
 	src    DocSource
 	B, T   int
 	padded bool
+	whole  bool
 
 	ids   []int32 // packed: token stream; ids[start:] is not emitted yet
 	mask  []uint8 // packed: the loss mask of ids
@@ -90,10 +98,32 @@ func NewDocPackerPadded(src DocSource, B, T int) *DocPacker {
 	return &DocPacker{src: src, B: B, T: T, padded: true}
 }
 
-// Mode returns DocPackPacked or DocPackPadded.
+// NewDocPackerWhole returns a packer that fills each row with whole documents, padding its tail with PAD
+// (LossMask 0), emitting batches of B rows of T tokens.
+func NewDocPackerWhole(src DocSource, B, T int) *DocPacker {
+	return &DocPacker{src: src, B: B, T: T, whole: true}
+}
+
+// NewDocPackerMode returns the packer of mode DocPackPacked, DocPackWhole or DocPackPadded ("" = packed).
+func NewDocPackerMode(mode string, src DocSource, B, T int) (*DocPacker, error) {
+	switch mode {
+	case "", DocPackPacked:
+		return NewDocPacker(src, B, T), nil
+	case DocPackWhole:
+		return NewDocPackerWhole(src, B, T), nil
+	case DocPackPadded:
+		return NewDocPackerPadded(src, B, T), nil
+	}
+	return nil, fmt.Errorf("doc packer: unknown mode %q (want %s, %s or %s)", mode, DocPackPacked, DocPackWhole, DocPackPadded)
+}
+
+// Mode returns DocPackPacked, DocPackWhole or DocPackPadded.
 func (p *DocPacker) Mode() string {
-	if p.padded {
+	switch {
+	case p.padded:
 		return DocPackPadded
+	case p.whole:
+		return DocPackWhole
 	}
 	return DocPackPacked
 }
@@ -114,6 +144,9 @@ func (p *DocPacker) Next(dst *Batch) error {
 	dst.Reset(p.B, p.T)
 	if p.padded {
 		return p.nextPadded(dst)
+	}
+	if p.whole {
+		return p.nextWhole(dst)
 	}
 	B, T := p.B, p.T
 	tokens := 0
@@ -162,6 +195,65 @@ func (p *DocPacker) nextPadded(dst *Batch) error {
 		for i, m := range doc.Mask[1:n] {
 			lm[i] = float32(m)
 			tokens += int(m)
+		}
+		for i := n - 1; i < T; i++ {
+			in[i], tg[i], lm[i] = PAD, PAD, 0
+		}
+		dst.Lengths[b] = n - 1
+	}
+	dst.Tokens = tokens
+	return nil
+}
+
+// nextWhole fills each row with whole documents. p.ids/p.mask hold at most one document drawn but not yet
+// placed (it did not fit in the previous row).
+func (p *DocPacker) nextWhole(dst *Batch) error {
+	B, T := p.B, p.T
+	tokens := 0
+	for b := range B {
+		in, tg, lm := dst.Inputs[b*T:(b+1)*T], dst.Targets[b*T:(b+1)*T], dst.LossMask[b*T:(b+1)*T]
+		n := 0 // real tokens placed in this row's T+1 window
+		place := func(ids []int32, mask []uint8) {
+			for i, id := range ids {
+				pos := n + i // window position of this token
+				if pos < T {
+					in[pos] = id
+				}
+				if pos > 0 {
+					tg[pos-1] = id
+					lm[pos-1] = float32(mask[i])
+					tokens += int(mask[i])
+				}
+			}
+			n += len(ids)
+		}
+		for {
+			if len(p.ids) == 0 {
+				doc, err := p.nextDoc()
+				if err != nil {
+					return err
+				}
+				p.ids = append(p.ids[:0], doc.IDs...)
+				p.mask = append(p.mask[:0], doc.Mask...)
+			}
+			d := len(p.ids)
+			if n+d > T+1 {
+				if n > 0 {
+					break // opens the next row
+				}
+				p.truncated++
+				p.truncatedTokens += int64(d - (T + 1))
+				d = T + 1
+			}
+			place(p.ids[:d], p.mask[:d])
+			p.ids, p.mask = p.ids[:0], p.mask[:0]
+			if n == T+1 {
+				break
+			}
+		}
+		if n < 2 {
+			return fmt.Errorf("doc packer: document %d has %d token, nothing to predict (a row needs at least 2)",
+				p.src.State().Docs, n)
 		}
 		for i := n - 1; i < T; i++ {
 			in[i], tg[i], lm[i] = PAD, PAD, 0

@@ -121,6 +121,41 @@ func TestDocPackerPaddedGolden(t *testing.T) {
 	}
 }
 
+func TestDocPackerWholeGolden(t *testing.T) {
+	docs := []Doc{
+		{IDs: []int32{10, 11, 12, 13}, Mask: []uint8{0, 0, 1, 1}},               // A: B does not fit after it
+		{IDs: []int32{20, 21, 22}, Mask: []uint8{0, 1, 1}},                      // B
+		{IDs: []int32{30, 31}, Mask: []uint8{0, 1}},                             // C: B+C fill T+1 = 5 exactly
+		{IDs: []int32{40, 41, 42, 43, 44, 45}, Mask: []uint8{0, 0, 1, 1, 1, 1}}, // D: longer than a row, 1 token dropped
+	}
+	p := NewDocPackerWhole(&sliceDocs{docs: docs}, 2, 4)
+	want := []wantBatch{
+		// row A: 10 11 12 13 + pad; row B+C: 20 21 22 30 31 (C's first token is a target with mask 0).
+		{in: []int32{10, 11, 12, PAD, 20, 21, 22, 30}, tg: []int32{11, 12, 13, PAD, 21, 22, 30, 31},
+			mask: []float32{0, 1, 1, 0, 1, 1, 0, 1}, lengths: []int{3, 4}, tokens: 5},
+		// row D truncated to 40..44; then A again (B is drawn, does not fit, and waits).
+		{in: []int32{40, 41, 42, 43, 10, 11, 12, PAD}, tg: []int32{41, 42, 43, 44, 11, 12, 13, PAD},
+			mask: []float32{0, 1, 1, 1, 0, 1, 1, 0}, lengths: []int{4, 3}, tokens: 5},
+	}
+	var b Batch
+	for i, w := range want {
+		if err := p.Next(&b); err != nil {
+			t.Fatal(err)
+		}
+		checkBatch(t, i, &b, w)
+	}
+	if d, n := p.Truncated(); d != 1 || n != 1 {
+		t.Errorf("truncated %d documents, %d tokens; want 1, 1", d, n)
+	}
+	s := p.State()
+	if s.Mode != DocPackWhole || !slices.Equal(s.Leftover, []int32{20, 21, 22}) || s.Corpus.Docs != 6 {
+		t.Errorf("state %+v", s)
+	}
+	if _, err := NewDocPackerMode("stream", &sliceDocs{docs: docs}, 2, 4); err == nil || !strings.Contains(err.Error(), `"stream"`) {
+		t.Errorf("unknown mode: err %v", err)
+	}
+}
+
 // TestDocPackerStreamInvariant checks, over many batches of documents of varied lengths, that packed rows
 // are consecutive windows of the document stream and that each LossMask entry is the mask of its target.
 func TestDocPackerStreamInvariant(t *testing.T) {
@@ -178,19 +213,20 @@ func TestDocPackerResume(t *testing.T) {
 		}
 		docs = append(docs, doc)
 	}
-	for _, mode := range []string{DocPackPacked, DocPackPadded} {
+	for _, mode := range []string{DocPackPacked, DocPackPadded, DocPackWhole} {
 		t.Run(mode, func(t *testing.T) {
 			mk := func() *DocPacker {
-				if mode == DocPackPadded {
-					return NewDocPackerPadded(&sliceDocs{docs: docs}, 2, 7)
+				p, err := NewDocPackerMode(mode, &sliceDocs{docs: docs}, 2, 7)
+				if err != nil {
+					t.Fatal(err)
 				}
-				return NewDocPacker(&sliceDocs{docs: docs}, 2, 7)
+				return p
 			}
 			const N = 12
 			refP := mk()
 			ref := runDocPacker(t, refP, N)
-			if d, _ := refP.Truncated(); mode == DocPackPadded && d == 0 {
-				t.Fatal("the padded case truncates no document")
+			if d, _ := refP.Truncated(); mode != DocPackPacked && d == 0 {
+				t.Fatalf("the %s case truncates no document", mode)
 			}
 			for cut := range N {
 				p := mk()

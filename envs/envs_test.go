@@ -73,7 +73,7 @@ func TestNewErrors(t *testing.T) {
 		want string
 	}{
 		{"chess", Options{}, `envs: unknown family "chess" (registered: code, dataset, kvretrieval, logic, math)`},
-		{"math", Options{Params: map[string]string{"digit": "3"}}, "params.digit: unknown key (the math family knows digits, mul_digits_a, mul_digits_b, ops)"},
+		{"math", Options{Params: map[string]string{"digit": "3"}}, "params.digit: unknown key (the math family knows digits, mul_digits_a, mul_digits_b, ops, style)"},
 		{"math", Options{Params: map[string]string{"digits": "x"}}, `params.digits: want an integer, got "x"`},
 		{"math", Options{Params: map[string]string{"digits": "40"}}, "params.digits: 40 is outside [1, 18]"},
 		{"math", Options{Params: map[string]string{"ops": "+,/"}}, `params.ops: "/" is not one of +, -, *`},
@@ -419,5 +419,38 @@ func TestRenderEmptyReasoning(t *testing.T) {
 	n := 4 + len(task.Prompt) // BOS, User, prompt, Assistant, <think>
 	if len(ids) != n+1+len(task.Answer)+1 || ids[n] != data.ThinkEnd || mask[n-1] != 0 || mask[n] != 1 || mask[len(mask)-1] != 1 {
 		t.Errorf("TrainingIDs = %v, mask %v", ids, mask)
+	}
+}
+
+// TestMathPlacedStyle: style placed writes the placed worked solution, and its flawed twin drops every carry
+// and borrow in the same layout (hand-written).
+func TestMathPlacedStyle(t *testing.T) {
+	m, err := NewMath(Options{Params: map[string]string{"style": "placed"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ a, op, b, think, flawed, flawedAnswer string }{
+		{"347", "+", "589", "347: 3c 4b 7a. 589: 5c 8b 9a. a: 7+9=16, write 6 carry 1; b: 4+8+1=13, write 3 carry 1; c: 3+5+1=9, write 9",
+			"347: 3c 4b 7a. 589: 5c 8b 9a. a: 7+9=16, write 6; b: 4+8=12, write 2; c: 3+5=8, write 8", "826"},
+		{"500", "-", "7", "500: 5c 0b 0a. 7: 0c 0b 7a. a: 0-7<0, borrow 1: 10-7=3, write 3; b: 0-1-0<0, borrow 1: 10-1-0=9, write 9; c: 5-1-0=4, write 4",
+			"500: 5c 0b 0a. 7: 0c 0b 7a. a: 0-7<0, so 7-0=7, write 7; b: 0-0=0, write 0; c: 5-0=5, write 5", "507"},
+		{"73", "*", "8", "73: 7b 3a. 73*8: a: 3*8=24, write 4 carry 2; b: 7*8+2=58, write 8 carry 5; c: write 5, so 73*8=584",
+			"73: 7b 3a. 73*8: a: 3*8=24, write 4; b: 7*8=56, write 6, so 73*8=64", "64"},
+	}
+	for _, tt := range tests {
+		task, err := MathTask(tt.a, tt.op, tt.b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, _ := m.Solution(task); r != tt.think {
+			t.Errorf("%s solution\n got %q\nwant %q", task.ID, r, tt.think)
+		}
+		r, a, ok := m.FlawedSolution(task)
+		if r != tt.flawed || a != tt.flawedAnswer || !ok {
+			t.Errorf("%s flawed\n got %q → %q (%v)\nwant %q → %q", task.ID, r, a, ok, tt.flawed, tt.flawedAnswer)
+		}
+	}
+	if _, err := NewMath(Options{Params: map[string]string{"style": "fancy"}}); err == nil || !strings.Contains(err.Error(), `params.style: "fancy" is not one of plain, placed`) {
+		t.Errorf("bad style: err %v", err)
 	}
 }

@@ -10,6 +10,8 @@
 //	digits        most digits of an operand of + and - (default 3, 1..18)
 //	mul_digits_a  most digits of the first operand of * (default digits)
 //	mul_digits_b  most digits of the second operand of * (default digits)
+//	style         worked-solution style: plain (default) or placed (operands restated digit by digit with
+//	              their places, each column step labelled with its place; see data.ArithmeticProblemPlaced)
 //
 // Operands are drawn as data's generator draws them: the digit count uniform in 1..max, then the digits
 // uniform without a leading zero. The recipe's mix "+ and - up to 3 digits, 3-digit × 1-digit" is
@@ -40,6 +42,7 @@ type Math struct {
 	ops        []string
 	digits     int
 	mulA, mulB int
+	placed     bool
 	heldOut    float64
 	reward     RewardOptions
 }
@@ -66,6 +69,7 @@ func NewMath(opts Options) (*Math, error) {
 	m.digits = p.int("digits", 3, 1, 18)
 	m.mulA = p.int("mul_digits_a", m.digits, 1, 18)
 	m.mulB = p.int("mul_digits_b", m.digits, 1, 18)
+	m.placed = p.oneOf("style", "plain", []string{"plain", "placed"}) == "placed"
 	if err := p.done(); err != nil {
 		return nil, err
 	}
@@ -127,7 +131,11 @@ func randomNumber(rng *rand.Rand, maxDigits int) string {
 
 // Solution returns data's worked solution and the answer.
 func (m *Math) Solution(t Task) (reasoning, answer string) {
-	p, err := data.ArithmeticProblem(t.Meta["a"], t.Meta["op"], t.Meta["b"])
+	solve := data.ArithmeticProblem
+	if m.placed {
+		solve = data.ArithmeticProblemPlaced
+	}
+	p, err := solve(t.Meta["a"], t.Meta["op"], t.Meta["b"])
 	if err != nil {
 		return "", t.Answer
 	}
@@ -186,11 +194,11 @@ func (m *Math) FlawedSolution(t Task) (reasoning, answer string, ok bool) {
 	var sb strings.Builder
 	switch op {
 	case "+":
-		answer = flawedAdd(&sb, []string{a, b})
+		answer = flawedAdd(&sb, []string{a, b}, m.placed)
 	case "-":
-		answer = flawedSubtract(&sb, a, b)
+		answer = flawedSubtract(&sb, a, b, m.placed)
 	case "*":
-		answer = flawedMultiply(&sb, a, b)
+		answer = flawedMultiply(&sb, a, b, m.placed)
 	default:
 		return "", "", false
 	}
@@ -214,16 +222,17 @@ func trimZeros(s string) string {
 }
 
 // flawedAdd adds column by column writing each column's sum mod 10 and never carrying.
-func flawedAdd(sb *strings.Builder, nums []string) string {
+func flawedAdd(sb *strings.Builder, nums []string, placed bool) string {
 	width := 0
 	for _, n := range nums {
 		width = max(width, len(n))
 	}
+	if placed {
+		data.WritePlaced(sb, nums, width)
+	}
 	out := make([]byte, width)
 	for col := range width {
-		if col > 0 {
-			sb.WriteString("; ")
-		}
+		data.WriteColumn(sb, col, placed)
 		sum := 0
 		for j, n := range nums {
 			if j > 0 {
@@ -240,12 +249,13 @@ func flawedAdd(sb *strings.Builder, nums []string) string {
 }
 
 // flawedColumns subtracts b from a (a ≥ b) column by column, smaller digit from larger, never borrowing.
-func flawedColumns(sb *strings.Builder, a, b string) string {
+func flawedColumns(sb *strings.Builder, a, b string, placed bool) string {
+	if placed {
+		data.WritePlaced(sb, []string{a, b}, len(a))
+	}
 	out := make([]byte, len(a))
 	for col := range len(a) {
-		if col > 0 {
-			sb.WriteString("; ")
-		}
+		data.WriteColumn(sb, col, placed)
 		t, d := digitAt(a, col), digitAt(b, col)
 		v := t - d
 		if v < 0 {
@@ -270,12 +280,12 @@ func lessNumber(a, b string) bool {
 	return a < b
 }
 
-func flawedSubtract(sb *strings.Builder, a, b string) string {
+func flawedSubtract(sb *strings.Builder, a, b string, placed bool) string {
 	if !lessNumber(a, b) {
-		return flawedColumns(sb, a, b)
+		return flawedColumns(sb, a, b, placed)
 	}
 	fmt.Fprintf(sb, "%s<%s, so %s-%s=-(%s-%s); ", a, b, a, b, b, a)
-	d := flawedColumns(sb, b, a)
+	d := flawedColumns(sb, b, a, placed)
 	fmt.Fprintf(sb, "; %s-%s=%s, so %s-%s=-%s", b, a, d, a, b, d)
 	if d == "0" {
 		return "0"
@@ -285,7 +295,10 @@ func flawedSubtract(sb *strings.Builder, a, b string) string {
 
 // flawedMultiply multiplies digit by digit keeping only the units digit of each product (no carries), then
 // adds the shifted partial products without carries.
-func flawedMultiply(sb *strings.Builder, a, b string) string {
+func flawedMultiply(sb *strings.Builder, a, b string, placed bool) string {
+	if placed {
+		data.WritePlaced(sb, []string{a}, len(a))
+	}
 	partials := make([]string, 0, len(b))
 	for i := range len(b) {
 		if i > 0 {
@@ -300,9 +313,7 @@ func flawedMultiply(sb *strings.Builder, a, b string) string {
 			fmt.Fprintf(sb, "%s*%d: ", a, d)
 			out := make([]byte, len(a))
 			for col := range len(a) {
-				if col > 0 {
-					sb.WriteString("; ")
-				}
+				data.WriteColumn(sb, col, placed)
 				t := digitAt(a, col)
 				fmt.Fprintf(sb, "%d*%d=%d, write %d", t, d, t*d, t*d%10)
 				out[len(a)-1-col] = byte('0' + t*d%10)
@@ -320,7 +331,7 @@ func flawedMultiply(sb *strings.Builder, a, b string) string {
 		return partials[0]
 	}
 	sb.WriteString(". Sum: ")
-	sum := flawedAdd(sb, partials)
+	sum := flawedAdd(sb, partials, placed)
 	fmt.Fprintf(sb, ", so %s=%s", strings.Join(partials, "+"), sum)
 	return sum
 }

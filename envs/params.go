@@ -91,6 +91,19 @@ func (p *params) str(key, def string) string {
 	return s
 }
 
+// oneOf reads one name from allowed; absent means def.
+func (p *params) oneOf(key, def string, allowed []string) string {
+	s, ok := p.get(key)
+	if !ok {
+		return def
+	}
+	if !slices.Contains(allowed, s) {
+		p.fail(key, "%q is not one of %s", s, strings.Join(allowed, ", "))
+		return def
+	}
+	return s
+}
+
 // list reads a comma-separated list of names from allowed (repeats weight a name); empty means def.
 func (p *params) list(key string, def, allowed []string) []string {
 	s, ok := p.get(key)

@@ -92,7 +92,11 @@ func newBatcher(st configs.Stage, seed int64, tok *data.Tokenizer, split data.Sp
 	if err != nil {
 		return nil, err
 	}
-	return &docBatcher{src: src, p: data.NewDocPacker(src, B, T)}, nil
+	p, err := data.NewDocPackerMode(d.Packing, src, B, T)
+	if err != nil {
+		return nil, fmt.Errorf("data.packing: %w", err)
+	}
+	return &docBatcher{src: src, p: p}, nil
 }
 
 // familyDocs renders tasks of a family as chat conversations: the prompt and a worked solution (or, with

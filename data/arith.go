@@ -105,7 +105,9 @@ func randomNumber(rng *rand.Rand, maxDigits int) string {
 func ArithmeticProblem(a, op, b string) (Problem, error) { return arithmeticProblem(a, op, b, false) }
 
 // ArithmeticProblemPlaced is ArithmeticProblem with the placed worked solution (see the file comment).
-func ArithmeticProblemPlaced(a, op, b string) (Problem, error) { return arithmeticProblem(a, op, b, true) }
+func ArithmeticProblemPlaced(a, op, b string) (Problem, error) {
+	return arithmeticProblem(a, op, b, true)
+}
 
 func arithmeticProblem(a, op, b string, placed bool) (Problem, error) {
 	for _, n := range []string{a, b} {

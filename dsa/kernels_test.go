@@ -277,3 +277,55 @@ func head(x []int32) string {
 	}
 	return fmt.Sprint(x)
 }
+
+// TestSparseGroupingInvariant: the head grouping (chosen from the cache size) changes only the memory layout:
+// outputs and gradients are bitwise equal with all heads in one group and with one head per group, in float32
+// (assembly) and float64.
+func TestSparseGroupingInvariant(t *testing.T) {
+	t.Run("float32", func(t *testing.T) { groupingInvariant[float32](t) })
+	t.Run("float64", func(t *testing.T) { groupingInvariant[float64](t) })
+}
+
+func groupingInvariant[F Float](t *testing.T) {
+	const B, T, K = 2, 40, 12
+	md := MLADims{H: 4, Dn: 16, Dr: 8, Dv: 16, KVr: 8}
+	rng := rand.New(rand.NewPCG(19, 20))
+	rope := kernels.NewRopeTable(md.Dr, T, 10000)
+	lengths := []int32{T, 31}
+	sel := randomSelection(rng, B, T, K, lengths)
+	conv := func(x []float64) []F {
+		y := make([]F, len(x))
+		for i, v := range x {
+			y[i] = F(v)
+		}
+		return y
+	}
+	N := B * T
+	q, kv, kva := conv(randSlice(rng, N*md.H*24, 1)), conv(randSlice(rng, N*md.H*32, 1)), conv(randSlice(rng, N*16, 1))
+	dout := conv(randSlice(rng, N*md.H*md.Dv, 1))
+	run := func(cache int) [][]F {
+		saved := groupCache
+		groupCache = cache
+		defer func() { groupCache = saved }()
+		a, err := NewSparseMLA[F](md, B, T, K, rope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if G, _ := a.groups(); (cache == 1) != (G == md.H) {
+			t.Fatalf("cache %d: %d groups", cache, G)
+		}
+		out := make([]F, len(dout))
+		if err := a.Forward(q, kv, kva, sel, lengths, out); err != nil {
+			t.Fatal(err)
+		}
+		g := [][]F{out, make([]F, len(q)), make([]F, len(kv)), make([]F, len(kva))}
+		a.Backward(dout, g[1], g[2], g[3])
+		return g
+	}
+	one, split := run(1<<30), run(1)
+	for i, name := range []string{"out", "dq", "dkv", "dkva"} {
+		if !slices.Equal(one[i], split[i]) {
+			t.Errorf("%s differs between one group of 4 heads and 4 groups of 1", name)
+		}
+	}
+}

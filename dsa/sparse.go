@@ -5,9 +5,20 @@
 //	p_{n,i,·} = softmax_{s ∈ S_n}(Q_t·K_s·τ),  o_{t,i} = Σ_{s ∈ S_n} p_{n,i,s} V_s
 //
 // with MLA's interleaved RoPE and the same input/output layout as the dense kernel of package model (q
-// [N, H·(dn+dr)], kv [N, H·(dn+dv)], kva [N, kvr+dr], out [N, H·dv]). Forward gathers the k selected keys of
-// each query, backward scatter-adds their gradients: the work and memory are O(T·k) per head, never O(T²).
-// Selected positions outside the query's candidates (s ≥ Candidates(t, L)) and −1 slots are ignored.
+// [N, H·(dn+dr)], kv [N, H·(dn+dv)], kva [N, kvr+dr], out [N, H·dv]). Selected positions outside the query's
+// candidates (s ≥ Candidates(t, L)) and −1 slots are ignored. The work and memory are O(T·k) per head, never
+// O(T²):
+//
+//   - Forward gathers, per query, the k selected key and value rows (one contiguous run per token for a group
+//     of heads) with the kernels of internal/kernels (gather.go, gather_heads.go).
+//   - Backward computes dq per query from the gathered keys, and dk, dv per key from the transposed selection
+//     (the queries that selected the key): each gradient row is written once, by gathering the queries' q and
+//     dO rows, instead of being scatter-added from every query.
+//
+// The random row accesses are the cost, so the heads are processed in groups small enough for the group's
+// k, v (and dk, dv) of a whole sequence to stay in cache, and both workers run over the queries (forward and
+// dq) or keys (dk, dv) of one group at a time. Every per-head sum is taken in a fixed order, so results do not
+// depend on the grouping or the number of threads.
 package dsa
 
 import (
@@ -32,11 +43,17 @@ type SparseMLA[T Float] struct {
 	// P [B·H, T, K]: the attention probability of each slot after Forward (0 for unused slots).
 	P []T
 
-	q, k, v    []T // [B·H, T, dq], [B·H, T, dq], [B·H, T, dv]
-	dq, dk, dv []T
+	q, k, v    []T // [B, G, T, Hg, dq], [B, G, T, Hg, dq], [B, G, T, Hg, dv]: see groups
+	dq, dk, dv []T // same layouts
+	ds         []T // [B·H, T, K]: the score gradients of the valid slots (Backward)
 	dkr        []T // [B·H, T, dr]
-	lengths    []int32
-	sel        []int32
+	// The transposed selection of batch row b: the valid (query, slot) pairs that selected key s are
+	// colT/colSlot[b·T·K + colStart[b·(T+1)+s] : … + colStart[b·(T+1)+s+1]], in increasing query order.
+	colStart      []int32
+	colT, colSlot []int32
+	colMax        []int // [B]: the most queries any key of the row was selected by
+	lengths       []int32
+	sel           []int32
 }
 
 // NewSparseMLA allocates the kernel's buffers.
@@ -51,7 +68,8 @@ func NewSparseMLA[T Float](d MLADims, B, T_, K int, rope *kernels.RopeTable) (*S
 	s := &SparseMLA[T]{MLADims: d, B: B, T: T_, K: K, Scale: T(1 / math.Sqrt(float64(dq))), Rope: rope,
 		P: make([]T, BH*T_*K),
 		q: make([]T, BH*T_*dq), k: make([]T, BH*T_*dq), v: make([]T, BH*T_*d.Dv),
-		dq: make([]T, BH*T_*dq), dk: make([]T, BH*T_*dq), dv: make([]T, BH*T_*d.Dv), dkr: make([]T, BH*T_*d.Dr)}
+		dq: make([]T, BH*T_*dq), dk: make([]T, BH*T_*dq), dv: make([]T, BH*T_*d.Dv), dkr: make([]T, BH*T_*d.Dr),
+		colStart: make([]int32, B*(T_+1)), colT: make([]int32, B*T_*K), colSlot: make([]int32, B*T_*K), colMax: make([]int, B)}
 	return s, nil
 }
 
@@ -84,6 +102,93 @@ func compact(S []int32, lim int, idx, slot []int32) int {
 	return m
 }
 
+// groupCache is the memory the k and v rows of one head group over a whole sequence may take (the backward
+// touches as much again for dk and dv): about a quarter of a server L3. A variable for the tests.
+var groupCache = 8 << 20
+
+// groups splits the H heads into G groups of Hg (the largest divisor of H whose k and v rows of a sequence
+// fit in groupCache, at least 1). A selected token's keys for a group's heads are one contiguous run.
+func (a *SparseMLA[T]) groups() (G, Hg int) {
+	size := 8
+	var z T
+	if _, ok := any(z).(float32); ok {
+		size = 4
+	}
+	row := (a.Dn + a.Dr + a.Dv) * size
+	Hg = 1
+	for h := a.H; h > 1; h-- {
+		if a.H%h == 0 && a.T*h*row <= groupCache {
+			Hg = h
+			break
+		}
+	}
+	return a.H / Hg, Hg
+}
+
+// parallelRange runs body over [0, n) split into one contiguous range per worker.
+func parallelRange(n int, body func(lo, hi int)) {
+	w := max(min(kernels.Threads(), n), 1)
+	chunk := (n + w - 1) / w
+	kernels.For(w, 1<<30, func(c int) {
+		if lo := c * chunk; lo < n {
+			body(lo, min(lo+chunk, n))
+		}
+	})
+}
+
+// parallelInterleaved runs body over [0, n) in blocks of 64 dealt round-robin to the workers (for work that
+// grows or shrinks along the range).
+func parallelInterleaved(n int, body func(lo, hi int)) {
+	const blk = 64
+	nb := (n + blk - 1) / blk
+	w := max(min(kernels.Threads(), nb), 1)
+	kernels.For(w, 1<<30, func(c int) {
+		for b := c; b < nb; b += w {
+			body(b*blk, min((b+1)*blk, n))
+		}
+	})
+}
+
+// transpose builds the transposed selection of batch row b (valid length L).
+func (a *SparseMLA[T]) transpose(b, L int) {
+	T_, K := a.T, a.K
+	start := a.colStart[b*(T_+1) : (b+1)*(T_+1)]
+	clear(start)
+	for t := range T_ {
+		lim := Candidates(t, L)
+		for _, s := range a.sel[(b*T_+t)*K : (b*T_+t+1)*K] {
+			if s >= 0 && int(s) < lim {
+				start[s+1]++
+			}
+		}
+	}
+	mx := 0
+	for s := range T_ {
+		mx = max(mx, int(start[s+1]))
+		start[s+1] += start[s]
+	}
+	a.colMax[b] = mx
+	colT, colSlot := a.colT[b*T_*K:(b+1)*T_*K], a.colSlot[b*T_*K:(b+1)*T_*K]
+	cursor := make([]int32, T_)
+	copy(cursor, start[:T_])
+	for t := range T_ {
+		lim := Candidates(t, L)
+		for i, s := range a.sel[(b*T_+t)*K : (b*T_+t+1)*K] {
+			if s >= 0 && int(s) < lim {
+				p := cursor[s]
+				colT[p], colSlot[p] = int32(t), int32(i)
+				cursor[s]++
+			}
+		}
+	}
+}
+
+// block returns the q, k, v (or gradient) rows of batch row b, head group g.
+func (a *SparseMLA[T]) block(x []T, b, g, G, Hg, w int) []T {
+	bg, rows := b*G+g, a.T*Hg
+	return x[bg*rows*w : (bg+1)*rows*w]
+}
+
 // Forward computes out [N, H·dv] from q, kv, kva, the selection sel [N·K] and the valid lengths [B].
 func (a *SparseMLA[T]) Forward(q, kv, kva []T, sel, lengths []int32, out []T) error {
 	T_, H, dn, dr, dv, K := a.T, a.H, a.Dn, a.Dr, a.Dv, a.K
@@ -92,40 +197,58 @@ func (a *SparseMLA[T]) Forward(q, kv, kva []T, sel, lengths []int32, out []T) er
 		return fmt.Errorf("dsa: selection has %d entries, want %d×%d", len(sel), a.B*T_, K)
 	}
 	a.sel, a.lengths = sel, lengths
-	kernels.For(a.B*H, T_*K*(dq+dv)*2, func(bh int) {
-		b, h := bh/H, bh%H
-		Q, Kk, V := a.q[bh*T_*dq:(bh+1)*T_*dq], a.k[bh*T_*dq:(bh+1)*T_*dq], a.v[bh*T_*dv:(bh+1)*T_*dv]
-		for t := 0; t < T_; t++ {
-			n := b*T_ + t
-			copy(Q[t*dq:(t+1)*dq], q[n*H*dq+h*dq:n*H*dq+(h+1)*dq])
-			kernels.Rope(a.Rope, Q[t*dq+dn:(t+1)*dq], t, true, false)
-			kvr := kv[n*H*(dn+dv)+h*(dn+dv) : n*H*(dn+dv)+(h+1)*(dn+dv)]
-			copy(Kk[t*dq:t*dq+dn], kvr[:dn])
-			copy(Kk[t*dq+dn:(t+1)*dq], kva[n*(a.KVr+dr)+a.KVr:(n+1)*(a.KVr+dr)])
-			kernels.Rope(a.Rope, Kk[t*dq+dn:(t+1)*dq], t, true, false)
-			copy(V[t*dv:(t+1)*dv], kvr[dn:])
-		}
+	G, Hg := a.groups()
+	for b := range a.B {
 		L := min(int(lengths[b]), T_)
-		idx, slot, pc := make([]int32, K), make([]int32, K), make([]T, K)
-		for t := 0; t < T_; t++ {
-			n := b*T_ + t
-			P := a.P[(bh*T_+t)*K : (bh*T_+t+1)*K]
-			clear(P)
-			o := out[n*H*dv+h*dv : n*H*dv+(h+1)*dv]
-			clear(o)
-			m := compact(sel[n*K:(n+1)*K], Candidates(t, L), idx, slot)
-			if m == 0 {
-				continue
-			}
-			// Gather the m selected keys: scores, softmax, then the weighted sum of their values.
-			kernels.GatherDot(pc[:m], Q[t*dq:(t+1)*dq], Kk, dq, idx[:m], a.Scale)
-			kernels.SoftmaxRowFast(pc[:m])
-			kernels.GatherAxpy(o, pc[:m], V, dv, idx[:m])
-			for i, p := range pc[:m] {
-				P[slot[i]] = p
-			}
+		a.transpose(b, L)
+		for g := range G {
+			Q, Kk, V := a.block(a.q, b, g, G, Hg, dq), a.block(a.k, b, g, G, Hg, dq), a.block(a.v, b, g, G, Hg, dv)
+			parallelRange(T_, func(lo, hi int) {
+				for t := lo; t < hi; t++ {
+					n := b*T_ + t
+					for hh := 0; hh < Hg; hh++ {
+						h, r := g*Hg+hh, t*Hg+hh
+						copy(Q[r*dq:(r+1)*dq], q[n*H*dq+h*dq:n*H*dq+(h+1)*dq])
+						kernels.Rope(a.Rope, Q[r*dq+dn:(r+1)*dq], t, true, false)
+						kvr := kv[n*H*(dn+dv)+h*(dn+dv) : n*H*(dn+dv)+(h+1)*(dn+dv)]
+						copy(Kk[r*dq:r*dq+dn], kvr[:dn])
+						copy(Kk[r*dq+dn:(r+1)*dq], kva[n*(a.KVr+dr)+a.KVr:(n+1)*(a.KVr+dr)])
+						kernels.Rope(a.Rope, Kk[r*dq+dn:(r+1)*dq], t, true, false)
+						copy(V[r*dv:(r+1)*dv], kvr[dn:])
+					}
+				}
+			})
+			parallelRange(T_, func(lo, hi int) {
+				idx, slot, sc := make([]int32, K), make([]int32, K), make([]T, Hg*K)
+				for t := lo; t < hi; t++ {
+					n := b*T_ + t
+					m := compact(sel[n*K:(n+1)*K], Candidates(t, L), idx, slot)
+					og := out[n*H*dv+g*Hg*dv : n*H*dv+(g+1)*Hg*dv] // the group's heads, side by side
+					clear(og)
+					for hh := 0; hh < Hg; hh++ {
+						h := g*Hg + hh
+						clear(a.P[((b*H+h)*T_+t)*K : ((b*H+h)*T_+t+1)*K])
+					}
+					if m == 0 {
+						continue
+					}
+					// Gather the m selected keys once for the group's heads: scores, softmax, weighted values.
+					kernels.GatherDotHeads(sc, K, Q[t*Hg*dq:(t+1)*Hg*dq], Hg, Kk, Hg*dq, idx[:m], a.Scale)
+					for hh := 0; hh < Hg; hh++ {
+						kernels.SoftmaxRowFast(sc[hh*K : hh*K+m])
+					}
+					kernels.GatherAxpyHeads(og, Hg, sc, K, V, Hg*dv, idx[:m])
+					for hh := 0; hh < Hg; hh++ {
+						h := g*Hg + hh
+						P := a.P[((b*H+h)*T_+t)*K : ((b*H+h)*T_+t+1)*K]
+						for i, p := range sc[hh*K : hh*K+m] {
+							P[slot[i]] = p
+						}
+					}
+				}
+			})
 		}
-	})
+	}
 	return nil
 }
 
@@ -133,56 +256,98 @@ func (a *SparseMLA[T]) Forward(q, kv, kva []T, sel, lengths []int32, out []T) er
 func (a *SparseMLA[T]) Backward(dout, dQin, dKV, dKVA []T) {
 	T_, H, dn, dr, dv, K := a.T, a.H, a.Dn, a.Dr, a.Dv, a.K
 	dq := dn + dr
-	kernels.For(a.B*H, T_*K*(dq+dv)*4, func(bh int) {
-		b, h := bh/H, bh%H
-		Q, Kk, V := a.q[bh*T_*dq:(bh+1)*T_*dq], a.k[bh*T_*dq:(bh+1)*T_*dq], a.v[bh*T_*dv:(bh+1)*T_*dv]
-		dQ, dK, dV := a.dq[bh*T_*dq:(bh+1)*T_*dq], a.dk[bh*T_*dq:(bh+1)*T_*dq], a.dv[bh*T_*dv:(bh+1)*T_*dv]
-		clear(dQ)
-		clear(dK)
-		clear(dV)
+	G, Hg := a.groups()
+	if a.ds == nil {
+		a.ds = make([]T, len(a.P))
+	}
+	for b := range a.B {
 		L := min(int(a.lengths[b]), T_)
-		idx, slot, pc, dp := make([]int32, K), make([]int32, K), make([]T, K), make([]T, K)
-		for t := 0; t < T_; t++ {
-			n := b*T_ + t
-			m := compact(a.sel[n*K:(n+1)*K], Candidates(t, L), idx, slot)
-			if m == 0 {
-				continue
-			}
-			P := a.P[(bh*T_+t)*K : (bh*T_+t+1)*K]
-			for i, s := range slot[:m] {
-				pc[i] = P[s]
-			}
-			dO := dout[n*H*dv+h*dv : n*H*dv+(h+1)*dv]
-			// dp_s = dO·V_s;  dV_s += p_s·dO;  dS_s = p_s·(dp_s − Σ p·dp)·τ;  dq_t += Σ dS_s·K_s;  dK_s += dS_s·q_t.
-			kernels.GatherDot(dp[:m], dO, V, dv, idx[:m], 1)
-			kernels.ScatterAxpy(dV, dv, idx[:m], pc[:m], dO)
-			var sum T
-			for i, p := range pc[:m] {
-				sum += p * dp[i]
-			}
-			for i, p := range pc[:m] {
-				dp[i] = p * (dp[i] - sum) * a.Scale
-			}
-			qt := Q[t*dq : (t+1)*dq]
-			kernels.GatherAxpy(dQ[t*dq:(t+1)*dq], dp[:m], Kk, dq, idx[:m])
-			kernels.ScatterAxpy(dK, dq, idx[:m], dp[:m], qt)
+		for g := range G {
+			Q, Kk, V := a.block(a.q, b, g, G, Hg, dq), a.block(a.k, b, g, G, Hg, dq), a.block(a.v, b, g, G, Hg, dv)
+			dQ, dK, dV := a.block(a.dq, b, g, G, Hg, dq), a.block(a.dk, b, g, G, Hg, dq), a.block(a.dv, b, g, G, Hg, dv)
+			// Per query: dp_s = dO·V_s;  dS_s = p_s·(dp_s − Σ p·dp)·τ (kept for the keys);  dq_t = Σ dS_s·K_s.
+			parallelRange(T_, func(lo, hi int) {
+				idx, slot, pc, dp := make([]int32, K), make([]int32, K), make([]T, Hg*K), make([]T, Hg*K)
+				for t := lo; t < hi; t++ {
+					n := b*T_ + t
+					dqt := dQ[t*Hg*dq : (t+1)*Hg*dq]
+					clear(dqt)
+					m := compact(a.sel[n*K:(n+1)*K], Candidates(t, L), idx, slot)
+					if m == 0 {
+						continue
+					}
+					for hh := 0; hh < Hg; hh++ {
+						P := a.P[((b*H+g*Hg+hh)*T_+t)*K:]
+						for i, s := range slot[:m] {
+							pc[hh*K+i] = P[s]
+						}
+					}
+					dOg := dout[n*H*dv+g*Hg*dv : n*H*dv+(g+1)*Hg*dv]
+					kernels.GatherDotHeads(dp, K, dOg, Hg, V, Hg*dv, idx[:m], 1)
+					for hh := 0; hh < Hg; hh++ {
+						p, d := pc[hh*K:hh*K+m], dp[hh*K:hh*K+m]
+						var sum T
+						for i, v := range p {
+							sum += v * d[i]
+						}
+						dS := a.ds[((b*H+g*Hg+hh)*T_+t)*K:]
+						for i, v := range p {
+							d[i] = v * (d[i] - sum) * a.Scale
+							dS[slot[i]] = d[i]
+						}
+					}
+					kernels.GatherAxpyHeads(dqt, Hg, dp, K, Kk, Hg*dq, idx[:m])
+				}
+			})
+			// Per key s, over the queries that selected it: dV_s = Σ_t p_{t,s}·dO_t,  dK_s = Σ_t dS_{t,s}·q_t.
+			start := a.colStart[b*(T_+1) : (b+1)*(T_+1)]
+			colT, colSlot := a.colT[b*T_*K:(b+1)*T_*K], a.colSlot[b*T_*K:(b+1)*T_*K]
+			cmax := a.colMax[b]
+			dOb := dout[b*T_*H*dv+g*Hg*dv:]
+			parallelInterleaved(T_, func(lo, hi int) {
+				wp, wd := make([]T, Hg*cmax), make([]T, Hg*cmax)
+				for s := lo; s < hi; s++ {
+					dks, dvs := dK[s*Hg*dq:(s+1)*Hg*dq], dV[s*Hg*dv:(s+1)*Hg*dv]
+					clear(dks)
+					clear(dvs)
+					c0, c1 := int(start[s]), int(start[s+1])
+					if c0 == c1 {
+						continue
+					}
+					ts, sl := colT[c0:c1], colSlot[c0:c1]
+					for hh := 0; hh < Hg; hh++ {
+						o := (b*H + g*Hg + hh) * T_
+						for j, t := range ts {
+							wp[hh*cmax+j] = a.P[(o+int(t))*K+int(sl[j])]
+							wd[hh*cmax+j] = a.ds[(o+int(t))*K+int(sl[j])]
+						}
+					}
+					kernels.GatherAxpyHeads(dvs, Hg, wp, cmax, dOb, H*dv, ts)
+					kernels.GatherAxpyHeads(dks, Hg, wd, cmax, Q, Hg*dq, ts)
+				}
+			})
+			parallelRange(T_, func(lo, hi int) {
+				for t := lo; t < hi; t++ {
+					n := b*T_ + t
+					for hh := 0; hh < Hg; hh++ {
+						h, r := g*Hg+hh, t*Hg+hh
+						kernels.Rope(a.Rope, dQ[r*dq+dn:(r+1)*dq], t, true, true)
+						if dQin != nil {
+							kernels.Axpy(1, dQ[r*dq:(r+1)*dq], dQin[n*H*dq+h*dq:n*H*dq+(h+1)*dq])
+						}
+						if dKV != nil {
+							kvr := dKV[n*H*(dn+dv)+h*(dn+dv) : n*H*(dn+dv)+(h+1)*(dn+dv)]
+							kernels.Axpy(1, dK[r*dq:r*dq+dn], kvr[:dn])
+							kernels.Axpy(1, dV[r*dv:(r+1)*dv], kvr[dn:])
+						}
+						dkr := a.dkr[((b*H+h)*T_+t)*dr : ((b*H+h)*T_+t+1)*dr]
+						copy(dkr, dK[r*dq+dn:(r+1)*dq])
+						kernels.Rope(a.Rope, dkr, t, true, true)
+					}
+				}
+			})
 		}
-		dkr := a.dkr[bh*T_*dr : (bh+1)*T_*dr]
-		for t := 0; t < T_; t++ {
-			n := b*T_ + t
-			kernels.Rope(a.Rope, dQ[t*dq+dn:(t+1)*dq], t, true, true)
-			if dQin != nil {
-				kernels.Axpy(1, dQ[t*dq:(t+1)*dq], dQin[n*H*dq+h*dq:n*H*dq+(h+1)*dq])
-			}
-			if dKV != nil {
-				kvr := dKV[n*H*(dn+dv)+h*(dn+dv) : n*H*(dn+dv)+(h+1)*(dn+dv)]
-				kernels.Axpy(1, dK[t*dq:t*dq+dn], kvr[:dn])
-				kernels.Axpy(1, dV[t*dv:(t+1)*dv], kvr[dn:])
-			}
-			copy(dkr[t*dr:(t+1)*dr], dK[t*dq+dn:(t+1)*dq])
-			kernels.Rope(a.Rope, dkr[t*dr:(t+1)*dr], t, true, true)
-		}
-	})
+	}
 	if dKVA == nil {
 		return
 	}

@@ -84,3 +84,63 @@ func TestGatherBounds(t *testing.T) {
 	}()
 	GatherDot(make([]float32, 1), make([]float32, 8), make([]float32, 16), 8, []int32{2}, 1)
 }
+
+// TestGatherHeads: the multi-head kernels equal a loop of the single-head ones (Go loops), with and without
+// the assembly; golden values for two heads of width 1 (Go path).
+func TestGatherHeads(t *testing.T) {
+	base := []float64{1, 2, 3, 4, 5, 6} // rows (1 | 2), (3 | 4), (5 | 6): two heads of width 1
+	out := make([]float64, 2*3)
+	GatherDotHeads(out, 3, []float64{10, 100}, 2, base, 2, []int32{2, 0}, 1)
+	if want := []float64{50, 10, 0, 600, 200, 0}; !equalF64(out, want) {
+		t.Fatalf("GatherDotHeads = %v, want %v", out, want)
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, c := range []struct{ heads, n, rows, m int }{{4, 96, 50, 40}, {4, 64, 30, 17}, {2, 40, 9, 5}, {1, 8, 4, 3}} {
+		stride := c.heads*c.n + 8
+		base := make([]float32, c.rows*stride)
+		for i := range base {
+			base[i] = float32(rng.NormFloat64())
+		}
+		x := make([]float32, c.heads*c.n)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64())
+		}
+		ld := c.m + 3
+		a := make([]float32, c.heads*ld)
+		for i := range a {
+			a[i] = float32(rng.NormFloat64())
+		}
+		idx := make([]int32, c.m)
+		for i := range idx {
+			idx[i] = int32(rng.IntN(c.rows))
+		}
+		type res struct{ dot, y, sc []float32 }
+		multi := func(asm bool) res {
+			gatherASM = asm
+			defer func() { gatherASM = true }()
+			r := res{make([]float32, c.heads*ld), append([]float32(nil), x...), append([]float32(nil), base...)}
+			GatherDotHeads(r.dot, ld, x, c.heads, base, stride, idx, 0.5)
+			GatherAxpyHeads(r.y, c.heads, a, ld, base, stride, idx)
+			ScatterAxpyHeads(r.sc, stride, idx, a, ld, x, c.heads)
+			return r
+		}
+		gatherASM = false
+		ref := res{make([]float32, c.heads*ld), append([]float32(nil), x...), append([]float32(nil), base...)}
+		for h := range c.heads {
+			GatherDot(ref.dot[h*ld:h*ld+c.m], x[h*c.n:(h+1)*c.n], base[h*c.n:], stride, idx, 0.5)
+			GatherAxpy(ref.y[h*c.n:(h+1)*c.n], a[h*ld:h*ld+c.m], base[h*c.n:], stride, idx)
+			ScatterAxpy(ref.sc[h*c.n:], stride, idx, a[h*ld:h*ld+c.m], x[h*c.n:(h+1)*c.n])
+		}
+		gatherASM = true
+		for _, asm := range []bool{false, true} {
+			got := multi(asm)
+			for name, p := range map[string][2][]float32{"dot": {got.dot, ref.dot}, "axpy": {got.y, ref.y}, "scatter": {got.sc, ref.sc}} {
+				for i := range p[1] {
+					if math.Abs(float64(p[0][i]-p[1][i])) > 1e-4*(1+math.Abs(float64(p[1][i]))) {
+						t.Fatalf("heads=%d n=%d asm=%v %s[%d]: %v, want %v", c.heads, c.n, asm, name, i, p[0][i], p[1][i])
+					}
+				}
+			}
+		}
+	}
+}

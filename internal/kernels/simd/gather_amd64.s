@@ -375,3 +375,209 @@ ex_sum:
 	VMOVSS       X0, ret+24(FP)
 	VZEROUPPER
 	RET
+
+// func GatherDotHeads(out *float32, ldob int, x *float32, n, hg int, base *float32, stride int, idx *int32, m int, alpha float32)
+// out[h·ldo + i] = alpha · x[h·n : (h+1)·n] · row_i[h·n : (h+1)·n] for h < hg, i < m (ldob = ldo in bytes).
+TEXT ·GatherDotHeads(SB), NOSPLIT, $0-76
+	MOVQ   out+0(FP), DI
+	MOVQ   x+16(FP), SI
+	MOVQ   n+24(FP), CX
+	MOVQ   base+40(FP), DX
+	MOVQ   stride+48(FP), R8
+	SHLQ   $2, R8
+	MOVQ   idx+56(FP), R9
+	MOVQ   m+64(FP), R10
+	VMOVSS alpha+72(FP), X15
+
+gh_row:
+	MOVLQSX (R9), AX
+	IMULQ   R8, AX
+	ADDQ    DX, AX
+	MOVQ    SI, BX
+	MOVQ    DI, R11
+	MOVQ    hg+32(FP), R12
+
+gh_head:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	MOVQ   CX, R13
+
+gh_32:
+	CMPQ        R13, $32
+	JLT         gh_8
+	VMOVUPS     (BX), Y4
+	VMOVUPS     32(BX), Y5
+	VMOVUPS     64(BX), Y6
+	VMOVUPS     96(BX), Y7
+	VFMADD231PS (AX), Y4, Y0
+	VFMADD231PS 32(AX), Y5, Y1
+	VFMADD231PS 64(AX), Y6, Y2
+	VFMADD231PS 96(AX), Y7, Y3
+	ADDQ        $128, BX
+	ADDQ        $128, AX
+	SUBQ        $32, R13
+	JMP         gh_32
+
+gh_8:
+	TESTQ       R13, R13
+	JEQ         gh_sum
+	VMOVUPS     (BX), Y4
+	VFMADD231PS (AX), Y4, Y0
+	ADDQ        $32, BX
+	ADDQ        $32, AX
+	SUBQ        $8, R13
+	JMP         gh_8
+
+gh_sum:
+	VADDPS       Y1, Y0, Y0
+	VADDPS       Y3, Y2, Y2
+	VADDPS       Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMULSS       X15, X0, X0
+	VMOVSS       X0, (R11)
+	ADDQ         ldob+8(FP), R11
+	DECQ         R12
+	JNE          gh_head
+	ADDQ         $4, DI
+	ADDQ         $4, R9
+	DECQ         R10
+	JNE          gh_row
+	VZEROUPPER
+	RET
+
+// func GatherAxpyHeads(y *float32, n, hg int, a *float32, ldab int, base *float32, stride int, idx *int32, m int)
+// y[h·n + d] += Σ_i a[h·lda + i] · row_i[h·n + d] for h < hg (ldab = lda in bytes).
+TEXT ·GatherAxpyHeads(SB), NOSPLIT, $0-72
+	MOVQ y+0(FP), DI
+	MOVQ n+8(FP), CX
+	MOVQ a+24(FP), SI
+	MOVQ base+40(FP), DX
+	MOVQ stride+48(FP), R8
+	SHLQ $2, R8
+	MOVQ idx+56(FP), R9
+	MOVQ m+64(FP), R10
+
+gah_row:
+	MOVLQSX (R9), AX
+	IMULQ   R8, AX
+	ADDQ    DX, AX
+	MOVQ    DI, BX
+	MOVQ    SI, R11
+	MOVQ    hg+16(FP), R12
+
+gah_head:
+	VBROADCASTSS (R11), Y4
+	MOVQ         CX, R13
+
+gah_32:
+	CMPQ        R13, $32
+	JLT         gah_8
+	VMOVUPS     (BX), Y0
+	VMOVUPS     32(BX), Y1
+	VMOVUPS     64(BX), Y2
+	VMOVUPS     96(BX), Y3
+	VFMADD231PS (AX), Y4, Y0
+	VFMADD231PS 32(AX), Y4, Y1
+	VFMADD231PS 64(AX), Y4, Y2
+	VFMADD231PS 96(AX), Y4, Y3
+	VMOVUPS     Y0, (BX)
+	VMOVUPS     Y1, 32(BX)
+	VMOVUPS     Y2, 64(BX)
+	VMOVUPS     Y3, 96(BX)
+	ADDQ        $128, BX
+	ADDQ        $128, AX
+	SUBQ        $32, R13
+	JMP         gah_32
+
+gah_8:
+	TESTQ       R13, R13
+	JEQ         gah_next
+	VMOVUPS     (BX), Y0
+	VFMADD231PS (AX), Y4, Y0
+	VMOVUPS     Y0, (BX)
+	ADDQ        $32, BX
+	ADDQ        $32, AX
+	SUBQ        $8, R13
+	JMP         gah_8
+
+gah_next:
+	ADDQ ldab+32(FP), R11
+	DECQ R12
+	JNE  gah_head
+	ADDQ $4, SI
+	ADDQ $4, R9
+	DECQ R10
+	JNE  gah_row
+	VZEROUPPER
+	RET
+
+// func ScatterAxpyHeads(base *float32, stride int, idx *int32, m int, a *float32, ldab int, x *float32, n, hg int)
+// row_i[h·n + d] += a[h·lda + i] · x[h·n + d] for h < hg, i < m, in order of i (ldab = lda in bytes).
+TEXT ·ScatterAxpyHeads(SB), NOSPLIT, $0-72
+	MOVQ base+0(FP), DX
+	MOVQ stride+8(FP), R8
+	SHLQ $2, R8
+	MOVQ idx+16(FP), R9
+	MOVQ m+24(FP), R10
+	MOVQ a+32(FP), DI
+	MOVQ x+48(FP), SI
+	MOVQ n+56(FP), CX
+
+sah_row:
+	MOVLQSX (R9), AX
+	IMULQ   R8, AX
+	ADDQ    DX, AX
+	MOVQ    SI, BX
+	MOVQ    DI, R11
+	MOVQ    hg+64(FP), R12
+
+sah_head:
+	VBROADCASTSS (R11), Y4
+	MOVQ         CX, R13
+
+sah_32:
+	CMPQ        R13, $32
+	JLT         sah_8
+	VMOVUPS     (AX), Y0
+	VMOVUPS     32(AX), Y1
+	VMOVUPS     64(AX), Y2
+	VMOVUPS     96(AX), Y3
+	VFMADD231PS (BX), Y4, Y0
+	VFMADD231PS 32(BX), Y4, Y1
+	VFMADD231PS 64(BX), Y4, Y2
+	VFMADD231PS 96(BX), Y4, Y3
+	VMOVUPS     Y0, (AX)
+	VMOVUPS     Y1, 32(AX)
+	VMOVUPS     Y2, 64(AX)
+	VMOVUPS     Y3, 96(AX)
+	ADDQ        $128, AX
+	ADDQ        $128, BX
+	SUBQ        $32, R13
+	JMP         sah_32
+
+sah_8:
+	TESTQ       R13, R13
+	JEQ         sah_next
+	VMOVUPS     (AX), Y0
+	VFMADD231PS (BX), Y4, Y0
+	VMOVUPS     Y0, (AX)
+	ADDQ        $32, AX
+	ADDQ        $32, BX
+	SUBQ        $8, R13
+	JMP         sah_8
+
+sah_next:
+	ADDQ ldab+40(FP), R11
+	DECQ R12
+	JNE  sah_head
+	ADDQ $4, DI
+	ADDQ $4, R9
+	DECQ R10
+	JNE  sah_row
+	VZEROUPPER
+	RET

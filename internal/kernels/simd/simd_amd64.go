@@ -45,3 +45,21 @@ func ReluBackward(dst, grad *float32, n int, w float32) float32
 //
 //go:noescape
 func ExpSub(x *float32, n int, m float32) float32
+
+// GatherDotHeads sets out[h·ldo + i] = alpha · x[h·n:(h+1)·n] · (row idx[i] of base)[h·n:(h+1)·n] for h < hg,
+// i < m: hg heads whose rows lie side by side (ldob = ldo·4 bytes).
+//
+//go:noescape
+func GatherDotHeads(out *float32, ldob int, x *float32, n, hg int, base *float32, stride int, idx *int32, m int, alpha float32)
+
+// GatherAxpyHeads accumulates y[h·n + d] += Σ_{i<m} a[h·lda + i] · (row idx[i] of base)[h·n + d] for h < hg
+// (ldab = lda·4 bytes).
+//
+//go:noescape
+func GatherAxpyHeads(y *float32, n, hg int, a *float32, ldab int, base *float32, stride int, idx *int32, m int)
+
+// ScatterAxpyHeads accumulates (row idx[i] of base)[h·n + d] += a[h·lda + i] · x[h·n + d] for h < hg, i < m, in
+// order of i (ldab = lda·4 bytes).
+//
+//go:noescape
+func ScatterAxpyHeads(base *float32, stride int, idx *int32, m int, a *float32, ldab int, x *float32, n, hg int)

@@ -35,3 +35,18 @@ func ReluBackward(dst, grad *float32, n int, w float32) float32 {
 
 // ExpSub is not implemented on this architecture.
 func ExpSub(x *float32, n int, m float32) float32 { panic("simd: no assembly on this architecture") }
+
+// GatherDotHeads is not implemented on this architecture.
+func GatherDotHeads(out *float32, ldob int, x *float32, n, hg int, base *float32, stride int, idx *int32, m int, alpha float32) {
+	panic("simd: no assembly on this architecture")
+}
+
+// GatherAxpyHeads is not implemented on this architecture.
+func GatherAxpyHeads(y *float32, n, hg int, a *float32, ldab int, base *float32, stride int, idx *int32, m int) {
+	panic("simd: no assembly on this architecture")
+}
+
+// ScatterAxpyHeads is not implemented on this architecture.
+func ScatterAxpyHeads(base *float32, stride int, idx *int32, m int, a *float32, ldab int, x *float32, n, hg int) {
+	panic("simd: no assembly on this architecture")
+}

@@ -45,15 +45,16 @@ type SparseMLA[T Float] struct {
 
 	q, k, v    []T // [B, G, T, Hg, dq], [B, G, T, Hg, dq], [B, G, T, Hg, dv]: see groups
 	dq, dk, dv []T // same layouts
-	ds         []T // [B·H, T, K]: the score gradients of the valid slots (Backward)
+	colP, colD []T // [T·K, Hg]: p and dS of one batch row and head group in transposed order (Backward)
 	dkr        []T // [B·H, T, dr]
 	// The transposed selection of batch row b: the valid (query, slot) pairs that selected key s are
-	// colT/colSlot[b·T·K + colStart[b·(T+1)+s] : … + colStart[b·(T+1)+s+1]], in increasing query order.
-	colStart      []int32
-	colT, colSlot []int32
-	colMax        []int // [B]: the most queries any key of the row was selected by
-	lengths       []int32
-	sel           []int32
+	// colT[b·T·K + colStart[b·(T+1)+s] : … + colStart[b·(T+1)+s+1]], in increasing query order.
+	colStart []int32
+	colT     []int32
+	rowPos   []int32 // [B·T·K]: where a valid (query, slot) pair lies in its row's transposed order
+	colMax   []int   // [B]: the most queries any key of the row was selected by
+	lengths  []int32
+	sel      []int32
 }
 
 // NewSparseMLA allocates the kernel's buffers.
@@ -69,7 +70,7 @@ func NewSparseMLA[T Float](d MLADims, B, T_, K int, rope *kernels.RopeTable) (*S
 		P: make([]T, BH*T_*K),
 		q: make([]T, BH*T_*dq), k: make([]T, BH*T_*dq), v: make([]T, BH*T_*d.Dv),
 		dq: make([]T, BH*T_*dq), dk: make([]T, BH*T_*dq), dv: make([]T, BH*T_*d.Dv), dkr: make([]T, BH*T_*d.Dr),
-		colStart: make([]int32, B*(T_+1)), colT: make([]int32, B*T_*K), colSlot: make([]int32, B*T_*K), colMax: make([]int, B)}
+		colStart: make([]int32, B*(T_+1)), colT: make([]int32, B*T_*K), rowPos: make([]int32, B*T_*K), colMax: make([]int, B)}
 	return s, nil
 }
 
@@ -168,7 +169,7 @@ func (a *SparseMLA[T]) transpose(b, L int) {
 		start[s+1] += start[s]
 	}
 	a.colMax[b] = mx
-	colT, colSlot := a.colT[b*T_*K:(b+1)*T_*K], a.colSlot[b*T_*K:(b+1)*T_*K]
+	colT, rowPos := a.colT[b*T_*K:(b+1)*T_*K], a.rowPos[b*T_*K:(b+1)*T_*K]
 	cursor := make([]int32, T_)
 	copy(cursor, start[:T_])
 	for t := range T_ {
@@ -176,7 +177,7 @@ func (a *SparseMLA[T]) transpose(b, L int) {
 		for i, s := range a.sel[(b*T_+t)*K : (b*T_+t+1)*K] {
 			if s >= 0 && int(s) < lim {
 				p := cursor[s]
-				colT[p], colSlot[p] = int32(t), int32(i)
+				colT[p], rowPos[t*K+i] = int32(t), p
 				cursor[s]++
 			}
 		}
@@ -257,8 +258,8 @@ func (a *SparseMLA[T]) Backward(dout, dQin, dKV, dKVA []T) {
 	T_, H, dn, dr, dv, K := a.T, a.H, a.Dn, a.Dr, a.Dv, a.K
 	dq := dn + dr
 	G, Hg := a.groups()
-	if a.ds == nil {
-		a.ds = make([]T, len(a.P))
+	if a.colP == nil {
+		a.colP, a.colD = make([]T, T_*K*Hg), make([]T, T_*K*Hg)
 	}
 	for b := range a.B {
 		L := min(int(a.lengths[b]), T_)
@@ -290,10 +291,16 @@ func (a *SparseMLA[T]) Backward(dout, dQin, dKV, dKVA []T) {
 						for i, v := range p {
 							sum += v * d[i]
 						}
-						dS := a.ds[((b*H+g*Hg+hh)*T_+t)*K:]
 						for i, v := range p {
 							d[i] = v * (d[i] - sum) * a.Scale
-							dS[slot[i]] = d[i]
+						}
+					}
+					// p and dS in transposed order, for the per-key pass: Hg adjacent values per pair.
+					pos := a.rowPos[n*K:]
+					for i, sl := range slot[:m] {
+						c := int(pos[sl]) * Hg
+						for hh := 0; hh < Hg; hh++ {
+							a.colP[c+hh], a.colD[c+hh] = pc[hh*K+i], dp[hh*K+i]
 						}
 					}
 					kernels.GatherAxpyHeads(dqt, Hg, dp, K, Kk, Hg*dq, idx[:m])
@@ -301,7 +308,7 @@ func (a *SparseMLA[T]) Backward(dout, dQin, dKV, dKVA []T) {
 			})
 			// Per key s, over the queries that selected it: dV_s = Σ_t p_{t,s}·dO_t,  dK_s = Σ_t dS_{t,s}·q_t.
 			start := a.colStart[b*(T_+1) : (b+1)*(T_+1)]
-			colT, colSlot := a.colT[b*T_*K:(b+1)*T_*K], a.colSlot[b*T_*K:(b+1)*T_*K]
+			colT := a.colT[b*T_*K : (b+1)*T_*K]
 			cmax := a.colMax[b]
 			dOb := dout[b*T_*H*dv+g*Hg*dv:]
 			parallelInterleaved(T_, func(lo, hi int) {
@@ -314,12 +321,11 @@ func (a *SparseMLA[T]) Backward(dout, dQin, dKV, dKVA []T) {
 					if c0 == c1 {
 						continue
 					}
-					ts, sl := colT[c0:c1], colSlot[c0:c1]
-					for hh := 0; hh < Hg; hh++ {
-						o := (b*H + g*Hg + hh) * T_
-						for j, t := range ts {
-							wp[hh*cmax+j] = a.P[(o+int(t))*K+int(sl[j])]
-							wd[hh*cmax+j] = a.ds[(o+int(t))*K+int(sl[j])]
+					ts := colT[c0:c1]
+					for j := range c1 - c0 {
+						c := (c0 + j) * Hg
+						for hh := 0; hh < Hg; hh++ {
+							wp[hh*cmax+j], wd[hh*cmax+j] = a.colP[c+hh], a.colD[c+hh]
 						}
 					}
 					kernels.GatherAxpyHeads(dvs, Hg, wp, cmax, dOb, H*dv, ts)

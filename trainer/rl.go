@@ -116,7 +116,7 @@ func newRLStage(r *Run, st configs.Stage, params *model.Params) (*rlStage, error
 	if s.T > params.Config.MaxPositionEmbeddings {
 		return nil, fmt.Errorf("stages[%s].rl: max_prompt_tokens + max_new_tokens = %d exceeds model.max_position_embeddings %d", st.Name, s.T, params.Config.MaxPositionEmbeddings)
 	}
-	attention, why, err := rlPolicyAttention(r.Config, st)
+	attention, why, err := RLPolicyAttention(r.Config, st)
 	if err != nil {
 		return nil, err
 	}
@@ -184,10 +184,12 @@ func newRLStage(r *Run, st configs.Stage, params *model.Params) (*rlStage, error
 // ("dense" or "sparse"), so that a stage started from the checkpoint keeps it.
 const attentionExtraKey = "attention"
 
-// rlPolicyAttention says whether the rl stage st starts from a sparse-attention policy, and why: from the
-// pipeline (configs.PolicyAttention) or, when the weights come from an init_from checkpoint, from that
-// checkpoint's trainer state (kind dsa_sparse, or an rl checkpoint that records a sparse policy).
-func rlPolicyAttention(cfg *configs.Config, st configs.Stage) (string, string, error) {
+// RLPolicyAttention says with which attention (configs.AttentionDense or AttentionSparse) the rl stage st's
+// policy runs, and why: from the pipeline (configs.PolicyAttention) or, when the weights come from an
+// init_from checkpoint, from that checkpoint's trainer state (kind dsa_sparse, or an rl checkpoint that
+// records a sparse policy). Rollout workers in other processes need it to decode as the learner trains
+// (rollout.GroupSampler.Sparse, and RecordSelection with rl.keep_selection).
+func RLPolicyAttention(cfg *configs.Config, st configs.Stage) (string, string, error) {
 	i := slices.IndexFunc(cfg.Stages, func(x configs.Stage) bool { return x.Name == st.Name })
 	if i < 0 { // a stage built outside its config (tests): only its own init_from can tell
 		cfg = &configs.Config{Stages: []configs.Stage{st}}

@@ -189,7 +189,7 @@ func TestRLPolicyAttention(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := rlTinyConfig(t)
 			cfg.Stages[0].InitFrom = state(c.state)
-			att, why, err := rlPolicyAttention(cfg, cfg.Stages[0])
+			att, why, err := RLPolicyAttention(cfg, cfg.Stages[0])
 			if c.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 					t.Fatalf("err = %v, want one containing %q", err, c.wantErr)
@@ -197,7 +197,7 @@ func TestRLPolicyAttention(t *testing.T) {
 				return
 			}
 			if err != nil || att != c.want || !strings.Contains(why, "init_from") {
-				t.Fatalf("rlPolicyAttention = %q, %q, %v; want %q and a reason naming init_from", att, why, err, c.want)
+				t.Fatalf("RLPolicyAttention = %q, %q, %v; want %q and a reason naming init_from", att, why, err, c.want)
 			}
 		})
 	}

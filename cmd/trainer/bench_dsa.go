@@ -1,8 +1,9 @@
-// bench_dsa.go implements `trainer bench attention --lengths 512,1024,2048,4096 --topk K [--json]`: dense MLA
-// attention against DeepSeek Sparse Attention (indexer + top-k + sparse attention) on one layer of a fixed
+// bench_dsa.go implements `trainer bench attention --lengths 512,1024,2048,4096,8192 --topk K [--json]`: dense
+// MLA attention against DeepSeek Sparse Attention (indexer + top-k + sparse attention) on one layer of a fixed
 // shape (printed with the results), forward+backward and one decode step per length, their ratios, the log-log
-// slope of each curve and the working memory of each (model.BenchAttention). It attaches itself to the bench
-// command of bench.go.
+// slope of each curve and the working memory of each (model.BenchAttention). Lengths from --long-from on run
+// --long-reps repetitions (the dense step takes tens of seconds there); progress goes to stderr. It attaches
+// itself to the bench command of bench.go.
 package main
 
 import (
@@ -11,9 +12,11 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sparrow-rl/sparrow/internal/kernels"
 	"github.com/sparrow-rl/sparrow/model"
 )
 
@@ -21,7 +24,7 @@ func init() { benchSubcommands = append(benchSubcommands, newBenchAttentionCmd) 
 
 func newBenchAttentionCmd() *cobra.Command {
 	var lengths string
-	var topk, reps int
+	var topk, reps, longReps, longFrom int
 	var asJSON bool
 	sh := model.DefaultAttentionBenchShape()
 	c := &cobra.Command{
@@ -37,15 +40,22 @@ func newBenchAttentionCmd() *cobra.Command {
 				}
 				ls = append(ls, n)
 			}
-			if topk <= 0 || reps <= 0 {
-				return fmt.Errorf("--topk %d and --reps %d must be > 0", topk, reps)
+			if topk <= 0 || reps <= 0 || longReps <= 0 {
+				return fmt.Errorf("--topk %d, --reps %d and --long-reps %d must be > 0", topk, reps, longReps)
 			}
 			var rs []model.AttentionBenchResult
 			for _, L := range ls {
-				r, err := model.BenchAttention(sh, L, topk, reps, 1)
+				n := reps
+				if L >= longFrom {
+					n = longReps
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "bench attention: length %d, top-k %d, %d repetition(s) after a warm-up run...\n", L, topk, n)
+				t0 := time.Now()
+				r, err := model.BenchAttention(sh, L, topk, n, 1)
 				if err != nil {
 					return fmt.Errorf("bench attention at length %d: %w", L, err)
 				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "bench attention: length %d done in %.1f s (dense %.0f ms, dsa %.0f ms)\n", L, time.Since(t0).Seconds(), r.DenseMs, r.DSAMs)
 				rs = append(rs, r)
 				if asJSON {
 					if err := json.NewEncoder(cmd.OutOrStdout()).Encode(r); err != nil {
@@ -74,8 +84,8 @@ func newBenchAttentionCmd() *cobra.Command {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"shape": sh, "slopes": slopes})
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "layer: %d heads, qk %d+%d, v %d, kv latent %d; indexer %d heads × %d; batch 1; top-k %d; medians of %d\n",
-				sh.H, sh.Dn, sh.Dr, sh.Dv, sh.KVr, sh.IH, sh.IDh, topk, reps)
+			fmt.Fprintf(out, "layer: %d heads, qk %d+%d, v %d, kv latent %d; indexer %d heads × %d; batch 1; top-k %d; BLAS %s; medians of %d (%d from length %d) after a warm-up run\n",
+				sh.H, sh.Dn, sh.Dr, sh.Dv, sh.KVr, sh.IH, sh.IDh, topk, kernels.Backend(), reps, longReps, longFrom)
 			w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 			fmt.Fprintln(w, "L\tdense ms\tdsa ms\t(indexer\tsparse)\tratio\tdense dec µs\tdsa dec µs\tratio\tdense MiB\tdsa MiB\t")
 			for _, r := range rs {
@@ -92,9 +102,11 @@ func newBenchAttentionCmd() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&lengths, "lengths", "512,1024,2048,4096", "comma-separated sequence lengths")
+	c.Flags().StringVar(&lengths, "lengths", "512,1024,2048,4096,8192", "comma-separated sequence lengths")
 	c.Flags().IntVar(&topk, "topk", 256, "keys per query")
 	c.Flags().IntVar(&reps, "reps", 3, "repetitions (medians are reported)")
+	c.Flags().IntVar(&longReps, "long-reps", 1, "repetitions at lengths ≥ --long-from")
+	c.Flags().IntVar(&longFrom, "long-from", 8192, "the length from which --long-reps applies")
 	c.Flags().BoolVar(&asJSON, "json", false, "one JSON object per length, then one with the shape and the slopes")
 	return c
 }

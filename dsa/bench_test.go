@@ -1,3 +1,5 @@
+// bench_test.go: benchmarks of the DSA kernels one part at a time (indexer forward/backward, top-k, sparse
+// attention forward/backward), for profiling `trainer bench attention`.
 package dsa
 
 import (
@@ -8,10 +10,6 @@ import (
 	"github.com/sparrow-rl/sparrow/internal/kernels"
 )
 
-// Benchmarks of the DSA kernels at the default shape of `trainer bench attention` (8 heads, qk 64+32, v 64;
-// indexer 2 heads × 32; k = 256), per part, e.g.
-//
-//	go test -run - -bench . -benchtime 3x ./dsa/
 func benchData(n int, rng *rand.Rand, s float64) []float32 {
 	x := make([]float32, n)
 	for i := range x {
@@ -20,6 +18,8 @@ func benchData(n int, rng *rand.Rand, s float64) []float32 {
 	return x
 }
 
+// BenchmarkDSAParts runs each part at the default shape of `trainer bench attention` (8 heads, qk 64+32, v 64;
+// indexer 2 heads × 32; k = 256), e.g. go test -run - -bench . -benchtime 3x ./dsa/
 func BenchmarkDSAParts(b *testing.B) {
 	const H, dn, dr, dv, kvr, K = 8, 64, 32, 64, 128, 256
 	const D, QR, IH, IDh = 256, 128, 2, 32

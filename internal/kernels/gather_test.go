@@ -1,3 +1,5 @@
+// gather_test.go: golden values of the gathered kernels, the AVX2 assembly against the Go loops (single and
+// multi-head versions) and the bounds check.
 package kernels
 
 import (

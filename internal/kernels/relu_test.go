@@ -1,3 +1,4 @@
+// relu_test.go: golden values of the ReLU·weight kernels of the indexer and the assembly against the Go loops.
 package kernels
 
 import (

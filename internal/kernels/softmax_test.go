@@ -1,3 +1,4 @@
+// softmax_test.go: the vectorised float32 softmax against the float64 SoftmaxRow.
 package kernels
 
 import (

@@ -43,8 +43,10 @@ type SparseMLA[T Float] struct {
 	// P [B·H, T, K]: the attention probability of each slot after Forward (0 for unused slots).
 	P []T
 
-	q, k, v    []T // [B, G, T, Hg, dq], [B, G, T, Hg, dq], [B, G, T, Hg, dv]: see groups
-	dq, dk, dv []T // same layouts
+	// qo, kv [B, G, T, Hg·(dq+dv)]: per token of a head group, [q of the Hg heads | dO of the Hg heads] and
+	// [k of the Hg heads | v of the Hg heads] (see groups), so that each gathered token is one contiguous run.
+	qo, kv     []T
+	dq, dk, dv []T // [B, G, T, Hg, dq], [B, G, T, Hg, dq], [B, G, T, Hg, dv]
 	colP, colD []T // [T·K, Hg]: p and dS of one batch row and head group in transposed order (Backward)
 	dkr        []T // [B·H, T, dr]
 	// The transposed selection of batch row b: the valid (query, slot) pairs that selected key s are
@@ -67,8 +69,8 @@ func NewSparseMLA[T Float](d MLADims, B, T_, K int, rope *kernels.RopeTable) (*S
 	}
 	BH, dq := B*d.H, d.Dn+d.Dr
 	s := &SparseMLA[T]{MLADims: d, B: B, T: T_, K: K, Scale: T(1 / math.Sqrt(float64(dq))), Rope: rope,
-		P: make([]T, BH*T_*K),
-		q: make([]T, BH*T_*dq), k: make([]T, BH*T_*dq), v: make([]T, BH*T_*d.Dv),
+		P:  make([]T, BH*T_*K),
+		qo: make([]T, BH*T_*(dq+d.Dv)), kv: make([]T, BH*T_*(dq+d.Dv)),
 		dq: make([]T, BH*T_*dq), dk: make([]T, BH*T_*dq), dv: make([]T, BH*T_*d.Dv), dkr: make([]T, BH*T_*d.Dr),
 		colStart: make([]int32, B*(T_+1)), colT: make([]int32, B*T_*K), rowPos: make([]int32, B*T_*K), colMax: make([]int, B)}
 	return s, nil
@@ -203,19 +205,21 @@ func (a *SparseMLA[T]) Forward(q, kv, kva []T, sel, lengths []int32, out []T) er
 		L := min(int(lengths[b]), T_)
 		a.transpose(b, L)
 		for g := range G {
-			Q, Kk, V := a.block(a.q, b, g, G, Hg, dq), a.block(a.k, b, g, G, Hg, dq), a.block(a.v, b, g, G, Hg, dv)
+			S := Hg * (dq + dv)
+			QO, KV := a.block(a.qo, b, g, G, Hg, dq+dv), a.block(a.kv, b, g, G, Hg, dq+dv)
 			parallelRange(T_, func(lo, hi int) {
 				for t := lo; t < hi; t++ {
 					n := b*T_ + t
 					for hh := 0; hh < Hg; hh++ {
-						h, r := g*Hg+hh, t*Hg+hh
-						copy(Q[r*dq:(r+1)*dq], q[n*H*dq+h*dq:n*H*dq+(h+1)*dq])
-						kernels.Rope(a.Rope, Q[r*dq+dn:(r+1)*dq], t, true, false)
+						h := g*Hg + hh
+						qr, kr, vr := QO[t*S+hh*dq:t*S+(hh+1)*dq], KV[t*S+hh*dq:t*S+(hh+1)*dq], KV[t*S+Hg*dq+hh*dv:t*S+Hg*dq+(hh+1)*dv]
+						copy(qr, q[n*H*dq+h*dq:n*H*dq+(h+1)*dq])
+						kernels.Rope(a.Rope, qr[dn:], t, true, false)
 						kvr := kv[n*H*(dn+dv)+h*(dn+dv) : n*H*(dn+dv)+(h+1)*(dn+dv)]
-						copy(Kk[r*dq:r*dq+dn], kvr[:dn])
-						copy(Kk[r*dq+dn:(r+1)*dq], kva[n*(a.KVr+dr)+a.KVr:(n+1)*(a.KVr+dr)])
-						kernels.Rope(a.Rope, Kk[r*dq+dn:(r+1)*dq], t, true, false)
-						copy(V[r*dv:(r+1)*dv], kvr[dn:])
+						copy(kr[:dn], kvr[:dn])
+						copy(kr[dn:], kva[n*(a.KVr+dr)+a.KVr:(n+1)*(a.KVr+dr)])
+						kernels.Rope(a.Rope, kr[dn:], t, true, false)
+						copy(vr, kvr[dn:])
 					}
 				}
 			})
@@ -234,11 +238,11 @@ func (a *SparseMLA[T]) Forward(q, kv, kva []T, sel, lengths []int32, out []T) er
 						continue
 					}
 					// Gather the m selected keys once for the group's heads: scores, softmax, weighted values.
-					kernels.GatherDotHeads(sc, K, Q[t*Hg*dq:(t+1)*Hg*dq], Hg, Kk, Hg*dq, idx[:m], a.Scale)
+					kernels.GatherDotHeads(sc, K, QO[t*S:t*S+Hg*dq], Hg, KV, S, idx[:m], a.Scale)
 					for hh := 0; hh < Hg; hh++ {
 						kernels.SoftmaxRowFast(sc[hh*K : hh*K+m])
 					}
-					kernels.GatherAxpyHeads(og, Hg, sc, K, V, Hg*dv, idx[:m])
+					kernels.GatherAxpyHeads(og, Hg, sc, K, KV[Hg*dq:], S, idx[:m])
 					for hh := 0; hh < Hg; hh++ {
 						h := g*Hg + hh
 						P := a.P[((b*H+h)*T_+t)*K : ((b*H+h)*T_+t+1)*K]
@@ -264,8 +268,15 @@ func (a *SparseMLA[T]) Backward(dout, dQin, dKV, dKVA []T) {
 	for b := range a.B {
 		L := min(int(a.lengths[b]), T_)
 		for g := range G {
-			Q, Kk, V := a.block(a.q, b, g, G, Hg, dq), a.block(a.k, b, g, G, Hg, dq), a.block(a.v, b, g, G, Hg, dv)
+			S := Hg * (dq + dv)
+			QO, KV := a.block(a.qo, b, g, G, Hg, dq+dv), a.block(a.kv, b, g, G, Hg, dq+dv)
 			dQ, dK, dV := a.block(a.dq, b, g, G, Hg, dq), a.block(a.dk, b, g, G, Hg, dq), a.block(a.dv, b, g, G, Hg, dv)
+			parallelRange(T_, func(lo, hi int) { // dO next to q, for the per-key pass
+				for t := lo; t < hi; t++ {
+					n := b*T_ + t
+					copy(QO[t*S+Hg*dq:(t+1)*S], dout[n*H*dv+g*Hg*dv:n*H*dv+(g+1)*Hg*dv])
+				}
+			})
 			// Per query: dp_s = dO·V_s;  dS_s = p_s·(dp_s − Σ p·dp)·τ (kept for the keys);  dq_t = Σ dS_s·K_s.
 			parallelRange(T_, func(lo, hi int) {
 				idx, slot, pc, dp := make([]int32, K), make([]int32, K), make([]T, Hg*K), make([]T, Hg*K)
@@ -284,7 +295,7 @@ func (a *SparseMLA[T]) Backward(dout, dQin, dKV, dKVA []T) {
 						}
 					}
 					dOg := dout[n*H*dv+g*Hg*dv : n*H*dv+(g+1)*Hg*dv]
-					kernels.GatherDotHeads(dp, K, dOg, Hg, V, Hg*dv, idx[:m], 1)
+					kernels.GatherDotHeads(dp, K, dOg, Hg, KV[Hg*dq:], S, idx[:m], 1)
 					for hh := 0; hh < Hg; hh++ {
 						p, d := pc[hh*K:hh*K+m], dp[hh*K:hh*K+m]
 						var sum T
@@ -303,14 +314,13 @@ func (a *SparseMLA[T]) Backward(dout, dQin, dKV, dKVA []T) {
 							a.colP[c+hh], a.colD[c+hh] = pc[hh*K+i], dp[hh*K+i]
 						}
 					}
-					kernels.GatherAxpyHeads(dqt, Hg, dp, K, Kk, Hg*dq, idx[:m])
+					kernels.GatherAxpyHeads(dqt, Hg, dp, K, KV, S, idx[:m])
 				}
 			})
 			// Per key s, over the queries that selected it: dV_s = Σ_t p_{t,s}·dO_t,  dK_s = Σ_t dS_{t,s}·q_t.
 			start := a.colStart[b*(T_+1) : (b+1)*(T_+1)]
 			colT := a.colT[b*T_*K : (b+1)*T_*K]
 			cmax := a.colMax[b]
-			dOb := dout[b*T_*H*dv+g*Hg*dv:]
 			parallelInterleaved(T_, func(lo, hi int) {
 				wp, wd := make([]T, Hg*cmax), make([]T, Hg*cmax)
 				for s := lo; s < hi; s++ {
@@ -328,8 +338,8 @@ func (a *SparseMLA[T]) Backward(dout, dQin, dKV, dKVA []T) {
 							wp[hh*cmax+j], wd[hh*cmax+j] = a.colP[c+hh], a.colD[c+hh]
 						}
 					}
-					kernels.GatherAxpyHeads(dvs, Hg, wp, cmax, dOb, H*dv, ts)
-					kernels.GatherAxpyHeads(dks, Hg, wd, cmax, Q, Hg*dq, ts)
+					kernels.GatherAxpyHeads(dvs, Hg, wp, cmax, QO[Hg*dq:], S, ts)
+					kernels.GatherAxpyHeads(dks, Hg, wd, cmax, QO, S, ts)
 				}
 			})
 			parallelRange(T_, func(lo, hi int) {

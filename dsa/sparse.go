@@ -40,14 +40,15 @@ type SparseMLA[T Float] struct {
 	Scale   T
 	Rope    *kernels.RopeTable
 
-	// P [B·H, T, K]: the attention probability of each slot after Forward (0 for unused slots).
+	// P [B·T, K, H]: the attention probability of each slot and head after Forward (0 for unused slots).
 	P []T
 
 	// qo, kv [B, G, T, Hg·(dq+dv)]: per token of a head group, [q of the Hg heads | dO of the Hg heads] and
 	// [k of the Hg heads | v of the Hg heads] (see groups), so that each gathered token is one contiguous run.
 	qo, kv     []T
 	dq, dk, dv []T // [B, G, T, Hg, dq], [B, G, T, Hg, dq], [B, G, T, Hg, dv]
-	colP, colD []T // [T·K, Hg]: p and dS of one batch row and head group in transposed order (Backward)
+	ds         []T // [B·T, K, H]: the score gradients dS of the valid slots (Backward)
+	colW       []T // [T·K, 2H]: p and dS of the valid pairs of one batch row in transposed order (Backward)
 	dkr        []T // [B·H, T, dr]
 	// The transposed selection of batch row b: the valid (query, slot) pairs that selected key s are
 	// colT[b·T·K + colStart[b·(T+1)+s] : … + colStart[b·(T+1)+s+1]], in increasing query order.
@@ -204,6 +205,7 @@ func (a *SparseMLA[T]) Forward(q, kv, kva []T, sel, lengths []int32, out []T) er
 	for b := range a.B {
 		L := min(int(lengths[b]), T_)
 		a.transpose(b, L)
+		clear(a.P[b*T_*K*H : (b+1)*T_*K*H])
 		for g := range G {
 			S := Hg * (dq + dv)
 			QO, KV := a.block(a.qo, b, g, G, Hg, dq+dv), a.block(a.kv, b, g, G, Hg, dq+dv)
@@ -230,10 +232,6 @@ func (a *SparseMLA[T]) Forward(q, kv, kva []T, sel, lengths []int32, out []T) er
 					m := compact(sel[n*K:(n+1)*K], Candidates(t, L), idx, slot)
 					og := out[n*H*dv+g*Hg*dv : n*H*dv+(g+1)*Hg*dv] // the group's heads, side by side
 					clear(og)
-					for hh := 0; hh < Hg; hh++ {
-						h := g*Hg + hh
-						clear(a.P[((b*H+h)*T_+t)*K : ((b*H+h)*T_+t+1)*K])
-					}
 					if m == 0 {
 						continue
 					}
@@ -243,11 +241,10 @@ func (a *SparseMLA[T]) Forward(q, kv, kva []T, sel, lengths []int32, out []T) er
 						kernels.SoftmaxRowFast(sc[hh*K : hh*K+m])
 					}
 					kernels.GatherAxpyHeads(og, Hg, sc, K, KV[Hg*dq:], S, idx[:m])
+					P := a.P[n*K*H : (n+1)*K*H]
 					for hh := 0; hh < Hg; hh++ {
-						h := g*Hg + hh
-						P := a.P[((b*H+h)*T_+t)*K : ((b*H+h)*T_+t+1)*K]
 						for i, p := range sc[hh*K : hh*K+m] {
-							P[slot[i]] = p
+							P[int(slot[i])*H+g*Hg+hh] = p
 						}
 					}
 				}
@@ -262,15 +259,15 @@ func (a *SparseMLA[T]) Backward(dout, dQin, dKV, dKVA []T) {
 	T_, H, dn, dr, dv, K := a.T, a.H, a.Dn, a.Dr, a.Dv, a.K
 	dq := dn + dr
 	G, Hg := a.groups()
-	if a.colP == nil {
-		a.colP, a.colD = make([]T, T_*K*Hg), make([]T, T_*K*Hg)
+	if a.ds == nil {
+		a.ds, a.colW = make([]T, len(a.P)), make([]T, T_*K*2*H)
 	}
 	for b := range a.B {
 		L := min(int(a.lengths[b]), T_)
 		for g := range G {
 			S := Hg * (dq + dv)
 			QO, KV := a.block(a.qo, b, g, G, Hg, dq+dv), a.block(a.kv, b, g, G, Hg, dq+dv)
-			dQ, dK, dV := a.block(a.dq, b, g, G, Hg, dq), a.block(a.dk, b, g, G, Hg, dq), a.block(a.dv, b, g, G, Hg, dv)
+			dQ := a.block(a.dq, b, g, G, Hg, dq)
 			parallelRange(T_, func(lo, hi int) { // dO next to q, for the per-key pass
 				for t := lo; t < hi; t++ {
 					n := b*T_ + t
@@ -288,10 +285,10 @@ func (a *SparseMLA[T]) Backward(dout, dQin, dKV, dKVA []T) {
 					if m == 0 {
 						continue
 					}
+					P, dS := a.P[n*K*H:(n+1)*K*H], a.ds[n*K*H:(n+1)*K*H]
 					for hh := 0; hh < Hg; hh++ {
-						P := a.P[((b*H+g*Hg+hh)*T_+t)*K:]
 						for i, s := range slot[:m] {
-							pc[hh*K+i] = P[s]
+							pc[hh*K+i] = P[int(s)*H+g*Hg+hh]
 						}
 					}
 					dOg := dout[n*H*dv+g*Hg*dv : n*H*dv+(g+1)*Hg*dv]
@@ -304,19 +301,31 @@ func (a *SparseMLA[T]) Backward(dout, dQin, dKV, dKVA []T) {
 						}
 						for i, v := range p {
 							d[i] = v * (d[i] - sum) * a.Scale
-						}
-					}
-					// p and dS in transposed order, for the per-key pass: Hg adjacent values per pair.
-					pos := a.rowPos[n*K:]
-					for i, sl := range slot[:m] {
-						c := int(pos[sl]) * Hg
-						for hh := 0; hh < Hg; hh++ {
-							a.colP[c+hh], a.colD[c+hh] = pc[hh*K+i], dp[hh*K+i]
+							dS[int(slot[i])*H+g*Hg+hh] = d[i]
 						}
 					}
 					kernels.GatherAxpyHeads(dqt, Hg, dp, K, KV, S, idx[:m])
 				}
 			})
+		}
+		// p and dS of every valid pair in transposed order, all heads side by side (one write per pair).
+		rowPos := a.rowPos[b*T_*K : (b+1)*T_*K]
+		parallelRange(T_, func(lo, hi int) {
+			for t := lo; t < hi; t++ {
+				n, lim := b*T_+t, Candidates(t, L)
+				for i, s := range a.sel[n*K : (n+1)*K] {
+					if s >= 0 && int(s) < lim {
+						c := int(rowPos[t*K+i]) * 2 * H
+						copy(a.colW[c:c+H], a.P[(n*K+i)*H:(n*K+i+1)*H])
+						copy(a.colW[c+H:c+2*H], a.ds[(n*K+i)*H:(n*K+i+1)*H])
+					}
+				}
+			}
+		})
+		for g := range G {
+			S := Hg * (dq + dv)
+			QO := a.block(a.qo, b, g, G, Hg, dq+dv)
+			dQ, dK, dV := a.block(a.dq, b, g, G, Hg, dq), a.block(a.dk, b, g, G, Hg, dq), a.block(a.dv, b, g, G, Hg, dv)
 			// Per key s, over the queries that selected it: dV_s = Σ_t p_{t,s}·dO_t,  dK_s = Σ_t dS_{t,s}·q_t.
 			start := a.colStart[b*(T_+1) : (b+1)*(T_+1)]
 			colT := a.colT[b*T_*K : (b+1)*T_*K]
@@ -333,9 +342,9 @@ func (a *SparseMLA[T]) Backward(dout, dQin, dKV, dKVA []T) {
 					}
 					ts := colT[c0:c1]
 					for j := range c1 - c0 {
-						c := (c0 + j) * Hg
+						c := (c0+j)*2*H + g*Hg
 						for hh := 0; hh < Hg; hh++ {
-							wp[hh*cmax+j], wd[hh*cmax+j] = a.colP[c+hh], a.colD[c+hh]
+							wp[hh*cmax+j], wd[hh*cmax+j] = a.colW[c+hh], a.colW[c+H+hh]
 						}
 					}
 					kernels.GatherAxpyHeads(dvs, Hg, wp, cmax, QO[Hg*dq:], S, ts)
@@ -382,14 +391,16 @@ func (a *SparseMLA[T]) Backward(dout, dQin, dKV, dKVA []T) {
 // HeadMeanProbs writes the attention probabilities averaged over heads, dst [N, K] (slot order of the
 // selection): the target of the sparse-stage indexer loss (Eq. 4).
 func (a *SparseMLA[T]) HeadMeanProbs(dst []T) {
-	T_, H, K := a.T, a.H, a.K
+	H, K := a.H, a.K
 	inv := 1 / T(H)
-	kernels.For(a.B*T_, H*K, func(n int) {
-		b, t := n/T_, n%T_
-		d := dst[n*K : (n+1)*K]
-		clear(d)
-		for h := 0; h < H; h++ {
-			kernels.Axpy(inv, a.P[((b*H+h)*T_+t)*K:((b*H+h)*T_+t+1)*K], d)
+	kernels.For(a.B*a.T, H*K, func(n int) {
+		d, P := dst[n*K:(n+1)*K], a.P[n*K*H:(n+1)*K*H]
+		for i := range d {
+			var s T
+			for _, p := range P[i*H : (i+1)*H] {
+				s += p
+			}
+			d[i] = s * inv
 		}
 	})
 }

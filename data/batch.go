@@ -29,10 +29,14 @@ type Batch struct {
 	LossMask []float32
 	Lengths  []int
 	Tokens   int // sum of LossMask
+	// DocStart, when non-nil, is [B·T]: the row position where the document of each input position begins.
+	// Attention then never crosses a document boundary (a packed row holding several documents trains as
+	// if each were alone). Packers that do not track documents leave it nil.
+	DocStart []int32
 }
 
 // Reset shapes b for B rows of T tokens, reusing its buffers when they are large enough. The contents are
-// left as they were.
+// left as they were, except DocStart, which is emptied (a packer that tracks documents refills it).
 func (b *Batch) Reset(B, T int) {
 	n := B * T
 	b.B, b.T = B, T
@@ -40,6 +44,7 @@ func (b *Batch) Reset(B, T int) {
 	b.Targets = resize(b.Targets, n)
 	b.LossMask = resize(b.LossMask, n)
 	b.Lengths = resize(b.Lengths, B)
+	b.DocStart = b.DocStart[:0]
 }
 
 func resize[E any](s []E, n int) []E {

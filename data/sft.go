@@ -210,14 +210,17 @@ func (p *DocPacker) nextPadded(dst *Batch) error {
 func (p *DocPacker) nextWhole(dst *Batch) error {
 	B, T := p.B, p.T
 	tokens := 0
+	dst.DocStart = resize(dst.DocStart, B*T)
 	for b := range B {
 		in, tg, lm := dst.Inputs[b*T:(b+1)*T], dst.Targets[b*T:(b+1)*T], dst.LossMask[b*T:(b+1)*T]
+		ds := dst.DocStart[b*T : (b+1)*T]
 		n := 0 // real tokens placed in this row's T+1 window
 		place := func(ids []int32, mask []uint8) {
 			for i, id := range ids {
 				pos := n + i // window position of this token
 				if pos < T {
 					in[pos] = id
+					ds[pos] = int32(n)
 				}
 				if pos > 0 {
 					tg[pos-1] = id
@@ -256,7 +259,7 @@ func (p *DocPacker) nextWhole(dst *Batch) error {
 				p.src.State().Docs, n)
 		}
 		for i := n - 1; i < T; i++ {
-			in[i], tg[i], lm[i] = PAD, PAD, 0
+			in[i], tg[i], lm[i], ds[i] = PAD, PAD, 0, 0
 		}
 		dst.Lengths[b] = n - 1
 	}

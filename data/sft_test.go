@@ -137,12 +137,16 @@ func TestDocPackerWholeGolden(t *testing.T) {
 		{in: []int32{40, 41, 42, 43, 10, 11, 12, PAD}, tg: []int32{41, 42, 43, 44, 11, 12, 13, PAD},
 			mask: []float32{0, 1, 1, 1, 0, 1, 1, 0}, lengths: []int{4, 3}, tokens: 5},
 	}
+	wantStarts := [][]int32{{0, 0, 0, 0, 0, 0, 0, 3}, {0, 0, 0, 0, 0, 0, 0, 0}} // C starts at position 3 of row 1
 	var b Batch
 	for i, w := range want {
 		if err := p.Next(&b); err != nil {
 			t.Fatal(err)
 		}
 		checkBatch(t, i, &b, w)
+		if !slices.Equal(b.DocStart, wantStarts[i]) {
+			t.Errorf("batch %d: document starts %v, want %v", i, b.DocStart, wantStarts[i])
+		}
 	}
 	if d, n := p.Truncated(); d != 1 || n != 1 {
 		t.Errorf("truncated %d documents, %d tokens; want 1, 1", d, n)

@@ -5,7 +5,8 @@
 //	S = Q·Kᵀ·τ, τ = (qk_nope + qk_rope)^−½;  P = softmax(S + mask);  O = P·V
 //
 // with the interleaved RoPE layout of MLA (§8). The mask is causal, hides padded keys (s ≥ length of the row),
-// and, when an allowed-key set is given (DSA's top-k selection), hides every key outside the query's set.
+// keys of earlier documents when the row packs several (AttnMask.DocStart), and, when an allowed-key set is
+// given (DSA's top-k selection), every key outside the query's set.
 // Inputs: q [N, H·(dn+dr)] (q_b_proj output, per head [nope | rope]), kv [N, H·(dn+dv)] (kv_b_proj output,
 // per head [k_nope | v]), kvA [N, kvr+dr] (kv_a_proj_with_mqa output; only its last dr columns, the shared rope
 // key, are read here). Output [N, H·dv], heads contiguous, ready for o_proj.
@@ -27,6 +28,9 @@ type AttnMask struct {
 	// row; entries < 0 are unused slots). The causal and padding masks still apply on top.
 	Allowed []int32
 	K       int
+	// DocStart, when non-empty, is [B·T]: query n = b·T+t sees no key before row position DocStart[n] (the
+	// start of its document in a packed row).
+	DocStart []int32
 }
 
 type attnKernel[T Float] struct {
@@ -123,6 +127,11 @@ func (k *attnKernel[T]) Forward(in [][]T, out []T) error {
 					if !allow[s] {
 						row[s] = negInf
 					}
+				}
+			}
+			if m := k.mask; m != nil && len(m.DocStart) > 0 && t < L {
+				for s := 0; s < min(int(m.DocStart[b*T_+t]), lim); s++ {
+					row[s] = negInf
 				}
 			}
 			for s := lim; s < T_; s++ {

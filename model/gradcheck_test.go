@@ -158,6 +158,13 @@ func TestGradFusedKernels(t *testing.T) {
 				k := newAttnKernel[float64](2, 4, mlaDims{H: 3, Dn: 2, Dr: 4, Dv: 3, KVr: 5}, rope, &AttnMask{})
 				return apply[float64](k, in...)
 			}},
+		{name: "mla_attention_doc_masked", shapes: [][]int{{2 * 4, 2 * 6}, {2 * 4, 2 * 5}, {2 * 4, 3 + 4}}, ints: [][]int32{{4, 3}},
+			build: func(in []*G.Node) (*G.Node, error) {
+				// row 0: documents at 0 and 2; row 1: documents at 0 and 1 (its position 3 is padding)
+				docStart := []int32{0, 0, 2, 2, 0, 1, 1, 0}
+				k := newAttnKernel[float64](2, 4, mlaDims{H: 2, Dn: 2, Dr: 4, Dv: 3, KVr: 3}, rope, &AttnMask{DocStart: docStart})
+				return apply[float64](k, in...)
+			}},
 		{name: "mla_attention_allowed_keys", shapes: [][]int{{2 * 4, 2 * 6}, {2 * 4, 2 * 5}, {2 * 4, 3 + 4}}, ints: [][]int32{{4, 4}},
 			build: func(in []*G.Node) (*G.Node, error) {
 				allowed := []int32{0, -1, 1, 0, 2, 1, 0, 3, 0, -1, 0, 1, 1, 2, 3, 2}

@@ -69,6 +69,9 @@ type StepInput struct {
 	Weights         []float32
 	Lengths         []int32
 	Scale           float64
+	// DocStart, optional [B·T] (empty = none): the row position where each input position's document
+	// begins; attention masks every key before it (document masking of packed rows).
+	DocStart []int32
 }
 
 // NewGraph builds and compiles the training graph over the parameter memory data (in Specs(cfg) order).
@@ -262,6 +265,22 @@ func (g *Graph[T]) Run(in StepInput) (float64, error) {
 		if l < 0 || int(l) > g.T {
 			return 0, fmt.Errorf("model: row %d has length %d outside [0, %d]", b, l, g.T)
 		}
+	}
+	if len(in.DocStart) > 0 {
+		if len(in.DocStart) != N {
+			return 0, fmt.Errorf("model: step input has %d document starts, graph wants %d", len(in.DocStart), N)
+		}
+		if g.DSA != nil {
+			return 0, fmt.Errorf("model: document masking (packed documents) is not supported by DSA graphs")
+		}
+		for n, s := range in.DocStart {
+			if s < 0 || int(s) > n%g.T {
+				return 0, fmt.Errorf("model: position %d of row %d has document start %d outside [0, %d]", n%g.T, n/g.T, s, n%g.T)
+			}
+		}
+	}
+	for _, m := range g.Masks {
+		m.DocStart = in.DocStart
 	}
 	copy(g.tokBuf.Data().([]int32), in.Tokens)
 	copy(g.tgtBuf.Data().([]int32), in.Targets)

@@ -54,6 +54,7 @@ func namedTensors(ts []checkpoints.Tensor) []NamedTensor {
 // fillStep lays a packed batch into the graph's step input (token and target ids are shared, not copied).
 func fillStep(in *model.StepInput, b *data.Batch, scale float64) {
 	in.Tokens, in.Targets = b.Inputs, b.Targets
+	in.DocStart = b.DocStart
 	copy(in.Weights, b.LossMask)
 	for i, l := range b.Lengths {
 		in.Lengths[i] = int32(l)

@@ -18,6 +18,7 @@ package dsa
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/sparrow-rl/sparrow/internal/kernels"
 )
@@ -71,6 +72,12 @@ type Indexer[T Float] struct {
 	// Per lane (see forLanes): z [blockRows·H, T] for one block of queries (q·k before the ReLU, then its
 	// gradient), and the lane's partial dk [N, Dh].
 	z, dkLane [ixLanes][]T
+
+	// Sel, when set ([B·T·SelK] key positions per query, −1 = unused), declares that the score gradient given to
+	// Backward is zero outside each query's selected keys, as for the sparse-stage loss (Eq. 4, restricted to
+	// the selected set): Backward then reads only those entries and costs O(T·k) instead of O(T²).
+	Sel  []int32
+	SelK int
 }
 
 // The scores are computed per block of ixBlock consecutive queries against the keys up to the block's end
@@ -217,8 +224,16 @@ func (ix *Indexer[T]) Backward(h, qn []T, wt IndexerWeights[T], dScores []T, dh,
 		}
 		dkl := ix.dkLane[l]
 		clear(dkl)
+		var sc *selScratch[T]
 		for i := range items {
 			b, t0, t1 := ix.block(i)
+			if ix.Sel != nil {
+				if sc == nil {
+					sc = &selScratch[T]{idx: make([]int32, ix.SelK), z: make([]T, ix.SelK)}
+				}
+				ix.backwardSelected(b, t0, t1, dScores, dkl, sc)
+				continue
+			}
 			o := b * T_
 			// Recompute the block's Z and turn it into dZ in place: dZ = dI·w·[z > 0] on s ≤ t, 0 beyond.
 			z := ix.blockZ(l, b, t0, t1)
@@ -294,4 +309,59 @@ func (ix *Indexer[T]) Backward(h, qn []T, wt IndexerWeights[T], dScores []T, dh,
 		}
 	})
 	kernels.LinearBackward(dh, dwt.WK, ix.dk, h, wt.WK, N, d.D, Dh)
+}
+
+// selScratch is a lane's scratch for backwardSelected.
+type selScratch[T Float] struct {
+	idx []int32
+	z   []T
+}
+
+// backwardSelected is Backward for queries [t0, t1) of batch row b when the score gradient lives on the
+// selected keys only: per query and head, z_s = q·k_s over the selected keys s ≤ t (gathered), then
+// dz_s = dI_s·w·[z_s > 0], dw = Σ dI_s·ReLU(z_s), dq = Σ dz_s·k_s, and dk_s += dz_s·q into the lane's dk.
+func (ix *Indexer[T]) backwardSelected(b, t0, t1 int, dScores, dkl []T, sc *selScratch[T]) {
+	T_, H, Dh, K := ix.T, ix.H, ix.Dh, ix.SelK
+	o := b * T_
+	keys, hs := ix.k[o*Dh:(o+T_)*Dh], T(ix.HeadScale())
+	for t := t0; t < t1; t++ {
+		n := o + t
+		clear(ix.dq[n*H*Dh : (n+1)*H*Dh])
+		m := 0
+		for _, s := range ix.Sel[n*K : (n+1)*K] {
+			if s >= 0 && int(s) <= t {
+				sc.idx[m] = s
+				m++
+			}
+		}
+		idx := sc.idx[:m]
+		if !slices.IsSorted(idx) {
+			slices.Sort(idx)
+		}
+		idx = slices.Compact(idx) // a key selected twice holds its gradient once
+		m = len(idx)
+		dI := dScores[n*T_ : (n+1)*T_]
+		for j := 0; j < H; j++ {
+			if m == 0 {
+				ix.dw[n*H+j] = 0
+				continue
+			}
+			qj := ix.q[(n*H+j)*Dh : (n*H+j+1)*Dh]
+			z := sc.z[:m]
+			kernels.GatherDot(z, qj, keys, Dh, idx, 1)
+			w := ix.w[n*H+j]
+			var acc T
+			for i, s := range idx {
+				if v := z[i]; v > 0 {
+					acc += dI[s] * v
+					z[i] = dI[s] * w
+				} else {
+					z[i] = 0
+				}
+			}
+			ix.dw[n*H+j] = hs * acc
+			kernels.GatherAxpy(ix.dq[(n*H+j)*Dh:(n*H+j+1)*Dh], z, keys, Dh, idx)
+			kernels.ScatterAxpy(dkl[o*Dh:(o+T_)*Dh], Dh, idx, z, qj)
+		}
+	}
 }

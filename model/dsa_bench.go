@@ -110,8 +110,20 @@ func BenchAttention(sh AttentionBenchShape, L, K, reps int, seed uint64) (Attent
 	h, qn := fill(L*sh.D, 1), fill(L*sh.QR, 1)
 	wt := dsa.IndexerWeights[float32]{WQ: fill(sh.IH*sh.IDh*sh.QR, 0.1), WK: fill(sh.IDh*sh.D, 0.1), KNorm: fill(sh.IDh, 1), KBias: fill(sh.IDh, 0.1), WW: fill(sh.IH*sh.D, 0.1)}
 	dwt := dsa.IndexerWeights[float32]{WQ: make([]float32, len(wt.WQ)), WK: make([]float32, len(wt.WK)), KNorm: make([]float32, sh.IDh), KBias: make([]float32, sh.IDh), WW: make([]float32, len(wt.WW))}
-	scores, dScores := make([]float32, L*L), fill(L*L, 0.01)
+	// In the sparse stage the indexer's gradient is the Eq. 4 loss over the selected keys: dScores is zero
+	// elsewhere, and the indexer's backward reads only the selected entries (Indexer.Sel).
+	scores, dScores := make([]float32, L*L), make([]float32, L*L)
 	sel := make([]int32, L*K)
+	ix.Sel, ix.SelK = sel, K
+	ix.Forward(h, qn, wt, scores)
+	dsa.SelectTopK(sel, scores, 1, L, K, lengths)
+	for n := range L {
+		for _, s := range sel[n*K : (n+1)*K] {
+			if s >= 0 {
+				dScores[n*L+int(s)] = float32(rng.NormFloat64() * 0.01)
+			}
+		}
+	}
 	sa, err := dsa.NewSparseMLA[float32](dsa.MLADims{H: sh.H, Dn: sh.Dn, Dr: sh.Dr, Dv: sh.Dv, KVr: sh.KVr}, 1, L, K, rope)
 	if err != nil {
 		return res, err

@@ -6,7 +6,8 @@
 //	  I  = indexer(stop(h), stop(c^Q))                    [N, T] lightning-indexer scores
 //	  Lᴵ = Σ_t KL(mean_heads P_t ‖ softmax(I_t))           Eq. 3; P read from the attention op (after it ran)
 //	sparse mode (stage dsa_sparse, RL):
-//	  S  = topk(I)                                        [N, k] selected positions (as floats; also Sel)
+//	  S  = topk(I)                                        [N, k] selected positions (as floats; also Sel); the
+//	                                                      indexer's backward then reads ∂Lᴵ/∂I on S only
 //	  o  = sparseMLA(q, kv, kA, S)                        attends only to S
 //	  Lᴵ = Σ_t KL(mean_heads P_{t,S} ‖ softmax(I_{t,S}))   Eq. 4
 //
@@ -337,6 +338,8 @@ func dsaAttention[T Float](g *Graph[T], l int, opt *DSAOptions, dims mlaDims, ro
 		loss, err = apply[T](kl, scores, target, g.lengths)
 		return o, loss, err
 	}
+	// The indexer's only gradient is the Eq. 4 loss over the selected keys: its backward reads just those.
+	ix.Sel, ix.SelK = ly.Sel, K
 	sel, err := apply[T](&topkKernel[T]{B: B, T: T_, K: K, layer: ly}, scores, g.lengths)
 	if err != nil {
 		return nil, nil, err

@@ -74,6 +74,9 @@ type TaskEval struct {
 	Temp       float64 `json:"temperature"` // of the k samples
 	TopP       float64 `json:"top_p"`
 	Seconds    float64 `json:"seconds"`
+	// Attention is the attention the checkpoint's policy decodes with: "dense", or "sparse" (DeepSeek Sparse
+	// Attention at model.index_topk) for a dsa_sparse checkpoint or an rl checkpoint of a sparse policy.
+	Attention string `json:"attention"`
 
 	// Samples holds the greedy completion of every task, in task order (written by `trainer eval --samples`).
 	Samples []TaskSample `json:"-"`
@@ -92,7 +95,8 @@ type TaskSample struct {
 
 // EvaluateTasks measures a checkpoint on n held-out tasks of the family env (options from the stage's rl
 // section: env_params, reward, max_new_tokens, temperature, top_p): greedy accuracy, and pass@k over k samples.
-// The tasks are the same for every checkpoint of a seed, so numbers compare across a run.
+// The tasks are the same for every checkpoint of a seed, so numbers compare across a run. A sparse-attention
+// policy (CheckpointAttention) decodes with DeepSeek Sparse Attention, as it was trained and as it serves.
 func EvaluateTasks(dir string, cfg *configs.Config, st configs.Stage, env string, n, k int) (*TaskEval, error) {
 	start := time.Now()
 	ck, err := checkpoints.Load(dir, checkpoints.LoadOptions{WeightsOnly: true})
@@ -103,6 +107,11 @@ func EvaluateTasks(dir string, cfg *configs.Config, st configs.Stage, env string
 	if err != nil {
 		return nil, err
 	}
+	attention, _, err := CheckpointAttention(dir)
+	if err != nil {
+		return nil, fmt.Errorf("eval: the attention of checkpoint %s: %w", dir, err)
+	}
+	sparse := attention == configs.AttentionSparse
 	if env == "" {
 		env = st.RL.Env
 	}
@@ -131,7 +140,8 @@ func EvaluateTasks(dir string, cfg *configs.Config, st configs.Stage, env string
 		go func(w int) {
 			defer wg.Done()
 			gs := &rollout.GroupSampler{Engine: eng, Tok: tok, Family: fam, GroupSize: k, MaxNewTokens: st.RL.MaxNewTokens,
-				Params: rollout.SamplingParams{Temperature: st.RL.Temperature, TopP: st.RL.TopP, TopK: st.RL.TopK}, WorkerID: fmt.Sprintf("eval%d", w)}
+				Params: rollout.SamplingParams{Temperature: st.RL.Temperature, TopP: st.RL.TopP, TopK: st.RL.TopK}, WorkerID: fmt.Sprintf("eval%d", w),
+				Sparse: sparse}
 			for i := w; i < n; i += workers {
 				text, finish, err := gs.Greedy(tasks[i])
 				if err != nil {
@@ -169,7 +179,7 @@ func EvaluateTasks(dir string, cfg *configs.Config, st configs.Stage, env string
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	res := &TaskEval{Checkpoint: dir, Env: env, N: n, K: k, Accuracy: float64(greedy.Load()) / float64(n), Temp: st.RL.Temperature, TopP: st.RL.TopP, Samples: samples}
+	res := &TaskEval{Checkpoint: dir, Env: env, N: n, K: k, Accuracy: float64(greedy.Load()) / float64(n), Temp: st.RL.Temperature, TopP: st.RL.TopP, Attention: attention, Samples: samples}
 	if k > 0 {
 		res.PassAtK = float64(anyRight.Load()) / float64(n)
 		res.MeanAtK = float64(right.Load()) / float64(n*k)

@@ -199,28 +199,41 @@ func RLPolicyAttention(cfg *configs.Config, st configs.Stage) (string, string, e
 	if dir == "" {
 		return att, why, nil
 	}
-	b, err := os.ReadFile(filepath.Join(dir, checkpoints.TrainerStateFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return configs.AttentionDense, why + ", a checkpoint made elsewhere (no trainer state): dense attention", nil
-	}
+	att, what, err := CheckpointAttention(dir)
 	if err != nil {
 		return "", "", fmt.Errorf("stages[%s]: reading the attention of the init_from checkpoint: %w", st.Name, err)
 	}
+	return att, why + " (" + what + ")", nil
+}
+
+// CheckpointAttention says with which attention (configs.AttentionDense or AttentionSparse) the policy of the
+// checkpoint in dir runs, and what kind of checkpoint told: a dsa_sparse checkpoint is sparse, an rl checkpoint
+// records its policy's attention in its trainer state, any other one (and a checkpoint made elsewhere, without
+// trainer state) is dense.
+func CheckpointAttention(dir string) (attention, what string, err error) {
+	path := filepath.Join(dir, checkpoints.TrainerStateFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return configs.AttentionDense, "a checkpoint made elsewhere (no trainer state): dense attention", nil
+	}
+	if err != nil {
+		return "", "", err
+	}
 	var ts checkpoints.TrainerState
 	if err := json.Unmarshal(b, &ts); err != nil {
-		return "", "", fmt.Errorf("stages[%s]: %s: %w", st.Name, filepath.Join(dir, checkpoints.TrainerStateFile), err)
+		return "", "", fmt.Errorf("%s: %w", path, err)
 	}
 	if ts.Kind == configs.KindDSASparse {
-		return configs.AttentionSparse, why + " (a dsa_sparse checkpoint)", nil
+		return configs.AttentionSparse, "a dsa_sparse checkpoint", nil
 	}
 	if raw, ok := ts.Extra[attentionExtraKey]; ok {
 		var a string
 		if err := json.Unmarshal(raw, &a); err != nil || (a != configs.AttentionDense && a != configs.AttentionSparse) {
-			return "", "", fmt.Errorf("stages[%s]: %s: extra.%s is %s, want \"dense\" or \"sparse\"", st.Name, filepath.Join(dir, checkpoints.TrainerStateFile), attentionExtraKey, raw)
+			return "", "", fmt.Errorf("%s: extra.%s is %s, want \"dense\" or \"sparse\"", path, attentionExtraKey, raw)
 		}
-		return a, fmt.Sprintf("%s (an rl checkpoint of a %s policy)", why, a), nil
+		return a, fmt.Sprintf("an rl checkpoint of a %s policy", a), nil
 	}
-	return configs.AttentionDense, fmt.Sprintf("%s (a %s checkpoint)", why, ts.Kind), nil
+	return configs.AttentionDense, fmt.Sprintf("a %s checkpoint", ts.Kind), nil
 }
 
 func (s *rlStage) close() {

@@ -6,13 +6,17 @@
 // the step lists those group ids and the policy version, and only once it is on disk are the groups acked
 // (Commit). A restarted learner acks on sight any group its checkpoint lists, and gets the rest redelivered,
 // so every group is applied exactly once in the surviving weight history. With out-of-process workers the
-// learner publishes the weights after every update (natsbus.WeightPublisher).
+// learner publishes the weights after every update (natsbus.WeightPublisher), each version carrying the
+// policy's attention (and rl.keep_selection) so that the workers decode as the learner trains; the learner
+// refuses any group decoded with another attention (natsbus.Learner.SetAttention).
 package trainer
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -106,19 +110,22 @@ func (s *rlStage) openBus(ctx context.Context) error {
 	if s.bus.learner, err = natsbus.NewLearner(ctx, nc, names, b, vocab, s.bus.handled, log); err != nil {
 		return fmt.Errorf("stage %s: %w", s.stage.Name, err)
 	}
+	pol := s.policy()
+	s.bus.learner.SetAttention(pol.Attention)
 	s.transport.Close() // the in-process one newRLStage made
 	s.transport = s.bus.learner
 	if b.LocalWorkers {
 		if s.bus.local, err = natsbus.NewWorkerClient(ctx, nc, names, b, vocab, "local", log); err != nil {
 			return fmt.Errorf("stage %s: %w", s.stage.Name, err)
 		}
+		s.bus.local.Attention = pol.Attention
 		s.transport = natsbus.Pair{Learner: s.bus.learner, W: s.bus.local}
 		s.bus.beat = natsbus.StartHeartbeat(nc, names, time.Duration(b.HeartbeatS*float64(time.Second)), func() natsbus.Beat {
 			return natsbus.Beat{Worker: "local", Workers: len(s.samplers), Groups: s.bus.local.Groups.Load(), Tokens: s.bus.local.Tokens.Load(), Version: s.version.Load()}
 		})
 	}
 	if b.Transport == "nats" && b.Weights != "none" {
-		if s.bus.weights, err = natsbus.NewWeightPublisher(ctx, nc, names, b, log); err != nil {
+		if s.bus.weights, err = natsbus.NewWeightPublisher(ctx, nc, names, b, pol, log); err != nil {
 			return fmt.Errorf("stage %s: %w", s.stage.Name, err)
 		}
 		if _, err := s.bus.weights.Publish(ctx, s.version.Load(), s.params); err != nil {
@@ -128,6 +135,28 @@ func (s *rlStage) openBus(ctx context.Context) error {
 	}
 	s.bus.lastWait, s.bus.lastDec, s.bus.lastDis, s.bus.lastBytes, _ = s.bus.learner.Timings()
 	return nil
+}
+
+// policy is how the stage's policy runs, as its rollout workers must decode it.
+func (s *rlStage) policy() natsbus.Policy {
+	if !s.sparse {
+		return natsbus.Policy{Attention: configs.AttentionDense}
+	}
+	return natsbus.Policy{Attention: configs.AttentionSparse, SparseTopK: s.dsaK, KeepSelection: s.rc.KeepSelection}
+}
+
+// WorkerAttention is the attention a rollout worker process expects of the rl stage st's policy, from its
+// config (RLPolicyAttention), and why; "" when the config cannot tell on this machine (the stage starts from
+// an init_from checkpoint that is not here): the worker then follows the policy the learner's weights carry.
+func WorkerAttention(cfg *configs.Config, st configs.Stage) (string, string, error) {
+	if i := slices.IndexFunc(cfg.Stages, func(x configs.Stage) bool { return x.Name == st.Name }); i >= 0 {
+		if _, dir, why := cfg.PolicyAttention(i); dir != "" {
+			if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+				return "", why + ", not on this machine: the learner's weights say", nil
+			}
+		}
+	}
+	return RLPolicyAttention(cfg, st)
 }
 
 // localSamplers are the samplers to run as in-process workers.

@@ -1,6 +1,7 @@
 // learn.go implements `trainer learn CONFIG --nats URL` (the RL learner alone: it dispatches prompts,
 // trains on the groups that come back over NATS JetStream and publishes the weights after each update) and
-// `trainer rollout CONFIG --nats URL [--workers N]` (a rollout worker process). Credentials pass through to
+// `trainer rollout CONFIG --nats URL [--workers N]` (a rollout worker process, which decodes as the learner's
+// policy runs: the weights say dense or sparse, and a config that says otherwise is refused). Credentials pass through to
 // nats.go: user and password or a token in the URL (nats://user:pass@host:4222, nats://token@host:4222) or
 // from SPARROW_NATS_PASSWORD / SPARROW_NATS_TOKEN, a .creds file, TLS files. Secrets are taken out of the
 // URL before anything is logged or written to config.yaml.
@@ -163,11 +164,17 @@ func newRolloutCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			att, why, err := trainer.WorkerAttention(cfg, *st)
+			if err != nil {
+				return err
+			}
 			names := trainer.BusNames(cfg, *st)
 			conn := natsbus.FromConfig(ctx, st.RL.Bus, st.RL.Bus.URL, "", log)
-			log.Info("rollout", "config", cfg.Name, "stage", st.Name, "workers", workers, "conn", conn, "jobs", names.JobSubject())
-			rep, err := natsbus.RunWorkers(ctx, natsbus.WorkerOptions{Conn: conn, Names: names, RL: st.RL, Family: fam, Workers: workers, Log: log})
-			log.Info("rollout finished", "groups", rep.Groups, "tokens", rep.Tokens, "policy_version", rep.Version, "weight_swaps", rep.Swaps)
+			log.Info("rollout", "config", cfg.Name, "stage", st.Name, "workers", workers, "conn", conn, "jobs", names.JobSubject(),
+				"attention", att, "why", why, "keep_selection", st.RL.KeepSelection)
+			rep, err := natsbus.RunWorkers(ctx, natsbus.WorkerOptions{Conn: conn, Names: names, RL: st.RL, Attention: att, AttentionWhy: why,
+				Family: fam, Workers: workers, Log: log})
+			log.Info("rollout finished", "groups", rep.Groups, "tokens", rep.Tokens, "policy_version", rep.Version, "weight_swaps", rep.Swaps, "policy", rep.Policy.String())
 			return err
 		},
 	}

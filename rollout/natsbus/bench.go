@@ -168,7 +168,7 @@ func BenchTransport(ctx context.Context, o BenchOptions) (BenchResult, error) {
 	// weights of the model
 	p := model.NewParams(o.Model)
 	p.Init(1)
-	pub, err := NewWeightPublisher(ctx, nc, names, b, log)
+	pub, err := NewWeightPublisher(ctx, nc, names, b, Policy{Attention: configs.AttentionDense}, log)
 	if err != nil {
 		return r, err
 	}
@@ -180,7 +180,7 @@ func BenchTransport(ctx context.Context, o BenchOptions) (BenchResult, error) {
 	if err != nil {
 		return r, err
 	}
-	if _, err := f.Fetch(ctx, notice); err != nil {
+	if _, _, err := f.Fetch(ctx, notice); err != nil {
 		return r, err
 	}
 	r.WeightsBytes, r.WeightsPutS, r.WeightsFetchS = notice.Bytes, pub.LastPut.Seconds(), f.LastGet.Seconds()

@@ -4,7 +4,9 @@
 // invariant (issue 6, item 1): a group is acked only by Commit, which the trainer calls once a checkpoint
 // holding the update that applied (or deliberately dropped) it is on disk; until then InProgress() keeps it
 // from redelivery. A group id seen again is de-duplicated (the server's Nats-Msg-Id window is short); a
-// malformed message is terminated and counted and never reaches the trainer.
+// malformed message is terminated and counted and never reaches the trainer. A group decoded with another
+// attention than the learner's policy (HdrAttention; Learner.Attention) is terminated and stops the run:
+// training a sparse policy on dense rollouts, or the reverse, is a configuration error, never a drop.
 package natsbus
 
 import (
@@ -37,6 +39,9 @@ const (
 	// encoded group exceeded the max payload); the last two have an empty body and HdrError says why.
 	HdrStatus = "Sparrow-Status"
 	HdrError  = "Sparrow-Error"
+	// HdrAttention is the attention the group was decoded with: "dense" or "sparse". A group without it
+	// comes from a worker that predates sparse policies, which decodes densely.
+	HdrAttention = "Sparrow-Attention"
 )
 
 // Drop reasons a Learner counts.
@@ -46,6 +51,7 @@ const (
 	CountFailed     = "failed"
 	CountOversize   = "oversize"
 	CountRedelivery = "redelivered"
+	CountAttention  = "attention_mismatch"
 )
 
 // jobMsg is a prompt on the wire.
@@ -77,19 +83,21 @@ type Learner struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu       sync.Mutex
-	arrived  chan struct{} // closed and replaced when a group arrives
-	buf      map[string]*held
-	expected map[string]bool
-	pending  map[string]*held
-	handled  map[string]bool
-	counts   map[string]int64
-	maxSeq   uint64
-	wait     time.Duration // time spent blocked in Collect
-	decode   time.Duration // time spent decoding groups
-	dispatch time.Duration // time spent publishing prompts
-	bytes    int64
-	groups   int64
+	mu        sync.Mutex
+	arrived   chan struct{} // closed and replaced when a group arrives
+	buf       map[string]*held
+	expected  map[string]bool
+	pending   map[string]*held
+	handled   map[string]bool
+	counts    map[string]int64
+	attention string // of the policy trained ("" accepts any; SetAttention)
+	fatal     error  // a group of another policy's attention arrived: Collect returns it
+	maxSeq    uint64
+	wait      time.Duration // time spent blocked in Collect
+	decode    time.Duration // time spent decoding groups
+	dispatch  time.Duration // time spent publishing prompts
+	bytes     int64
+	groups    int64
 }
 
 // NewLearner sets up the streams, the durable consumer "learner" and the fetch loop. handled are the group
@@ -232,6 +240,17 @@ func (l *Learner) receive(m jetstream.Msg) {
 			return
 		}
 	}
+	if status == "ok" {
+		if err := l.checkAttention(hdr.Get(HdrAttention)); err != nil {
+			l.count(CountAttention)
+			l.fatal = fmt.Errorf("natsbus: group %s from worker %s: %w", id, hdr.Get(HdrWorker), err)
+			l.log.Error("natsbus: group of another attention terminated; the learner stops", "stream_seq", seq, "err", l.fatal)
+			_ = m.TermWithReason("attention mismatch")
+			close(l.arrived)
+			l.arrived = make(chan struct{})
+			return
+		}
+	}
 	if meta.NumDelivered > 1 {
 		l.count(CountRedelivery)
 	}
@@ -243,6 +262,27 @@ func (l *Learner) receive(m jetstream.Msg) {
 	l.buf[id] = &held{msg: m, seq: seq, group: g, status: status}
 	close(l.arrived)
 	l.arrived = make(chan struct{})
+}
+
+// SetAttention makes the learner refuse groups decoded with another attention than att
+// (configs.AttentionDense or AttentionSparse): the first one ends Collect with an error naming both.
+func (l *Learner) SetAttention(att string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.attention = att
+}
+
+// checkAttention says whether a group decoded with attention got (its HdrAttention, "" for a worker that
+// predates sparse policies and decodes densely) may train the learner's policy.
+func (l *Learner) checkAttention(got string) error {
+	want := l.attention
+	if want == "" || got == want || (got == "" && want == configs.AttentionDense) {
+		return nil
+	}
+	if got == "" {
+		got = "dense (a worker that does not say; it predates sparse policies)"
+	}
+	return fmt.Errorf("decoded with %s attention, but the policy runs %s attention: rollout and learner must attend alike (are the workers and the learner on different configs or versions?)", got, want)
 }
 
 // keepAlive tells the server every AckWait/3 that held groups are still being worked on.
@@ -312,6 +352,10 @@ func (l *Learner) Collect(ctx context.Context, n int) ([]*data.Group, error) {
 	defer tick.Stop()
 	for {
 		l.mu.Lock()
+		if err := l.fatal; err != nil {
+			l.mu.Unlock()
+			return nil, err
+		}
 		var ready, missing []string
 		for id := range l.expected {
 			if _, ok := l.buf[id]; ok {

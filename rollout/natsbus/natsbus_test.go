@@ -226,7 +226,7 @@ func TestWeightSync(t *testing.T) {
 	cfg := configs.Default().Model
 	p := model.NewParams(cfg)
 	p.Init(3)
-	pub, err := NewWeightPublisher(ctx, nc, names, b, quiet())
+	pub, err := NewWeightPublisher(ctx, nc, names, b, Policy{Attention: configs.AttentionDense}, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestWeightSync(t *testing.T) {
 	if err != nil || !ok || n.Version != 4 {
 		t.Fatalf("Latest = %+v %v %v, want version 4", n, ok, err)
 	}
-	q, err := f.Fetch(ctx, n)
+	q, _, err := f.Fetch(ctx, n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,10 +258,10 @@ func TestWeightSync(t *testing.T) {
 	}
 	bad := n
 	bad.SHA256 = strings.Repeat("0", 64)
-	if _, err := f.Fetch(ctx, bad); err == nil || !strings.Contains(err.Error(), "SHA-256") {
+	if _, _, err := f.Fetch(ctx, bad); err == nil || !strings.Contains(err.Error(), "SHA-256") {
 		t.Fatalf("a notice with the wrong hash gave %v", err)
 	}
-	if _, err := f.Fetch(ctx, Notice{Version: 0, Object: "v000000000000", Bytes: n.Bytes, SHA256: n.SHA256}); err == nil {
+	if _, _, err := f.Fetch(ctx, Notice{Version: 0, Object: "v000000000000", Bytes: n.Bytes, SHA256: n.SHA256}); err == nil {
 		t.Fatal("a deleted old version (only the last 3 are kept) was fetched")
 	}
 	if err := CopyWeights(model.NewParams(cfg), q); err != nil {

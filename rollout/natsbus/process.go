@@ -4,6 +4,11 @@
 // exact version the prompt was dispatched with — samples the group under a read lock, and publishes it
 // stamped with the version it sampled with. A syncer swaps new versions in under the write lock, so a swap
 // happens between groups, never inside one, and only after the SHA-256 and the layout checked out.
+//
+// The workers decode as the learner's policy runs, which the weights say (Policy): densely, or with DeepSeek
+// Sparse Attention and its top-k, recording the selections (dsa_topk) when the learner keeps them. A policy
+// that differs from what this process's config says (WorkerOptions.Attention, rl.keep_selection), or that
+// changes between versions, stops the workers with an error naming both.
 package natsbus
 
 import (
@@ -29,12 +34,16 @@ import (
 
 // WorkerOptions configure RunWorkers.
 type WorkerOptions struct {
-	Conn    ConnOptions
-	Names   Names
-	RL      configs.RL // the stage's rl section (sampling, group size, staleness, bus)
-	Family  envs.Family
-	Workers int
-	Log     *slog.Logger
+	Conn  ConnOptions
+	Names Names
+	RL    configs.RL // the stage's rl section (sampling, group size, staleness, bus, keep_selection)
+	// Attention is the policy's attention as this process's config derives it (configs.AttentionDense or
+	// AttentionSparse, trainer.RLPolicyAttention), and AttentionWhy the reason; "" when the config cannot
+	// tell here (an init_from checkpoint on the learner's machine only): the weights' policy is followed.
+	Attention, AttentionWhy string
+	Family                  envs.Family
+	Workers                 int
+	Log                     *slog.Logger
 }
 
 // WorkerReport is what RunWorkers did.
@@ -42,6 +51,18 @@ type WorkerReport struct {
 	Groups, Tokens int64
 	Version        int64
 	Swaps          int
+	Policy         Policy // the policy the workers ran, as the learner's weights said
+}
+
+// checkPolicy refuses a learner's policy that this worker's config contradicts.
+func (o WorkerOptions) checkPolicy(pol Policy) error {
+	if o.Attention != "" && o.Attention != pol.Attention {
+		return fmt.Errorf("natsbus: the learner's weights say its policy runs %s attention, but this worker's config says %s (%s): start the workers with the learner's config", pol, o.Attention, o.AttentionWhy)
+	}
+	if o.RL.KeepSelection != pol.KeepSelection {
+		return fmt.Errorf("natsbus: the learner's weights say rl.keep_selection %v (policy %s), but this worker's config says rl.keep_selection %v: start the workers with the learner's config", pol.KeepSelection, pol, o.RL.KeepSelection)
+	}
+	return nil
 }
 
 // RunWorkers runs a worker process until the learner announces the end of the stage (nil), ctx ends
@@ -83,11 +104,14 @@ func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	params, err := fetcher.Fetch(ctx, first)
+	params, pol, err := fetcher.Fetch(ctx, first)
 	if err != nil {
 		return WorkerReport{}, err
 	}
-	log.Info("natsbus: weights received", "version", first.Version, "bytes", first.Bytes, "seconds", round1(fetcher.LastGet.Seconds()))
+	if err := o.checkPolicy(pol); err != nil {
+		return WorkerReport{Policy: pol}, err
+	}
+	log.Info("natsbus: weights received", "version", first.Version, "bytes", first.Bytes, "seconds", round1(fetcher.LastGet.Seconds()), "policy", pol.String())
 	vocab := params.Config.VocabSize
 	tok, err := data.NewTokenizer(vocab)
 	if err != nil {
@@ -98,6 +122,7 @@ func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
 		return WorkerReport{}, err
 	}
 	defer client.Close()
+	client.Attention = pol.Attention
 
 	var (
 		mu      sync.RWMutex // read: sampling a group; write: swapping weights
@@ -156,7 +181,7 @@ func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
 			if n.SHA256 == current {
 				continue
 			}
-			p, err := fetcher.Fetch(wctx, n)
+			p, np, err := fetcher.Fetch(wctx, n)
 			if err != nil {
 				if wctx.Err() != nil {
 					return
@@ -164,6 +189,12 @@ func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
 				log.Error("natsbus: weights fetch failed; keeping the current version", "version", n.Version, "err", err)
 				syncErr = err
 				continue
+			}
+			if np != pol { // never sample one policy's groups with another's decoding
+				syncErr = fmt.Errorf("natsbus: weights version %d run policy %s, but the workers run %s since version %d: the learner changed its policy mid-stage (restart the workers)", n.Version, np, pol, first.Version)
+				log.Error("natsbus: the learner's policy changed; workers stop", "err", syncErr)
+				stop()
+				return
 			}
 			mu.Lock() // waits for groups in flight
 			err = CopyWeights(params, p)
@@ -196,7 +227,8 @@ func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
 	for w := 0; w < o.Workers; w++ {
 		gs := &rollout.GroupSampler{Engine: eng, Tok: tok, Family: o.Family,
 			Params:    rollout.SamplingParams{Temperature: rc.Temperature, TopP: rc.TopP, TopK: rc.TopK},
-			GroupSize: rc.GroupSize, MaxNewTokens: rc.MaxNewTokens, WorkerID: fmt.Sprintf("%s/w%d", id, w)}
+			GroupSize: rc.GroupSize, MaxNewTokens: rc.MaxNewTokens, WorkerID: fmt.Sprintf("%s/w%d", id, w),
+			Sparse: pol.Sparse(), SparseTopK: pol.SparseTopK, RecordSelection: pol.KeepSelection}
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
@@ -211,7 +243,7 @@ func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
 		cond.L.Unlock()
 	}()
 	wg.Wait()
-	rep := WorkerReport{Groups: client.Groups.Load(), Tokens: client.Tokens.Load(), Version: version.Load(), Swaps: swaps}
+	rep := WorkerReport{Groups: client.Groups.Load(), Tokens: client.Tokens.Load(), Version: version.Load(), Swaps: swaps, Policy: pol}
 	if done.Load() {
 		return rep, nil
 	}

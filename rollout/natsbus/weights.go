@@ -7,6 +7,11 @@
 // reconnects reads it). A worker fetches the object from the store the notice names, with a deadline sized
 // for its length, checks the SHA-256 and the tensor layout, and only then swaps the weights in: a partially
 // received or corrupted version is never run. The last notice of a stage says done, which ends the workers.
+//
+// The header also carries how the policy runs (Policy: dense or DeepSeek Sparse Attention with its top-k, and
+// whether workers record the selections for Keep Selection), under the same SHA-256 as the values: a worker
+// decodes as the learner trains because it learns the attention from the weights themselves, and refuses a
+// version whose policy differs from its own config or from the version it runs.
 package natsbus
 
 import (
@@ -45,7 +50,46 @@ const weightsMagic = "SPARROW-WEIGHTS/1\n"
 
 type weightsHeader struct {
 	Model   configs.Model `json:"model"`
+	Policy  Policy        `json:"policy"`
 	Tensors []tensorInfo  `json:"tensors"`
+}
+
+// Policy is how the learner's policy runs, which its rollout workers must follow: the attention
+// (configs.AttentionDense, or AttentionSparse with SparseTopK keys per query) and, with rl.keep_selection,
+// the recording of every position's selected keys (dsa_topk) for the learner to replay.
+type Policy struct {
+	Attention     string `json:"attention"`
+	SparseTopK    int    `json:"sparse_topk,omitempty"`
+	KeepSelection bool   `json:"keep_selection,omitempty"`
+}
+
+// Sparse says whether the policy runs DeepSeek Sparse Attention.
+func (p Policy) Sparse() bool { return p.Attention == configs.AttentionSparse }
+
+// Validate checks that the fields fit together.
+func (p Policy) Validate() error {
+	switch p.Attention {
+	case configs.AttentionDense:
+		if p.SparseTopK != 0 || p.KeepSelection {
+			return fmt.Errorf("natsbus: policy: dense attention with sparse_topk %d and keep_selection %v (both are for sparse attention)", p.SparseTopK, p.KeepSelection)
+		}
+	case configs.AttentionSparse:
+		if p.SparseTopK <= 0 {
+			return fmt.Errorf("natsbus: policy: sparse attention needs sparse_topk > 0, got %d", p.SparseTopK)
+		}
+	case "":
+		return errors.New("natsbus: policy: no attention (weights published by a learner that does not say whether its policy is dense or sparse)")
+	default:
+		return fmt.Errorf("natsbus: policy: attention %q, want %q or %q", p.Attention, configs.AttentionDense, configs.AttentionSparse)
+	}
+	return nil
+}
+
+func (p Policy) String() string {
+	if !p.Sparse() {
+		return p.Attention
+	}
+	return fmt.Sprintf("sparse (top-%d, keep_selection %v)", p.SparseTopK, p.KeepSelection)
 }
 
 type tensorInfo struct {
@@ -53,9 +97,10 @@ type tensorInfo struct {
 	Shape []int  `json:"shape"`
 }
 
-// EncodeWeights serialises parameters (magic, uint32 header length, JSON header, float32 LE values).
-func EncodeWeights(p *model.Params) []byte {
-	h := weightsHeader{Model: p.Config}
+// EncodeWeights serialises parameters and the policy they run (magic, uint32 header length, JSON header,
+// float32 LE values).
+func EncodeWeights(p *model.Params, pol Policy) []byte {
+	h := weightsHeader{Model: p.Config, Policy: pol}
 	n := 0
 	for i, sp := range p.Specs {
 		h.Tensors = append(h.Tensors, tensorInfo{Name: sp.Name, Shape: sp.Shape})
@@ -74,35 +119,38 @@ func EncodeWeights(p *model.Params) []byte {
 	return out
 }
 
-// DecodeWeights parses EncodeWeights's output into fresh parameters, checking the layout against the
-// model config it names.
-func DecodeWeights(b []byte) (*model.Params, error) {
+// DecodeWeights parses EncodeWeights's output into fresh parameters and their policy, checking the layout
+// against the model config it names and the policy's fields.
+func DecodeWeights(b []byte) (*model.Params, Policy, error) {
 	if !bytes.HasPrefix(b, []byte(weightsMagic)) || len(b) < len(weightsMagic)+4 {
-		return nil, errors.New("natsbus: weights: not a Sparrow weights object")
+		return nil, Policy{}, errors.New("natsbus: weights: not a Sparrow weights object")
 	}
 	b = b[len(weightsMagic):]
 	hl := int(binary.LittleEndian.Uint32(b))
 	if hl > len(b)-4 {
-		return nil, fmt.Errorf("natsbus: weights: header of %d bytes in %d", hl, len(b)-4)
+		return nil, Policy{}, fmt.Errorf("natsbus: weights: header of %d bytes in %d", hl, len(b)-4)
 	}
 	var h weightsHeader
 	if err := json.Unmarshal(b[4:4+hl], &h); err != nil {
-		return nil, fmt.Errorf("natsbus: weights: header: %w", err)
+		return nil, Policy{}, fmt.Errorf("natsbus: weights: header: %w", err)
+	}
+	if err := h.Policy.Validate(); err != nil {
+		return nil, Policy{}, fmt.Errorf("natsbus: weights: header: %w", err)
 	}
 	specs := model.Specs(h.Model)
 	if len(specs) != len(h.Tensors) {
-		return nil, fmt.Errorf("natsbus: weights: %d tensors, the model config has %d", len(h.Tensors), len(specs))
+		return nil, Policy{}, fmt.Errorf("natsbus: weights: %d tensors, the model config has %d", len(h.Tensors), len(specs))
 	}
 	total := 0
 	for i, sp := range specs {
 		if h.Tensors[i].Name != sp.Name || !slices.Equal(h.Tensors[i].Shape, sp.Shape) {
-			return nil, fmt.Errorf("natsbus: weights: tensor %d is %s %v, the model config says %s %v", i, h.Tensors[i].Name, h.Tensors[i].Shape, sp.Name, sp.Shape)
+			return nil, Policy{}, fmt.Errorf("natsbus: weights: tensor %d is %s %v, the model config says %s %v", i, h.Tensors[i].Name, h.Tensors[i].Shape, sp.Name, sp.Shape)
 		}
 		total += sp.Size()
 	}
 	vals := b[4+hl:]
 	if len(vals) != 4*total {
-		return nil, fmt.Errorf("natsbus: weights: %d value bytes, want %d", len(vals), 4*total)
+		return nil, Policy{}, fmt.Errorf("natsbus: weights: %d value bytes, want %d", len(vals), 4*total)
 	}
 	p := model.NewParams(h.Model)
 	off := 0
@@ -113,7 +161,7 @@ func DecodeWeights(b []byte) (*model.Params, error) {
 			off += 4
 		}
 	}
-	return p, nil
+	return p, h.Policy, nil
 }
 
 // CopyWeights copies src's values into dst (same layout), so that engines holding dst's slices see them.
@@ -255,20 +303,25 @@ func (s *s3Store) remove(ctx context.Context, location string) error {
 
 // WeightPublisher is the learner's side of the weight sync.
 type WeightPublisher struct {
-	js    jetstream.JetStream
-	store weightStore
-	names Names
-	log   *slog.Logger
-	wait  time.Duration
-	kept  []string
+	js     jetstream.JetStream
+	store  weightStore
+	names  Names
+	policy Policy
+	log    *slog.Logger
+	wait   time.Duration
+	kept   []string
 	// LastBytes and LastPut describe the last publication (for metrics and the benchmark).
 	LastBytes int64
 	LastPut   time.Duration
 }
 
 // NewWeightPublisher prepares the notices' stream (Setup creates it) and the weights' store: the stage's
-// NATS Object Store, or with rl.bus.weights s3 the S3 prefix rl.bus.weights_url.
-func NewWeightPublisher(ctx context.Context, nc *nats.Conn, names Names, b configs.Bus, log *slog.Logger) (*WeightPublisher, error) {
+// NATS Object Store, or with rl.bus.weights s3 the S3 prefix rl.bus.weights_url. Every version it publishes
+// carries pol, the policy the workers must run.
+func NewWeightPublisher(ctx context.Context, nc *nats.Conn, names Names, b configs.Bus, pol Policy, log *slog.Logger) (*WeightPublisher, error) {
+	if err := pol.Validate(); err != nil {
+		return nil, err
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: %w", err)
@@ -276,7 +329,7 @@ func NewWeightPublisher(ctx context.Context, nc *nats.Conn, names Names, b confi
 	if err := Setup(ctx, js, names, b, log); err != nil {
 		return nil, err
 	}
-	p := &WeightPublisher{js: js, names: names, log: log, wait: secs(b.WaitS)}
+	p := &WeightPublisher{js: js, names: names, policy: pol, log: log, wait: secs(b.WaitS)}
 	if b.Weights == "s3" {
 		st, err := newS3Store(b.WeightsURL, log)
 		if err != nil {
@@ -294,7 +347,7 @@ func NewWeightPublisher(ctx context.Context, nc *nats.Conn, names Names, b confi
 // Publish stores a version and announces it; versions older than the last three are deleted.
 func (p *WeightPublisher) Publish(ctx context.Context, version int64, params *model.Params) (Notice, error) {
 	t0 := time.Now()
-	b := EncodeWeights(params)
+	b := EncodeWeights(params, p.policy)
 	name := fmt.Sprintf("v%012d", version)
 	n := Notice{Version: version, Object: name, SHA256: sum256(b), Bytes: int64(len(b))}
 	err := retry(ctx, p.log, "storing weights "+name, p.wait, func(ctx context.Context) error {
@@ -402,12 +455,12 @@ func (f *WeightFetcher) Latest(ctx context.Context) (n Notice, ok bool, err erro
 	return n, true, nil
 }
 
-// Fetch downloads, checks and decodes the version a notice names.
-func (f *WeightFetcher) Fetch(ctx context.Context, n Notice) (*model.Params, error) {
+// Fetch downloads, checks and decodes the version a notice names, and the policy it runs.
+func (f *WeightFetcher) Fetch(ctx context.Context, n Notice) (*model.Params, Policy, error) {
 	t0 := time.Now()
 	store, err := f.storeFor(n)
 	if err != nil {
-		return nil, err
+		return nil, Policy{}, err
 	}
 	var b []byte
 	err = retry(ctx, f.log, "fetching weights "+n.Object, f.wait, func(ctx context.Context) error {
@@ -418,15 +471,15 @@ func (f *WeightFetcher) Fetch(ctx context.Context, n Notice) (*model.Params, err
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, Policy{}, err
 	}
 	if int64(len(b)) != n.Bytes || sum256(b) != n.SHA256 {
-		return nil, fmt.Errorf("natsbus: weights %s: %d bytes with SHA-256 %.12s…, the notice says %d bytes, %.12s…", n.Object, len(b), sum256(b), n.Bytes, n.SHA256)
+		return nil, Policy{}, fmt.Errorf("natsbus: weights %s: %d bytes with SHA-256 %.12s…, the notice says %d bytes, %.12s…", n.Object, len(b), sum256(b), n.Bytes, n.SHA256)
 	}
-	p, err := DecodeWeights(b)
+	p, pol, err := DecodeWeights(b)
 	if err != nil {
-		return nil, fmt.Errorf("natsbus: weights %s: %w", n.Object, err)
+		return nil, Policy{}, fmt.Errorf("natsbus: weights %s: %w", n.Object, err)
 	}
 	f.LastGet = time.Since(t0)
-	return p, nil
+	return p, pol, nil
 }

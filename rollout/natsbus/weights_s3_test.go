@@ -32,7 +32,7 @@ func TestWeightSyncS3(t *testing.T) {
 	cfg := configs.Default().Model
 	p := model.NewParams(cfg)
 	p.Init(5)
-	pub, err := NewWeightPublisher(ctx, nc, names, b, quiet())
+	pub, err := NewWeightPublisher(ctx, nc, names, b, Policy{Attention: configs.AttentionDense}, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestWeightSyncS3(t *testing.T) {
 	if want := "s3://weights/run1/rl/v000000000004"; n.Object != want {
 		t.Fatalf("notice names %q, want %q", n.Object, want)
 	}
-	q, err := f.Fetch(ctx, n)
+	q, _, err := f.Fetch(ctx, n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestWeightSyncS3(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			_, err := f.Fetch(ctx, c.notice)
+			_, _, err := f.Fetch(ctx, c.notice)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("Fetch(%+v) = %v, want an error with %q", c.notice, err, c.want)
 			}

@@ -3,6 +3,8 @@
 // InProgress() while its group is sampled; Publish encodes the group, refuses (and counts) one over the max
 // payload, publishes it with Nats-Msg-Id = group id, and only then acks the prompt: a worker that dies
 // mid-group leaves its prompt un-acked, and the server hands it to another worker after job_ack_wait_s.
+// Each group says with which attention it was decoded (HdrAttention), so that the learner refuses groups
+// of a policy other than its own.
 package natsbus
 
 import (
@@ -41,6 +43,9 @@ type WorkerClient struct {
 	ID string
 	// IdleTimeout ends NextJob with an error after this long without a prompt (0 = wait until ctx ends).
 	IdleTimeout time.Duration
+	// Attention is the attention this process's samplers decode with (configs.AttentionDense or
+	// AttentionSparse), sent with every group as HdrAttention; set it before the first Publish.
+	Attention string
 
 	cons   jetstream.Consumer
 	cancel context.CancelFunc
@@ -172,6 +177,9 @@ func (w *WorkerClient) Publish(ctx context.Context, g *data.Group) error {
 	msg := &nats.Msg{Subject: w.names.TrajSubject(), Header: nats.Header{}}
 	msg.Header.Set(HdrGroup, g.GroupID)
 	msg.Header.Set(HdrWorker, w.ID)
+	if w.Attention != "" {
+		msg.Header.Set(HdrAttention, w.Attention)
+	}
 	if len(g.Trajectories) > 0 {
 		msg.Header.Set(HdrVersion, strconv.FormatInt(g.Trajectories[0].PolicyVersion, 10))
 	}

@@ -47,6 +47,11 @@ type AttentionBenchResult struct {
 	DSAMemMiB   float64 `json:"dsa_mem_mib"`
 	DenseDecKiB float64 `json:"dense_decode_mem_kib"` // cache per layer (latent + rope key)
 	DSADecKiB   float64 `json:"dsa_decode_mem_kib"`   // plus the indexer key cache
+	// Process CPU time (both workers) of the same steps: robust to other processes sharing the cores.
+	DenseCPUMs  float64 `json:"dense_cpu_ms"`
+	DSACPUMs    float64 `json:"dsa_cpu_ms"`
+	SparseCPUMs float64 `json:"sparse_attn_cpu_ms"`
+	CPURatio    float64 `json:"cpu_ratio"`
 }
 
 func median(v []float64) float64 {
@@ -55,15 +60,16 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-func timeIt(reps int, f func()) float64 {
+// timeIt returns the median wall and CPU time (ns) of reps runs of f after a warm-up run.
+func timeIt(reps int, f func()) (wall, cpu float64) {
 	f() // warm-up: page faults, caches
-	ts := make([]float64, reps)
+	ts, cs := make([]float64, reps), make([]float64, reps)
 	for i := range ts {
-		t0 := time.Now()
+		t0, c0 := time.Now(), cpuNow()
 		f()
-		ts[i] = float64(time.Since(t0).Nanoseconds())
+		ts[i], cs[i] = float64(time.Since(t0).Nanoseconds()), float64(cpuNow()-c0)
 	}
-	return median(ts)
+	return median(ts), median(cs)
 }
 
 // BenchAttention measures one length L with k keys per query (batch 1), reps repetitions.
@@ -93,10 +99,11 @@ func BenchAttention(sh AttentionBenchShape, L, K, reps int, seed uint64) (Attent
 	if _, err := dk.OutShape(shapesOf(L, sh)); err != nil {
 		return res, err
 	}
-	res.DenseMs = timeIt(reps, func() {
+	res.DenseMs, res.DenseCPUMs = timeIt(reps, func() {
 		_ = dk.Forward(in, out)
 		_ = dk.Backward(in, out, dout, din)
-	}) / 1e6
+	})
+	res.DenseMs, res.DenseCPUMs = res.DenseMs/1e6, res.DenseCPUMs/1e6
 	res.DenseMemMiB = float64(len(dk.p)+len(dk.dp)+len(dk.q)+len(dk.k)+len(dk.v)+len(dk.dq)+len(dk.dk)+len(dk.dv)+len(dk.dkr)) * 4 / (1 << 20)
 	dk = nil
 	runtime.GC() // give the dense buffers (4 GiB at L = 8192) back before the DSA buffers are allocated
@@ -129,25 +136,35 @@ func BenchAttention(sh AttentionBenchShape, L, K, reps int, seed uint64) (Attent
 		return res, err
 	}
 	dh, dqn := make([]float32, len(h)), make([]float32, len(qn))
-	var tIx, tSp []float64
+	var tIx, tSp, cDSA, cSp []float64
 	for r := -1; r < reps; r++ { // r = −1: the untimed warm-up
+		c0 := cpuNow()
 		t0 := time.Now()
 		ix.Forward(h, qn, wt, scores)
 		dsa.SelectTopK(sel, scores, 1, L, K, lengths)
 		t1 := time.Now()
+		c1 := cpuNow()
 		_ = sa.Forward(q, kv, kva, sel, lengths, out)
 		sa.Backward(dout, din[0], din[1], din[2])
 		t2 := time.Now()
+		c2 := cpuNow()
 		ix.Backward(h, qn, wt, dScores, dh, dqn, dwt)
 		t3 := time.Now()
+		c3 := cpuNow()
 		if r >= 0 {
 			tIx = append(tIx, float64(t1.Sub(t0)+t3.Sub(t2)))
 			tSp = append(tSp, float64(t2.Sub(t1)))
+			cDSA = append(cDSA, float64(c3-c0))
+			cSp = append(cSp, float64(c2-c1))
 		}
 	}
 	res.IndexerMs, res.SparseMs = median(tIx)/1e6, median(tSp)/1e6
 	res.DSAMs = res.IndexerMs + res.SparseMs
 	res.Ratio = res.DSAMs / res.DenseMs
+	res.DSACPUMs, res.SparseCPUMs = median(cDSA)/1e6, median(cSp)/1e6
+	if res.DenseCPUMs > 0 {
+		res.CPURatio = res.DSACPUMs / res.DenseCPUMs
+	}
 	// indexer: scores and their gradient [L·L], q, dq [L·IH·IDh], k, k̂, dk [L·IDh], w, dw [L·IH], the lanes' block
 	// scores [16·IH·L] and dk [L·IDh]; sparse: P [H·L·K], the gathered q, k, v and their gradients, the rope
 	// key gradients [H·L·Dr], the transposed selection [2·L·K] and p, dS in that order [2·L·K·Hg], Hg ≤ H.
@@ -164,17 +181,18 @@ func BenchAttention(sh AttentionBenchShape, L, K, reps int, seed uint64) (Attent
 	sc := make([]float32, L)
 	dot, axpy := dsa.Level1[float32]()
 	scale := float32(1 / math.Sqrt(float64(dq)))
-	res.DenseDecUs = timeIt(reps*20, func() {
+	res.DenseDecUs, _ = timeIt(reps*20, func() {
 		for i := 0; i < sh.H; i++ {
 			kernels.Gemm(false, true, 1, L, sh.KVr, scale, qt[i*sh.KVr:(i+1)*sh.KVr], sh.KVr, latent, sh.KVr, 0, sc, L)
 			kernels.Gemm(false, true, 1, L, sh.Dr, scale, qr[i*sh.Dr:(i+1)*sh.Dr], sh.Dr, krope, sh.Dr, 1, sc, L)
 			kernels.SoftmaxRow(sc)
 			kernels.Gemm(false, false, 1, sh.KVr, L, 1, sc, L, latent, sh.KVr, 0, ctx, sh.KVr)
 		}
-	}) / 1e3
+	})
+	res.DenseDecUs /= 1e3
 	isc := make([]float32, L)
 	selRow, heap, ksc := make([]int32, K), make([]int32, K), make([]float32, K)
-	res.DSADecUs = timeIt(reps*20, func() {
+	res.DSADecUs, _ = timeIt(reps*20, func() {
 		clear(isc)
 		for j := 0; j < sh.IH; j++ {
 			qj := iq[j*sh.IDh : (j+1)*sh.IDh]
@@ -195,7 +213,8 @@ func BenchAttention(sh AttentionBenchShape, L, K, reps int, seed uint64) (Attent
 				axpy(ksc[k], latent[int(t)*sh.KVr:(int(t)+1)*sh.KVr], ctx)
 			}
 		}
-	}) / 1e3
+	})
+	res.DSADecUs /= 1e3
 	res.DecodeRatio = res.DSADecUs / res.DenseDecUs
 	res.DenseDecKiB = float64(L*(sh.KVr+sh.Dr)) * 4 / 1024
 	res.DSADecKiB = float64(L*(sh.KVr+sh.Dr+sh.IDh)) * 4 / 1024

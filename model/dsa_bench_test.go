@@ -31,6 +31,9 @@ func TestBenchAttentionSmall(t *testing.T) {
 	if math.Abs(r.DSAMs-(r.IndexerMs+r.SparseMs)) > 1e-9 || math.Abs(r.Ratio-r.DSAMs/r.DenseMs) > 1e-12 || math.Abs(r.DecodeRatio-r.DSADecUs/r.DenseDecUs) > 1e-12 {
 		t.Fatalf("inconsistent result %+v", r)
 	}
+	if r.DenseCPUMs > 0 && (r.DSACPUMs <= 0 || r.SparseCPUMs > r.DSACPUMs || math.Abs(r.CPURatio-r.DSACPUMs/r.DenseCPUMs) > 1e-12) {
+		t.Fatalf("inconsistent CPU times %+v", r)
+	}
 	if r.DSADecKiB <= r.DenseDecKiB || r.DenseMemMiB <= 0 || r.DSAMemMiB <= 0 {
 		t.Fatalf("memory fields %+v", r)
 	}

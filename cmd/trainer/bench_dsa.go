@@ -79,6 +79,11 @@ func newBenchAttentionCmd() *cobra.Command {
 				slopes["indexer"] = model.LogLogSlope(x, col(func(r model.AttentionBenchResult) float64 { return r.IndexerMs }))
 				slopes["dense_decode"] = model.LogLogSlope(x, col(func(r model.AttentionBenchResult) float64 { return r.DenseDecUs }))
 				slopes["dsa_decode"] = model.LogLogSlope(x, col(func(r model.AttentionBenchResult) float64 { return r.DSADecUs }))
+				if rs[0].DenseCPUMs > 0 {
+					slopes["dense_cpu"] = model.LogLogSlope(x, col(func(r model.AttentionBenchResult) float64 { return r.DenseCPUMs }))
+					slopes["dsa_cpu"] = model.LogLogSlope(x, col(func(r model.AttentionBenchResult) float64 { return r.DSACPUMs }))
+					slopes["sparse_attn_cpu"] = model.LogLogSlope(x, col(func(r model.AttentionBenchResult) float64 { return r.SparseCPUMs }))
+				}
 			}
 			if asJSON {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"shape": sh, "slopes": slopes})
@@ -87,10 +92,10 @@ func newBenchAttentionCmd() *cobra.Command {
 			fmt.Fprintf(out, "layer: %d heads, qk %d+%d, v %d, kv latent %d; indexer %d heads × %d; batch 1; top-k %d; BLAS %s; medians of %d (%d from length %d) after a warm-up run\n",
 				sh.H, sh.Dn, sh.Dr, sh.Dv, sh.KVr, sh.IH, sh.IDh, topk, kernels.Backend(), reps, longReps, longFrom)
 			w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-			fmt.Fprintln(w, "L\tdense ms\tdsa ms\t(indexer\tsparse)\tratio\tdense dec µs\tdsa dec µs\tratio\tdense MiB\tdsa MiB\t")
+			fmt.Fprintln(w, "L\tdense ms\tdsa ms\t(indexer\tsparse)\tratio\tdense cpu ms\tdsa cpu ms\t(sparse)\tcpu ratio\tdense dec µs\tdsa dec µs\tratio\tdense MiB\tdsa MiB\t")
 			for _, r := range rs {
-				fmt.Fprintf(w, "%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.3f\t%.0f\t%.0f\t%.3f\t%.1f\t%.1f\t\n", r.Length, r.DenseMs, r.DSAMs, r.IndexerMs, r.SparseMs, r.Ratio,
-					r.DenseDecUs, r.DSADecUs, r.DecodeRatio, r.DenseMemMiB, r.DSAMemMiB)
+				fmt.Fprintf(w, "%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.3f\t%.0f\t%.0f\t%.0f\t%.3f\t%.0f\t%.0f\t%.3f\t%.1f\t%.1f\t\n", r.Length, r.DenseMs, r.DSAMs, r.IndexerMs, r.SparseMs, r.Ratio,
+					r.DenseCPUMs, r.DSACPUMs, r.SparseCPUMs, r.CPURatio, r.DenseDecUs, r.DSADecUs, r.DecodeRatio, r.DenseMemMiB, r.DSAMemMiB)
 			}
 			if err := w.Flush(); err != nil {
 				return err
@@ -98,6 +103,9 @@ func newBenchAttentionCmd() *cobra.Command {
 			if len(slopes) > 0 {
 				fmt.Fprintf(out, "log-log slopes: dense %.2f, dsa %.2f (indexer %.2f, sparse attention %.2f); decode: dense %.2f, dsa %.2f\n",
 					slopes["dense"], slopes["dsa"], slopes["indexer"], slopes["sparse_attn"], slopes["dense_decode"], slopes["dsa_decode"])
+				if _, ok := slopes["dense_cpu"]; ok {
+					fmt.Fprintf(out, "log-log slopes of CPU time: dense %.2f, dsa %.2f, sparse attention %.2f\n", slopes["dense_cpu"], slopes["dsa_cpu"], slopes["sparse_attn_cpu"])
+				}
 			}
 			return nil
 		},

@@ -49,7 +49,6 @@ type SparseMLA[T Float] struct {
 	dq, dk, dv []T // [B, G, T, Hg, dq], [B, G, T, Hg, dq], [B, G, T, Hg, dv]
 	ds         []T // [B·T, K, H]: the score gradients dS of the valid slots (Backward)
 	colW       []T // [T·K, 2H]: p and dS of the valid pairs of one batch row in transposed order (Backward)
-	dkr        []T // [B·H, T, dr]
 	// The transposed selection of batch row b: the valid (query, slot) pairs that selected key s are
 	// colT[b·T·K + colStart[b·(T+1)+s] : … + colStart[b·(T+1)+s+1]], in increasing query order.
 	colStart []int32
@@ -72,7 +71,7 @@ func NewSparseMLA[T Float](d MLADims, B, T_, K int, rope *kernels.RopeTable) (*S
 	s := &SparseMLA[T]{MLADims: d, B: B, T: T_, K: K, Scale: T(1 / math.Sqrt(float64(dq))), Rope: rope,
 		P:  make([]T, BH*T_*K),
 		qo: make([]T, BH*T_*(dq+d.Dv)), kv: make([]T, BH*T_*(dq+d.Dv)),
-		dq: make([]T, BH*T_*dq), dk: make([]T, BH*T_*dq), dv: make([]T, BH*T_*d.Dv), dkr: make([]T, BH*T_*d.Dr),
+		dq: make([]T, BH*T_*dq), dk: make([]T, BH*T_*dq), dv: make([]T, BH*T_*d.Dv),
 		colStart: make([]int32, B*(T_+1)), colT: make([]int32, B*T_*K), rowPos: make([]int32, B*T_*K), colMax: make([]int, B)}
 	return s, nil
 }
@@ -206,10 +205,10 @@ func (a *SparseMLA[T]) Forward(q, kv, kva []T, sel, lengths []int32, out []T) er
 		L := min(int(lengths[b]), T_)
 		a.transpose(b, L)
 		clear(a.P[b*T_*K*H : (b+1)*T_*K*H])
-		for g := range G {
-			S := Hg * (dq + dv)
-			QO, KV := a.block(a.qo, b, g, G, Hg, dq+dv), a.block(a.kv, b, g, G, Hg, dq+dv)
-			parallelRange(T_, func(lo, hi int) {
+		S := Hg * (dq + dv)
+		parallelRange(T_, func(lo, hi int) { // gather q, k, v of every head group (rotated)
+			for g := range G {
+				QO, KV := a.block(a.qo, b, g, G, Hg, dq+dv), a.block(a.kv, b, g, G, Hg, dq+dv)
 				for t := lo; t < hi; t++ {
 					n := b*T_ + t
 					for hh := 0; hh < Hg; hh++ {
@@ -224,7 +223,10 @@ func (a *SparseMLA[T]) Forward(q, kv, kva []T, sel, lengths []int32, out []T) er
 						copy(vr, kvr[dn:])
 					}
 				}
-			})
+			}
+		})
+		for g := range G {
+			QO, KV := a.block(a.qo, b, g, G, Hg, dq+dv), a.block(a.kv, b, g, G, Hg, dq+dv)
 			parallelRange(T_, func(lo, hi int) {
 				idx, slot, sc := make([]int32, K), make([]int32, K), make([]T, Hg*K)
 				for t := lo; t < hi; t++ {
@@ -268,12 +270,6 @@ func (a *SparseMLA[T]) Backward(dout, dQin, dKV, dKVA []T) {
 			S := Hg * (dq + dv)
 			QO, KV := a.block(a.qo, b, g, G, Hg, dq+dv), a.block(a.kv, b, g, G, Hg, dq+dv)
 			dQ := a.block(a.dq, b, g, G, Hg, dq)
-			parallelRange(T_, func(lo, hi int) { // dO next to q, for the per-key pass
-				for t := lo; t < hi; t++ {
-					n := b*T_ + t
-					copy(QO[t*S+Hg*dq:(t+1)*S], dout[n*H*dv+g*Hg*dv:n*H*dv+(g+1)*Hg*dv])
-				}
-			})
 			// Per query: dp_s = dO·V_s;  dS_s = p_s·(dp_s − Σ p·dp)·τ (kept for the keys);  dq_t = Σ dS_s·K_s.
 			parallelRange(T_, func(lo, hi int) {
 				idx, slot, pc, dp := make([]int32, K), make([]int32, K), make([]T, Hg*K), make([]T, Hg*K)
@@ -281,6 +277,7 @@ func (a *SparseMLA[T]) Backward(dout, dQin, dKV, dKVA []T) {
 					n := b*T_ + t
 					dqt := dQ[t*Hg*dq : (t+1)*Hg*dq]
 					clear(dqt)
+					copy(QO[t*S+Hg*dq:(t+1)*S], dout[n*H*dv+g*Hg*dv:n*H*dv+(g+1)*Hg*dv]) // dO next to q, for the per-key pass
 					m := compact(a.sel[n*K:(n+1)*K], Candidates(t, L), idx, slot)
 					if m == 0 {
 						continue
@@ -331,61 +328,19 @@ func (a *SparseMLA[T]) Backward(dout, dQin, dKV, dKVA []T) {
 			colT := a.colT[b*T_*K : (b+1)*T_*K]
 			cmax := a.colMax[b]
 			parallelInterleaved(T_, func(lo, hi int) {
-				wp, wd := make([]T, Hg*cmax), make([]T, Hg*cmax)
+				wp, wd, rk := make([]T, Hg*cmax), make([]T, Hg*cmax), make([]T, dr)
 				for s := lo; s < hi; s++ {
 					dks, dvs := dK[s*Hg*dq:(s+1)*Hg*dq], dV[s*Hg*dv:(s+1)*Hg*dv]
 					clear(dks)
 					clear(dvs)
-					c0, c1 := int(start[s]), int(start[s+1])
-					if c0 == c1 {
-						continue
+					if c0, c1 := int(start[s]), int(start[s+1]); c0 < c1 {
+						a.keyGrads(dks, dvs, QO, S, Hg, g, cmax, colT[c0:c1], c0, wp, wd)
 					}
-					ts := colT[c0:c1]
-					for j := range c1 - c0 {
-						c := (c0+j)*2*H + g*Hg
-						for hh := 0; hh < Hg; hh++ {
-							wp[hh*cmax+j], wd[hh*cmax+j] = a.colW[c+hh], a.colW[c+H+hh]
-						}
-					}
-					kernels.GatherAxpyHeads(dvs, Hg, wp, cmax, QO[Hg*dq:], S, ts)
-					kernels.GatherAxpyHeads(dks, Hg, wd, cmax, QO, S, ts)
-				}
-			})
-			parallelRange(T_, func(lo, hi int) {
-				for t := lo; t < hi; t++ {
-					n := b*T_ + t
-					for hh := 0; hh < Hg; hh++ {
-						h, r := g*Hg+hh, t*Hg+hh
-						kernels.Rope(a.Rope, dQ[r*dq+dn:(r+1)*dq], t, true, true)
-						if dQin != nil {
-							kernels.Axpy(1, dQ[r*dq:(r+1)*dq], dQin[n*H*dq+h*dq:n*H*dq+(h+1)*dq])
-						}
-						if dKV != nil {
-							kvr := dKV[n*H*(dn+dv)+h*(dn+dv) : n*H*(dn+dv)+(h+1)*(dn+dv)]
-							kernels.Axpy(1, dK[r*dq:r*dq+dn], kvr[:dn])
-							kernels.Axpy(1, dV[r*dv:(r+1)*dv], kvr[dn:])
-						}
-						dkr := a.dkr[((b*H+h)*T_+t)*dr : ((b*H+h)*T_+t+1)*dr]
-						copy(dkr, dK[r*dq+dn:(r+1)*dq])
-						kernels.Rope(a.Rope, dkr, t, true, true)
-					}
+					a.finishRow(b, g, Hg, s, dQ, dK, dV, dQin, dKV, dKVA, rk)
 				}
 			})
 		}
 	}
-	if dKVA == nil {
-		return
-	}
-	// The rope key is shared by all heads: sum their gradients (rows are disjoint across b).
-	kernels.For(a.B, T_*H*dr, func(b int) {
-		for h := 0; h < H; h++ {
-			dkr := a.dkr[(b*H+h)*T_*dr:]
-			for t := 0; t < T_; t++ {
-				n := b*T_ + t
-				kernels.Axpy(1, dkr[t*dr:(t+1)*dr], dKVA[n*(a.KVr+dr)+a.KVr:(n+1)*(a.KVr+dr)])
-			}
-		}
-	})
 }
 
 // HeadMeanProbs writes the attention probabilities averaged over heads, dst [N, K] (slot order of the
@@ -403,4 +358,43 @@ func (a *SparseMLA[T]) HeadMeanProbs(dst []T) {
 			d[i] = s * inv
 		}
 	})
+}
+
+// keyGrads computes, for one key and head group, dV_s = Σ_t p_{t,s}·dO_t and dK_s = Σ_t dS_{t,s}·q_t over the
+// queries ts that selected it (transposed positions c0, c0+1, ...), gathering their q and dO rows from QO.
+func (a *SparseMLA[T]) keyGrads(dks, dvs, QO []T, S, Hg, g, cmax int, ts []int32, c0 int, wp, wd []T) {
+	H, dq := a.H, a.Dn+a.Dr
+	for j := range ts {
+		c := (c0+j)*2*H + g*Hg
+		for hh := 0; hh < Hg; hh++ {
+			wp[hh*cmax+j], wd[hh*cmax+j] = a.colW[c+hh], a.colW[c+H+hh]
+		}
+	}
+	kernels.GatherAxpyHeads(dvs, Hg, wp, cmax, QO[Hg*dq:], S, ts)
+	kernels.GatherAxpyHeads(dks, Hg, wd, cmax, QO, S, ts)
+}
+
+// finishRow undoes the rotations of token t's gradients in head group g and adds them to the op's input
+// gradients (any may be nil). The rope key is shared by all heads: their gradients are summed into dKVA in
+// head order (groups run one after the other). rk is scratch of length dr.
+func (a *SparseMLA[T]) finishRow(b, g, Hg, t int, dQ, dK, dV, dQin, dKV, dKVA, rk []T) {
+	H, dn, dr, dv := a.H, a.Dn, a.Dr, a.Dv
+	dq, n := dn+dr, b*a.T+t
+	for hh := 0; hh < Hg; hh++ {
+		h, r := g*Hg+hh, t*Hg+hh
+		kernels.Rope(a.Rope, dQ[r*dq+dn:(r+1)*dq], t, true, true)
+		if dQin != nil {
+			kernels.Axpy(1, dQ[r*dq:(r+1)*dq], dQin[n*H*dq+h*dq:n*H*dq+(h+1)*dq])
+		}
+		if dKV != nil {
+			kvr := dKV[n*H*(dn+dv)+h*(dn+dv) : n*H*(dn+dv)+(h+1)*(dn+dv)]
+			kernels.Axpy(1, dK[r*dq:r*dq+dn], kvr[:dn])
+			kernels.Axpy(1, dV[r*dv:(r+1)*dv], kvr[dn:])
+		}
+		if dKVA != nil {
+			copy(rk, dK[r*dq+dn:(r+1)*dq])
+			kernels.Rope(a.Rope, rk, t, true, true)
+			kernels.Axpy(1, rk, dKVA[n*(a.KVr+dr)+a.KVr:(n+1)*(a.KVr+dr)])
+		}
+	}
 }

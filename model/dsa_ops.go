@@ -88,7 +88,14 @@ func (k *stopGradKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error {
 
 // indexerKernel: scores [N, T] from h [N, D], qn [N, QR], wq_b, wk, k_norm.weight, k_norm.bias, weights_proj.
 type indexerKernel[T Float] struct {
-	ix *dsa.Indexer[T]
+	ix    *dsa.Indexer[T]
+	side  *DSASide
+	layer *DSALayer
+}
+
+// idle: the selection is forced and the indexer loss weighs nothing, so no output of the indexer is read.
+func idle(side *DSASide, layer *DSALayer) bool {
+	return side != nil && layer != nil && layer.Forced != nil && side.LossScale == 0
 }
 
 func (k *indexerKernel[T]) Name() string { return "dsa_indexer" }
@@ -113,10 +120,16 @@ func weightsOf[T Float](in [][]T) dsa.IndexerWeights[T] {
 	return dsa.IndexerWeights[T]{WQ: in[2], WK: in[3], KNorm: in[4], KBias: in[5], WW: in[6]}
 }
 func (k *indexerKernel[T]) Forward(in [][]T, out []T) error {
+	if idle(k.side, k.layer) {
+		return nil
+	}
 	k.ix.Forward(in[0], in[1], weightsOf(in), out)
 	return nil
 }
 func (k *indexerKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error {
+	if idle(k.side, k.layer) {
+		return nil
+	}
 	k.ix.Backward(in[0], in[1], weightsOf(in), dout, din[0], din[1], weightsOf(din))
 	return nil
 }
@@ -194,6 +207,8 @@ type headMeanKernel[T Float] struct {
 	dense  *attnKernel[T]
 	sparse *dsa.SparseMLA[T]
 	N, W   int
+	side   *DSASide
+	layer  *DSALayer
 }
 
 func (k *headMeanKernel[T]) Name() string    { return "dsa_head_mean_probs" }
@@ -205,6 +220,9 @@ func (k *headMeanKernel[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
 	return tensor.Shape{k.N, k.W}, nil
 }
 func (k *headMeanKernel[T]) Forward(in [][]T, out []T) error {
+	if idle(k.side, k.layer) {
+		return nil
+	}
 	if k.sparse != nil {
 		k.sparse.HeadMeanProbs(out)
 		return nil
@@ -257,6 +275,10 @@ func (k *klKernel[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
 	return nil, nil
 }
 func (k *klKernel[T]) Forward(in [][]T, out []T) error {
+	if idle(k.side, k.layer) {
+		k.layer.KL, k.layer.Rows, k.rowsScale, out[0] = 0, 0, 0, 0
+		return nil
+	}
 	var sum float64
 	var rows int
 	if k.sparse {
@@ -278,6 +300,9 @@ func (k *klKernel[T]) Forward(in [][]T, out []T) error {
 	return nil
 }
 func (k *klKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error {
+	if idle(k.side, k.layer) {
+		return nil
+	}
 	sc := k.rowsScale * dout[0]
 	if k.sparse {
 		dsa.KLSparse(in[0], k.layer.Sel, in[1], k.B, k.T, k.K, k.lengths, sc, din[0], k.perRow)
@@ -319,7 +344,7 @@ func dsaAttention[T Float](g *Graph[T], l int, opt *DSAOptions, dims mlaDims, ro
 	if err != nil {
 		return nil, nil, err
 	}
-	scores, err := apply[T](&indexerKernel[T]{ix: ix}, hs, qs, param(p+"wq_b.weight"), param(p+"wk.weight"),
+	scores, err := apply[T](&indexerKernel[T]{ix: ix, side: g.DSA, layer: ly}, hs, qs, param(p+"wq_b.weight"), param(p+"wk.weight"),
 		param(p+"k_norm.weight"), param(p+"k_norm.bias"), param(p+"weights_proj.weight"))
 	if err != nil {
 		return nil, nil, err
@@ -351,7 +376,7 @@ func dsaAttention[T Float](g *Graph[T], l int, opt *DSAOptions, dims mlaDims, ro
 	if o, err = apply[T](&sparseAttnKernel[T]{a: sa}, q, kv, kva, sel, g.lengths); err != nil {
 		return nil, nil, err
 	}
-	target, err := apply[T](&headMeanKernel[T]{sparse: sa, N: N, W: K}, o)
+	target, err := apply[T](&headMeanKernel[T]{sparse: sa, N: N, W: K, side: g.DSA, layer: ly}, o)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,5 +1,6 @@
 // bench_test.go: benchmarks of the DSA kernels one part at a time (indexer forward/backward, top-k, sparse
-// attention forward/backward), for profiling `trainer bench attention`.
+// attention forward/backward), for profiling `trainer bench attention`; the sparse attention also reports its
+// process CPU time per operation.
 package dsa
 
 import (
@@ -16,6 +17,13 @@ func benchData(n int, rng *rand.Rand, s float64) []float32 {
 		x[i] = float32(rng.NormFloat64() * s)
 	}
 	return x
+}
+
+// cpuMetric reports the process CPU time per operation (cpu-ms/op) when the returned function runs: robust to
+// other processes on the cores, unlike ns/op.
+func cpuMetric(b *testing.B) func() {
+	c0 := cpuNanos()
+	return func() { b.ReportMetric(float64(cpuNanos()-c0)/1e6/float64(b.N), "cpu-ms/op") }
 }
 
 // BenchmarkDSAParts runs each part at the default shape of `trainer bench attention` (8 heads, qk 64+32, v 64;
@@ -54,23 +62,26 @@ func BenchmarkDSAParts(b *testing.B) {
 				ix.Backward(h, qn, wt, dScores, dh, dqn, dwt)
 			}
 		})
-		sa, err := NewSparseMLA[float32](MLADims{H: H, Dn: dn, Dr: dr, Dv: dv, KVr: kvr}, 1, L, K, rope)
+		sa, err := NewSparseMQA[float32](MLADims{H: H, Dn: dn, Dr: dr, Dv: dv, KVr: kvr}, 1, L, K, rope)
 		if err != nil {
 			b.Fatal(err)
 		}
-		q, kv, kva := benchData(L*H*(dn+dr), rng, 1), benchData(L*H*(dn+dv), rng, 1), benchData(L*(kvr+dr), rng, 1)
+		q, ckv, kva := benchData(L*H*(dn+dr), rng, 1), benchData(L*kvr, rng, 1), benchData(L*(kvr+dr), rng, 1)
+		wkvb := benchData(H*(dn+dv)*kvr, rng, 0.1)
 		out, dout := make([]float32, L*H*dv), benchData(L*H*dv, rng, 1)
-		dq, dkv, dkva := make([]float32, len(q)), make([]float32, len(kv)), make([]float32, len(kva))
+		dq, dckv, dkva, dw := make([]float32, len(q)), make([]float32, len(ckv)), make([]float32, len(kva)), make([]float32, len(wkvb))
 		b.Run(fmt.Sprintf("L=%d/sparse_fwd", L), func(b *testing.B) {
+			defer cpuMetric(b)()
 			for b.Loop() {
-				if err := sa.Forward(q, kv, kva, sel, lengths, out); err != nil {
+				if err := sa.Forward(q, ckv, kva, wkvb, sel, lengths, out); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
 		b.Run(fmt.Sprintf("L=%d/sparse_bwd", L), func(b *testing.B) {
+			defer cpuMetric(b)()
 			for b.Loop() {
-				sa.Backward(dout, dq, dkv, dkva)
+				sa.Backward(q, wkvb, dout, dq, dckv, dkva, dw)
 			}
 		})
 	}

@@ -68,32 +68,40 @@ func TestTopKRecall(t *testing.T) {
 	}
 }
 
-// TestSparseEqualsDenseReference: with every candidate selected, the sparse kernel equals a direct softmax
-// attention computed here in float64.
+// TestSparseEqualsDenseReference: with every candidate selected, the MQA-mode sparse kernel equals MHA-mode
+// softmax attention computed here in float64 from the up-projected keys and values (k^C_{s,i} = W^UK_i c^KV_s,
+// v_{s,i} = W^UV_i c^KV_s) and the rotated rope key shared by the heads.
 func TestSparseEqualsDenseReference(t *testing.T) {
-	const T, H, dn, dr, dv, kvr = 5, 2, 3, 2, 3, 2
+	const T, H, dn, dr, dv, kvr = 5, 2, 3, 2, 3, 4
 	rope := kernels.NewRopeTable(dr, T, 10000)
-	a, err := NewSparseMLA[float64](MLADims{H: H, Dn: dn, Dr: dr, Dv: dv, KVr: kvr}, 1, T, T, rope)
+	a, err := NewSparseMQA[float64](MLADims{H: H, Dn: dn, Dr: dr, Dv: dv, KVr: kvr}, 1, T, T, rope)
 	if err != nil {
 		t.Fatal(err)
 	}
 	val := func(i int) float64 { return math.Sin(float64(i)*1.3 + 0.2) }
-	q, kv, kva := make([]float64, T*H*(dn+dr)), make([]float64, T*H*(dn+dv)), make([]float64, T*(kvr+dr))
-	for i := range q {
-		q[i] = val(i)
+	fill := func(n, off int) []float64 {
+		x := make([]float64, n)
+		for i := range x {
+			x[i] = val(i + off)
+		}
+		return x
 	}
-	for i := range kv {
-		kv[i] = val(i + 100)
-	}
-	for i := range kva {
-		kva[i] = val(i + 200)
+	q, ckv, kva, w := fill(T*H*(dn+dr), 0), fill(T*kvr, 100), fill(T*(kvr+dr), 200), fill(H*(dn+dv)*kvr, 300)
+	// MHA inputs: kv[s, i] = W_i·c^KV_s (the dn key rows, then the dv value rows of head i).
+	kv := make([]float64, T*H*(dn+dv))
+	for s := range T {
+		for r := range H * (dn + dv) {
+			for c := range kvr {
+				kv[s*H*(dn+dv)+r] += w[r*kvr+c] * ckv[s*kvr+c]
+			}
+		}
 	}
 	sel := make([]int32, T*T)
 	for t0 := 0; t0 < T; t0++ {
 		SelectRow(sel[t0*T:(t0+1)*T], make([]float64, T), t0+1, make([]int32, T))
 	}
 	out := make([]float64, T*H*dv)
-	if err := a.Forward(q, kv, kva, sel, []int32{T}, out); err != nil {
+	if err := a.Forward(q, ckv, kva, w, sel, []int32{T}, out); err != nil {
 		t.Fatal(err)
 	}
 	for t0 := 0; t0 < T; t0++ {

@@ -1,24 +1,29 @@
-// sparse.go: MLA attention restricted to the selected keys (spec §1.1 Eq. 2, §1.3), in MHA mode for training.
-// Per query n = b·T+t and head i, with the selection S_n (k positions, shared by the heads):
+// sparse.go: MLA attention restricted to the selected keys (spec §1.1 Eq. 2), in the absorbed MQA mode of
+// §1.3 ("DSA is implemented on the MQA mode because sparse kernels need each KV entry shared"). Every head
+// attends to ONE shared latent entry per key,
 //
-//	Q_t = [q^C_{t,i} ; RoPE(q^R_{t,i}, t)],  K_s = [k^C_{s,i} ; RoPE(k^R_s, s)],  V_s = v_{s,i}
-//	p_{n,i,·} = softmax_{s ∈ S_n}(Q_t·K_s·τ),  o_{t,i} = Σ_{s ∈ S_n} p_{n,i,s} V_s
+//	c_s = [c^KV_s ; RoPE(k^R_s, s)]                                  (kvr + dr numbers, kv_a_layernorm applied)
 //
-// with MLA's interleaved RoPE and the same input/output layout as the dense kernel of package model (q
-// [N, H·(dn+dr)], kv [N, H·(dn+dv)], kva [N, kvr+dr], out [N, H·dv]). Selected positions outside the query's
-// candidates (s ≥ Candidates(t, L)) and −1 slots are ignored. The work and memory are O(T·k) per head, never
-// O(T²):
+// with the absorbed query and output of head i (W^UK_i, W^UV_i: the k_nope and v rows of kv_b_proj),
 //
-//   - Forward gathers, per query, the k selected key and value rows (one contiguous run per token for a group
-//     of heads) with the kernels of internal/kernels (gather.go, gather_heads.go).
-//   - Backward computes dq per query from the gathered keys, and dk, dv per key from the transposed selection
-//     (the queries that selected the key): each gradient row is written once, by gathering the queries' q and
-//     dO rows, instead of being scatter-added from every query.
+//	q̃_{t,i} = [q^C_{t,i}·W^UK_i ; RoPE(q^R_{t,i}, t)],   p_{t,i,·} = softmax_{s ∈ S_t}(q̃_{t,i}·c_s·τ)
+//	õ_{t,i} = Σ_{s ∈ S_t} p_{t,i,s} c^KV_s,                o_{t,i} = õ_{t,i}·W^UVᵀ_i
 //
-// The random row accesses are the cost, so the heads are processed in groups small enough for the group's
-// k, v (and dk, dv) of a whole sequence to stay in cache, and both workers run over the queries (forward and
-// dq) or keys (dk, dv) of one group at a time. Every per-head sum is taken in a fixed order, so results do not
-// depend on the grouping or the number of threads.
+// which is exactly MHA-mode MLA (k^C_{s,i} = W^UK_i c^KV_s, v_{s,i} = W^UV_i c^KV_s) with τ unchanged,
+// (dn+dr)^−½. Inputs: q [N, H·(dn+dr)], c^KV [N, kvr], kva [N, kvr+dr] (its last dr columns are the rope key),
+// kv_b_proj.weight [H·(dn+dv), kvr]; output [N, H·dv]. Selected positions outside the query's candidates
+// (s ≥ Candidates(t, L)) and −1 slots are ignored.
+//
+// The absorption and the output projection are GEMMs over all tokens (kernels.Gemm); the sparse core between
+// them is O(T·k) per head and reads, per selected (query, key) pair, one latent row shared by all heads:
+//
+//   - Forward: scores and the latent outputs of all heads from the k gathered rows (GatherDotShared,
+//     GatherAxpyShared of internal/kernels).
+//   - Backward: dq̃ per query from the gathered rows, and the latent gradients Σ_i dS·q̃_i + p·dõ_i scattered
+//     into the k rows (ScatterAxpyShared), one accumulator per part of the queries, summed in part order.
+//
+// Every per-head sum runs in a fixed order; the parts follow the worker count (kernels.Threads), so results
+// are reproducible for a given thread count.
 package dsa
 
 import (
@@ -33,8 +38,8 @@ import (
 // MLADims are the attention widths of a layer.
 type MLADims struct{ H, Dn, Dr, Dv, KVr int }
 
-// SparseMLA is the sparse attention kernel over a batch [B, T] keeping k keys per query.
-type SparseMLA[T Float] struct {
+// SparseMQA is the sparse attention op over a batch [B, T] keeping k keys per query, in MQA mode.
+type SparseMQA[T Float] struct {
 	MLADims
 	B, T, K int
 	Scale   T
@@ -43,37 +48,27 @@ type SparseMLA[T Float] struct {
 	// P [B·T, K, H]: the attention probability of each slot and head after Forward (0 for unused slots).
 	P []T
 
-	// qo, kv [B, G, T, Hg·(dq+dv)]: per token of a head group, [q of the Hg heads | dO of the Hg heads] and
-	// [k of the Hg heads | v of the Hg heads] (see groups), so that each gathered token is one contiguous run.
-	qo, kv     []T
-	dq, dk, dv []T // [B, G, T, Hg, dq], [B, G, T, Hg, dq], [B, G, T, Hg, dv]
-	ds         []T // [B·T, K, H]: the score gradients dS of the valid slots (Backward)
-	colW       []T // [T·K, 2H]: p and dS of the valid pairs of one batch row in transposed order (Backward)
-	// The transposed selection of batch row b: the valid (query, slot) pairs that selected key s are
-	// colT[b·T·K + colStart[b·(T+1)+s] : … + colStart[b·(T+1)+s+1]], in increasing query order.
-	colStart []int32
-	colT     []int32
-	rowPos   []int32 // [B·T·K]: where a valid (query, slot) pair lies in its row's transposed order
-	colMax   []int   // [B]: the most queries any key of the row was selected by
-	lengths  []int32
-	sel      []int32
+	lat     []T // [N, W], W = kvr+dr: the latent entries [c^KV ; RoPE(k^R)]
+	qt      []T // [N, H, W]: the absorbed queries
+	ot      []T // [N, H, kvr]: the latent outputs õ
+	dot     []T // [N, H, kvr]: dõ (Backward)
+	dqt     []T // [N, H, W]: dq̃ (Backward)
+	dlat    []T // [parts, T, W]: the latent gradients of one batch row, one accumulator per part (Backward)
+	lengths []int32
+	sel     []int32
 }
 
-// NewSparseMLA allocates the kernel's buffers.
-func NewSparseMLA[T Float](d MLADims, B, T_, K int, rope *kernels.RopeTable) (*SparseMLA[T], error) {
+// NewSparseMQA allocates the kernel's buffers.
+func NewSparseMQA[T Float](d MLADims, B, T_, K int, rope *kernels.RopeTable) (*SparseMQA[T], error) {
 	if K <= 0 {
 		return nil, fmt.Errorf("dsa: index_topk %d must be > 0", K)
 	}
 	if T_ > rope.MaxPos || rope.R != d.Dr {
 		return nil, fmt.Errorf("dsa: length %d / rope width %d do not fit the RoPE table (%d positions, width %d)", T_, d.Dr, rope.MaxPos, rope.R)
 	}
-	BH, dq := B*d.H, d.Dn+d.Dr
-	s := &SparseMLA[T]{MLADims: d, B: B, T: T_, K: K, Scale: T(1 / math.Sqrt(float64(dq))), Rope: rope,
-		P:  make([]T, BH*T_*K),
-		qo: make([]T, BH*T_*(dq+d.Dv)), kv: make([]T, BH*T_*(dq+d.Dv)),
-		dq: make([]T, BH*T_*dq), dk: make([]T, BH*T_*dq), dv: make([]T, BH*T_*d.Dv),
-		colStart: make([]int32, B*(T_+1)), colT: make([]int32, B*T_*K), rowPos: make([]int32, B*T_*K), colMax: make([]int, B)}
-	return s, nil
+	N, W := B*T_, d.KVr+d.Dr
+	return &SparseMQA[T]{MLADims: d, B: B, T: T_, K: K, Scale: T(1 / math.Sqrt(float64(d.Dn+d.Dr))), Rope: rope,
+		P: make([]T, N*K*d.H), lat: make([]T, N*W), qt: make([]T, N*d.H*W), ot: make([]T, N*d.H*d.KVr)}, nil
 }
 
 // Level1 returns dot and axpy routines for T backed by gonum's assembly kernels.
@@ -105,29 +100,6 @@ func compact(S []int32, lim int, idx, slot []int32) int {
 	return m
 }
 
-// groupCache is the memory the k and v rows of one head group over a whole sequence may take (the backward
-// touches as much again for dk and dv): about a quarter of a server L3. A variable for the tests.
-var groupCache = 8 << 20
-
-// groups splits the H heads into G groups of Hg (the largest divisor of H whose k and v rows of a sequence
-// fit in groupCache, at least 1). A selected token's keys for a group's heads are one contiguous run.
-func (a *SparseMLA[T]) groups() (G, Hg int) {
-	size := 8
-	var z T
-	if _, ok := any(z).(float32); ok {
-		size = 4
-	}
-	row := (a.Dn + a.Dr + a.Dv) * size
-	Hg = 1
-	for h := a.H; h > 1; h-- {
-		if a.H%h == 0 && a.T*h*row <= groupCache {
-			Hg = h
-			break
-		}
-	}
-	return a.H / Hg, Hg
-}
-
 // parallelRange runs body over [0, n) split into one contiguous range per worker.
 func parallelRange(n int, body func(lo, hi int)) {
 	w := max(min(kernels.Threads(), n), 1)
@@ -139,213 +111,191 @@ func parallelRange(n int, body func(lo, hi int)) {
 	})
 }
 
-// parallelInterleaved runs body over [0, n) in blocks of 64 dealt round-robin to the workers (for work that
-// grows or shrinks along the range).
-func parallelInterleaved(n int, body func(lo, hi int)) {
-	const blk = 64
-	nb := (n + blk - 1) / blk
-	w := max(min(kernels.Threads(), nb), 1)
-	kernels.For(w, 1<<30, func(c int) {
-		for b := c; b < nb; b += w {
-			body(b*blk, min((b+1)*blk, n))
+// parts splits the queries of a row of valid length L into at most w contiguous ranges of about equal work
+// (the number of keys each query attends to): bounds[p] … bounds[p+1].
+func (a *SparseMQA[T]) parts(L, w int) []int {
+	work := func(t int) int { return min(Candidates(t, L), a.K) + 8 } // + the per-query overhead
+	total := 0
+	for t := range a.T {
+		total += work(t)
+	}
+	bounds := []int{0}
+	acc := 0
+	for t := range a.T {
+		acc += work(t)
+		if len(bounds) < w && acc*w >= total*len(bounds) {
+			bounds = append(bounds, t+1)
 		}
-	})
+	}
+	if bounds[len(bounds)-1] != a.T {
+		bounds = append(bounds, a.T)
+	}
+	return bounds
 }
 
-// transpose builds the transposed selection of batch row b (valid length L).
-func (a *SparseMLA[T]) transpose(b, L int) {
-	T_, K := a.T, a.K
-	start := a.colStart[b*(T_+1) : (b+1)*(T_+1)]
-	clear(start)
-	for t := range T_ {
-		lim := Candidates(t, L)
-		for _, s := range a.sel[(b*T_+t)*K : (b*T_+t+1)*K] {
-			if s >= 0 && int(s) < lim {
-				start[s+1]++
-			}
-		}
-	}
-	mx := 0
-	for s := range T_ {
-		mx = max(mx, int(start[s+1]))
-		start[s+1] += start[s]
-	}
-	a.colMax[b] = mx
-	colT, rowPos := a.colT[b*T_*K:(b+1)*T_*K], a.rowPos[b*T_*K:(b+1)*T_*K]
-	cursor := make([]int32, T_)
-	copy(cursor, start[:T_])
-	for t := range T_ {
-		lim := Candidates(t, L)
-		for i, s := range a.sel[(b*T_+t)*K : (b*T_+t+1)*K] {
-			if s >= 0 && int(s) < lim {
-				p := cursor[s]
-				colT[p], rowPos[t*K+i] = int32(t), p
-				cursor[s]++
-			}
-		}
+// gemmHeads runs one GEMM per head: C_h = alpha·op(A_h)·op(B_h) + beta·C_h, the head's operand starting at
+// offset h·offX of X.
+func gemmHeads[T Float](H int, tA, tB bool, m, n, k int, a []T, offA, lda int, b []T, offB, ldb int, beta T, c []T, offC, ldc int) {
+	for h := range H {
+		kernels.Gemm(tA, tB, m, n, k, 1, a[h*offA:], lda, b[h*offB:], ldb, beta, c[h*offC:], ldc)
 	}
 }
 
-// block returns the q, k, v (or gradient) rows of batch row b, head group g.
-func (a *SparseMLA[T]) block(x []T, b, g, G, Hg, w int) []T {
-	bg, rows := b*G+g, a.T*Hg
-	return x[bg*rows*w : (bg+1)*rows*w]
-}
-
-// Forward computes out [N, H·dv] from q, kv, kva, the selection sel [N·K] and the valid lengths [B].
-func (a *SparseMLA[T]) Forward(q, kv, kva []T, sel, lengths []int32, out []T) error {
-	T_, H, dn, dr, dv, K := a.T, a.H, a.Dn, a.Dr, a.Dv, a.K
-	dq := dn + dr
-	if len(sel) != a.B*T_*K {
-		return fmt.Errorf("dsa: selection has %d entries, want %d×%d", len(sel), a.B*T_, K)
+// Forward computes out [N, H·dv] from q, ckv, kva, kv_b_proj.weight wkvb, the selection sel [N·K] and the
+// valid lengths [B].
+func (a *SparseMQA[T]) Forward(q, ckv, kva, wkvb []T, sel, lengths []int32, out []T) error {
+	T_, H, dn, dr, dv, kvr, K := a.T, a.H, a.Dn, a.Dr, a.Dv, a.KVr, a.K
+	dq, W, N := dn+dr, kvr+dr, a.B*a.T
+	if len(sel) != N*K {
+		return fmt.Errorf("dsa: selection has %d entries, want %d×%d", len(sel), N, K)
+	}
+	if len(q) != N*H*dq || len(ckv) != N*kvr || len(kva) != N*W || len(wkvb) != H*(dn+dv)*kvr || len(out) != N*H*dv {
+		return fmt.Errorf("dsa: sparse attention inputs of %d, %d, %d, %d and output of %d elements do not fit N=%d heads=%d", len(q), len(ckv), len(kva), len(wkvb), len(out), N, H)
 	}
 	a.sel, a.lengths = sel, lengths
-	G, Hg := a.groups()
+	// Latent entries and the rope half of the absorbed queries, then q̃_nope = q_nope·W^UK per head.
+	parallelRange(N, func(lo, hi int) {
+		for n := lo; n < hi; n++ {
+			t := n % T_
+			l := a.lat[n*W : (n+1)*W]
+			copy(l, ckv[n*kvr:(n+1)*kvr])
+			copy(l[kvr:], kva[n*W+kvr:(n+1)*W])
+			kernels.Rope(a.Rope, l[kvr:], t, true, false)
+			for h := range H {
+				r := a.qt[(n*H+h)*W+kvr : (n*H+h+1)*W]
+				copy(r, q[n*H*dq+h*dq+dn:n*H*dq+(h+1)*dq])
+				kernels.Rope(a.Rope, r, t, true, false)
+			}
+		}
+	})
+	gemmHeads(H, false, false, N, kvr, dn, q, dq, H*dq, wkvb, (dn+dv)*kvr, kvr, 0, a.qt, W, H*W)
+	clear(a.P)
 	for b := range a.B {
 		L := min(int(lengths[b]), T_)
-		a.transpose(b, L)
-		clear(a.P[b*T_*K*H : (b+1)*T_*K*H])
-		S := Hg * (dq + dv)
-		parallelRange(T_, func(lo, hi int) { // gather q, k, v of every head group (rotated)
-			for g := range G {
-				QO, KV := a.block(a.qo, b, g, G, Hg, dq+dv), a.block(a.kv, b, g, G, Hg, dq+dv)
-				for t := lo; t < hi; t++ {
-					n := b*T_ + t
-					for hh := 0; hh < Hg; hh++ {
-						h := g*Hg + hh
-						qr, kr, vr := QO[t*S+hh*dq:t*S+(hh+1)*dq], KV[t*S+hh*dq:t*S+(hh+1)*dq], KV[t*S+Hg*dq+hh*dv:t*S+Hg*dq+(hh+1)*dv]
-						copy(qr, q[n*H*dq+h*dq:n*H*dq+(h+1)*dq])
-						kernels.Rope(a.Rope, qr[dn:], t, true, false)
-						kvr := kv[n*H*(dn+dv)+h*(dn+dv) : n*H*(dn+dv)+(h+1)*(dn+dv)]
-						copy(kr[:dn], kvr[:dn])
-						copy(kr[dn:], kva[n*(a.KVr+dr)+a.KVr:(n+1)*(a.KVr+dr)])
-						kernels.Rope(a.Rope, kr[dn:], t, true, false)
-						copy(vr, kvr[dn:])
+		lat := a.lat[b*T_*W : (b+1)*T_*W]
+		parallelRange(T_, func(lo, hi int) {
+			idx, slot, sc := make([]int32, K), make([]int32, K), make([]T, H*K)
+			for t := lo; t < hi; t++ {
+				n := b*T_ + t
+				ot := a.ot[n*H*kvr : (n+1)*H*kvr]
+				clear(ot)
+				m := compact(sel[n*K:(n+1)*K], Candidates(t, L), idx, slot)
+				if m == 0 {
+					continue
+				}
+				kernels.GatherDotShared(sc, K, a.qt[n*H*W:(n+1)*H*W], H, lat, W, idx[:m], a.Scale)
+				for h := range H {
+					kernels.SoftmaxRowFast(sc[h*K : h*K+m])
+				}
+				kernels.GatherAxpyShared(ot, H, sc, K, lat, W, idx[:m])
+				P := a.P[n*K*H : (n+1)*K*H]
+				for h := range H {
+					for i, p := range sc[h*K : h*K+m] {
+						P[int(slot[i])*H+h] = p
 					}
 				}
 			}
 		})
-		for g := range G {
-			QO, KV := a.block(a.qo, b, g, G, Hg, dq+dv), a.block(a.kv, b, g, G, Hg, dq+dv)
-			parallelRange(T_, func(lo, hi int) {
-				idx, slot, sc := make([]int32, K), make([]int32, K), make([]T, Hg*K)
-				for t := lo; t < hi; t++ {
-					n := b*T_ + t
-					m := compact(sel[n*K:(n+1)*K], Candidates(t, L), idx, slot)
-					og := out[n*H*dv+g*Hg*dv : n*H*dv+(g+1)*Hg*dv] // the group's heads, side by side
-					clear(og)
-					if m == 0 {
-						continue
-					}
-					// Gather the m selected keys once for the group's heads: scores, softmax, weighted values.
-					kernels.GatherDotHeads(sc, K, QO[t*S:t*S+Hg*dq], Hg, KV, S, idx[:m], a.Scale)
-					for hh := 0; hh < Hg; hh++ {
-						kernels.SoftmaxRowFast(sc[hh*K : hh*K+m])
-					}
-					kernels.GatherAxpyHeads(og, Hg, sc, K, KV[Hg*dq:], S, idx[:m])
-					P := a.P[n*K*H : (n+1)*K*H]
-					for hh := 0; hh < Hg; hh++ {
-						for i, p := range sc[hh*K : hh*K+m] {
-							P[int(slot[i])*H+g*Hg+hh] = p
-						}
-					}
-				}
-			})
-		}
 	}
+	gemmHeads(H, false, true, N, dv, kvr, a.ot, kvr, H*kvr, wkvb[dn*kvr:], (dn+dv)*kvr, kvr, 0, out, dv, H*dv)
 	return nil
 }
 
-// Backward accumulates dq, dkv, dkva (any may be nil) from dout [N, H·dv], after Forward.
-func (a *SparseMLA[T]) Backward(dout, dQin, dKV, dKVA []T) {
-	T_, H, dn, dr, dv, K := a.T, a.H, a.Dn, a.Dr, a.Dv, a.K
-	dq := dn + dr
-	G, Hg := a.groups()
-	if a.ds == nil {
-		a.ds, a.colW = make([]T, len(a.P)), make([]T, T_*K*2*H)
+// Backward accumulates the gradients of q, ckv, kva and kv_b_proj.weight (any may be nil) from dout
+// [N, H·dv], after Forward with the same q and wkvb.
+func (a *SparseMQA[T]) Backward(q, wkvb, dout, dQ, dCKV, dKVA, dW []T) {
+	T_, H, dn, dr, dv, kvr, K := a.T, a.H, a.Dn, a.Dr, a.Dv, a.KVr, a.K
+	dq, W, N := dn+dr, kvr+dr, a.B*a.T
+	if a.dot == nil {
+		a.dot, a.dqt = make([]T, N*H*kvr), make([]T, N*H*W)
+	}
+	// dõ = dO·W^UV and dW^UV += dOᵀ·õ per head.
+	gemmHeads(H, false, false, N, kvr, dv, dout, dv, H*dv, wkvb[dn*kvr:], (dn+dv)*kvr, kvr, 0, a.dot, kvr, H*kvr)
+	if dW != nil {
+		gemmHeads(H, true, false, dv, kvr, N, dout, dv, H*dv, a.ot, kvr, H*kvr, 1, dW[dn*kvr:], (dn+dv)*kvr, kvr)
+	}
+	w := max(kernels.Threads(), 1)
+	if len(a.dlat) < w*T_*W {
+		a.dlat = make([]T, w*T_*W)
 	}
 	for b := range a.B {
 		L := min(int(a.lengths[b]), T_)
-		for g := range G {
-			S := Hg * (dq + dv)
-			QO, KV := a.block(a.qo, b, g, G, Hg, dq+dv), a.block(a.kv, b, g, G, Hg, dq+dv)
-			dQ := a.block(a.dq, b, g, G, Hg, dq)
-			// Per query: dp_s = dO·V_s;  dS_s = p_s·(dp_s − Σ p·dp)·τ (kept for the keys);  dq_t = Σ dS_s·K_s.
-			parallelRange(T_, func(lo, hi int) {
-				idx, slot, pc, dp := make([]int32, K), make([]int32, K), make([]T, Hg*K), make([]T, Hg*K)
-				for t := lo; t < hi; t++ {
-					n := b*T_ + t
-					dqt := dQ[t*Hg*dq : (t+1)*Hg*dq]
-					clear(dqt)
-					copy(QO[t*S+Hg*dq:(t+1)*S], dout[n*H*dv+g*Hg*dv:n*H*dv+(g+1)*Hg*dv]) // dO next to q, for the per-key pass
-					m := compact(a.sel[n*K:(n+1)*K], Candidates(t, L), idx, slot)
-					if m == 0 {
-						continue
-					}
-					P, dS := a.P[n*K*H:(n+1)*K*H], a.ds[n*K*H:(n+1)*K*H]
-					for hh := 0; hh < Hg; hh++ {
-						for i, s := range slot[:m] {
-							pc[hh*K+i] = P[int(s)*H+g*Hg+hh]
-						}
-					}
-					dOg := dout[n*H*dv+g*Hg*dv : n*H*dv+(g+1)*Hg*dv]
-					kernels.GatherDotHeads(dp, K, dOg, Hg, KV[Hg*dq:], S, idx[:m], 1)
-					for hh := 0; hh < Hg; hh++ {
-						p, d := pc[hh*K:hh*K+m], dp[hh*K:hh*K+m]
-						var sum T
-						for i, v := range p {
-							sum += v * d[i]
-						}
-						for i, v := range p {
-							d[i] = v * (d[i] - sum) * a.Scale
-							dS[int(slot[i])*H+g*Hg+hh] = d[i]
-						}
-					}
-					kernels.GatherAxpyHeads(dqt, Hg, dp, K, KV, S, idx[:m])
+		lat := a.lat[b*T_*W : (b+1)*T_*W]
+		bounds := a.parts(L, w)
+		np := len(bounds) - 1
+		// Per query: dp = dõ·c^KV_s;  dS = p·(dp − Σ p·dp)·τ;  dq̃ = Σ dS·c_s;  the rows c_s get dS·q̃ + p·dõ.
+		kernels.For(np, 1<<30, func(p int) {
+			acc := a.dlat[p*T_*W : (p+1)*T_*W]
+			clear(acc)
+			idx, slot, pc, ds := make([]int32, K), make([]int32, K), make([]T, H*K), make([]T, H*K)
+			for t := bounds[p]; t < bounds[p+1]; t++ {
+				n := b*T_ + t
+				dqt := a.dqt[n*H*W : (n+1)*H*W]
+				clear(dqt)
+				m := compact(a.sel[n*K:(n+1)*K], Candidates(t, L), idx, slot)
+				if m == 0 {
+					continue
 				}
-			})
-		}
-		// p and dS of every valid pair in transposed order, all heads side by side (one write per pair).
-		rowPos := a.rowPos[b*T_*K : (b+1)*T_*K]
+				P := a.P[n*K*H : (n+1)*K*H]
+				for h := range H {
+					for i, s := range slot[:m] {
+						pc[h*K+i] = P[int(s)*H+h]
+					}
+				}
+				dot := a.dot[n*H*kvr : (n+1)*H*kvr]
+				kernels.GatherDotShared(ds, K, dot, H, lat, W, idx[:m], 1)
+				for h := range H {
+					p, d := pc[h*K:h*K+m], ds[h*K:h*K+m]
+					var sum T
+					for i, v := range p {
+						sum += v * d[i]
+					}
+					for i, v := range p {
+						d[i] = v * (d[i] - sum) * a.Scale
+					}
+				}
+				kernels.GatherAxpyShared(dqt, H, ds, K, lat, W, idx[:m])
+				kernels.ScatterAxpyShared(acc, W, idx[:m], ds, K, a.qt[n*H*W:(n+1)*H*W], H)
+				kernels.ScatterAxpyShared(acc, W, idx[:m], pc, K, dot, H)
+			}
+		})
+		// Sum the parts' latent gradients (in part order), undo the rotations, add to the inputs' gradients.
 		parallelRange(T_, func(lo, hi int) {
 			for t := lo; t < hi; t++ {
-				n, lim := b*T_+t, Candidates(t, L)
-				for i, s := range a.sel[n*K : (n+1)*K] {
-					if s >= 0 && int(s) < lim {
-						c := int(rowPos[t*K+i]) * 2 * H
-						copy(a.colW[c:c+H], a.P[(n*K+i)*H:(n*K+i+1)*H])
-						copy(a.colW[c+H:c+2*H], a.ds[(n*K+i)*H:(n*K+i+1)*H])
+				n := b*T_ + t
+				g := a.dlat[t*W : (t+1)*W]
+				for p := 1; p < np; p++ {
+					kernels.Axpy(1, a.dlat[(p*T_+t)*W:(p*T_+t+1)*W], g)
+				}
+				kernels.Rope(a.Rope, g[kvr:], t, true, true)
+				if dCKV != nil {
+					kernels.Axpy(1, g[:kvr], dCKV[n*kvr:(n+1)*kvr])
+				}
+				if dKVA != nil {
+					kernels.Axpy(1, g[kvr:], dKVA[n*W+kvr:(n+1)*W])
+				}
+				for h := range H {
+					r := a.dqt[(n*H+h)*W+kvr : (n*H+h+1)*W]
+					kernels.Rope(a.Rope, r, t, true, true)
+					if dQ != nil {
+						kernels.Axpy(1, r, dQ[n*H*dq+h*dq+dn:n*H*dq+(h+1)*dq])
 					}
 				}
 			}
 		})
-		for g := range G {
-			S := Hg * (dq + dv)
-			QO := a.block(a.qo, b, g, G, Hg, dq+dv)
-			dQ, dK, dV := a.block(a.dq, b, g, G, Hg, dq), a.block(a.dk, b, g, G, Hg, dq), a.block(a.dv, b, g, G, Hg, dv)
-			// Per key s, over the queries that selected it: dV_s = Σ_t p_{t,s}·dO_t,  dK_s = Σ_t dS_{t,s}·q_t.
-			start := a.colStart[b*(T_+1) : (b+1)*(T_+1)]
-			colT := a.colT[b*T_*K : (b+1)*T_*K]
-			cmax := a.colMax[b]
-			parallelInterleaved(T_, func(lo, hi int) {
-				wp, wd, rk := make([]T, Hg*cmax), make([]T, Hg*cmax), make([]T, dr)
-				for s := lo; s < hi; s++ {
-					dks, dvs := dK[s*Hg*dq:(s+1)*Hg*dq], dV[s*Hg*dv:(s+1)*Hg*dv]
-					clear(dks)
-					clear(dvs)
-					if c0, c1 := int(start[s]), int(start[s+1]); c0 < c1 {
-						a.keyGrads(dks, dvs, QO, S, Hg, g, cmax, colT[c0:c1], c0, wp, wd)
-					}
-					a.finishRow(b, g, Hg, s, dQ, dK, dV, dQin, dKV, dKVA, rk)
-				}
-			})
-		}
+	}
+	// dq_nope += dq̃_nope·W^UKᵀ and dW^UK += q_nopeᵀ·dq̃_nope per head.
+	if dQ != nil {
+		gemmHeads(H, false, true, N, dn, kvr, a.dqt, W, H*W, wkvb, (dn+dv)*kvr, kvr, 1, dQ, dq, H*dq)
+	}
+	if dW != nil {
+		gemmHeads(H, true, false, dn, kvr, N, q, dq, H*dq, a.dqt, W, H*W, 1, dW, (dn+dv)*kvr, kvr)
 	}
 }
 
 // HeadMeanProbs writes the attention probabilities averaged over heads, dst [N, K] (slot order of the
 // selection): the target of the sparse-stage indexer loss (Eq. 4).
-func (a *SparseMLA[T]) HeadMeanProbs(dst []T) {
+func (a *SparseMQA[T]) HeadMeanProbs(dst []T) {
 	H, K := a.H, a.K
 	inv := 1 / T(H)
 	kernels.For(a.B*a.T, H*K, func(n int) {
@@ -358,43 +308,4 @@ func (a *SparseMLA[T]) HeadMeanProbs(dst []T) {
 			d[i] = s * inv
 		}
 	})
-}
-
-// keyGrads computes, for one key and head group, dV_s = Σ_t p_{t,s}·dO_t and dK_s = Σ_t dS_{t,s}·q_t over the
-// queries ts that selected it (transposed positions c0, c0+1, ...), gathering their q and dO rows from QO.
-func (a *SparseMLA[T]) keyGrads(dks, dvs, QO []T, S, Hg, g, cmax int, ts []int32, c0 int, wp, wd []T) {
-	H, dq := a.H, a.Dn+a.Dr
-	for j := range ts {
-		c := (c0+j)*2*H + g*Hg
-		for hh := 0; hh < Hg; hh++ {
-			wp[hh*cmax+j], wd[hh*cmax+j] = a.colW[c+hh], a.colW[c+H+hh]
-		}
-	}
-	kernels.GatherAxpyHeads(dvs, Hg, wp, cmax, QO[Hg*dq:], S, ts)
-	kernels.GatherAxpyHeads(dks, Hg, wd, cmax, QO, S, ts)
-}
-
-// finishRow undoes the rotations of token t's gradients in head group g and adds them to the op's input
-// gradients (any may be nil). The rope key is shared by all heads: their gradients are summed into dKVA in
-// head order (groups run one after the other). rk is scratch of length dr.
-func (a *SparseMLA[T]) finishRow(b, g, Hg, t int, dQ, dK, dV, dQin, dKV, dKVA, rk []T) {
-	H, dn, dr, dv := a.H, a.Dn, a.Dr, a.Dv
-	dq, n := dn+dr, b*a.T+t
-	for hh := 0; hh < Hg; hh++ {
-		h, r := g*Hg+hh, t*Hg+hh
-		kernels.Rope(a.Rope, dQ[r*dq+dn:(r+1)*dq], t, true, true)
-		if dQin != nil {
-			kernels.Axpy(1, dQ[r*dq:(r+1)*dq], dQin[n*H*dq+h*dq:n*H*dq+(h+1)*dq])
-		}
-		if dKV != nil {
-			kvr := dKV[n*H*(dn+dv)+h*(dn+dv) : n*H*(dn+dv)+(h+1)*(dn+dv)]
-			kernels.Axpy(1, dK[r*dq:r*dq+dn], kvr[:dn])
-			kernels.Axpy(1, dV[r*dv:(r+1)*dv], kvr[dn:])
-		}
-		if dKVA != nil {
-			copy(rk, dK[r*dq+dn:(r+1)*dq])
-			kernels.Rope(a.Rope, rk, t, true, true)
-			kernels.Axpy(1, rk, dKVA[n*(a.KVr+dr)+a.KVr:(n+1)*(a.KVr+dr)])
-		}
-	}
 }

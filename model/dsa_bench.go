@@ -1,6 +1,6 @@
 // dsa_bench.go: the attention benchmark behind `trainer bench attention`: one attention layer of a fixed shape
 // at several lengths, dense MLA (the training kernel, O(L²)) against DSA (lightning indexer + top-k + sparse
-// MLA), forward+backward of a training step and one decode step at cache length L (absorbed MQA-mode attention
+// MLA in the absorbed MQA mode, kv_b_proj absorbed into the op), forward+backward of a training step and one decode step at cache length L (absorbed MQA-mode attention
 // over the latent cache: dense reads L entries, DSA scores L index keys and reads k entries). Each side runs
 // once untimed first, so that first-touch page faults of its buffers are not timed.
 package model
@@ -131,10 +131,14 @@ func BenchAttention(sh AttentionBenchShape, L, K, reps int, seed uint64) (Attent
 			}
 		}
 	}
-	sa, err := dsa.NewSparseMLA[float32](dsa.MLADims{H: sh.H, Dn: sh.Dn, Dr: sh.Dr, Dv: sh.Dv, KVr: sh.KVr}, 1, L, K, rope)
+	// Sparse attention in the absorbed MQA mode: from the normalized latent c^KV [L, kvr] and kv_b_proj
+	// (absorbed into the queries and the output), where dense attention reads the up-projected kv.
+	sa, err := dsa.NewSparseMQA[float32](dsa.MLADims{H: sh.H, Dn: sh.Dn, Dr: sh.Dr, Dv: sh.Dv, KVr: sh.KVr}, 1, L, K, rope)
 	if err != nil {
 		return res, err
 	}
+	ckv, wkvb := fill(L*sh.KVr, 1), fill(sh.H*(sh.Dn+sh.Dv)*sh.KVr, 1/math.Sqrt(float64(sh.KVr)))
+	dckv, dwkvb := make([]float32, len(ckv)), make([]float32, len(wkvb))
 	dh, dqn := make([]float32, len(h)), make([]float32, len(qn))
 	var tIx, tSp, cDSA, cSp []float64
 	for r := -1; r < reps; r++ { // r = −1: the untimed warm-up
@@ -144,8 +148,10 @@ func BenchAttention(sh AttentionBenchShape, L, K, reps int, seed uint64) (Attent
 		dsa.SelectTopK(sel, scores, 1, L, K, lengths)
 		t1 := time.Now()
 		c1 := cpuNow()
-		_ = sa.Forward(q, kv, kva, sel, lengths, out)
-		sa.Backward(dout, din[0], din[1], din[2])
+		if err := sa.Forward(q, ckv, kva, wkvb, sel, lengths, out); err != nil {
+			return res, err
+		}
+		sa.Backward(q, wkvb, dout, din[0], dckv, din[2], dwkvb)
 		t2 := time.Now()
 		c2 := cpuNow()
 		ix.Backward(h, qn, wt, dScores, dh, dqn, dwt)
@@ -166,10 +172,12 @@ func BenchAttention(sh AttentionBenchShape, L, K, reps int, seed uint64) (Attent
 		res.CPURatio = res.DSACPUMs / res.DenseCPUMs
 	}
 	// indexer: scores and their gradient [L·L], q, dq [L·IH·IDh], k, k̂, dk [L·IDh], w, dw [L·IH], the lanes' block
-	// scores [16·IH·L] and dk [L·IDh]; sparse: P [H·L·K], the gathered q, k, v and their gradients, the rope
-	// key gradients [H·L·Dr], the transposed selection [2·L·K] and p, dS in that order [2·L·K·Hg], Hg ≤ H.
+	// scores [16·IH·L] and dk [L·IDh]; sparse (MQA mode): P [H·L·K], the latent rows [L·W] (W = kvr + dr), the
+	// absorbed queries and their gradients [2·H·L·W], the latent outputs and their gradients [2·H·L·kvr], and
+	// one latent-gradient accumulator per worker [threads·L·W].
 	ixBuf := 2*L*L + 2*L*sh.IH*sh.IDh + 3*L*sh.IDh + 2*L*sh.IH + L + 8*(16*sh.IH*L+L*sh.IDh)
-	spBuf := sh.H*L*K + 2*sh.H*L*(2*dq+sh.Dv) + sh.H*L*sh.Dr + 2*L*K + 2*L*K*sh.H
+	W := sh.KVr + sh.Dr
+	spBuf := sh.H*L*K + L*W + 2*sh.H*L*W + 2*sh.H*L*sh.KVr + kernels.Threads()*L*W
 	res.DSAMemMiB = float64(ixBuf+spBuf) * 4 / (1 << 20)
 
 	// Decode one token at cache length L (absorbed attention over the latent cache).

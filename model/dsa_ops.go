@@ -8,7 +8,8 @@
 //	sparse mode (stage dsa_sparse, RL):
 //	  S  = topk(I)                                        [N, k] selected positions (as floats; also Sel); the
 //	                                                      indexer's backward then reads ∂Lᴵ/∂I on S only
-//	  o  = sparseMLA(q, kv, kA, S)                        attends only to S
+//	  o  = sparseMQA(q, c^KV, kA, W^UKV, S)               attends only to S, in the absorbed MQA mode
+//	                                                      (dsv32-spec.md §1.3): one shared latent row per key
 //	  Lᴵ = Σ_t KL(mean_heads P_{t,S} ‖ softmax(I_{t,S}))   Eq. 4
 //
 // stop is an identity op that passes no gradient, so the indexer loss gives the backbone no gradient; top-k
@@ -167,37 +168,43 @@ func (k *topkKernel[T]) Forward(in [][]T, out []T) error {
 }
 func (k *topkKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error { return nil }
 
-// sparseAttnKernel: MLA attention over the selected keys; inputs q, kv, kva, selection [N, k], lengths [B].
+// sparseAttnKernel: MLA attention over the selected keys in the absorbed MQA mode (dsa.SparseMQA); inputs q,
+// c^KV (kv_a_layernorm output), kva (its last dr columns: the rope key), kv_b_proj.weight, selection [N, k],
+// lengths [B].
 type sparseAttnKernel[T Float] struct {
-	a       *dsa.SparseMLA[T]
+	a       *dsa.SparseMQA[T]
 	sel     []int32
 	lengths []int32
 }
 
-func (k *sparseAttnKernel[T]) Name() string           { return "dsa_sparse_attention" }
-func (k *sparseAttnKernel[T]) DiffWRT() []bool        { return []bool{true, true, true, false, false} }
-func (k *sparseAttnKernel[T]) SetInts(ints [][]int32) { k.lengths = ints[4] }
+func (k *sparseAttnKernel[T]) Name() string { return "dsa_sparse_attention" }
+func (k *sparseAttnKernel[T]) DiffWRT() []bool {
+	return []bool{true, true, true, true, false, false}
+}
+func (k *sparseAttnKernel[T]) SetInts(ints [][]int32) { k.lengths = ints[5] }
 func (k *sparseAttnKernel[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
-	if err := wantShapes(in, 5, "dsa_sparse_attention"); err != nil {
+	if err := wantShapes(in, 6, "dsa_sparse_attention"); err != nil {
 		return nil, err
 	}
 	a := k.a
 	N, dq := a.B*a.T, a.Dn+a.Dr
-	if !in[0].Eq(tensor.Shape{N, a.H * dq}) || !in[1].Eq(tensor.Shape{N, a.H * (a.Dn + a.Dv)}) || !in[2].Eq(tensor.Shape{N, a.KVr + a.Dr}) ||
-		!in[3].Eq(tensor.Shape{N, a.K}) || !in[4].Eq(tensor.Shape{a.B}) {
-		return nil, fmt.Errorf("dsa_sparse_attention: inputs %v %v %v %v do not fit B=%d T=%d heads=%d k=%d", in[0], in[1], in[2], in[3], a.B, a.T, a.H, a.K)
+	want := []tensor.Shape{{N, a.H * dq}, {N, a.KVr}, {N, a.KVr + a.Dr}, {a.H * (a.Dn + a.Dv), a.KVr}, {N, a.K}, {a.B}}
+	for i, w := range want {
+		if !in[i].Eq(w) {
+			return nil, fmt.Errorf("dsa_sparse_attention: input %d has shape %v, want %v (B=%d T=%d heads=%d k=%d)", i, in[i], w, a.B, a.T, a.H, a.K)
+		}
 	}
 	k.sel = make([]int32, N*a.K)
 	return tensor.Shape{N, a.H * a.Dv}, nil
 }
 func (k *sparseAttnKernel[T]) Forward(in [][]T, out []T) error {
-	for i, v := range in[3] {
+	for i, v := range in[4] {
 		k.sel[i] = int32(v)
 	}
-	return k.a.Forward(in[0], in[1], in[2], k.sel, k.lengths, out)
+	return k.a.Forward(in[0], in[1], in[2], in[3], k.sel, k.lengths, out)
 }
 func (k *sparseAttnKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error {
-	k.a.Backward(dout, din[0], din[1], din[2])
+	k.a.Backward(in[0], in[3], dout, din[0], din[1], din[2], din[3])
 	return nil
 }
 
@@ -205,7 +212,7 @@ func (k *sparseAttnKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error
 // orders it after that op) and returns their mean over heads: [N, T] (dense) or [N, k] (sparse, slot order).
 type headMeanKernel[T Float] struct {
 	dense  *attnKernel[T]
-	sparse *dsa.SparseMLA[T]
+	sparse *dsa.SparseMQA[T]
 	N, W   int
 	side   *DSASide
 	layer  *DSALayer
@@ -312,10 +319,11 @@ func (k *klKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error {
 	return nil
 }
 
-// dsaAttention builds one layer's attention with DSA: it returns the attention output [N, H·dv] and the
-// layer's indexer loss (a scalar node).
+// dsaAttention builds one layer's attention with DSA from the normalized KV latent ckv: it returns the
+// attention output [N, H·dv] and the layer's indexer loss (a scalar node). Dense mode up-projects ckv with
+// kv_b_proj (MHA mode); sparse mode absorbs kv_b_proj into the sparse op (MQA mode).
 func dsaAttention[T Float](g *Graph[T], l int, opt *DSAOptions, dims mlaDims, rope *kernels.RopeTable,
-	param func(string) *G.Node, h, qn, q, kv, kva *G.Node) (o, loss *G.Node, err error) {
+	param func(string) *G.Node, h, qn, q, ckv, kva *G.Node) (o, loss *G.Node, err error) {
 	cfg := g.Config
 	if cfg.IndexNHeads <= 0 {
 		return nil, nil, fmt.Errorf("DSA needs an indexer: model.index_n_heads is 0")
@@ -351,7 +359,12 @@ func dsaAttention[T Float](g *Graph[T], l int, opt *DSAOptions, dims mlaDims, ro
 	}
 	N := B * T_
 	kl := &klKernel[T]{B: B, T: T_, K: K, sparse: opt.Sparse, side: g.DSA, layer: ly, recall: opt.Recall}
+	wkvb := param(LayerPrefix(l) + "self_attn.kv_b_proj.weight")
 	if !opt.Sparse {
+		kv, err := apply[T](&linearKernel[T]{name: "kv_b_proj", diffX: true, diffW: true}, ckv, wkvb)
+		if err != nil {
+			return nil, nil, err
+		}
 		ak := newAttnKernel[T](B, T_, dims, rope, g.Masks[l])
 		if o, err = apply[T](ak, q, kv, kva, g.lengths); err != nil {
 			return nil, nil, err
@@ -369,11 +382,11 @@ func dsaAttention[T Float](g *Graph[T], l int, opt *DSAOptions, dims mlaDims, ro
 	if err != nil {
 		return nil, nil, err
 	}
-	sa, err := dsa.NewSparseMLA[T](dsa.MLADims{H: dims.H, Dn: dims.Dn, Dr: dims.Dr, Dv: dims.Dv, KVr: dims.KVr}, B, T_, K, rope)
+	sa, err := dsa.NewSparseMQA[T](dsa.MLADims{H: dims.H, Dn: dims.Dn, Dr: dims.Dr, Dv: dims.Dv, KVr: dims.KVr}, B, T_, K, rope)
 	if err != nil {
 		return nil, nil, err
 	}
-	if o, err = apply[T](&sparseAttnKernel[T]{a: sa}, q, kv, kva, sel, g.lengths); err != nil {
+	if o, err = apply[T](&sparseAttnKernel[T]{a: sa}, q, ckv, kva, wkvb, sel, g.lengths); err != nil {
 		return nil, nil, err
 	}
 	target, err := apply[T](&headMeanKernel[T]{sparse: sa, N: N, W: K, side: g.DSA, layer: ly}, o)

@@ -1,5 +1,5 @@
-// Float64 finite-difference checks of the DSA ops (indexer scores wrt inputs and weights, sparse attention wrt
-// q/kv/kvA, both indexer losses wrt the scores) and a test that the stop-gradient op passes no gradient.
+// Float64 finite-difference checks of the DSA ops (indexer scores wrt inputs and weights, MQA-mode sparse
+// attention wrt q, c^KV, kvA and kv_b_proj, both indexer losses wrt the scores) and a test that the stop-gradient op passes no gradient.
 package model
 
 import (
@@ -85,13 +85,13 @@ func TestGradDSAOps(t *testing.T) {
 			}
 			return apply[float64](&indexerKernel[float64]{ix: ix}, in...)
 		}},
-		{name: "dsa_sparse_attention", shapes: [][]int{{N, dims.H * (dims.Dn + dims.Dr)}, {N, dims.H * (dims.Dn + dims.Dv)}, {N, dims.KVr + dims.Dr}}, ints: [][]int32{lengths},
+		{name: "dsa_sparse_attention", shapes: [][]int{{N, dims.H * (dims.Dn + dims.Dr)}, {N, dims.KVr}, {N, dims.KVr + dims.Dr}, {dims.H * (dims.Dn + dims.Dv), dims.KVr}}, ints: [][]int32{lengths},
 			build: func(in []*G.Node) (*G.Node, error) {
-				sa, err := dsa.NewSparseMLA[float64](dsa.MLADims{H: dims.H, Dn: dims.Dn, Dr: dims.Dr, Dv: dims.Dv, KVr: dims.KVr}, B, T, K, rope)
+				sa, err := dsa.NewSparseMQA[float64](dsa.MLADims{H: dims.H, Dn: dims.Dn, Dr: dims.Dr, Dv: dims.Dv, KVr: dims.KVr}, B, T, K, rope)
 				if err != nil {
 					return nil, err
 				}
-				return apply[float64](&sparseAttnKernel[float64]{a: sa}, in[0], in[1], in[2], constNode(in[0], "sel", []int{N, K}, selF), in[3])
+				return apply[float64](&sparseAttnKernel[float64]{a: sa}, in[0], in[1], in[2], in[3], constNode(in[0], "sel", []int{N, K}, selF), in[4])
 			}},
 		{name: "dsa_kl_dense", shapes: [][]int{{N, T}}, ints: [][]int32{lengths}, build: func(in []*G.Node) (*G.Node, error) {
 			k := &klKernel[float64]{B: B, T: T, K: K, side: side, layer: side.Layers[0], recall: true}

@@ -168,10 +168,10 @@ func NewGraph[T Float](cfg configs.Model, data [][]T, opt GraphOptions) (*Graph[
 		qn := norm("q_a_layernorm", qa, p+"self_attn.q_a_layernorm.weight", 0, 0)
 		q := lin("q_b_proj", qn, p+"self_attn.q_b_proj.weight")
 		kva := lin("kv_a_proj_with_mqa", h, p+"self_attn.kv_a_proj_with_mqa.weight")
-		kv := lin("kv_b_proj", norm("kv_a_layernorm", kva, p+"self_attn.kv_a_layernorm.weight", 0, cfg.KVLoraRank), p+"self_attn.kv_b_proj.weight")
+		ckv := norm("kv_a_layernorm", kva, p+"self_attn.kv_a_layernorm.weight", 0, cfg.KVLoraRank)
 		g.Masks[l] = &AttnMask{}
-		if err == nil && opt.DSA != nil {
-			o, il, e := dsaAttention(g, l, opt.DSA, dims, rope, param, h, qn, q, kv, kva)
+		if err == nil && opt.DSA != nil { // kv_b_proj is applied inside (dense) or absorbed (sparse, MQA mode)
+			o, il, e := dsaAttention(g, l, opt.DSA, dims, rope, param, h, qn, q, ckv, kva)
 			if e != nil {
 				err = fmt.Errorf("layer %d: DSA: %w", l, e)
 				break
@@ -179,6 +179,7 @@ func NewGraph[T Float](cfg configs.Model, data [][]T, opt GraphOptions) (*Graph[
 			dsaLosses = append(dsaLosses, il)
 			x = add(x, lin("o_proj", o, p+"self_attn.o_proj.weight"))
 		} else if err == nil {
+			kv := lin("kv_b_proj", ckv, p+"self_attn.kv_b_proj.weight")
 			o := must(apply[T](newAttnKernel[T](B, T_, dims, rope, g.Masks[l]), q, kv, kva, g.lengths))
 			x = add(x, lin("o_proj", o, p+"self_attn.o_proj.weight"))
 		}

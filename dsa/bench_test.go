@@ -31,7 +31,7 @@ func cpuMetric(b *testing.B) func() {
 func BenchmarkDSAParts(b *testing.B) {
 	const H, dn, dr, dv, kvr, K = 8, 64, 32, 64, 128, 256
 	const D, QR, IH, IDh = 256, 128, 2, 32
-	for _, L := range []int{1024, 2048, 4096} {
+	for _, L := range []int{1024, 2048, 4096, 8192} {
 		rng := rand.New(rand.NewPCG(1, uint64(L)))
 		rope := kernels.NewRopeTable(dr, L, 10000)
 		lengths := []int32{int32(L)}

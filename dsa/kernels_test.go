@@ -162,6 +162,48 @@ func TestSparseGradLong(t *testing.T) {
 	checkGrad(t, "kv_b_proj", wkvb, dw, sample(rng, len(wkvb), 80), f)
 }
 
+// TestSparseThreadCounts: the latent gradients are accumulated per part of the queries (one part per
+// worker, each covering only the keys before its last query): 1, 2, 3 and 5 workers give the same outputs
+// and gradients up to rounding, in float64.
+func TestSparseThreadCounts(t *testing.T) {
+	const B, T, K = 2, 33, 7
+	md := MLADims{H: 2, Dn: 3, Dr: 4, Dv: 3, KVr: 5}
+	rng := rand.New(rand.NewPCG(23, 24))
+	rope := kernels.NewRopeTable(md.Dr, T, 10000)
+	lengths := []int32{T, 20}
+	N := B * T
+	sel := randomSelection(rng, B, T, K, lengths)
+	q, ckv, kva := randSlice(rng, N*md.H*(md.Dn+md.Dr), 1), randSlice(rng, N*md.KVr, 1), randSlice(rng, N*(md.KVr+md.Dr), 1)
+	wkvb, dout := randSlice(rng, md.H*(md.Dn+md.Dv)*md.KVr, 0.5), randSlice(rng, N*md.H*md.Dv, 1)
+	run := func(threads int) [][]float64 {
+		saved := kernels.Threads()
+		kernels.SetThreads(threads)
+		defer kernels.SetThreads(saved)
+		a, err := NewSparseMQA[float64](md, B, T, K, rope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]float64, len(dout))
+		if err := a.Forward(q, ckv, kva, wkvb, sel, lengths, out); err != nil {
+			t.Fatal(err)
+		}
+		g := [][]float64{out, make([]float64, len(q)), make([]float64, len(ckv)), make([]float64, len(kva)), make([]float64, len(wkvb))}
+		a.Backward(q, wkvb, dout, g[1], g[2], g[3], g[4])
+		return g
+	}
+	one := run(1)
+	for _, th := range []int{2, 3, 5} {
+		got := run(th)
+		for i, name := range []string{"out", "dq", "dckv", "dkva", "dkv_b_proj"} {
+			for j := range one[i] {
+				if math.Abs(got[i][j]-one[i][j]) > 1e-12*(1+math.Abs(one[i][j])) {
+					t.Fatalf("%d workers: %s[%d] = %v, one worker %v", th, name, j, got[i][j], one[i][j])
+				}
+			}
+		}
+	}
+}
+
 func maxRelDiff(a []float32, b []float64) float64 {
 	var scale, d float64
 	for i := range b {

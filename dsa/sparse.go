@@ -20,7 +20,8 @@
 //   - Forward: scores and the latent outputs of all heads from the k gathered rows (GatherDotShared,
 //     GatherAxpyShared of internal/kernels).
 //   - Backward: dq̃ per query from the gathered rows, and the latent gradients Σ_i dS·q̃_i + p·dõ_i scattered
-//     into the k rows (ScatterAxpyShared), one accumulator per part of the queries, summed in part order.
+//     into the k rows (ScatterAxpyShared), one accumulator per part of the queries (covering only the keys
+//     before the part's last query), summed in part order.
 //
 // Every per-head sum runs in a fixed order; the parts follow the worker count (kernels.Threads), so results
 // are reproducible for a given thread count.
@@ -53,7 +54,7 @@ type SparseMQA[T Float] struct {
 	ot      []T // [N, H, kvr]: the latent outputs õ
 	dot     []T // [N, H, kvr]: dõ (Backward)
 	dqt     []T // [N, H, W]: dq̃ (Backward)
-	dlat    []T // [parts, T, W]: the latent gradients of one batch row, one accumulator per part (Backward)
+	dlat    []T // the latent gradients of one batch row, one accumulator [bounds[p+1], W] per part p (Backward)
 	lengths []int32
 	sel     []int32
 }
@@ -183,7 +184,7 @@ func (a *SparseMQA[T]) Forward(q, ckv, kva, wkvb []T, sel, lengths []int32, out 
 				if m == 0 {
 					continue
 				}
-				kernels.GatherDotShared(sc, K, a.qt[n*H*W:(n+1)*H*W], H, lat, W, idx[:m], a.Scale)
+				kernels.GatherDotShared(sc, K, a.qt[n*H*W:(n+1)*H*W], H, lat, W, idx[:m], a.Scale, nil)
 				for h := range H {
 					kernels.SoftmaxRowFast(sc[h*K : h*K+m])
 				}
@@ -223,9 +224,14 @@ func (a *SparseMQA[T]) Backward(q, wkvb, dout, dQ, dCKV, dKVA, dW []T) {
 		lat := a.lat[b*T_*W : (b+1)*T_*W]
 		bounds := a.parts(L, w)
 		np := len(bounds) - 1
+		// Part p's queries select keys before bounds[p+1] only: its accumulator has that many rows.
+		off := make([]int, np+1)
+		for p := range np {
+			off[p+1] = off[p] + bounds[p+1]*W
+		}
 		// Per query: dp = dõ·c^KV_s;  dS = p·(dp − Σ p·dp)·τ;  dq̃ = Σ dS·c_s;  the rows c_s get dS·q̃ + p·dõ.
 		kernels.For(np, 1<<30, func(p int) {
-			acc := a.dlat[p*T_*W : (p+1)*T_*W]
+			acc := a.dlat[off[p]:off[p+1]]
 			clear(acc)
 			idx, slot, pc, ds := make([]int32, K), make([]int32, K), make([]T, H*K), make([]T, H*K)
 			for t := bounds[p]; t < bounds[p+1]; t++ {
@@ -243,7 +249,7 @@ func (a *SparseMQA[T]) Backward(q, wkvb, dout, dQ, dCKV, dKVA, dW []T) {
 					}
 				}
 				dot := a.dot[n*H*kvr : (n+1)*H*kvr]
-				kernels.GatherDotShared(ds, K, dot, H, lat, W, idx[:m], 1)
+				kernels.GatherDotShared(ds, K, dot, H, lat, W, idx[:m], 1, acc) // and the rows of acc scattered below
 				for h := range H {
 					p, d := pc[h*K:h*K+m], ds[h*K:h*K+m]
 					var sum T
@@ -259,13 +265,16 @@ func (a *SparseMQA[T]) Backward(q, wkvb, dout, dQ, dCKV, dKVA, dW []T) {
 				kernels.ScatterAxpyShared(acc, W, idx[:m], pc, K, dot, H)
 			}
 		})
-		// Sum the parts' latent gradients (in part order), undo the rotations, add to the inputs' gradients.
+		// Sum the parts' latent gradients into the last part's (which covers every key; the others in part order),
+		// undo the rotations, add to the inputs' gradients.
 		parallelRange(T_, func(lo, hi int) {
 			for t := lo; t < hi; t++ {
 				n := b*T_ + t
-				g := a.dlat[t*W : (t+1)*W]
-				for p := 1; p < np; p++ {
-					kernels.Axpy(1, a.dlat[(p*T_+t)*W:(p*T_+t+1)*W], g)
+				g := a.dlat[off[np-1]+t*W : off[np-1]+(t+1)*W]
+				for p := range np - 1 {
+					if t < bounds[p+1] {
+						kernels.Axpy(1, a.dlat[off[p]+t*W:off[p]+(t+1)*W], g)
+					}
 				}
 				kernels.Rope(a.Rope, g[kvr:], t, true, true)
 				if dCKV != nil {

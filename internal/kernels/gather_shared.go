@@ -24,7 +24,9 @@ func sharedASM[T Float](n, heads int) (int, bool) {
 
 // GatherDotShared sets out[h·ldo + i] = alpha · x_h·(row idx[i] of base) for h < heads, i < len(idx), where
 // x_h = x[h·n:(h+1)·n], n = len(x)/heads, and every head reads the same row base[r·stride : r·stride+n].
-func GatherDotShared[T Float](out []T, ldo int, x []T, heads int, base []T, stride int, idx []int32, alpha T) {
+// pf, when not nil, is a table with base's stride whose rows idx a later kernel will update: the assembly
+// prefetches them (and the whole rows of base) ahead of use; results do not depend on it.
+func GatherDotShared[T Float](out []T, ldo int, x []T, heads int, base []T, stride int, idx []int32, alpha T, pf []T) {
 	n, m := headWidth(len(x), heads), len(idx)
 	if m == 0 {
 		return
@@ -33,8 +35,12 @@ func GatherDotShared[T Float](out []T, ldo int, x []T, heads int, base []T, stri
 	_ = out[(heads-1)*ldo+m-1]
 	h0 := 0
 	if hb, ok := sharedASM[T](n, heads); ok {
+		var p *float32 // a prefetch never faults, so pf needs no bounds check
+		if len(pf) > 0 {
+			p = (*float32)(unsafe.Pointer(unsafe.SliceData(pf)))
+		}
 		simd.GatherDotShared((*float32)(unsafe.Pointer(unsafe.SliceData(out))), ldo*4, (*float32)(unsafe.Pointer(unsafe.SliceData(x))), n, hb,
-			(*float32)(unsafe.Pointer(unsafe.SliceData(base))), stride, unsafe.SliceData(idx), m, float32(alpha))
+			(*float32)(unsafe.Pointer(unsafe.SliceData(base))), stride, unsafe.SliceData(idx), m, float32(alpha), p)
 		h0 = hb
 	}
 	for h := h0; h < heads; h++ {

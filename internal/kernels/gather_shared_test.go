@@ -14,7 +14,7 @@ func TestGatherSharedGolden(t *testing.T) {
 	idx := []int32{2, 0}
 	x := []float64{1, -1, 0, 2} // head 0 (1,−1), head 1 (0,2)
 	out := make([]float64, 2*3)
-	GatherDotShared(out, 3, x, 2, base, 2, idx, 2) // h0: 2·(5−6), 2·(1−2); h1: 2·12, 2·4
+	GatherDotShared(out, 3, x, 2, base, 2, idx, 2, nil) // h0: 2·(5−6), 2·(1−2); h1: 2·12, 2·4
 	if want := []float64{-2, -2, 0, 24, 8, 0}; !equal(out, want) {
 		t.Fatalf("GatherDotShared = %v, want %v", out, want)
 	}
@@ -61,6 +61,7 @@ func TestGatherSharedASMAgainstGo(t *testing.T) {
 		base := randv(c.rows * c.stride)
 		x, a := randv(c.heads*c.n), randv(c.heads*(c.m+3))
 		lda, ldo := c.m+3, c.m+1
+		pf := randv(c.rows * c.stride) // prefetched only: must not change anything
 		idx := make([]int32, c.m)
 		for i := range idx {
 			idx[i] = int32(rng.IntN(c.rows))
@@ -69,7 +70,7 @@ func TestGatherSharedASMAgainstGo(t *testing.T) {
 			gatherASM = asm
 			defer func() { gatherASM = true }()
 			dot = make([]float32, c.heads*ldo)
-			GatherDotShared(dot, ldo, x, c.heads, base, c.stride, idx, 0.5)
+			GatherDotShared(dot, ldo, x, c.heads, base, c.stride, idx, 0.5, pf)
 			y = make([]float32, c.heads*c.n)
 			for i := range y {
 				y[i] = float32(i%7) - 3

@@ -4,10 +4,11 @@
 package simd
 
 // GatherDotShared sets out[h·ldo + i] = alpha · x[h·n:(h+1)·n] · (row idx[i] of base)[0:n] for h < hg, i < m
-// (ldob = ldo·4 bytes).
+// (ldob = ldo·4 bytes). It prefetches the whole rows (stride floats) ahead of use, of base and, when pf is not
+// nil, of pf (a table with the same stride that a later kernel will touch at the same rows).
 //
 //go:noescape
-func GatherDotShared(out *float32, ldob int, x *float32, n, hg int, base *float32, stride int, idx *int32, m int, alpha float32)
+func GatherDotShared(out *float32, ldob int, x *float32, n, hg int, base *float32, stride int, idx *int32, m int, alpha float32, pf *float32)
 
 // GatherAxpyShared accumulates y[h·n + d] += Σ_{i<m} a[h·lda + i] · (row idx[i] of base)[d] for h < hg, d < n
 // (ldab = lda·4 bytes).

@@ -5,9 +5,11 @@
 
 #include "textflag.h"
 
-// func GatherDotShared(out *float32, ldob int, x *float32, n, hg int, base *float32, stride int, idx *int32, m int, alpha float32)
-// out[h·ldo + i] = alpha · x[h·n : (h+1)·n] · row_i[0:n] for h < hg, i < m (ldob = ldo in bytes).
-TEXT ·GatherDotShared(SB), NOSPLIT, $0-76
+// func GatherDotShared(out *float32, ldob int, x *float32, n, hg int, base *float32, stride int, idx *int32, m int, alpha float32, pf *float32)
+// out[h·ldo + i] = alpha · x[h·n : (h+1)·n] · row_i[0:n] for h < hg, i < m (ldob = ldo in bytes). Rows go two
+// at a time (each x load serves both), an odd last row alone; the count left is kept in m+64(FP). The whole
+// rows (stride floats) two pairs ahead are prefetched, of base and, when pf is not nil, of pf (same stride).
+TEXT ·GatherDotShared(SB), NOSPLIT, $0-88
 	MOVQ         out+0(FP), DI
 	MOVQ         ldob+8(FP), R15
 	MOVQ         x+16(FP), SI
@@ -18,30 +20,131 @@ TEXT ·GatherDotShared(SB), NOSPLIT, $0-76
 	MOVQ         stride+48(FP), R8
 	SHLQ         $2, R8
 	MOVQ         idx+56(FP), R9
-	MOVQ         m+64(FP), R10
-	VBROADCASTSS alpha+72(FP), X15
+	VBROADCASTSS alpha+72(FP), Y15
 
-gs_row:
+gs_pair:
+	MOVQ m+64(FP), CX
+	CMPQ CX, $2
+	JLT  gs_one
 	MOVLQSX (R9), AX
 	IMULQ   R8, AX
 	ADDQ    DX, AX
-	CMPQ    R10, $1
-	JEQ     gs_start
+	MOVLQSX 4(R9), R10
+	IMULQ   R8, R10
+	ADDQ    DX, R10
+	CMPQ    CX, $6
+	JLT     gs_pstart
 
-	// Prefetch the next selected row (a random row of a table larger than L2): its loads overlap this row's.
-	MOVLQSX 4(R9), BX
+	// Prefetch the selected rows two pairs ahead (random rows of a table larger than L2), and those of pf.
+	MOVLQSX 16(R9), BX
 	IMULQ   R8, BX
-	ADDQ    DX, BX
+	MOVLQSX 20(R9), R11
+	IMULQ   R8, R11
 	XORQ    CX, CX
 
-gs_pf:
-	PREFETCHT0 (BX)(CX*1)
+gs_ppf:
+	PREFETCHT0 (DX)(BX*1)
+	PREFETCHT0 (DX)(R11*1)
+	ADDQ       $64, BX
+	ADDQ       $64, R11
 	ADDQ       $64, CX
-	CMPQ       CX, R13
-	JLT        gs_pf
+	CMPQ       CX, R8
+	JLT        gs_ppf
+	MOVQ       pf+80(FP), R12
+	TESTQ      R12, R12
+	JEQ        gs_pstart
+	SUBQ       CX, BX
+	SUBQ       CX, R11
+	XORQ       CX, CX
 
-gs_start:
+gs_ppf2:
+	PREFETCHT0 (R12)(BX*1)
+	PREFETCHT0 (R12)(R11*1)
+	ADDQ       $64, BX
+	ADDQ       $64, R11
+	ADDQ       $64, CX
+	CMPQ       CX, R8
+	JLT        gs_ppf2
+
+gs_pstart:
 	MOVQ SI, BX
+	MOVQ DI, R11
+	MOVQ hg+32(FP), R12
+	SHRQ $2, R12
+
+gs_pblk:
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ   CX, CX
+
+gs_pchunk:
+	VMOVUPS     (AX)(CX*1), Y8
+	VMOVUPS     (R10)(CX*1), Y9
+	VMOVUPS     (BX), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y4
+	VMOVUPS     (BX)(R13*1), Y11
+	VFMADD231PS Y8, Y11, Y1
+	VFMADD231PS Y9, Y11, Y5
+	VMOVUPS     (BX)(R13*2), Y12
+	VFMADD231PS Y8, Y12, Y2
+	VFMADD231PS Y9, Y12, Y6
+	VMOVUPS     (BX)(R14*1), Y13
+	VFMADD231PS Y8, Y13, Y3
+	VFMADD231PS Y9, Y13, Y7
+	ADDQ        $32, BX
+	ADDQ        $32, CX
+	CMPQ        CX, R13
+	JLT         gs_pchunk
+
+	// Y1 = [row A heads 0-3 | row B heads 0-3] after the horizontal sums.
+	VHADDPS    Y1, Y0, Y0
+	VHADDPS    Y3, Y2, Y2
+	VHADDPS    Y2, Y0, Y0
+	VHADDPS    Y5, Y4, Y4
+	VHADDPS    Y7, Y6, Y6
+	VHADDPS    Y6, Y4, Y4
+	VPERM2F128 $0x20, Y4, Y0, Y1
+	VPERM2F128 $0x31, Y4, Y0, Y2
+	VADDPS     Y2, Y1, Y1
+	VMULPS     Y15, Y1, Y1
+	VEXTRACTF128 $1, Y1, X2
+	MOVQ       R11, CX
+	VMOVSS     X1, (CX)
+	VMOVSS     X2, 4(CX)
+	ADDQ       R15, CX
+	VEXTRACTPS $1, X1, (CX)
+	VEXTRACTPS $1, X2, 4(CX)
+	ADDQ       R15, CX
+	VEXTRACTPS $2, X1, (CX)
+	VEXTRACTPS $2, X2, 4(CX)
+	ADDQ       R15, CX
+	VEXTRACTPS $3, X1, (CX)
+	VEXTRACTPS $3, X2, 4(CX)
+	ADDQ       R15, CX
+	MOVQ       CX, R11
+	ADDQ       R14, BX
+	DECQ       R12
+	JNE        gs_pblk
+
+	ADDQ $8, DI
+	ADDQ $8, R9
+	SUBQ $2, m+64(FP)
+	JMP  gs_pair
+
+gs_one:
+	TESTQ   CX, CX
+	JEQ     gs_done
+	MOVLQSX (R9), AX
+	IMULQ   R8, AX
+	ADDQ    DX, AX
+	MOVQ    SI, BX
 	MOVQ    DI, R11
 	MOVQ    hg+32(FP), R12
 	SHRQ    $2, R12
@@ -97,10 +200,7 @@ gs_chunk:
 	DECQ         R12
 	JNE          gs_blk
 
-	ADDQ $4, DI
-	ADDQ $4, R9
-	DECQ R10
-	JNE  gs_row
+gs_done:
 	VZEROUPPER
 	RET
 
@@ -198,10 +298,26 @@ ss_row:
 	MOVLQSX (R9), AX
 	IMULQ   R8, AX
 	ADDQ    DX, AX
-	MOVQ    x+48(FP), BX
-	MOVQ    SI, DI
-	MOVQ    hg+64(FP), R12
-	SHRQ    $2, R12
+	CMPQ    R10, $1
+	JEQ     ss_start
+
+	// Prefetch the next selected row while this one is updated.
+	MOVLQSX 4(R9), BX
+	IMULQ   R8, BX
+	ADDQ    DX, BX
+	XORQ    CX, CX
+
+ss_pf:
+	PREFETCHT0 (BX)(CX*1)
+	ADDQ       $64, CX
+	CMPQ       CX, R13
+	JLT        ss_pf
+
+ss_start:
+	MOVQ x+48(FP), BX
+	MOVQ SI, DI
+	MOVQ hg+64(FP), R12
+	SHRQ $2, R12
 
 ss_blk:
 	VBROADCASTSS (DI), Y8

@@ -5,7 +5,7 @@
 package simd
 
 // GatherDotShared is not implemented on this architecture.
-func GatherDotShared(out *float32, ldob int, x *float32, n, hg int, base *float32, stride int, idx *int32, m int, alpha float32) {
+func GatherDotShared(out *float32, ldob int, x *float32, n, hg int, base *float32, stride int, idx *int32, m int, alpha float32, pf *float32) {
 	panic("simd: no assembly on this architecture")
 }
 

@@ -164,7 +164,8 @@ func TestSparseGradLong(t *testing.T) {
 
 // TestSparseThreadCounts: the latent gradients are accumulated per part of the queries (one part per
 // worker, each covering only the keys before its last query): 1, 2, 3 and 5 workers give the same outputs
-// and gradients up to rounding, in float64.
+// and gradients up to rounding, in float64; so do token blocks of 7 in the absorption GEMMs (ragged last
+// block) instead of one block.
 func TestSparseThreadCounts(t *testing.T) {
 	const B, T, K = 2, 33, 7
 	md := MLADims{H: 2, Dn: 3, Dr: 4, Dv: 3, KVr: 5}
@@ -175,10 +176,11 @@ func TestSparseThreadCounts(t *testing.T) {
 	sel := randomSelection(rng, B, T, K, lengths)
 	q, ckv, kva := randSlice(rng, N*md.H*(md.Dn+md.Dr), 1), randSlice(rng, N*md.KVr, 1), randSlice(rng, N*(md.KVr+md.Dr), 1)
 	wkvb, dout := randSlice(rng, md.H*(md.Dn+md.Dv)*md.KVr, 0.5), randSlice(rng, N*md.H*md.Dv, 1)
-	run := func(threads int) [][]float64 {
-		saved := kernels.Threads()
+	run := func(threads, rows int) [][]float64 {
+		saved, savedRows := kernels.Threads(), gemmRows
 		kernels.SetThreads(threads)
-		defer kernels.SetThreads(saved)
+		gemmRows = rows
+		defer func() { kernels.SetThreads(saved); gemmRows = savedRows }()
 		a, err := NewSparseMQA[float64](md, B, T, K, rope)
 		if err != nil {
 			t.Fatal(err)
@@ -191,13 +193,13 @@ func TestSparseThreadCounts(t *testing.T) {
 		a.Backward(q, wkvb, dout, g[1], g[2], g[3], g[4])
 		return g
 	}
-	one := run(1)
-	for _, th := range []int{2, 3, 5} {
-		got := run(th)
+	one := run(1, 1<<20)
+	for _, c := range []struct{ threads, rows int }{{2, 1 << 20}, {3, 1 << 20}, {5, 1 << 20}, {2, 7}} {
+		got := run(c.threads, c.rows)
 		for i, name := range []string{"out", "dq", "dckv", "dkva", "dkv_b_proj"} {
 			for j := range one[i] {
 				if math.Abs(got[i][j]-one[i][j]) > 1e-12*(1+math.Abs(one[i][j])) {
-					t.Fatalf("%d workers: %s[%d] = %v, one worker %v", th, name, j, got[i][j], one[i][j])
+					t.Fatalf("%d workers, GEMM blocks of %d tokens: %s[%d] = %v, one worker %v", c.threads, c.rows, name, j, got[i][j], one[i][j])
 				}
 			}
 		}

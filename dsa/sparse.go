@@ -134,13 +134,28 @@ func (a *SparseMQA[T]) parts(L, w int) []int {
 	return bounds
 }
 
-// gemmHeads runs one GEMM per head: C_h = alpha·op(A_h)·op(B_h) + beta·C_h, the head's operand starting at
-// offset h·offX of X.
+// gemmHeads runs one GEMM per head: C_h = op(A_h)·op(B_h) + beta·C_h, the head's operand starting at offset
+// h·offX of X. Row-wise products (tA false: A and C have m rows, one per token) go in blocks of gemmRows
+// tokens, all heads of a block before the next: the heads' C columns of a token lie in one row of a wide
+// matrix, and writing one head's column block over all tokens at once is twice as slow (one TLB entry per
+// row).
 func gemmHeads[T Float](H int, tA, tB bool, m, n, k int, a []T, offA, lda int, b []T, offB, ldb int, beta T, c []T, offC, ldc int) {
-	for h := range H {
-		kernels.Gemm(tA, tB, m, n, k, 1, a[h*offA:], lda, b[h*offB:], ldb, beta, c[h*offC:], ldc)
+	if tA {
+		for h := range H {
+			kernels.Gemm(tA, tB, m, n, k, 1, a[h*offA:], lda, b[h*offB:], ldb, beta, c[h*offC:], ldc)
+		}
+		return
+	}
+	for r := 0; r < m; r += gemmRows {
+		rows := min(gemmRows, m-r)
+		for h := range H {
+			kernels.Gemm(false, tB, rows, n, k, 1, a[r*lda+h*offA:], lda, b[h*offB:], ldb, beta, c[r*ldc+h*offC:], ldc)
+		}
 	}
 }
+
+// gemmRows is the token block of gemmHeads (a variable for the tests).
+var gemmRows = 512
 
 // Forward computes out [N, H·dv] from q, ckv, kva, kv_b_proj.weight wkvb, the selection sel [N·K] and the
 // valid lengths [B].

@@ -14,9 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -101,12 +99,7 @@ func newLearnCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if runDir == "" {
-				runDir = cfg.Run.Dir
-			}
-			if runDir == "" {
-				runDir = filepath.Join("runs", fmt.Sprintf("%s-%s", cfg.Name, time.Now().Format("20060102-150405")))
-			}
+			runDir = resolveRunDir(runDir, cfg)
 			log, err := loggerOf(cmd)
 			if err != nil {
 				return err

@@ -106,12 +106,7 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if runDir == "" {
-				runDir = cfg.Run.Dir
-			}
-			if runDir == "" {
-				runDir = filepath.Join("runs", fmt.Sprintf("%s-%s", cfg.Name, time.Now().Format("20060102-150405")))
-			}
+			runDir = resolveRunDir(runDir, cfg)
 			log, err := g.logger(cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -256,4 +251,15 @@ func writeSamples(path string, samples []trainer.TaskSample) error {
 		return fmt.Errorf("eval --samples %s: %w", path, err)
 	}
 	return nil
+}
+
+// resolveRunDir is the run directory: --run-dir, else the config's run.dir, else runs/<name>-<timestamp>.
+func resolveRunDir(flag string, cfg *configs.Config) string {
+	if flag != "" {
+		return flag
+	}
+	if cfg.Run.Dir != "" {
+		return cfg.Run.Dir
+	}
+	return filepath.Join("runs", fmt.Sprintf("%s-%s", cfg.Name, time.Now().Format("20060102-150405")))
 }

@@ -4,14 +4,11 @@ import (
 	"context"
 	"math"
 	"path/filepath"
-	"slices"
-	"strings"
 	"testing"
 
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/data"
 	"github.com/sparrow-rl/sparrow/model"
-	"github.com/sparrow-rl/sparrow/rollout"
 )
 
 func rlTinyConfig(t *testing.T, sets ...string) *configs.Config {
@@ -103,17 +100,7 @@ func TestRLUpdateDirection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	for _, gs := range s.samplers {
-		w := &rollout.Worker{Sampler: gs, Version: s.version.Load}
-		go w.Run(ctx, s.transport)
-	}
-	groups, _, err := s.gather(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.SortFunc(groups, func(a, b *data.Group) int { return strings.Compare(a.GroupID, b.GroupID) })
+	groups := sampledGroups(t, s)
 	// artificial rewards: within each group, the first half is rewarded
 	var trajs []*data.Trajectory
 	for _, g := range groups {

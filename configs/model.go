@@ -74,7 +74,7 @@ func DefaultModel() Model {
 		RopeTheta:             10000,
 		MaxPositionEmbeddings: 4096,
 		RMSNormEps:            1e-6,
-		InitializerRange:      0.02,
+		InitializerRange:      0.1, // ≈ 1/√hidden: 0.02 leaves MLA attention in a long plateau (trainer/init_test.go)
 		BiasUpdateSpeed:       0.001,
 		AuxLossAlpha:          0,
 	}

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/data"
@@ -123,6 +124,12 @@ func newFamilyDocs(d configs.Data, seed int64, tok *data.Tokenizer, split data.S
 		}
 		flaw = f
 		delete(params, "flaw")
+	}
+	if d.Generator == "kvretrieval" && params["kinds"] == "" && len(d.Ops) > 0 {
+		if params == nil {
+			params = map[string]string{}
+		}
+		params["kinds"] = strings.Join(d.Ops, ",") // data.ops lists kvretrieval's question kinds, as for format text
 	}
 	fam, err := envs.New(d.Generator, envs.Options{HeldOut: d.HeldOut, Params: params})
 	if err != nil {

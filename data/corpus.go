@@ -120,7 +120,9 @@ type CorpusConfig struct {
 	HeldOut    float64  `yaml:"held_out" json:"held_out"` // fraction of keys/documents held out, in [0,1)
 	MaxDigits  int      `yaml:"max_digits" json:"max_digits"`
 	Ops        []string `yaml:"ops" json:"ops"`
-	Seed       int64    `yaml:"seed" json:"seed"`
+	// Params are the generator's own knobs (data.params: a task family's params), passed through as given.
+	Params map[string]string `yaml:"params" json:"params,omitempty"`
+	Seed   int64             `yaml:"seed" json:"seed"`
 }
 
 // DefaultTextColumn is the column read when TextColumn is empty.

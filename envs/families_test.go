@@ -418,3 +418,71 @@ func TestDatasetErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestKVFollowUps: follow-ups change documents only. The task drawn with followups=N is the task drawn without
+// them; its follow-ups ask N other keys of the same context with their values; the pre-training document
+// renders them as further user and assistant turns after the task's own answer, each turn ended by the EOS
+// literal; and data.params reach a format-text generator (a misspelt key is named).
+func TestKVFollowUps(t *testing.T) {
+	plain, err := NewKV(Options{Params: map[string]string{"pairs": "12", "kinds": "single,multihop"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withFU, err := NewKV(Options{Params: map[string]string{"pairs": "12", "kinds": "single,multihop", "followups": "5"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seed := range uint64(100) {
+		a, b := plain.Draw(rand.New(rand.NewPCG(seed, 4))), withFU.Draw(rand.New(rand.NewPCG(seed, 4)))
+		if a.ID != b.ID || a.Prompt != b.Prompt || a.Answer != b.Answer {
+			t.Fatalf("followups changed the task: %q vs %q", a.Prompt, b.Prompt)
+		}
+		fus := withFU.FollowUps(b)
+		if len(fus) != 5 || plain.FollowUps(a) != nil {
+			t.Fatalf("%d follow-ups with followups=5, %d without", len(fus), len(plain.FollowUps(a)))
+		}
+		kv := map[string]string{}
+		for _, line := range strings.Split(b.Prompt, "\n")[:12] {
+			key, val, _ := strings.Cut(line, "=")
+			kv[key] = val
+		}
+		seen := map[string]bool{}
+		for _, step := range strings.Split(b.Meta["steps"], "; ") {
+			key, _, _ := strings.Cut(step, "=")
+			seen[key] = true // the task's own lookups are not asked again
+		}
+		for _, f := range fus {
+			key := strings.TrimSuffix(strings.TrimPrefix(f.Question, "Value of "), "?")
+			if kv[key] == "" || seen[key] || f.Answer != kv[key] || f.Reasoning != key+"="+kv[key] {
+				t.Fatalf("follow-up %+v of %q: want another key of the context with its value", f, b.Prompt)
+			}
+			seen[key] = true
+		}
+	}
+	cfg := data.CorpusConfig{Source: "synthetic", Generator: "kvretrieval", HeldOut: 0.05, Ops: []string{"single"},
+		Params: map[string]string{"pairs": "8", "followups": "2"}}
+	c, err := data.OpenCorpus(cfg, data.SplitTrain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := c.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	turns := strings.Split(doc, litEOS)
+	if len(turns) != 3 {
+		t.Fatalf("document has %d turns, want 3:\n%s", len(turns), doc)
+	}
+	for i, turn := range turns {
+		if !strings.HasPrefix(turn, litUser) || strings.Count(turn, litAsst+litThinkBeg) != 1 || strings.Count(turn, litThinkEnd) != 1 {
+			t.Errorf("turn %d is not one user and one assistant turn: %q", i, turn)
+		}
+	}
+	if strings.Count(turns[0], "\n") != 8 {
+		t.Errorf("first turn %q: want the 8-pair context", turns[0])
+	}
+	cfg.Params = map[string]string{"followup": "2"}
+	if _, err := data.OpenCorpus(cfg, data.SplitTrain); err == nil || !strings.Contains(err.Error(), "followup") {
+		t.Errorf("misspelt data.params key: err = %v, want it named", err)
+	}
+}

@@ -16,6 +16,9 @@
 //	distance  the asked pair has at least distance·(pairs−1) pairs after it (default 0.5, 0..1; 1 = the
 //	          first pair)
 //	hops      lookups of a multihop question (default 2, 2..8); the later keys of the chain lie anywhere
+//	followups single-lookup questions about other keys of the same context that a pre-training document
+//	          adds after the task's own answer (default 0, 0..64; FollowUpper): one long context then
+//	          supervises several answers instead of one. Tasks, prompts and the verifier are unchanged.
 //
 // The verifier wants the value exactly (the answer trimmed). IDs are "kv-" and 16 hex digits of the
 // prompt's SHA-256. Meta holds kind, key, hops, pairs, position (0-based index of the asked pair) and
@@ -38,6 +41,7 @@ type KV struct {
 	pairs, keyLen int
 	distance      float64
 	hops          int
+	followups     int
 	heldOut       float64
 	reward        RewardOptions
 }
@@ -65,6 +69,7 @@ func NewKV(opts Options) (*KV, error) {
 	k.keyLen = p.int("key_len", 4, 3, 12)
 	k.distance = p.float("distance", 0.5, 0, 1)
 	k.hops = p.int("hops", 2, 2, 8)
+	k.followups = p.int("followups", 0, 0, 64)
 	if err := p.done(); err != nil {
 		return nil, err
 	}
@@ -152,6 +157,19 @@ func (k *KV) Draw(rng *rand.Rand) Task {
 	for _, c := range chain {
 		steps = append(steps, keys[c]+"="+values[c])
 	}
+	// Follow-up questions (documents only): other keys, drawn after everything above so that the task is
+	// the same with or without them.
+	var follow []string
+	if k.followups > 0 {
+		for _, j := range rng.Perm(n) {
+			if len(follow) == min(k.followups, n-len(chain)) {
+				break
+			}
+			if !used[j] {
+				follow = append(follow, keys[j]+"="+values[j])
+			}
+		}
+	}
 	prompt := sb.String()
 	if hops == 1 {
 		prompt += "Value of " + keys[pos] + "?"
@@ -163,13 +181,27 @@ func (k *KV) Draw(rng *rand.Rand) Task {
 		Meta: map[string]string{
 			"kind": kind, "key": keys[pos], "hops": strconv.Itoa(hops), "pairs": strconv.Itoa(n),
 			"position": strconv.Itoa(pos), "gap": strconv.Itoa((n - 1 - pos) * lineLen),
-			"steps": strings.Join(steps, "; "),
+			"steps": strings.Join(steps, "; "), "followups": strings.Join(follow, ";"),
 		},
 	}
 }
 
 // Solution returns the lookups and the final value.
 func (k *KV) Solution(t Task) (reasoning, answer string) { return t.Meta["steps"], t.Answer }
+
+// FollowUps returns the task's follow-up lookups (param followups): "Value of KEY?" answered by "KEY=VALUE"
+// and the value.
+func (k *KV) FollowUps(t Task) []FollowUp {
+	if t.Meta["followups"] == "" {
+		return nil
+	}
+	var out []FollowUp
+	for _, kv := range strings.Split(t.Meta["followups"], ";") {
+		key, value, _ := strings.Cut(kv, "=")
+		out = append(out, FollowUp{Question: "Value of " + key + "?", Reasoning: kv, Answer: value})
+	}
+	return out
+}
 
 // Verify wants the value exactly.
 func (k *KV) Verify(t Task, completion, finishReason string) Reward {

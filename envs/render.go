@@ -20,6 +20,7 @@ package envs
 import (
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 
 	"github.com/sparrow-rl/sparrow/data"
@@ -120,6 +121,27 @@ func Document(prompt, reasoning, answer string) string {
 	return b.String()
 }
 
+// FollowUpper is implemented by families whose pre-training documents can go on with more questions about
+// the same prompt (kvretrieval: lookups of other keys of the same context), so that one long context
+// supervises several answers. Tasks, prompts and verifiers are unchanged: follow-ups exist only in documents.
+type FollowUpper interface {
+	FollowUps(t Task) []FollowUp
+}
+
+// FollowUp is one more question about a task's prompt, with its worked solution.
+type FollowUp struct{ Question, Reasoning, Answer string }
+
+// DocumentWithFollowUps renders Document(prompt, reasoning, answer) and then, for each follow-up, the end of
+// the assistant turn (the EOS literal) and one more user and assistant turn, as the chat format writes a
+// multi-turn conversation: "...answer<｜end▁of▁sentence｜><｜User｜>question<｜Assistant｜><think>…</think>answer".
+func DocumentWithFollowUps(prompt, reasoning, answer string, fus []FollowUp) string {
+	s := Document(prompt, reasoning, answer)
+	for _, f := range fus {
+		s += litEOS + Document(f.Question, f.Reasoning, f.Answer)
+	}
+	return s
+}
+
 // Generator adapts a family to data.Generator.
 type Generator struct {
 	// GenName is the generator's name (data.generator); Family.Name() when empty.
@@ -155,7 +177,11 @@ func (g Generator) Generate(rng *rand.Rand) data.Problem {
 			}
 		}
 	}
-	return data.Problem{Key: t.ID, Text: Document(t.Prompt, reasoning, answer), Answer: t.Answer}
+	var fus []FollowUp
+	if f, ok := g.Family.(FollowUpper); ok {
+		fus = f.FollowUps(t)
+	}
+	return data.Problem{Key: t.ID, Text: DocumentWithFollowUps(t.Prompt, reasoning, answer, fus), Answer: t.Answer}
 }
 
 // generatorOptions maps data's corpus section onto family options: max_digits is math's digits (and the
@@ -177,6 +203,11 @@ func generatorOptions(family string, cfg data.CorpusConfig) Options {
 			p["kinds"] = strings.Join(cfg.Ops, ",")
 		}
 	}
+	for k, v := range cfg.Params { // data.params: the family's own knobs, over the mapped ones
+		if k != "flaw" {
+			p[k] = v
+		}
+	}
 	heldOut := cfg.HeldOut
 	if !(heldOut > 0 && heldOut < 1) {
 		heldOut = 0 // the family's default; the corpus checks its own held_out
@@ -196,11 +227,22 @@ func registerGenerators() {
 		{"kvretrieval", "kvretrieval", 0},
 	} {
 		err := data.RegisterGenerator(g.name, func(cfg data.CorpusConfig) (data.Generator, error) {
+			flaw := g.flaw
+			if v, ok := cfg.Params["flaw"]; ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil || f < 0 || f > 1 {
+					return nil, fmt.Errorf("data.params.flaw: want a fraction in [0, 1], got %q", v)
+				}
+				flaw = f
+			}
 			f, err := New(g.family, generatorOptions(g.family, cfg))
 			if err != nil {
 				return nil, err
 			}
-			return Generator{GenName: g.name, Family: f, Flaw: g.flaw}, nil
+			if _, ok := f.(FlawedSolver); flaw > 0 && !ok {
+				return nil, fmt.Errorf("data.params.flaw: family %s has no flawed solutions", g.family)
+			}
+			return Generator{GenName: g.name, Family: f, Flaw: flaw}, nil
 		})
 		if err != nil {
 			panic(err)

@@ -135,6 +135,9 @@ func newFamilyDocs(d configs.Data, seed int64, tok *data.Tokenizer, split data.S
 	if err != nil {
 		return nil, fmt.Errorf("data.generator %s: %w", d.Generator, err)
 	}
+	if v := params["followups"]; v != "" && v != "0" {
+		return nil, fmt.Errorf("data.params.followups: follow-up questions are rendered in data.format text documents only")
+	}
 	if _, ok := fam.(envs.FlawedSolver); flaw > 0 && !ok {
 		return nil, fmt.Errorf("data.params.flaw: family %s has no flawed solutions", d.Generator)
 	}

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 
 	"github.com/sparrow-rl/sparrow/checkpoints"
@@ -466,8 +467,16 @@ func (r *Run) runDSAStage(ctx context.Context, st configs.Stage, params *model.P
 // sparse decodes with DSA (the model's index_topk), else with dense attention.
 func EnvAccuracy(p *model.Params, env string, d configs.Data, n int, sparse bool, seed int64) (float64, error) {
 	opts := envs.Options{HeldOut: d.HeldOut}
-	if len(d.Ops) > 0 && d.Generator == env {
-		opts.Params = map[string]string{"kinds": strings.Join(d.Ops, ",")}
+	if d.Generator == env { // the stage's own task distribution (data.ops, data.params), without document-only knobs
+		opts.Params = map[string]string{}
+		if len(d.Ops) > 0 {
+			opts.Params["kinds"] = strings.Join(d.Ops, ",")
+		}
+		for k, v := range d.Params {
+			if k != "followups" && k != "flaw" {
+				opts.Params[k] = v
+			}
+		}
 	}
 	fam, err := envs.New(env, opts)
 	if err != nil {
@@ -482,6 +491,8 @@ func EnvAccuracy(p *model.Params, env string, d configs.Data, n int, sparse bool
 	}
 	rng := rand.New(rand.NewPCG(uint64(seed), 0xd5a))
 	e := model.NewEngine(p)
+	// A text-format model ends an answer that a follow-up question continues with the EOS literal's bytes.
+	stop := tok.AppendText(nil, data.SpecialTokens[data.EOS-256])
 	correct := 0
 	for i := 0; i < n; i++ {
 		t := fam.Sample(rng, data.SplitHeldOut)
@@ -491,7 +502,7 @@ func EnvAccuracy(p *model.Params, env string, d configs.Data, n int, sparse bool
 		if len(ids)+maxNew > p.Config.MaxPositionEmbeddings {
 			return 0, fmt.Errorf("task %s: prompt of %d tokens + %d new exceeds max_position_embeddings %d", t.ID, len(ids), maxNew, p.Config.MaxPositionEmbeddings)
 		}
-		out, err := greedy(e, ids, maxNew, sparse)
+		out, err := greedy(e, ids, maxNew, sparse, stop)
 		if err != nil {
 			return 0, fmt.Errorf("task %s: %w", t.ID, err)
 		}
@@ -502,8 +513,9 @@ func EnvAccuracy(p *model.Params, env string, d configs.Data, n int, sparse bool
 	return float64(correct) / float64(n), nil
 }
 
-// greedy decodes from the prompt ids until EOS or maxNew tokens; it returns the generated ids without EOS.
-func greedy(e *model.Engine, ids []int32, maxNew int, sparse bool) ([]int32, error) {
+// greedy decodes from the prompt ids until EOS, the stop sequence (when not empty) or maxNew tokens; it returns
+// the generated ids without EOS or the stop sequence.
+func greedy(e *model.Engine, ids []int32, maxNew int, sparse bool, stop []int32) ([]int32, error) {
 	total := len(ids) + maxNew
 	var step func(int32) error
 	var logits func() []float32
@@ -540,6 +552,9 @@ func greedy(e *model.Engine, ids []int32, maxNew int, sparse bool) ([]int32, err
 			break
 		}
 		out = append(out, int32(best))
+		if len(stop) > 0 && len(out) >= len(stop) && slices.Equal(out[len(out)-len(stop):], stop) {
+			return out[:len(out)-len(stop)], nil
+		}
 		if err := step(int32(best)); err != nil {
 			return nil, err
 		}

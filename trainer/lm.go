@@ -51,7 +51,7 @@ type lmStage struct {
 
 func corpusConfig(d configs.Data, seed int64) data.CorpusConfig {
 	return data.CorpusConfig{Source: d.Source, Generator: d.Generator, Path: d.Path, TextColumn: d.TextColumn,
-		HeldOut: d.HeldOut, MaxDigits: d.MaxDigits, Ops: d.Ops, Seed: seed}
+		HeldOut: d.HeldOut, MaxDigits: d.MaxDigits, Ops: d.Ops, Params: d.Params, Seed: seed}
 }
 
 func newLMStage(r *Run, st configs.Stage, params *model.Params) (*lmStage, error) {

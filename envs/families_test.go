@@ -486,3 +486,33 @@ func TestKVFollowUps(t *testing.T) {
 		t.Errorf("misspelt data.params key: err = %v, want it named", err)
 	}
 }
+
+func TestFlawParam(t *testing.T) {
+	math, _ := New("math", Options{})
+	logic, _ := New("logic", Options{})
+	for _, c := range []struct {
+		params  map[string]string
+		f       Family
+		def     float64
+		want    float64
+		wantErr string
+	}{
+		{nil, math, 0.5, 0.5, ""},
+		{map[string]string{"flaw": "0.25"}, math, 0.5, 0.25, ""},
+		{map[string]string{"flaw": "0"}, logic, 0, 0, ""},
+		{map[string]string{"flaw": "x"}, math, 0, 0, `data.params.flaw: want a fraction in [0, 1], got "x"`},
+		{map[string]string{"flaw": "1.5"}, math, 0, 0, `got "1.5"`},
+		{map[string]string{"flaw": "0.3"}, logic, 0, 0, "family logic has no flawed solutions"},
+	} {
+		got, err := Flaw(c.params, c.f, c.def)
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("Flaw(%v, %s): err %v, want %q", c.params, c.f.Name(), err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("Flaw(%v, %s) = %v, %v; want %v", c.params, c.f.Name(), got, err, c.want)
+		}
+	}
+}

@@ -184,6 +184,23 @@ func (g Generator) Generate(rng *rand.Rand) data.Problem {
 	return data.Problem{Key: t.ID, Text: DocumentWithFollowUps(t.Prompt, reasoning, answer, fus), Answer: t.Answer}
 }
 
+// Flaw reads data.params.flaw, the share of pre-training documents whose worked solution follows the family's
+// systematic wrong procedure (def when absent), and checks that f can write such solutions (FlawedSolver).
+func Flaw(params map[string]string, f Family, def float64) (float64, error) {
+	v, ok := params["flaw"]
+	if !ok {
+		return def, nil
+	}
+	flaw, err := strconv.ParseFloat(v, 64)
+	if err != nil || flaw < 0 || flaw > 1 {
+		return 0, fmt.Errorf("data.params.flaw: want a fraction in [0, 1], got %q", v)
+	}
+	if _, ok := f.(FlawedSolver); flaw > 0 && !ok {
+		return 0, fmt.Errorf("data.params.flaw: family %s has no flawed solutions", f.Name())
+	}
+	return flaw, nil
+}
+
 // generatorOptions maps data's corpus section onto family options: max_digits is math's digits (and the
 // multiplication operands'), ops is math's operators or, for the other families, the sub-kinds
 // (logic: sort, bool; code: predict, write; kvretrieval: single, multihop). held_out is applied by the corpus.
@@ -227,20 +244,13 @@ func registerGenerators() {
 		{"kvretrieval", "kvretrieval", 0},
 	} {
 		err := data.RegisterGenerator(g.name, func(cfg data.CorpusConfig) (data.Generator, error) {
-			flaw := g.flaw
-			if v, ok := cfg.Params["flaw"]; ok {
-				f, err := strconv.ParseFloat(v, 64)
-				if err != nil || f < 0 || f > 1 {
-					return nil, fmt.Errorf("data.params.flaw: want a fraction in [0, 1], got %q", v)
-				}
-				flaw = f
-			}
 			f, err := New(g.family, generatorOptions(g.family, cfg))
 			if err != nil {
 				return nil, err
 			}
-			if _, ok := f.(FlawedSolver); flaw > 0 && !ok {
-				return nil, fmt.Errorf("data.params.flaw: family %s has no flawed solutions", g.family)
+			flaw, err := Flaw(cfg.Params, f, g.flaw)
+			if err != nil {
+				return nil, err
 			}
 			return Generator{GenName: g.name, Family: f, Flaw: flaw}, nil
 		})

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"strconv"
 	"strings"
 
 	"github.com/sparrow-rl/sparrow/configs"
@@ -116,15 +115,7 @@ type familyDocs struct {
 
 func newFamilyDocs(d configs.Data, seed int64, tok *data.Tokenizer, split data.Split, sftMask bool) (*familyDocs, error) {
 	params := maps.Clone(d.Params)
-	flaw := 0.0
-	if v, ok := params["flaw"]; ok {
-		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f < 0 || f > 1 {
-			return nil, fmt.Errorf("data.params.flaw: want a fraction in [0, 1], got %q", v)
-		}
-		flaw = f
-		delete(params, "flaw")
-	}
+	delete(params, "flaw") // the corpus's knob, not the family's (envs.Flaw)
 	if d.Generator == "kvretrieval" && params["kinds"] == "" && len(d.Ops) > 0 {
 		if params == nil {
 			params = map[string]string{}
@@ -138,8 +129,9 @@ func newFamilyDocs(d configs.Data, seed int64, tok *data.Tokenizer, split data.S
 	if v := params["followups"]; v != "" && v != "0" {
 		return nil, fmt.Errorf("data.params.followups: follow-up questions are rendered in data.format text documents only")
 	}
-	if _, ok := fam.(envs.FlawedSolver); flaw > 0 && !ok {
-		return nil, fmt.Errorf("data.params.flaw: family %s has no flawed solutions", d.Generator)
+	flaw, err := envs.Flaw(d.Params, fam, 0)
+	if err != nil {
+		return nil, err
 	}
 	return &familyDocs{fam: fam, tok: tok, split: split, seed: seed, flaw: flaw, sftMask: sftMask, name: d.Generator}, nil
 }

@@ -57,9 +57,6 @@ func copyRows(rng *rand.Rand, in *model.StepInput, B, T int) (copied []int) {
 }
 
 func TestDefaultInitLearnsInContextCopy(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a 60-step training run")
-	}
 	cfg := configs.DefaultModel()
 	p := model.NewParams(cfg)
 	p.Init(1)

@@ -20,6 +20,19 @@
 //
 //	347: 3c 4b 7a. 589: 5c 8b 9a. a: 7+9=16, write 6 carry 1; b: 4+8+1=13, write 3 carry 1; c: 3+5+1=9, write 9
 //
+// Atomic style (ArithmeticProblemStyle with StyleAtomic): the placed layout, and every step one fact of two
+// operands, so that the facts a model must learn are the single-digit tables and an increment: a carry in is
+// added in its own step ("4+8=12, 12+1=13"; "7*8=56, 56+2=58"), and subtraction borrows by equal additions —
+// the borrow goes onto the next column's bottom digit ("7+1=8") and a column that borrows is worked by
+// complement ("4-8<0, borrow 1: 10-8=2, 2+4=6"):
+//
+//	342: 3c 4b 2a. 178: 1c 7b 8a. a: 2-8<0, borrow 1: 10-8=2, 2+2=4, write 4; b: 7+1=8, 4-8<0, borrow 1:
+//	10-8=2, 2+4=6, write 6; c: 1+1=2, 3-2=1, write 1
+//
+// (one line in the text). A three-operand fact ("4+8+1=13", "13-1-6=6") is learned much later than the
+// two-operand ones by a small model, and a borrow fact ("13-6=7") not at all in the math recipe's budget;
+// decomposed, they reuse tables the model already knows.
+//
 // A small causal transformer reads a digit of the prompt only by its distance from the end of its operand,
 // which differs from problem to problem; a restated digit sits next to its place letter, so a column step
 // finds its digits by content ("the digit before b") instead.
@@ -102,14 +115,49 @@ func randomNumber(rng *rand.Rand, maxDigits int) string {
 
 // ArithmeticProblem returns the problem "a op b" with its worked solution. a and b are non-negative decimal
 // numbers without leading zeros; op is "+", "-" or "*".
-func ArithmeticProblem(a, op, b string) (Problem, error) { return arithmeticProblem(a, op, b, false) }
+func ArithmeticProblem(a, op, b string) (Problem, error) {
+	return arithmeticProblem(a, op, b, StylePlain)
+}
 
 // ArithmeticProblemPlaced is ArithmeticProblem with the placed worked solution (see the file comment).
 func ArithmeticProblemPlaced(a, op, b string) (Problem, error) {
-	return arithmeticProblem(a, op, b, true)
+	return arithmeticProblem(a, op, b, StylePlaced)
 }
 
-func arithmeticProblem(a, op, b string, placed bool) (Problem, error) {
+// ArithmeticProblemStyle is ArithmeticProblem with the worked solution in style st.
+func ArithmeticProblemStyle(a, op, b string, st Style) (Problem, error) {
+	if st < StylePlain || st > StyleAtomic {
+		return Problem{}, fmt.Errorf("arithmetic: unknown solution style %d", st)
+	}
+	return arithmeticProblem(a, op, b, st)
+}
+
+// Style is the layout of a worked solution: plain, placed or atomic (see the file comment).
+type Style int
+
+const (
+	StylePlain  Style = iota // column steps with several operands ("4+8+1=13")
+	StylePlaced              // operands restated with their places, each step labelled with its place
+	StyleAtomic              // placed, and every step one fact of two operands ("4+8=12, 12+1=13")
+)
+
+// Placed reports whether the style restates the operands with their places.
+func (st Style) Placed() bool { return st >= StylePlaced }
+
+// String returns the style's name as the math family's params.style spells it.
+func (st Style) String() string {
+	switch st {
+	case StylePlain:
+		return "plain"
+	case StylePlaced:
+		return "placed"
+	case StyleAtomic:
+		return "atomic"
+	}
+	return fmt.Sprintf("Style(%d)", int(st))
+}
+
+func arithmeticProblem(a, op, b string, st Style) (Problem, error) {
 	for _, n := range []string{a, b} {
 		if !isCanonicalNumber(n) {
 			return Problem{}, fmt.Errorf("arithmetic: operand %q is not a decimal number without leading zeros", n)
@@ -119,11 +167,11 @@ func arithmeticProblem(a, op, b string, placed bool) (Problem, error) {
 	var answer string
 	switch op {
 	case "+":
-		answer = columnAdd(&think, []string{a, b}, placed)
+		answer = columnAdd(&think, []string{a, b}, st)
 	case "-":
-		answer = workSubtract(&think, a, b, placed)
+		answer = workSubtract(&think, a, b, st)
 	case "*":
-		answer = workMultiply(&think, a, b, placed)
+		answer = workMultiply(&think, a, b, st)
 	default:
 		return Problem{}, fmt.Errorf("arithmetic: unknown operator %q (want + - *)", op)
 	}
@@ -204,34 +252,50 @@ func WriteColumn(sb *strings.Builder, col int, placed bool) {
 	}
 }
 
-// columnAdd writes the column addition of nums (two or more) to sb and returns the sum.
-func columnAdd(sb *strings.Builder, nums []string, placed bool) string {
+// columnAdd writes the column addition of nums (two or more) to sb and returns the sum. In the atomic style a
+// column of several operands is summed two at a time ("4+8=12, 12+1=13"), the carry in last.
+func columnAdd(sb *strings.Builder, nums []string, st Style) string {
 	width := 0
 	for _, n := range nums {
 		width = max(width, len(n))
 	}
-	if placed {
+	if st.Placed() {
 		WritePlaced(sb, nums, width)
 	}
 	digits := make([]byte, 0, width+3)
 	carry := 0
 	for col := range width {
-		WriteColumn(sb, col, placed)
-		sum := carry
+		WriteColumn(sb, col, st.Placed())
+		sum := 0
 		for j, n := range nums {
+			d := digitAt(n, col)
 			if j > 0 {
+				if st == StyleAtomic && j > 1 {
+					sb.WriteString(", ")
+					writeInt(sb, sum)
+				}
 				sb.WriteByte('+')
 			}
-			d := digitAt(n, col)
 			writeInt(sb, d)
 			sum += d
+			if st == StyleAtomic && j > 0 {
+				sb.WriteByte('=')
+				writeInt(sb, sum)
+			}
 		}
 		if carry > 0 {
+			if st == StyleAtomic {
+				sb.WriteString(", ")
+				writeInt(sb, sum)
+			}
 			sb.WriteByte('+')
 			writeInt(sb, carry)
+			sum += carry
 		}
-		sb.WriteByte('=')
-		writeInt(sb, sum)
+		if st != StyleAtomic || carry > 0 {
+			sb.WriteByte('=')
+			writeInt(sb, sum)
+		}
 		sb.WriteString(", write ")
 		writeInt(sb, sum%10)
 		digits = append(digits, byte(sum%10))
@@ -242,7 +306,7 @@ func columnAdd(sb *strings.Builder, nums []string, placed bool) string {
 		}
 	}
 	if carry > 0 {
-		WriteColumn(sb, width, placed)
+		WriteColumn(sb, width, st.Placed())
 		sb.WriteString("write ")
 		writeInt(sb, carry)
 		for ; carry > 0; carry /= 10 {
@@ -253,36 +317,25 @@ func columnAdd(sb *strings.Builder, nums []string, placed bool) string {
 	return n
 }
 
-// columnSubtract writes the column subtraction a-b (a ≥ b) to sb and returns the difference.
-func columnSubtract(sb *strings.Builder, a, b string, placed bool) string {
-	if placed {
+// columnSubtract writes the column subtraction a-b (a ≥ b) to sb and returns the difference. The atomic style
+// takes a borrow by equal additions: the borrow is added to the next column's bottom digit ("7+1=8"), and a
+// column that borrows is worked by complement ("4-8<0, borrow 1: 10-8=2, 2+4=6"), so every step is one
+// fact of two operands.
+func columnSubtract(sb *strings.Builder, a, b string, st Style) string {
+	if st.Placed() {
 		WritePlaced(sb, []string{a, b}, len(a))
 	}
 	digits := make([]byte, 0, len(a))
 	borrow := 0
 	for col := range len(a) {
-		WriteColumn(sb, col, placed)
+		WriteColumn(sb, col, st.Placed())
 		t, d := digitAt(a, col), digitAt(b, col)
-		expr := func(top int) {
-			writeInt(sb, top)
-			if borrow > 0 {
-				sb.WriteString("-1")
-			}
-			sb.WriteByte('-')
-			writeInt(sb, d)
-		}
-		expr(t)
-		v := t - borrow - d
-		if v < 0 {
-			sb.WriteString("<0, borrow 1: ")
-			expr(10 + t)
-			v += 10
-			borrow = 1
+		var v int
+		if st == StyleAtomic {
+			v, borrow = atomicSubtractColumn(sb, t, d, borrow)
 		} else {
-			borrow = 0
+			v, borrow = subtractColumn(sb, t, d, borrow)
 		}
-		sb.WriteByte('=')
-		writeInt(sb, v)
 		sb.WriteString(", write ")
 		writeInt(sb, v)
 		digits = append(digits, byte(v))
@@ -295,20 +348,60 @@ func columnSubtract(sb *strings.Builder, a, b string, placed bool) string {
 	return n
 }
 
+// subtractColumn writes "t-d=v" or "t-d<0, borrow 1: 1t-d=v", with "-1" after the top digit when the column
+// lent to the previous one, and returns v and the borrow out.
+func subtractColumn(sb *strings.Builder, t, d, borrow int) (v, out int) {
+	expr := func(top int) {
+		writeInt(sb, top)
+		if borrow > 0 {
+			sb.WriteString("-1")
+		}
+		sb.WriteByte('-')
+		writeInt(sb, d)
+	}
+	expr(t)
+	v = t - borrow - d
+	if v < 0 {
+		sb.WriteString("<0, borrow 1: ")
+		expr(10 + t)
+		v += 10
+		out = 1
+	}
+	sb.WriteByte('=')
+	writeInt(sb, v)
+	return v, out
+}
+
+// atomicSubtractColumn writes the column by equal additions: "d+1=e" when the previous column borrowed, then
+// "t-e=v" or "t-e<0, borrow 1: 10-e=c, c+t=v"; it returns v and the borrow out.
+func atomicSubtractColumn(sb *strings.Builder, t, d, borrow int) (v, out int) {
+	e := d + borrow
+	if borrow > 0 {
+		fmt.Fprintf(sb, "%d+%d=%d, ", d, borrow, e)
+	}
+	if t >= e {
+		fmt.Fprintf(sb, "%d-%d=%d", t, e, t-e)
+		return t - e, 0
+	}
+	c := 10 - e
+	fmt.Fprintf(sb, "%d-%d<0, borrow 1: 10-%d=%d, %d+%d=%d", t, e, e, c, c, t, c+t)
+	return c + t, 1
+}
+
 // workSubtract writes the solution of a-b and returns it, negative when a < b.
-func workSubtract(sb *strings.Builder, a, b string, placed bool) string {
+func workSubtract(sb *strings.Builder, a, b string, st Style) string {
 	if !lessNumber(a, b) {
-		return columnSubtract(sb, a, b, placed)
+		return columnSubtract(sb, a, b, st)
 	}
 	fmt.Fprintf(sb, "%s<%s, so %s-%s=-(%s-%s); ", a, b, a, b, b, a)
-	d := columnSubtract(sb, b, a, placed)
+	d := columnSubtract(sb, b, a, st)
 	fmt.Fprintf(sb, "; %s-%s=%s, so %s-%s=-%s", b, a, d, a, b, d)
 	return "-" + d
 }
 
 // workMultiply writes the solution of a*b and returns the product.
-func workMultiply(sb *strings.Builder, a, b string, placed bool) string {
-	if placed {
+func workMultiply(sb *strings.Builder, a, b string, st Style) string {
+	if st.Placed() {
 		WritePlaced(sb, []string{a}, len(a))
 	}
 	partials := make([]string, 0, len(b))
@@ -317,7 +410,7 @@ func workMultiply(sb *strings.Builder, a, b string, placed bool) string {
 			sb.WriteString(". ")
 		}
 		d := digitAt(b, i)
-		p := multiplyDigit(sb, a, d, placed)
+		p := multiplyDigit(sb, a, d, st)
 		if p != "0" && i > 0 {
 			p += strings.Repeat("0", i)
 			fmt.Fprintf(sb, ", shifted %d: %s", i, p)
@@ -328,13 +421,13 @@ func workMultiply(sb *strings.Builder, a, b string, placed bool) string {
 		return partials[0]
 	}
 	sb.WriteString(". Sum: ")
-	sum := columnAdd(sb, partials, placed)
+	sum := columnAdd(sb, partials, st)
 	fmt.Fprintf(sb, ", so %s=%s", strings.Join(partials, "+"), sum)
 	return sum
 }
 
 // multiplyDigit writes "a*d: steps, so a*d=P" (or "a*0=0") and returns P.
-func multiplyDigit(sb *strings.Builder, a string, d int, placed bool) string {
+func multiplyDigit(sb *strings.Builder, a string, d int, st Style) string {
 	if d == 0 {
 		fmt.Fprintf(sb, "%s*0=0", a)
 		return "0"
@@ -343,13 +436,16 @@ func multiplyDigit(sb *strings.Builder, a string, d int, placed bool) string {
 	digits := make([]byte, 0, len(a)+1)
 	carry := 0
 	for col := range len(a) {
-		WriteColumn(sb, col, placed)
+		WriteColumn(sb, col, st.Placed())
 		t := digitAt(a, col)
 		p := t*d + carry
 		writeInt(sb, t)
 		sb.WriteByte('*')
 		writeInt(sb, d)
 		if carry > 0 {
+			if st == StyleAtomic {
+				fmt.Fprintf(sb, "=%d, %d", t*d, t*d)
+			}
 			sb.WriteByte('+')
 			writeInt(sb, carry)
 		}
@@ -365,7 +461,7 @@ func multiplyDigit(sb *strings.Builder, a string, d int, placed bool) string {
 		}
 	}
 	if carry > 0 {
-		WriteColumn(sb, len(a), placed)
+		WriteColumn(sb, len(a), st.Placed())
 		sb.WriteString("write ")
 		writeInt(sb, carry)
 		digits = append(digits, byte(carry))

@@ -171,6 +171,27 @@ func sampleSplit(d Drawer, rng *rand.Rand, split data.Split, heldOut float64) Ta
 	panic(fmt.Sprintf("envs: no task in the %s split after %d draws (held_out %v)", split, maxRejections, heldOut))
 }
 
+// EvalTasks draws n tasks of split for an evaluation, distinct by ID as long as the split has that many: a
+// task already drawn is drawn again (up to 64 tries per task), and only a split with fewer distinct tasks
+// than n repeats some. distinct is the number of different tasks among the n. The tasks depend on rng only,
+// so a seeded evaluation sees the same set every time.
+func EvalTasks(f Family, rng *rand.Rand, split data.Split, n int) (tasks []Task, distinct int) {
+	const tries = 64
+	tasks = make([]Task, 0, n)
+	seen := make(map[string]bool, n)
+	for len(tasks) < n {
+		t := f.Sample(rng, split)
+		for i := 1; seen[t.ID] && i < tries; i++ {
+			t = f.Sample(rng, split)
+		}
+		if !seen[t.ID] {
+			seen[t.ID] = true
+		}
+		tasks = append(tasks, t)
+	}
+	return tasks, len(seen)
+}
+
 // probeDraws is how many draws probeSplits makes at most.
 const probeDraws = 200000
 

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -450,7 +451,80 @@ func TestMathPlacedStyle(t *testing.T) {
 			t.Errorf("%s flawed\n got %q → %q (%v)\nwant %q → %q", task.ID, r, a, ok, tt.flawed, tt.flawedAnswer)
 		}
 	}
-	if _, err := NewMath(Options{Params: map[string]string{"style": "fancy"}}); err == nil || !strings.Contains(err.Error(), `params.style: "fancy" is not one of plain, placed`) {
+	if _, err := NewMath(Options{Params: map[string]string{"style": "fancy"}}); err == nil || !strings.Contains(err.Error(), `params.style: "fancy" is not one of plain, placed, atomic`) {
 		t.Errorf("bad style: err %v", err)
+	}
+}
+
+// TestMathAtomicStyle: style atomic writes every step as a fact of two operands (carry in added in its own
+// step, borrows by equal additions), and its flawed twin is the placed one, whose steps are such facts
+// already (hand-written).
+func TestMathAtomicStyle(t *testing.T) {
+	m, err := NewMath(Options{Params: map[string]string{"style": "atomic"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ a, op, b, think, flawed, flawedAnswer string }{
+		{"347", "+", "589", "347: 3c 4b 7a. 589: 5c 8b 9a. a: 7+9=16, write 6 carry 1; b: 4+8=12, 12+1=13, write 3 carry 1; c: 3+5=8, 8+1=9, write 9",
+			"347: 3c 4b 7a. 589: 5c 8b 9a. a: 7+9=16, write 6; b: 4+8=12, write 2; c: 3+5=8, write 8", "826"},
+		{"342", "-", "178", "342: 3c 4b 2a. 178: 1c 7b 8a. a: 2-8<0, borrow 1: 10-8=2, 2+2=4, write 4; b: 7+1=8, 4-8<0, borrow 1: 10-8=2, 2+4=6, write 6; c: 1+1=2, 3-2=1, write 1",
+			"342: 3c 4b 2a. 178: 1c 7b 8a. a: 2-8<0, so 8-2=6, write 6; b: 4-7<0, so 7-4=3, write 3; c: 3-1=2, write 2", "236"},
+		{"73", "*", "8", "73: 7b 3a. 73*8: a: 3*8=24, write 4 carry 2; b: 7*8=56, 56+2=58, write 8 carry 5; c: write 5, so 73*8=584",
+			"73: 7b 3a. 73*8: a: 3*8=24, write 4; b: 7*8=56, write 6, so 73*8=64", "64"},
+	}
+	for _, tt := range tests {
+		task, err := MathTask(tt.a, tt.op, tt.b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, a := m.Solution(task); r != tt.think || a != task.Answer {
+			t.Errorf("%s solution\n got %q → %q\nwant %q", task.ID, r, a, tt.think)
+		}
+		r, a, ok := m.FlawedSolution(task)
+		if r != tt.flawed || a != tt.flawedAnswer || !ok {
+			t.Errorf("%s flawed\n got %q → %q (%v)\nwant %q → %q", task.ID, r, a, ok, tt.flawed, tt.flawedAnswer)
+		}
+	}
+}
+
+// TestEvalTasks: an evaluation set is distinct tasks of its split as long as the split has them, and a split
+// smaller than n repeats its tasks (all of them present); the same seed draws the same set.
+func TestEvalTasks(t *testing.T) {
+	f, err := NewMath(Options{HeldOut: 0.3, Params: map[string]string{"digits": "1", "ops": "+"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := map[string]bool{} // every held-out task of 1-digit addition
+	for a := range 10 {
+		for b := range 10 {
+			task, err := MathTask(strconv.Itoa(a), "+", strconv.Itoa(b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if data.InSplit(task.ID, 0.3) == data.SplitHeldOut {
+				all[task.ID] = true
+			}
+		}
+	}
+	if len(all) < 15 || len(all) > 50 {
+		t.Fatalf("%d held-out problems of 100", len(all))
+	}
+	tests := []struct{ n, distinct int }{{10, 10}, {len(all), len(all)}, {3 * len(all), len(all)}}
+	for _, tt := range tests {
+		tasks, distinct := EvalTasks(f, rand.New(rand.NewPCG(5, 6)), data.SplitHeldOut, tt.n)
+		again, _ := EvalTasks(f, rand.New(rand.NewPCG(5, 6)), data.SplitHeldOut, tt.n)
+		seen := map[string]bool{}
+		for i, task := range tasks {
+			if !all[task.ID] {
+				t.Fatalf("n=%d: task %s is not held out", tt.n, task.ID)
+			}
+			if again[i].ID != task.ID {
+				t.Fatalf("n=%d: the same seed drew %s then %s at %d", tt.n, task.ID, again[i].ID, i)
+			}
+			seen[task.ID] = true
+		}
+		if len(tasks) != tt.n || distinct != tt.distinct || len(seen) != tt.distinct {
+			t.Errorf("n=%d: %d tasks, distinct %d (counted %d), want %d", tt.n, len(tasks), distinct, len(seen), tt.distinct)
+		}
 	}
 }

@@ -10,8 +10,9 @@
 //	digits        most digits of an operand of + and - (default 3, 1..18)
 //	mul_digits_a  most digits of the first operand of * (default digits)
 //	mul_digits_b  most digits of the second operand of * (default digits)
-//	style         worked-solution style: plain (default) or placed (operands restated digit by digit with
-//	              their places, each column step labelled with its place; see data.ArithmeticProblemPlaced)
+//	style         worked-solution style: plain (default), placed (operands restated digit by digit with
+//	              their places, each column step labelled with its place; see data.ArithmeticProblemPlaced) or
+//	              atomic (placed, every step one fact of two operands; see data.StyleAtomic)
 //
 // Operands are drawn as data's generator draws them: the digit count uniform in 1..max, then the digits
 // uniform without a leading zero. The recipe's mix "+ and - up to 3 digits, 3-digit × 1-digit" is
@@ -22,7 +23,8 @@
 //
 // FlawedSolution writes the same kind of worked solution with every carry and borrow dropped (a column's
 // digit sum is written mod 10 and nothing is carried; a column whose top digit is smaller subtracts the
-// other way round), the systematic error a pre-training corpus mixes in so that RL has a wrong procedure to
+// other way round; in every style the flawed work is the placed or plain one, so in the atomic style its
+// steps are the two-operand facts the right work uses too), the systematic error a pre-training corpus mixes in so that RL has a wrong procedure to
 // select against.
 
 package envs
@@ -42,7 +44,7 @@ type Math struct {
 	ops        []string
 	digits     int
 	mulA, mulB int
-	placed     bool
+	style      data.Style
 	heldOut    float64
 	reward     RewardOptions
 }
@@ -69,7 +71,12 @@ func NewMath(opts Options) (*Math, error) {
 	m.digits = p.int("digits", 3, 1, 18)
 	m.mulA = p.int("mul_digits_a", m.digits, 1, 18)
 	m.mulB = p.int("mul_digits_b", m.digits, 1, 18)
-	m.placed = p.oneOf("style", "plain", []string{"plain", "placed"}) == "placed"
+	switch p.oneOf("style", "plain", []string{"plain", "placed", "atomic"}) {
+	case "placed":
+		m.style = data.StylePlaced
+	case "atomic":
+		m.style = data.StyleAtomic
+	}
 	if err := p.done(); err != nil {
 		return nil, err
 	}
@@ -131,11 +138,7 @@ func randomNumber(rng *rand.Rand, maxDigits int) string {
 
 // Solution returns data's worked solution and the answer.
 func (m *Math) Solution(t Task) (reasoning, answer string) {
-	solve := data.ArithmeticProblem
-	if m.placed {
-		solve = data.ArithmeticProblemPlaced
-	}
-	p, err := solve(t.Meta["a"], t.Meta["op"], t.Meta["b"])
+	p, err := data.ArithmeticProblemStyle(t.Meta["a"], t.Meta["op"], t.Meta["b"], m.style)
 	if err != nil {
 		return "", t.Answer
 	}
@@ -194,11 +197,11 @@ func (m *Math) FlawedSolution(t Task) (reasoning, answer string, ok bool) {
 	var sb strings.Builder
 	switch op {
 	case "+":
-		answer = flawedAdd(&sb, []string{a, b}, m.placed)
+		answer = flawedAdd(&sb, []string{a, b}, m.style.Placed())
 	case "-":
-		answer = flawedSubtract(&sb, a, b, m.placed)
+		answer = flawedSubtract(&sb, a, b, m.style.Placed())
 	case "*":
-		answer = flawedMultiply(&sb, a, b, m.placed)
+		answer = flawedMultiply(&sb, a, b, m.style.Placed())
 	default:
 		return "", "", false
 	}

@@ -494,8 +494,8 @@ func EnvAccuracy(p *model.Params, env string, d configs.Data, n int, sparse bool
 	// A text-format model ends an answer that a follow-up question continues with the EOS literal's bytes.
 	stop := tok.AppendText(nil, data.SpecialTokens[data.EOS-256])
 	correct := 0
-	for i := 0; i < n; i++ {
-		t := fam.Sample(rng, data.SplitHeldOut)
+	tasks, _ := envs.EvalTasks(fam, rng, data.SplitHeldOut, n)
+	for _, t := range tasks {
 		prefix, _, _ := strings.Cut(envs.Document(t.Prompt, "", ""), "</think>")
 		ids := tok.AppendText([]int32{data.BOS}, prefix)
 		maxNew := 4*len(t.Answer) + 64

@@ -67,6 +67,7 @@ type TaskEval struct {
 	Checkpoint string  `json:"checkpoint"`
 	Env        string  `json:"env"`
 	N          int     `json:"n"`
+	Distinct   int     `json:"distinct"`    // different tasks among the n (fewer only when the split is smaller)
 	Accuracy   float64 `json:"accuracy"`    // greedy decoding
 	K          int     `json:"k"`           // samples per problem for pass@k
 	PassAtK    float64 `json:"pass_at_k"`   // share of problems with at least one right answer among k samples
@@ -125,10 +126,7 @@ func EvaluateTasks(dir string, cfg *configs.Config, st configs.Stage, env string
 		return nil, err
 	}
 	rng := rand.New(rand.NewPCG(seedOf(cfg.Seed, "eval/"+env), 2))
-	tasks := make([]envs.Task, n)
-	for i := range tasks {
-		tasks[i] = fam.Sample(rng, data.SplitHeldOut)
-	}
+	tasks, distinct := envs.EvalTasks(fam, rng, data.SplitHeldOut, n)
 	eng := model.NewEngine(p)
 	workers := max(1, kernels.Threads())
 	var greedy, anyRight, right atomic.Int64
@@ -179,7 +177,7 @@ func EvaluateTasks(dir string, cfg *configs.Config, st configs.Stage, env string
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	res := &TaskEval{Checkpoint: dir, Env: env, N: n, K: k, Accuracy: float64(greedy.Load()) / float64(n), Temp: st.RL.Temperature, TopP: st.RL.TopP, Attention: attention, Samples: samples}
+	res := &TaskEval{Checkpoint: dir, Env: env, N: n, Distinct: distinct, K: k, Accuracy: float64(greedy.Load()) / float64(n), Temp: st.RL.Temperature, TopP: st.RL.TopP, Attention: attention, Samples: samples}
 	if k > 0 {
 		res.PassAtK = float64(anyRight.Load()) / float64(n)
 		res.MeanAtK = float64(right.Load()) / float64(n*k)

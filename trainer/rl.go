@@ -700,10 +700,7 @@ func (s *rlStage) evaluate(n int) (float64, error) {
 		return math.NaN(), nil
 	}
 	rng := rand.New(rand.NewPCG(seedOf(s.run.Config.Seed, "eval/"+s.rc.Env), 2))
-	tasks := make([]envs.Task, n)
-	for i := range tasks {
-		tasks[i] = s.family.Sample(rng, data.SplitHeldOut)
-	}
+	tasks, _ := envs.EvalTasks(s.family, rng, data.SplitHeldOut, n)
 	var correct atomic.Int64
 	var wg sync.WaitGroup
 	errs := make([]error, len(s.samplers))

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -175,6 +176,15 @@ func newEvalCmd(g *globalFlags) *cobra.Command {
 				}
 				st = *s
 			}
+			if staged := stageSets(sets, st.Name); len(staged) > 0 {
+				// A run's resolved config.yaml gives every stage its own copy of every section, which would
+				// shadow a top-level --set: apply the overrides to the evaluated stage as well.
+				if cfg, err = configs.Load(config, append(slices.Clone(sets), staged...)); err != nil {
+					return err
+				}
+				s, _ := cfg.Stage(st.Name)
+				st = *s
+			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent("", "  ")
 			if env != "" {
@@ -262,4 +272,22 @@ func resolveRunDir(flag string, cfg *configs.Config) string {
 		return cfg.Run.Dir
 	}
 	return filepath.Join("runs", fmt.Sprintf("%s-%s", cfg.Name, time.Now().Format("20060102-150405")))
+}
+
+// stageSections are the config sections a stage carries its own copy of (configs.Stage).
+var stageSections = []string{"data.", "optimizer.", "schedule.", "train.", "rl.", "dsa."}
+
+// stageSets returns the --set overrides of stage sections addressed to the stage name ("rl.env_params=…" →
+// "stages.NAME.rl.env_params=…").
+func stageSets(sets []string, name string) []string {
+	var out []string
+	for _, s := range sets {
+		for _, sec := range stageSections {
+			if strings.HasPrefix(s, sec) {
+				out = append(out, "stages."+name+"."+s)
+				break
+			}
+		}
+	}
+	return out
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/sparrow-rl/sparrow/data"
 	"github.com/sparrow-rl/sparrow/envs"
 	"github.com/sparrow-rl/sparrow/model"
+	"github.com/sparrow-rl/sparrow/rollout"
 )
 
 // indexerOptPrefix names the indexer optimizer's tensors in a dsa_sparse checkpoint.
@@ -45,7 +46,7 @@ type dsaStage struct {
 	graph  *model.Graph[float32]
 	dense  *model.Graph[float32] // dense graph with recall metrics, for evaluation (the training graph in warm-up)
 	tok    *data.Tokenizer
-	packer *data.Packer
+	src    batcher // the stage's training data: a text corpus or chat-format documents (packing padded)
 
 	opt, iopt         *AdamW // backbone (sparse) or indexers (warm-up); indexers (sparse only)
 	groups, igroups   []ParamGroup
@@ -68,12 +69,11 @@ func newDSAStage(r *Run, st configs.Stage, params *model.Params) (*dsaStage, err
 	if err != nil {
 		return nil, err
 	}
-	corpus, err := data.OpenCorpus(corpusConfig(st.Data, r.Config.Seed), data.SplitTrain)
+	src, err := newBatcher(st, r.Config.Seed, tok, data.SplitTrain, tr.BatchSize, tr.SeqLen)
 	if err != nil {
-		return nil, fmt.Errorf("stage %s: training corpus: %w", st.Name, err)
+		return nil, fmt.Errorf("stage %s: training data: %w", st.Name, err)
 	}
-	s := &dsaStage{run: r, stage: st, sparse: st.Kind == configs.KindDSASparse, params: params, tok: tok,
-		packer: data.NewPacker(corpus, tok, tr.BatchSize, tr.SeqLen)}
+	s := &dsaStage{run: r, stage: st, sparse: st.Kind == configs.KindDSASparse, params: params, tok: tok, src: src}
 	s.recallK = st.DSA.RecallTopK
 	if s.recallK <= 0 {
 		s.recallK = cfg.IndexTopk
@@ -87,6 +87,7 @@ func newDSAStage(r *Run, st configs.Stage, params *model.Params) (*dsaStage, err
 		opt.DSA.TopK, opt.DSA.Recall = s.recallK, true
 	}
 	if s.graph, err = model.NewGraph[float32](cfg, params.Data, opt); err != nil {
+		src.Close()
 		return nil, fmt.Errorf("stage %s: %w", st.Name, err)
 	}
 	if !s.sparse {
@@ -120,6 +121,7 @@ func newDSAStage(r *Run, st configs.Stage, params *model.Params) (*dsaStage, err
 }
 
 func (s *dsaStage) close() {
+	s.src.Close()
 	s.graph.Close()
 	if s.dense != nil && s.dense != s.graph {
 		s.dense.Close()
@@ -127,7 +129,7 @@ func (s *dsaStage) close() {
 }
 
 type dsaState struct {
-	Packer data.PackerState `json:"packer"`
+	Packer json.RawMessage `json:"packer"` // the batcher's cursor (data.PackerState or data.DocPackerState)
 }
 
 func (s *dsaStage) restore(ck *checkpoints.Checkpoint) error {
@@ -151,7 +153,7 @@ func (s *dsaStage) restore(ck *checkpoints.Checkpoint) error {
 	if err := json.Unmarshal(ck.State.DataCursor, &cur); err != nil {
 		return fmt.Errorf("resume: data cursor: %w", err)
 	}
-	if err := s.packer.Restore(cur.Packer); err != nil {
+	if err := s.src.Restore(cur.Packer); err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
 	s.step, s.skipped, s.tokensSeen = ck.State.StageSteps, ck.State.SkippedSteps, ck.State.TokensSeen
@@ -159,7 +161,11 @@ func (s *dsaStage) restore(ck *checkpoints.Checkpoint) error {
 }
 
 func (s *dsaStage) save() (string, error) {
-	cur, err := json.Marshal(dsaState{Packer: s.packer.State()})
+	state, err := s.src.State()
+	if err != nil {
+		return "", err
+	}
+	cur, err := json.Marshal(dsaState{Packer: state})
 	if err != nil {
 		return "", err
 	}
@@ -178,7 +184,7 @@ func (s *dsaStage) trainStep() (map[string]float64, bool, error) {
 	tr := s.stage.Train
 	total := 0
 	for i := range s.batches {
-		if err := s.packer.Next(&s.batches[i]); err != nil {
+		if err := s.src.Next(&s.batches[i]); err != nil {
 			return nil, false, fmt.Errorf("step %d: %w", s.step, err)
 		}
 		total += s.batches[i].Tokens
@@ -305,18 +311,18 @@ func evaluateDSA(g, dense *model.Graph[float32], d configs.Data, seed int64, tok
 	var e DSAEval
 	saved := g.DSA.LossScale
 	g.DSA.LossScale = 0
-	loss, err := heldOutLoss(g, configs.Stage{Kind: configs.KindPretrain, Data: d}, seed, tok, n)
+	st := configs.Stage{Kind: configs.KindPretrain, Data: d}
+	loss, err := heldOutLoss(g, st, seed, tok, n)
 	g.DSA.LossScale = saved
 	if err != nil {
 		return e, err
 	}
 	e.Loss = loss
-	corpus, err := data.OpenCorpus(corpusConfig(d, seed), data.SplitHeldOut)
+	p, err := newBatcher(st, seed, tok, data.SplitHeldOut, dense.B, dense.T)
 	if err != nil {
-		return e, fmt.Errorf("held-out corpus: %w", err)
+		return e, fmt.Errorf("held-out data: %w", err)
 	}
-	defer corpus.Close()
-	p := data.NewPacker(corpus, tok, dense.B, dense.T)
+	defer p.Close()
 	L := len(dense.DSA.Layers)
 	e.PerLayer, e.PerRel = make([]float64, L), make([]float64, L)
 	mass, best, kl := make([]float64, L), make([]float64, L), make([]float64, L)
@@ -462,8 +468,9 @@ func (r *Run) runDSAStage(ctx context.Context, st configs.Stage, params *model.P
 }
 
 // EnvAccuracy decodes n held-out tasks of the family env greedily and returns the share the family's verifier
-// accepts. Prompts are rendered the way the synthetic corpus renders documents ("<｜User｜>prompt<｜Assistant｜>
-// <think>" as text after BOS), so a model pre-trained on the family's generator is evaluated on its own format.
+// accepts. Prompts are rendered the way the stage's data renders documents: for data.format chat the chat
+// encoding with special ids (as RL prompts), otherwise as the synthetic text corpus does ("<｜User｜>prompt
+// <｜Assistant｜><think>" as text after BOS), so a model pre-trained on the family is evaluated on its own format.
 // sparse decodes with DSA (the model's index_topk), else with dense attention.
 func EnvAccuracy(p *model.Params, env string, d configs.Data, n int, sparse bool, seed int64) (float64, error) {
 	opts := envs.Options{HeldOut: d.HeldOut}
@@ -496,6 +503,17 @@ func EnvAccuracy(p *model.Params, env string, d configs.Data, n int, sparse bool
 	correct := 0
 	tasks, _ := envs.EvalTasks(fam, rng, data.SplitHeldOut, n)
 	for _, t := range tasks {
+		if d.Format == "chat" { // the chat encoding with special ids, as the RL rollout prompts
+			gs := &rollout.GroupSampler{Engine: e, Tok: tok, Family: fam, MaxNewTokens: 4*len(t.Answer) + 64, Sparse: sparse}
+			text, finish, err := gs.Greedy(t)
+			if err != nil {
+				return 0, fmt.Errorf("task %s: %w", t.ID, err)
+			}
+			if fam.Verify(t, text, finish).Correct {
+				correct++
+			}
+			continue
+		}
 		prefix, _, _ := strings.Cut(envs.Document(t.Prompt, "", ""), "</think>")
 		ids := tok.AppendText([]int32{data.BOS}, prefix)
 		maxNew := 4*len(t.Answer) + 64

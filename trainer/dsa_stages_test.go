@@ -1,5 +1,6 @@
 // The DSA stages on the tiny recipe: pretrain → dsa_warmup → dsa_sparse runs, the warm-up changes only the
-// indexers, the sparse stage changes both the backbone and the indexers, and the DSA metrics are logged.
+// indexers, the sparse stage changes both the backbone and the indexers, and the DSA metrics are logged; on a
+// text corpus and on chat-format task documents (one per row, packing padded).
 package trainer
 
 import (
@@ -14,8 +15,21 @@ import (
 )
 
 func TestDSAStages(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sets []string
+	}{
+		{"text", nil},
+		{"chat", []string{"data.generator=kvretrieval", "data.format=chat", "data.packing=padded", `data.params={"length":"32","key_len":"3"}`,
+			"data.ops=[single]", "train.seq_len=64"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testDSAStages(t, tc.sets) })
+	}
+}
+
+func testDSAStages(t *testing.T, sets []string) {
 	dir := t.TempDir()
-	cfg := tinyConfig(t, "train.steps=3", "train.eval_every=0", "train.eval_batches=1", "schedule.warmup_steps=0", "model.index_topk=8")
+	cfg := tinyConfig(t, append([]string{"train.steps=3", "train.eval_every=0", "train.eval_batches=1", "schedule.warmup_steps=0", "model.index_topk=8"}, sets...)...)
 	base := cfg.Stages[0]
 	warm, sparse := base, base
 	warm.Name, warm.Kind = "warm", configs.KindDSAWarmup

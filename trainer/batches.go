@@ -101,7 +101,9 @@ func newBatcher(st configs.Stage, seed int64, tok *data.Tokenizer, split data.Sp
 
 // familyDocs renders tasks of a family as chat conversations: the prompt and a worked solution (or, with
 // probability `flaw`, a systematically wrong one where the family has a FlawedSolver, so that a pre-trained
-// policy samples both and RL has something to select). Draw i is a pure function of (seed, split, i).
+// policy samples both and RL has something to select), then the family's follow-up questions about the same
+// prompt as further turns (envs.FollowUpper, e.g. kvretrieval's followups). Draw i is a pure function of
+// (seed, split, i).
 type familyDocs struct {
 	fam     envs.Family
 	tok     *data.Tokenizer
@@ -126,9 +128,6 @@ func newFamilyDocs(d configs.Data, seed int64, tok *data.Tokenizer, split data.S
 	if err != nil {
 		return nil, fmt.Errorf("data.generator %s: %w", d.Generator, err)
 	}
-	if v := params["followups"]; v != "" && v != "0" {
-		return nil, fmt.Errorf("data.params.followups: follow-up questions are rendered in data.format text documents only")
-	}
 	flaw, err := envs.Flaw(d.Params, fam, 0)
 	if err != nil {
 		return nil, err
@@ -144,6 +143,14 @@ func (f *familyDocs) Next() (data.Doc, error) {
 	if f.flaw > 0 && rng.Float64() < f.flaw {
 		if r, a, ok := f.fam.(envs.FlawedSolver).FlawedSolution(t); ok {
 			conv[len(conv)-1].ReasoningContent, conv[len(conv)-1].Content = r, a
+		}
+	}
+	if fu, ok := f.fam.(envs.FollowUpper); ok {
+		// more lookups in the same context as further turns; the chat format drops the reasoning of all
+		// but the last assistant turn, so the earlier answers are the bare values
+		for _, q := range fu.FollowUps(t) {
+			conv = append(conv, data.Message{Role: "user", Content: q.Question},
+				data.Message{Role: "assistant", ReasoningContent: q.Reasoning, Content: q.Answer})
 		}
 	}
 	ids, mask, err := data.EncodeForTraining(f.tok, conv, data.DefaultEncodeOptions(data.ModeThinking))

@@ -1,0 +1,68 @@
+// Tests of the chat-format task documents (batches.go): kvretrieval's follow-up questions become further
+// turns of the conversation, every answer trained (SFT mask), the earlier ones without their reasoning.
+package trainer
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/data"
+)
+
+func TestFamilyDocsChatFollowUps(t *testing.T) {
+	tok, err := data.NewTokenizer(configs.DefaultModel().VocabSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func(params map[string]string) data.Doc {
+		d := configs.Data{Source: "synthetic", Generator: "kvretrieval", Format: "chat", HeldOut: 0.05, Params: params}
+		docs, err := newFamilyDocs(d, 7, tok, data.SplitTrain, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		doc, err := docs.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return doc
+	}
+	doc := next(map[string]string{"length": "64", "kinds": "single", "followups": "3"})
+	one := next(map[string]string{"length": "64", "kinds": "single"})
+	text, plain := tok.Decode(doc.IDs), tok.Decode(one.IDs)
+	ctx := plain[:strings.Index(plain, "Value of")]
+	if !strings.HasPrefix(text, ctx) {
+		t.Fatalf("follow-ups changed the task's context:\n%q\n%q", text, plain)
+	}
+	values := map[string]string{}
+	for _, m := range regexp.MustCompile(`(\w+)=(\w+)\n`).FindAllStringSubmatch(ctx, -1) {
+		values[m[1]] = m[2]
+	}
+	var asked []string
+	for _, m := range regexp.MustCompile(`Value of (\w+)\?`).FindAllStringSubmatch(text, -1) {
+		asked = append(asked, m[1])
+	}
+	// the trained bytes, EOS written as '|': three bare values (history turns), then the last lookup worked
+	var trained strings.Builder
+	for i, id := range doc.IDs {
+		switch {
+		case doc.Mask[i] == 0:
+		case id == data.EOS:
+			trained.WriteByte('|')
+		case id < 256:
+			trained.WriteByte(byte(id))
+		}
+	}
+	if len(asked) != 4 {
+		t.Fatalf("%d questions in %q, want the task's and 3 follow-ups", len(asked), text)
+	}
+	want := ""
+	for _, k := range asked[:3] {
+		want += values[k] + "|"
+	}
+	want += asked[3] + "=" + values[asked[3]] + values[asked[3]] + "|"
+	if trained.String() != want || values[asked[3]] == "" {
+		t.Errorf("trained text %q, want %q (document %q)", trained.String(), want, text)
+	}
+}

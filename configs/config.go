@@ -91,6 +91,9 @@ type Data struct {
 	// in the next row), "whole" (whole documents only, a row's tail padded; a document longer than a row is
 	// truncated) or "padded" (one document per row).
 	Packing string `yaml:"packing"`
+	// Loss is which tokens of chat-format task documents are trained: "assistant" (the assistant turns only,
+	// as SFT), "all" (every token after BOS), or "" = assistant for sft, all for the other kinds.
+	Loss string `yaml:"loss"`
 }
 
 // Optimizer is the AdamW optimizer.

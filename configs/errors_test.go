@@ -179,6 +179,8 @@ func TestValidationErrors(t *testing.T) {
 			[]string{"configs/x.yaml:2: train.seq_len: 128 exceeds model.max_position_embeddings 64"}},
 		{"data packing", "data:\n  packing: tight\n", nil, []string{`configs/x.yaml:2: data.packing: must be one of , packed, whole, padded, got "tight"`}},
 		{"packing of text", "data:\n  format: text\n  packing: whole\n", nil, []string{"configs/x.yaml:3: data.packing: applies to chat documents, not data.format text"}},
+		{"data loss", "data:\n  format: chat\n  loss: answers\n", nil, []string{`configs/x.yaml:3: data.loss: must be one of , all, assistant, got "answers"`}},
+		{"loss of text", "data:\n  format: text\n  loss: assistant\n", nil, []string{"configs/x.yaml:3: data.loss: applies to chat documents, not data.format text"}},
 		{"jsonl needs a path", "data:\n  text_column: body\n  source: jsonl\n", nil,
 			[]string{"configs/x.yaml:3: data.path: required when data.source is jsonl"}},
 		{"parquet needs a path and a column", "data:\n  source: parquet\n  text_column: \"\"\n", nil,

@@ -174,6 +174,9 @@ func validateSections(k *checker, s sections, m *Model) {
 // DataFormats lists the values of data.format ("" = by stage kind).
 var DataFormats = []string{"", "text", "chat"}
 
+// DataLosses lists the values of data.loss ("" = by stage kind).
+var DataLosses = []string{"", "all", "assistant"}
+
 // DataPackings lists the values of data.packing ("" = packed).
 var DataPackings = []string{"", "packed", "whole", "padded"}
 
@@ -181,6 +184,9 @@ func validateData(k *checker, d *Data) {
 	k.oneOf("data.format", d.Format, DataFormats)
 	if k.oneOf("data.packing", d.Packing, DataPackings) && d.Packing != "" && d.Format == "text" {
 		k.addRelated("data.packing", []string{"data.format"}, "applies to chat documents, not data.format text")
+	}
+	if k.oneOf("data.loss", d.Loss, DataLosses) && d.Loss != "" && d.Format == "text" {
+		k.addRelated("data.loss", []string{"data.format"}, "applies to chat documents, not data.format text")
 	}
 	if k.oneOf("data.source", d.Source, DataSources) {
 		switch d.Source {

@@ -85,7 +85,7 @@ func newBatcher(st configs.Stage, seed int64, tok *data.Tokenizer, split data.Sp
 	var err error
 	switch d.Source {
 	case "synthetic":
-		src, err = newFamilyDocs(d, seed, tok, split, st.Kind == configs.KindSFT)
+		src, err = newFamilyDocs(d, seed, tok, split, d.Loss == "assistant" || (d.Loss == "" && st.Kind == configs.KindSFT))
 	default:
 		src, err = data.OpenConversationCorpus(corpusConfig(d, seed), split, tok, data.DefaultEncodeOptions(data.ModeThinking))
 	}

@@ -66,3 +66,41 @@ func TestFamilyDocsChatFollowUps(t *testing.T) {
 		t.Errorf("trained text %q, want %q (document %q)", trained.String(), want, text)
 	}
 }
+
+// TestDataLoss: data.loss picks the trained tokens of chat task documents whatever the stage kind: assistant
+// turns only, or everything after BOS; "" follows the kind (sft: assistant, pretrain: all).
+func TestDataLoss(t *testing.T) {
+	tok, err := data.NewTokenizer(configs.DefaultModel().VocabSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trained := func(kind, loss string) (tokens, real int) {
+		d := configs.Data{Source: "synthetic", Generator: "kvretrieval", Format: "chat", Packing: "padded", HeldOut: 0.05, Loss: loss,
+			Params: map[string]string{"length": "64", "kinds": "single"}}
+		b, err := newBatcher(configs.Stage{Kind: kind, Data: d}, 3, tok, data.SplitTrain, 2, 128)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		var batch data.Batch
+		if err := b.Next(&batch); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range batch.Lengths {
+			real += l
+		}
+		return batch.Tokens, real
+	}
+	for _, tc := range []struct {
+		kind, loss string
+		all        bool
+	}{
+		{configs.KindPretrain, "", true}, {configs.KindPretrain, "all", true}, {configs.KindPretrain, "assistant", false},
+		{configs.KindSFT, "", false}, {configs.KindSFT, "all", true},
+	} {
+		tokens, real := trained(tc.kind, tc.loss)
+		if tc.all && tokens != real || !tc.all && (tokens >= real/2 || tokens < 2*8) {
+			t.Errorf("kind %s, loss %q: %d of %d tokens trained (all: %v)", tc.kind, tc.loss, tokens, real, tc.all)
+		}
+	}
+}

@@ -21,17 +21,18 @@
 //	347: 3c 4b 7a. 589: 5c 8b 9a. a: 7+9=16, write 6 carry 1; b: 4+8+1=13, write 3 carry 1; c: 3+5+1=9, write 9
 //
 // Atomic style (ArithmeticProblemStyle with StyleAtomic): the placed layout, and every step one fact of two
-// operands, so that the facts a model must learn are the single-digit tables and an increment: a carry in is
-// added in its own step ("4+8=12, 12+1=13"; "7*8=56, 56+2=58"), and subtraction borrows by equal additions —
+// operands, so that the facts a model must learn are the single-digit tables: a carry in is added in its own
+// step to the units digit of the column's sum or product ("4+8=12, 2+1=3, write 3 carry 1"; "7*8=56, 6+2=8,
+// write 8 carry 5"; "2*7=14, 4+6=10, write 0, 1+1=2 carry 2"), and subtraction borrows by equal additions —
 // the borrow goes onto the next column's bottom digit ("7+1=8") and a column that borrows is worked by
 // complement ("4-8<0, borrow 1: 10-8=2, 2+4=6"):
 //
 //	342: 3c 4b 2a. 178: 1c 7b 8a. a: 2-8<0, borrow 1: 10-8=2, 2+2=4, write 4; b: 7+1=8, 4-8<0, borrow 1:
 //	10-8=2, 2+4=6, write 6; c: 1+1=2, 3-2=1, write 1
 //
-// (one line in the text). A three-operand fact ("4+8+1=13", "13-1-6=6") is learned much later than the
-// two-operand ones by a small model, and a borrow fact ("13-6=7") not at all in the math recipe's budget;
-// decomposed, they reuse tables the model already knows.
+// (one line in the text). A three-operand fact ("4+8+1=13", "7*8+2=58"), a two-digit one ("56+2=58") or a
+// borrow fact ("13-6=7") is learned much later than the single-digit tables by a small model, or not at all
+// in the math recipe's budget; decomposed, they reuse the tables the model already knows.
 //
 // A small causal transformer reads a digit of the prompt only by its distance from the end of its operand,
 // which differs from problem to problem; a restated digit sits next to its place letter, so a column step
@@ -138,7 +139,7 @@ type Style int
 const (
 	StylePlain  Style = iota // column steps with several operands ("4+8+1=13")
 	StylePlaced              // operands restated with their places, each step labelled with its place
-	StyleAtomic              // placed, and every step one fact of two operands ("4+8=12, 12+1=13")
+	StyleAtomic              // placed, and every step one fact of two operands ("4+8=12, 2+1=3")
 )
 
 // Placed reports whether the style restates the operands with their places.
@@ -253,7 +254,8 @@ func WriteColumn(sb *strings.Builder, col int, placed bool) {
 }
 
 // columnAdd writes the column addition of nums (two or more) to sb and returns the sum. In the atomic style a
-// column of several operands is summed two at a time ("4+8=12, 12+1=13"), the carry in last.
+// column of several operands is summed two at a time ("4+8=12, 12+5=17"), and a carry in goes onto the units
+// digit of the sum (atomicCarryIn).
 func columnAdd(sb *strings.Builder, nums []string, st Style) string {
 	width := 0
 	for _, n := range nums {
@@ -283,16 +285,17 @@ func columnAdd(sb *strings.Builder, nums []string, st Style) string {
 				writeInt(sb, sum)
 			}
 		}
+		if st == StyleAtomic && carry > 0 {
+			digits = append(digits, byte((sum+carry)%10))
+			carry = atomicCarryIn(sb, sum, carry)
+			continue
+		}
 		if carry > 0 {
-			if st == StyleAtomic {
-				sb.WriteString(", ")
-				writeInt(sb, sum)
-			}
 			sb.WriteByte('+')
 			writeInt(sb, carry)
 			sum += carry
 		}
-		if st != StyleAtomic || carry > 0 {
+		if st != StyleAtomic {
 			sb.WriteByte('=')
 			writeInt(sb, sum)
 		}
@@ -426,6 +429,27 @@ func workMultiply(sb *strings.Builder, a, b string, st Style) string {
 	return sum
 }
 
+// atomicCarryIn finishes a column whose sum or product v (its step already written) takes a carry in, with
+// two-operand facts: the carry added to v's units digit, the digit written, and v's tens (plus one when the
+// units overflowed) carried: ", 6+2=8, write 8 carry 5" after "7*8=56"; ", 4+6=10, write 0, 1+1=2 carry 2"
+// after "2*7=14". It returns the carry out.
+func atomicCarryIn(sb *strings.Builder, v, carry int) int {
+	tens, units := v/10, v%10
+	u := units + carry
+	fmt.Fprintf(sb, ", %d+%d=%d, write %d", units, carry, u, u%10)
+	out := tens
+	if u >= 10 {
+		out++
+		if tens > 0 {
+			fmt.Fprintf(sb, ", %d+1=%d", tens, out)
+		}
+	}
+	if out > 0 {
+		fmt.Fprintf(sb, " carry %d", out)
+	}
+	return out
+}
+
 // multiplyDigit writes "a*d: steps, so a*d=P" (or "a*0=0") and returns P.
 func multiplyDigit(sb *strings.Builder, a string, d int, st Style) string {
 	if d == 0 {
@@ -439,13 +463,16 @@ func multiplyDigit(sb *strings.Builder, a string, d int, st Style) string {
 		WriteColumn(sb, col, st.Placed())
 		t := digitAt(a, col)
 		p := t*d + carry
+		if st == StyleAtomic && carry > 0 {
+			fmt.Fprintf(sb, "%d*%d=%d", t, d, t*d)
+			carry = atomicCarryIn(sb, t*d, carry)
+			digits = append(digits, byte(p%10))
+			continue
+		}
 		writeInt(sb, t)
 		sb.WriteByte('*')
 		writeInt(sb, d)
 		if carry > 0 {
-			if st == StyleAtomic {
-				fmt.Fprintf(sb, "=%d, %d", t*d, t*d)
-			}
 			sb.WriteByte('+')
 			writeInt(sb, carry)
 		}

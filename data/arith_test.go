@@ -225,14 +225,16 @@ func TestArithmeticPlacedGolden(t *testing.T) {
 // TestArithmeticAtomicGolden: the atomic style, hand-written (see the file comment of arith.go).
 func TestArithmeticAtomicGolden(t *testing.T) {
 	tests := []struct{ a, op, b, think, answer string }{
-		{"347", "+", "589", "347: 3c 4b 7a. 589: 5c 8b 9a. a: 7+9=16, write 6 carry 1; b: 4+8=12, 12+1=13, write 3 carry 1; c: 3+5=8, 8+1=9, write 9", "936"},
+		{"347", "+", "589", "347: 3c 4b 7a. 589: 5c 8b 9a. a: 7+9=16, write 6 carry 1; b: 4+8=12, 2+1=3, write 3 carry 1; c: 3+5=8, 8+1=9, write 9", "936"},
 		{"95", "+", "7", "95: 9b 5a. 7: 0b 7a. a: 5+7=12, write 2 carry 1; b: 9+0=9, 9+1=10, write 0 carry 1; c: write 1", "102"},
 		{"342", "-", "178", "342: 3c 4b 2a. 178: 1c 7b 8a. a: 2-8<0, borrow 1: 10-8=2, 2+2=4, write 4; b: 7+1=8, 4-8<0, borrow 1: 10-8=2, 2+4=6, write 6; c: 1+1=2, 3-2=1, write 1", "164"},
 		{"500", "-", "7", "500: 5c 0b 0a. 7: 0c 0b 7a. a: 0-7<0, borrow 1: 10-7=3, 3+0=3, write 3; b: 0+1=1, 0-1<0, borrow 1: 10-1=9, 9+0=9, write 9; c: 0+1=1, 5-1=4, write 4", "493"},
 		{"909", "-", "99", "909: 9c 0b 9a. 99: 0c 9b 9a. a: 9-9=0, write 0; b: 0-9<0, borrow 1: 10-9=1, 1+0=1, write 1; c: 0+1=1, 9-1=8, write 8", "810"},
 		{"3", "-", "12", "3<12, so 3-12=-(12-3); 12: 1b 2a. 3: 0b 3a. a: 2-3<0, borrow 1: 10-3=7, 7+2=9, write 9; b: 0+1=1, 1-1=0, write 0; drop leading zeros: 9; 12-3=9, so 3-12=-9", "-9"},
-		{"73", "*", "8", "73: 7b 3a. 73*8: a: 3*8=24, write 4 carry 2; b: 7*8=56, 56+2=58, write 8 carry 5; c: write 5, so 73*8=584", "584"},
-		{"629", "*", "7", "629: 6c 2b 9a. 629*7: a: 9*7=63, write 3 carry 6; b: 2*7=14, 14+6=20, write 0 carry 2; c: 6*7=42, 42+2=44, write 4 carry 4; d: write 4, so 629*7=4403", "4403"},
+		{"73", "*", "8", "73: 7b 3a. 73*8: a: 3*8=24, write 4 carry 2; b: 7*8=56, 6+2=8, write 8 carry 5; c: write 5, so 73*8=584", "584"},
+		{"25", "*", "3", "25: 2b 5a. 25*3: a: 5*3=15, write 5 carry 1; b: 2*3=6, 6+1=7, write 7, so 25*3=75", "75"},
+		{"35", "*", "3", "35: 3b 5a. 35*3: a: 5*3=15, write 5 carry 1; b: 3*3=9, 9+1=10, write 0 carry 1; c: write 1, so 35*3=105", "105"},
+		{"629", "*", "7", "629: 6c 2b 9a. 629*7: a: 9*7=63, write 3 carry 6; b: 2*7=14, 4+6=10, write 0, 1+1=2 carry 2; c: 6*7=42, 2+2=4, write 4 carry 4; d: write 4, so 629*7=4403", "4403"},
 	}
 	for _, tt := range tests {
 		p, err := ArithmeticProblemStyle(tt.a, tt.op, tt.b, StyleAtomic)

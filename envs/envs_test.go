@@ -465,11 +465,11 @@ func TestMathAtomicStyle(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := []struct{ a, op, b, think, flawed, flawedAnswer string }{
-		{"347", "+", "589", "347: 3c 4b 7a. 589: 5c 8b 9a. a: 7+9=16, write 6 carry 1; b: 4+8=12, 12+1=13, write 3 carry 1; c: 3+5=8, 8+1=9, write 9",
+		{"347", "+", "589", "347: 3c 4b 7a. 589: 5c 8b 9a. a: 7+9=16, write 6 carry 1; b: 4+8=12, 2+1=3, write 3 carry 1; c: 3+5=8, 8+1=9, write 9",
 			"347: 3c 4b 7a. 589: 5c 8b 9a. a: 7+9=16, write 6; b: 4+8=12, write 2; c: 3+5=8, write 8", "826"},
 		{"342", "-", "178", "342: 3c 4b 2a. 178: 1c 7b 8a. a: 2-8<0, borrow 1: 10-8=2, 2+2=4, write 4; b: 7+1=8, 4-8<0, borrow 1: 10-8=2, 2+4=6, write 6; c: 1+1=2, 3-2=1, write 1",
 			"342: 3c 4b 2a. 178: 1c 7b 8a. a: 2-8<0, so 8-2=6, write 6; b: 4-7<0, so 7-4=3, write 3; c: 3-1=2, write 2", "236"},
-		{"73", "*", "8", "73: 7b 3a. 73*8: a: 3*8=24, write 4 carry 2; b: 7*8=56, 56+2=58, write 8 carry 5; c: write 5, so 73*8=584",
+		{"73", "*", "8", "73: 7b 3a. 73*8: a: 3*8=24, write 4 carry 2; b: 7*8=56, 6+2=8, write 8 carry 5; c: write 5, so 73*8=584",
 			"73: 7b 3a. 73*8: a: 3*8=24, write 4; b: 7*8=56, write 6, so 73*8=64", "64"},
 	}
 	for _, tt := range tests {

@@ -1,5 +1,6 @@
 // Tests of the chat-format task documents (batches.go): kvretrieval's follow-up questions become further
-// turns of the conversation, every answer trained (SFT mask), the earlier ones without their reasoning.
+// turns of the conversation, every answer trained (SFT mask), the earlier ones (whose reasoning the chat format
+// drops) answering with the worked lookup itself.
 package trainer
 
 import (
@@ -43,7 +44,7 @@ func TestFamilyDocsChatFollowUps(t *testing.T) {
 	for _, m := range regexp.MustCompile(`Value of (\w+)\?`).FindAllStringSubmatch(text, -1) {
 		asked = append(asked, m[1])
 	}
-	// the trained bytes, EOS written as '|': three bare values (history turns), then the last lookup worked
+	// the trained bytes, EOS written as '|': three lookups as content (history turns), then the last worked
 	var trained strings.Builder
 	for i, id := range doc.IDs {
 		switch {
@@ -59,7 +60,7 @@ func TestFamilyDocsChatFollowUps(t *testing.T) {
 	}
 	want := ""
 	for _, k := range asked[:3] {
-		want += values[k] + "|"
+		want += k + "=" + values[k] + "|"
 	}
 	want += asked[3] + "=" + values[asked[3]] + values[asked[3]] + "|"
 	if trained.String() != want || values[asked[3]] == "" {

@@ -146,13 +146,9 @@ func (f *familyDocs) Next() (data.Doc, error) {
 		}
 	}
 	if fu, ok := f.fam.(envs.FollowUpper); ok {
-		// More lookups in the same context as further turns. The chat format drops the reasoning of every
-		// assistant turn but the last, so an earlier turn answers with its worked solution itself (kvretrieval:
-		// "KEY=VALUE"): every turn still trains the lookup, by content, not a bare value out of nowhere.
+		// more lookups in the same context as further turns; the chat format drops the reasoning of all
+		// but the last assistant turn, so the earlier answers are the bare values
 		for _, q := range fu.FollowUps(t) {
-			if prev := &conv[len(conv)-1]; prev.ReasoningContent != "" {
-				prev.Content = prev.ReasoningContent
-			}
 			conv = append(conv, data.Message{Role: "user", Content: q.Question},
 				data.Message{Role: "assistant", ReasoningContent: q.Reasoning, Content: q.Answer})
 		}

@@ -1,6 +1,5 @@
 // Tests of the chat-format task documents (batches.go): kvretrieval's follow-up questions become further
-// turns of the conversation, every answer trained (SFT mask), the earlier ones (whose reasoning the chat format
-// drops) answering with the worked lookup itself.
+// turns of the conversation, every answer trained (SFT mask), the earlier ones without their reasoning.
 package trainer
 
 import (
@@ -44,7 +43,7 @@ func TestFamilyDocsChatFollowUps(t *testing.T) {
 	for _, m := range regexp.MustCompile(`Value of (\w+)\?`).FindAllStringSubmatch(text, -1) {
 		asked = append(asked, m[1])
 	}
-	// the trained bytes, EOS written as '|': three lookups as content (history turns), then the last worked
+	// the trained bytes, EOS written as '|': three bare values (history turns), then the last lookup worked
 	var trained strings.Builder
 	for i, id := range doc.IDs {
 		switch {
@@ -60,7 +59,7 @@ func TestFamilyDocsChatFollowUps(t *testing.T) {
 	}
 	want := ""
 	for _, k := range asked[:3] {
-		want += k + "=" + values[k] + "|"
+		want += values[k] + "|"
 	}
 	want += asked[3] + "=" + values[asked[3]] + values[asked[3]] + "|"
 	if trained.String() != want || values[asked[3]] == "" {

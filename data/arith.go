@@ -145,19 +145,6 @@ const (
 // Placed reports whether the style restates the operands with their places.
 func (st Style) Placed() bool { return st >= StylePlaced }
 
-// String returns the style's name as the math family's params.style spells it.
-func (st Style) String() string {
-	switch st {
-	case StylePlain:
-		return "plain"
-	case StylePlaced:
-		return "placed"
-	case StyleAtomic:
-		return "atomic"
-	}
-	return fmt.Sprintf("Style(%d)", int(st))
-}
-
 func arithmeticProblem(a, op, b string, st Style) (Problem, error) {
 	for _, n := range []string{a, b} {
 		if !isCanonicalNumber(n) {

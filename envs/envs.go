@@ -184,9 +184,7 @@ func EvalTasks(f Family, rng *rand.Rand, split data.Split, n int) (tasks []Task,
 		for i := 1; seen[t.ID] && i < tries; i++ {
 			t = f.Sample(rng, split)
 		}
-		if !seen[t.ID] {
-			seen[t.ID] = true
-		}
+		seen[t.ID] = true
 		tasks = append(tasks, t)
 	}
 	return tasks, len(seen)

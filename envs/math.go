@@ -24,8 +24,8 @@
 // FlawedSolution writes the same kind of worked solution with every carry and borrow dropped (a column's
 // digit sum is written mod 10 and nothing is carried; a column whose top digit is smaller subtracts the
 // other way round; in every style the flawed work is the placed or plain one, so in the atomic style its
-// steps are the two-operand facts the right work uses too), the systematic error a pre-training corpus mixes in so that RL has a wrong procedure to
-// select against.
+// steps are the two-operand facts the right work uses too), the systematic error a pre-training corpus mixes
+// in so that RL has a wrong procedure to select against.
 
 package envs
 

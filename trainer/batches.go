@@ -115,16 +115,23 @@ type familyDocs struct {
 	name    string
 }
 
-func newFamilyDocs(d configs.Data, seed int64, tok *data.Tokenizer, split data.Split, sftMask bool) (*familyDocs, error) {
+// dataFamilyParams are the family params of a synthetic data section: data.params without the corpus's own
+// knob flaw (envs.Flaw), and for kvretrieval the question kinds from data.ops when params do not name them
+// (as format text maps them).
+func dataFamilyParams(d configs.Data) map[string]string {
 	params := maps.Clone(d.Params)
-	delete(params, "flaw") // the corpus's knob, not the family's (envs.Flaw)
-	if d.Generator == "kvretrieval" && params["kinds"] == "" && len(d.Ops) > 0 {
-		if params == nil {
-			params = map[string]string{}
-		}
-		params["kinds"] = strings.Join(d.Ops, ",") // data.ops lists kvretrieval's question kinds, as for format text
+	if params == nil {
+		params = map[string]string{}
 	}
-	fam, err := envs.New(d.Generator, envs.Options{HeldOut: d.HeldOut, Params: params})
+	delete(params, "flaw")
+	if d.Generator == "kvretrieval" && params["kinds"] == "" && len(d.Ops) > 0 {
+		params["kinds"] = strings.Join(d.Ops, ",")
+	}
+	return params
+}
+
+func newFamilyDocs(d configs.Data, seed int64, tok *data.Tokenizer, split data.Split, sftMask bool) (*familyDocs, error) {
+	fam, err := envs.New(d.Generator, envs.Options{HeldOut: d.HeldOut, Params: dataFamilyParams(d)})
 	if err != nil {
 		return nil, fmt.Errorf("data.generator %s: %w", d.Generator, err)
 	}

@@ -77,15 +77,7 @@ func TestDataLoss(t *testing.T) {
 	trained := func(kind, loss string) (tokens, real int) {
 		d := configs.Data{Source: "synthetic", Generator: "kvretrieval", Format: "chat", Packing: "padded", HeldOut: 0.05, Loss: loss,
 			Params: map[string]string{"length": "64", "kinds": "single"}}
-		b, err := newBatcher(configs.Stage{Kind: kind, Data: d}, 3, tok, data.SplitTrain, 2, 128)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
-		var batch data.Batch
-		if err := b.Next(&batch); err != nil {
-			t.Fatal(err)
-		}
+		batch := firstBatch(t, configs.Stage{Kind: kind, Data: d}, 3, tok, 2, 128)
 		for _, l := range batch.Lengths {
 			real += l
 		}
@@ -103,4 +95,19 @@ func TestDataLoss(t *testing.T) {
 			t.Errorf("kind %s, loss %q: %d of %d tokens trained (all: %v)", tc.kind, tc.loss, tokens, real, tc.all)
 		}
 	}
+}
+
+// firstBatch returns the first B×T training batch of stage st.
+func firstBatch(t *testing.T, st configs.Stage, seed int64, tok *data.Tokenizer, B, T int) data.Batch {
+	t.Helper()
+	b, err := newBatcher(st, seed, tok, data.SplitTrain, B, T)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var batch data.Batch
+	if err := b.Next(&batch); err != nil {
+		t.Fatal(err)
+	}
+	return batch
 }

@@ -474,16 +474,9 @@ func (r *Run) runDSAStage(ctx context.Context, st configs.Stage, params *model.P
 // sparse decodes with DSA (the model's index_topk), else with dense attention.
 func EnvAccuracy(p *model.Params, env string, d configs.Data, n int, sparse bool, seed int64) (float64, error) {
 	opts := envs.Options{HeldOut: d.HeldOut}
-	if d.Generator == env { // the stage's own task distribution (data.ops, data.params), without document-only knobs
-		opts.Params = map[string]string{}
-		if len(d.Ops) > 0 {
-			opts.Params["kinds"] = strings.Join(d.Ops, ",")
-		}
-		for k, v := range d.Params {
-			if k != "followups" && k != "flaw" {
-				opts.Params[k] = v
-			}
-		}
+	if d.Generator == env { // the stage's own task distribution, without the document-only follow-ups
+		opts.Params = dataFamilyParams(d)
+		delete(opts.Params, "followups")
 	}
 	fam, err := envs.New(env, opts)
 	if err != nil {
@@ -502,10 +495,17 @@ func EnvAccuracy(p *model.Params, env string, d configs.Data, n int, sparse bool
 	stop := tok.AppendText(nil, data.SpecialTokens[data.EOS-256])
 	correct := 0
 	tasks, _ := envs.EvalTasks(fam, rng, data.SplitHeldOut, n)
+	var chat *rollout.GroupSampler // the chat encoding with special ids, as the RL rollout prompts
+	if d.Format == "chat" {
+		longest := 0
+		for _, t := range tasks {
+			longest = max(longest, len(t.Answer))
+		}
+		chat = &rollout.GroupSampler{Engine: e, Tok: tok, Family: fam, MaxNewTokens: 4*longest + 64, Sparse: sparse}
+	}
 	for _, t := range tasks {
-		if d.Format == "chat" { // the chat encoding with special ids, as the RL rollout prompts
-			gs := &rollout.GroupSampler{Engine: e, Tok: tok, Family: fam, MaxNewTokens: 4*len(t.Answer) + 64, Sparse: sparse}
-			text, finish, err := gs.Greedy(t)
+		if chat != nil {
+			text, finish, err := chat.Greedy(t)
 			if err != nil {
 				return 0, fmt.Errorf("task %s: %w", t.ID, err)
 			}

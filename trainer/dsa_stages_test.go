@@ -82,3 +82,23 @@ func testDSAStages(t *testing.T, sets []string) {
 		}
 	}
 }
+
+// TestEnvAccuracyFamilyParams: the long-context eval builds its family from the stage's data section as the
+// corpus does — data.ops are kvretrieval's kinds only (a math section's default ops are no family param),
+// flaw and follow-ups are left out — in both formats.
+func TestEnvAccuracyFamilyParams(t *testing.T) {
+	cfg := tinyConfig(t)
+	p := model.NewParams(cfg.Model)
+	p.Init(1)
+	for _, d := range []configs.Data{
+		{Source: "synthetic", Generator: "math", Format: "chat", HeldOut: 0.05, Ops: []string{"+", "-", "*"},
+			Params: map[string]string{"digits": "1", "flaw": "0.5"}},
+		{Source: "synthetic", Generator: "kvretrieval", Format: "text", HeldOut: 0.05, Ops: []string{"single"},
+			Params: map[string]string{"length": "32", "followups": "2"}},
+	} {
+		acc, err := EnvAccuracy(p, d.Generator, d, 2, false, 1)
+		if err != nil || acc < 0 || acc > 1 {
+			t.Errorf("%s (%s): accuracy %v, err %v", d.Generator, d.Format, acc, err)
+		}
+	}
+}

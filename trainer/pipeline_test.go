@@ -259,15 +259,7 @@ func TestSFTOnConversationFile(t *testing.T) {
 	}
 	// the mask: a batch from the same data trains exactly the assistant tokens
 	tok, _ := data.NewTokenizer(cfg.Model.VocabSize)
-	b, err := newBatcher(cfg.Stages[0], cfg.Seed, tok, data.SplitTrain, 1, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	var batch data.Batch
-	if err := b.Next(&batch); err != nil {
-		t.Fatal(err)
-	}
+	batch := firstBatch(t, cfg.Stages[0], cfg.Seed, tok, 1, 64)
 	inAssistant := false
 	for i, id := range batch.Inputs {
 		// the target at i is trained iff it lies inside an assistant turn: after <｜Assistant｜><think> … up to

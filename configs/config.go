@@ -37,7 +37,7 @@ var StageKinds = []string{KindPretrain, KindSFT, KindDSAWarmup, KindDSASparse, K
 var DataSources = []string{"synthetic", "jsonl", "parquet"}
 
 // DataGenerators lists the synthetic corpus generators data.generator may name.
-var DataGenerators = []string{"arithmetic", "math", "math_flawed", "logic", "code", "kvretrieval"}
+var DataGenerators = []string{"arithmetic", "math", "math_flawed", "logic", "code", "kvretrieval", "needle"}
 
 // ArithmeticOps lists the operators data.ops may contain.
 var ArithmeticOps = []string{"+", "-", "*"}
@@ -80,7 +80,7 @@ type Data struct {
 	HeldOut    float64  `yaml:"held_out"`    // fraction of problems/documents held out for eval, default 0.05, in (0,0.5]
 	MaxDigits  int      `yaml:"max_digits"`  // difficulty knob of the arithmetic generator, default 3, 1..12
 	Ops        []string `yaml:"ops"`         // arithmetic operators, default ["+","-","*"]; allowed + - *
-	// Params are the knobs of a task-family generator (math, logic, code, kvretrieval: see envs), e.g.
+	// Params are the knobs of a task-family generator (math, logic, code, kvretrieval, needle: see envs), e.g.
 	// {digits: "2"}; the arithmetic generator uses max_digits and ops instead.
 	Params map[string]string `yaml:"params"`
 	// Format is how documents become tokens: "text" (plain bytes between BOS and EOS), "chat" (DeepSeek-V3.2

@@ -12,7 +12,7 @@ import (
 
 // RL configures GRPO post-training: the task environment, rollout sampling and the loss.
 type RL struct {
-	Env       string            `yaml:"env"`        // task family: math, logic, code, dataset, kvretrieval
+	Env       string            `yaml:"env"`        // task family: math, logic, code, dataset, kvretrieval, needle
 	EnvParams map[string]string `yaml:"env_params"` // the family's difficulty knobs (see envs)
 
 	GroupSize       int     `yaml:"group_size"`        // G completions per prompt, default 8
@@ -139,7 +139,7 @@ func validateBus(k *checker, b *Bus) {
 }
 
 // RLEnvs lists the task families rl.env may name (the envs registry adds to it).
-var RLEnvs = []string{"math", "logic", "code", "dataset", "kvretrieval"}
+var RLEnvs = []string{"math", "logic", "code", "dataset", "kvretrieval", "needle"}
 
 // RLKL lists the values of rl.kl.
 var RLKL = []string{"none", "k1", "k2", "k3", "unbiased"}

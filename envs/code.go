@@ -4,6 +4,7 @@
 //     values separated by spaces. The worked solution is the interpreter's trace (one line per statement
 //     executed, variables substituted). The verifier compares the answer with the output, white space
 //     collapsed.
+//     FlawedSolution is the trace of an executor that takes "while" for "if" (the body runs once).
 //   - write: "Write a program that prints: 3 6 9 12"; the answer is a program, which the verifier runs in the
 //     sandbox (Limits from the params) and accepts when it finishes without error and prints exactly the
 //     target values (white space collapsed). The worked solution explains the pattern and writes a loop.
@@ -17,6 +18,8 @@
 //	            are redrawn)
 //	max_trace   most trace lines of a predict program (default 40, 4..1000; longer programs are redrawn)
 //	write_len   most values a write target has (default 5, 2..12; uniform in 2..write_len)
+//	loop_prob   chance that a top-level statement of a predict program starts its loop (default 0.2, 0..1;
+//	            at most one loop per program)
 //	max_steps   sandbox step limit for the model's programs (default 100000)
 //	max_output  sandbox output limit in bytes (default 4096)
 //
@@ -39,6 +42,7 @@ import (
 type Code struct {
 	kinds              []string
 	size, maxIter      int
+	loopProb           float64
 	maxValue           int64
 	maxTrace, writeLen int
 	limits             Limits
@@ -49,6 +53,7 @@ type Code struct {
 var _ interface {
 	Family
 	Drawer
+	FlawedSolver
 } = (*Code)(nil)
 
 // NewCode builds the code family.
@@ -66,6 +71,7 @@ func NewCode(opts Options) (*Code, error) {
 	c.kinds = p.list("kinds", []string{"predict", "write"}, []string{"predict", "write"})
 	c.size = p.int("size", 5, 2, 20)
 	c.maxIter = p.int("max_iter", 4, 1, 20)
+	c.loopProb = p.float("loop_prob", 0.2, 0, 1)
 	c.maxValue = int64(p.int("max_value", 999, 9, 1e9))
 	c.maxTrace = p.int("max_trace", 40, 4, 1000)
 	c.writeLen = p.int("write_len", 5, 2, 12)
@@ -98,7 +104,7 @@ func (c *Code) Draw(rng *rand.Rand) Task {
 		return c.drawWrite(rng)
 	}
 	for range 1000 {
-		src := genProgram(rng, 2+rng.IntN(c.size-1), c.maxIter)
+		src := genProgram(rng, 2+rng.IntN(c.size-1), c.maxIter, c.loopProb)
 		if t, ok := c.predictTask(src); ok {
 			return t
 		}
@@ -183,6 +189,26 @@ func (c *Code) Solution(t Task) (reasoning, answer string) {
 	return "", t.Answer
 }
 
+// FlawedSolution writes the trace of a predict task as an executor that takes "while" for "if" would: the
+// loop's body runs at most once and its condition is not tested again (a loop that forgets to loop back).
+// ok is false for write tasks and when that gives the right output (no loop, or one of one iteration).
+func (c *Code) FlawedSolution(t Task) (reasoning, answer string, ok bool) {
+	if t.Meta["kind"] != "predict" {
+		return "", "", false
+	}
+	p, err := Parse(t.Meta["program"], c.limits)
+	if err != nil {
+		return "", "", false
+	}
+	var trace strings.Builder
+	res, err := p.run(&machine{lim: c.limits.withDefaults(), vars: map[string]int64{}, trace: &trace, loopOnce: true})
+	answer = normSpaces(res.Output)
+	if err != nil || answer == t.Answer {
+		return "", "", false
+	}
+	return strings.TrimSuffix(trace.String(), "\n"), answer, true
+}
+
 // Verify grades the answer: the printed values (predict) or a program run in the sandbox (write).
 func (c *Code) Verify(t Task, completion, finishReason string) Reward {
 	return score(c.reward, completion, finishReason, func(ans string) bool {
@@ -203,8 +229,9 @@ func (c *Code) Verify(t Task, completion, finishReason string) Reward {
 // ---- program generators ----
 
 // genProgram writes a random program of n top-level statements (a loop counts as two: its counter and the
-// loop): assignments of small expressions, prints, if/else and at most one counted while loop.
-func genProgram(rng *rand.Rand, n, maxIter int) string {
+// loop): assignments of small expressions, prints, if/else and at most one counted while loop, which a
+// statement starts with probability loopProb.
+func genProgram(rng *rand.Rand, n, maxIter int, loopProb float64) string {
 	g := &progGen{rng: rng}
 	var sb strings.Builder
 	name := g.newVar()
@@ -213,7 +240,7 @@ func genProgram(rng *rand.Rand, n, maxIter int) string {
 	for k := 1; k < n; k++ {
 		r := rng.Float64()
 		switch {
-		case r < 0.2 && !loop && k+1 < n:
+		case r < loopProb && !loop && k+1 < n:
 			loop = true
 			k++
 			iters := 1 + rng.IntN(maxIter)
@@ -223,7 +250,7 @@ func genProgram(rng *rand.Rand, n, maxIter int) string {
 				sb.WriteString("  " + g.simple() + "\n")
 			}
 			sb.WriteString("  i = i - 1\n}\n")
-		case r < 0.35:
+		case r < loopProb+0.15:
 			fmt.Fprintf(&sb, "if %s {\n  %s\n}", g.cond(), g.simple())
 			if rng.IntN(2) == 0 {
 				fmt.Fprintf(&sb, " else {\n  %s\n}", g.simple())

@@ -6,7 +6,7 @@
 // verifier that scores a completion and returns the parts of its reward, and a renderer of worked
 // solutions, so the same family is both an RL environment and a pre-training / SFT corpus (see render.go).
 //
-// Families shipped: math, logic, code, dataset, kvretrieval. Their difficulty knobs are strings in
+// Families shipped: math, logic, code, dataset, kvretrieval, needle. Their difficulty knobs are strings in
 // Options.Params (so that a YAML mapping of any scalars decodes onto them); each family documents its keys
 // next to its constructor and refuses unknown ones.
 //
@@ -220,6 +220,7 @@ func init() {
 		"code":        func(o Options) (Family, error) { return NewCode(o) },
 		"dataset":     func(o Options) (Family, error) { return NewDataset(o) },
 		"kvretrieval": func(o Options) (Family, error) { return NewKV(o) },
+		"needle":      func(o Options) (Family, error) { return NewNeedle(o) },
 	} {
 		if err := Register(name, f); err != nil {
 			panic(err)

@@ -41,6 +41,7 @@ func allFamilies(t testing.TB) []Family {
 		"code":        nil,
 		"dataset":     {"path": testDataset(t, 600), "reasoning_column": "reasoning"},
 		"kvretrieval": {"length": "256"},
+		"needle":      {"length": "256"},
 	}
 	var fams []Family
 	for _, name := range Names() {
@@ -58,7 +59,7 @@ func allFamilies(t testing.TB) []Family {
 }
 
 func TestNames(t *testing.T) {
-	want := []string{"code", "dataset", "kvretrieval", "logic", "math"}
+	want := []string{"code", "dataset", "kvretrieval", "logic", "math", "needle"}
 	if got := Names(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Names() = %v, want %v", got, want)
 	}
@@ -73,7 +74,7 @@ func TestNewErrors(t *testing.T) {
 		opts Options
 		want string
 	}{
-		{"chess", Options{}, `envs: unknown family "chess" (registered: code, dataset, kvretrieval, logic, math)`},
+		{"chess", Options{}, `envs: unknown family "chess" (registered: code, dataset, kvretrieval, logic, math, needle)`},
 		{"math", Options{Params: map[string]string{"digit": "3"}}, "params.digit: unknown key (the math family knows digits, mul_digits_a, mul_digits_b, ops, style)"},
 		{"math", Options{Params: map[string]string{"digits": "x"}}, `params.digits: want an integer, got "x"`},
 		{"math", Options{Params: map[string]string{"digits": "40"}}, "params.digits: 40 is outside [1, 18]"},
@@ -86,6 +87,7 @@ func TestNewErrors(t *testing.T) {
 		{"logic", Options{Params: map[string]string{"not_prob": "1"}}, "params.not_prob: 1 is outside [0, 0.9]"},
 		{"code", Options{Params: map[string]string{"size": "1"}}, "params.size: 1 is outside [2, 20]"},
 		{"kvretrieval", Options{Params: map[string]string{"distance": "2"}}, "params.distance: 2 is outside [0, 1]"},
+		{"needle", Options{Params: map[string]string{"needles": "24"}}, "params.needles: 24 is outside [1, 23]"},
 		{"dataset", Options{}, "params.path: required"},
 		{"dataset", Options{Params: map[string]string{"path": "x.jsonl", "case_insensitive": "maybe"}}, `params.case_insensitive: want true or false, got "maybe"`},
 	}
@@ -277,12 +279,12 @@ func TestRenderGolden(t *testing.T) {
 // conversations, split by the task ID, and data's own arithmetic generator is still there.
 func TestGenerators(t *testing.T) {
 	names := data.GeneratorNames()
-	for _, want := range []string{"arithmetic", "code", "kvretrieval", "logic", "math", "math_flawed"} {
+	for _, want := range []string{"arithmetic", "code", "kvretrieval", "logic", "math", "math_flawed", "needle"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("data.GeneratorNames() = %v lacks %q", names, want)
 		}
 	}
-	for _, name := range []string{"math", "math_flawed", "logic", "code", "kvretrieval"} {
+	for _, name := range []string{"math", "math_flawed", "logic", "code", "kvretrieval", "needle"} {
 		t.Run(name, func(t *testing.T) {
 			cfg := data.CorpusConfig{Source: "synthetic", Generator: name, HeldOut: 0.1, Seed: 5}
 			for _, split := range []data.Split{data.SplitTrain, data.SplitHeldOut} {

@@ -1,5 +1,5 @@
 // Golden tests of each family's prompt, worked solution and answer (hand-checked), the flawed math
-// procedure, the knobs, and the dataset loaders (JSONL and Parquet) with their errors.
+// procedures (math, logic, code), the knobs, and the dataset loaders (JSONL and Parquet) with their errors.
 package envs
 
 import (
@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -137,11 +138,22 @@ func TestLogicGolden(t *testing.T) {
 		{
 			task: BoolTask("(T and not F) or F"), id: "bool:(T and not F) or F", prompt: "Evaluate: (T and not F) or F",
 			reasoning: "not F=T; T and T=T; T or F=T", answer: "T",
+			flawedReasoning: "T and F=F; F or F=F", flawedAn: "F", // the negation dropped
 		},
 		{
 			task: BoolTask("not (T or F) and (F or not (T and T))"), id: "bool:not (T or F) and (F or not (T and T))",
 			prompt:    "Evaluate: not (T or F) and (F or not (T and T))",
 			reasoning: "T or F=T; not T=F; T and T=T; not T=F; F or F=F; F and F=F", answer: "F",
+			flawedReasoning: "T or F=T; T and T=T; F or T=T; T and T=T", flawedAn: "T",
+		},
+		{
+			task: BoolTask("not not T"), id: "bool:not not T", prompt: "Evaluate: not not T",
+			reasoning: "not T=F; not F=T", answer: "T", // dropping both negations gives T too: no flawed version
+		},
+		{
+			task: SortTask([]int{42, 7, 19, 100}), id: "sort:42 7 19 100", prompt: "Sort: 42 7 19 100",
+			reasoning: "min 7, rest 42 19 100; min 19, rest 42 100; min 42, rest 100; min 100", answer: "7 19 42 100",
+			flawedReasoning: "min 100, rest 42 7 19; min 19, rest 42 7; min 42, rest 7; min 7", flawedAn: "100 19 42 7",
 		},
 	})
 }
@@ -216,7 +228,8 @@ func TestCodeGolden(t *testing.T) {
 			prompt: "What does this program print?\nx = 3\ny = 1\nwhile x > 0 {\n  y = y * 2\n  x = x - 1\n}\nprint y",
 			reasoning: "x=3\ny=1\nwhile 3>0: yes\ny=1*2=2\nx=3-1=2\nwhile 2>0: yes\ny=2*2=4\nx=2-1=1\n" +
 				"while 1>0: yes\ny=4*2=8\nx=1-1=0\nwhile 0>0: no\nprint 8",
-			answer: "8",
+			answer:          "8",
+			flawedReasoning: "x=3\ny=1\nwhile 3>0: yes\ny=1*2=2\nx=3-1=2\nprint 2", flawedAn: "2", // the body once
 		},
 		{
 			task: write, id: "code-write:4 9 16", prompt: "Write a program that prints: 4 9 16",
@@ -490,6 +503,7 @@ func TestKVFollowUps(t *testing.T) {
 func TestFlawParam(t *testing.T) {
 	math, _ := New("math", Options{})
 	logic, _ := New("logic", Options{})
+	kv, _ := New("kvretrieval", Options{})
 	for _, c := range []struct {
 		params  map[string]string
 		f       Family
@@ -502,7 +516,8 @@ func TestFlawParam(t *testing.T) {
 		{map[string]string{"flaw": "0"}, logic, 0, 0, ""},
 		{map[string]string{"flaw": "x"}, math, 0, 0, `data.params.flaw: want a fraction in [0, 1], got "x"`},
 		{map[string]string{"flaw": "1.5"}, math, 0, 0, `got "1.5"`},
-		{map[string]string{"flaw": "0.3"}, logic, 0, 0, "family logic has no flawed solutions"},
+		{map[string]string{"flaw": "0.3"}, logic, 0, 0.3, ""},
+		{map[string]string{"flaw": "0.3"}, kv, 0, 0, "family kvretrieval has no flawed solutions"},
 	} {
 		got, err := Flaw(c.params, c.f, c.def)
 		if c.wantErr != "" {
@@ -515,4 +530,146 @@ func TestFlawParam(t *testing.T) {
 			t.Errorf("Flaw(%v, %s) = %v, %v; want %v", c.params, c.f.Name(), got, err, c.want)
 		}
 	}
+}
+
+func TestNeedleGolden(t *testing.T) {
+	// A hand-written task: the documented shape, solution and verdicts.
+	task := Task{ID: "needle-x", Family: "needle", Answer: "4831", Meta: map[string]string{"key": "K"}}
+	n, err := NewNeedle(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, a := n.Solution(task)
+	if r != "The magic number for K is 4831." || a != "4831" {
+		t.Errorf("Solution = %q, %q", r, a)
+	}
+	for completion, want := range map[string]bool{
+		"The magic number for K is 4831.</think>4831": true,
+		"x</think> 4831 ": true,
+		"x</think>4830":   false,
+		"x</think>48310":  false,
+		"4831":            false, // no </think>: no answer
+	} {
+		if got := n.Verify(task, completion, "stop").Correct; got != want {
+			t.Errorf("Verify(%q) = %v, want %v", completion, got, want)
+		}
+	}
+
+	// Drawn tasks: every line is a noise sentence or a needle, needles have distinct keys and numbers of the
+	// asked digits, the asked one lies in the first 1−distance of the lines, and the answer is its number.
+	n, err = NewNeedle(Options{Params: map[string]string{"length": "2000", "needles": "6", "digits": "3", "distance": "0.75", "followups": "2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noise := map[string]bool{}
+	for _, s := range needleNoise {
+		noise[s] = true
+	}
+	rng := rand.New(rand.NewPCG(4, 4))
+	for range 200 {
+		task := n.Draw(rng)
+		lines := strings.Split(task.Prompt, "\n")
+		question := lines[len(lines)-1]
+		lines = lines[:len(lines)-1]
+		if hay := len(task.Prompt) - len(question); hay < 2000 || hay > 2000+40 {
+			t.Fatalf("haystack of %d bytes for length 2000", hay)
+		}
+		numbers := map[string]string{}
+		asked := -1
+		for i, line := range lines {
+			if noise[line] {
+				continue
+			}
+			var key, num string
+			rest, ok := strings.CutPrefix(line, "The magic number for ")
+			if ok {
+				key, num, ok = strings.Cut(strings.TrimSuffix(rest, "."), " is ")
+			}
+			if !ok || len(num) != 3 || num[0] == '0' || numbers[key] != "" || !slices.Contains(needleKeys, key) {
+				t.Fatalf("line %d %q is neither noise nor a fresh needle", i, line)
+			}
+			for _, v := range numbers {
+				if v == num {
+					t.Fatalf("number %s repeated", num)
+				}
+			}
+			numbers[key] = num
+			if question == "What is the magic number for "+key+"?" {
+				asked = i
+			}
+		}
+		if len(numbers) != 6 || asked < 0 || task.Answer != numbers[task.Meta["key"]] {
+			t.Fatalf("needles %v, asked line %d, answer %q, meta %v", numbers, asked, task.Answer, task.Meta)
+		}
+		if limit := float64(len(lines)-1) * 0.25; float64(asked) > limit || task.Meta["line"] != strconv.Itoa(asked) {
+			t.Fatalf("asked needle on line %d of %d (meta %s), want ≤ %.1f", asked, len(lines), task.Meta["line"], limit)
+		}
+		gap := 0
+		for _, line := range lines[asked+1:] {
+			gap += len(line) + 1
+		}
+		if task.Meta["gap"] != strconv.Itoa(gap) {
+			t.Fatalf("gap %s, want %d", task.Meta["gap"], gap)
+		}
+		fus := n.FollowUps(task)
+		if len(fus) != 2 {
+			t.Fatalf("%d follow-ups, want 2", len(fus))
+		}
+		for _, f := range fus {
+			key := strings.TrimSuffix(strings.TrimPrefix(f.Question, "What is the magic number for "), "?")
+			if f.Answer != numbers[key] || f.Reasoning != "The magic number for "+key+" is "+f.Answer+"." || key == task.Meta["key"] {
+				t.Fatalf("follow-up %+v (needles %v)", f, numbers)
+			}
+		}
+	}
+}
+
+// TestFlawedProcedures checks the flawed solutions of logic and code against independent computations on
+// random tasks: a formula with its "not"s deleted, the list sorted as strings, the program with "while"
+// replaced by "if". A flawed solution exists exactly when its answer differs from the right one.
+func TestFlawedProcedures(t *testing.T) {
+	logic, err := NewLogic(Options{Params: map[string]string{"sort_len": "6", "bool_ops": "4"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := NewCode(Options{Params: map[string]string{"kinds": "predict", "loop_prob": "0.5"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 1))
+	counts := map[string]int{}
+	for range 2000 {
+		for _, f := range []Family{logic, code} {
+			task := f.(Drawer).Draw(rng)
+			var want string
+			switch kind := task.Meta["kind"]; kind {
+			case "bool":
+				want = BoolTask(strings.ReplaceAll(task.Meta["formula"], "not ", "")).Answer
+			case "sort":
+				xs, _ := parseInts(task.Meta["list"])
+				slices.SortFunc(xs, func(a, b int) int { return strings.Compare(strconv.Itoa(a), strconv.Itoa(b)) })
+				want = joinInts(xs)
+			case "predict":
+				res, err := Run(strings.ReplaceAll(task.Meta["program"], "while ", "if "), DefaultLimits())
+				want = normSpaces(res.Output)
+				if err != nil { // e.g. a variable set only in the second iteration: no flawed version
+					want = task.Answer
+				}
+			}
+			reasoning, answer, ok := f.(FlawedSolver).FlawedSolution(task)
+			if ok != (want != task.Answer) || (ok && answer != want) || (ok && reasoning == "") {
+				t.Fatalf("%s: FlawedSolution = %q, %q, %v; want answer %q (right %q)", task.ID, reasoning, answer, ok, want, task.Answer)
+			}
+			if ok {
+				counts[task.Meta["kind"]]++
+			}
+		}
+	}
+	// Each procedure changes a good share of the answers (the recipes rely on it).
+	for _, kind := range []string{"bool", "sort", "predict"} {
+		if counts[kind] < 150 {
+			t.Errorf("%s: %d flawed answers of ~1000 tasks", kind, counts[kind])
+		}
+	}
+	t.Logf("tasks with a flawed answer: %v", counts)
 }

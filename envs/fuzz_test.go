@@ -52,6 +52,8 @@ func FuzzVerifyCode(f *testing.F) {
 	fuzzVerify(f, "code", map[string]string{"max_steps": "5000", "max_output": "512"})
 }
 func FuzzVerifyKV(f *testing.F) { fuzzVerify(f, "kvretrieval", map[string]string{"length": "128"}) }
+
+func FuzzVerifyNeedle(f *testing.F) { fuzzVerify(f, "needle", map[string]string{"length": "128"}) }
 func FuzzVerifyDataset(f *testing.F) {
 	fuzzVerify(f, "dataset", map[string]string{"path": testDataset(f, 60), "case_insensitive": "true"})
 }

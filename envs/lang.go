@@ -595,12 +595,15 @@ type Result struct {
 }
 
 type machine struct {
-	lim   Limits
-	vars  map[string]int64
-	out   strings.Builder
-	steps int
-	trace *strings.Builder
-	res   Result
+	// loopOnce runs a while loop's body at most once, with no test after it: the flawed executor of the
+	// code family (Code.FlawedSolution), a program read with "while" taken for "if".
+	loopOnce bool
+	lim      Limits
+	vars     map[string]int64
+	out      strings.Builder
+	steps    int
+	trace    *strings.Builder
+	res      Result
 }
 
 // Run parses and runs src under lim.
@@ -615,7 +618,10 @@ func Run(src string, lim Limits) (Result, error) {
 // Run executes the program under lim. When trace is not nil, one line per statement executed is written to
 // it (see the file comment). The output printed before an error is returned with the error.
 func (p *Program) Run(lim Limits, trace *strings.Builder) (Result, error) {
-	m := &machine{lim: lim.withDefaults(), vars: map[string]int64{}, trace: trace}
+	return p.run(&machine{lim: lim.withDefaults(), vars: map[string]int64{}, trace: trace})
+}
+
+func (p *Program) run(m *machine) (Result, error) {
 	err := m.block(p.stmts)
 	m.res.Output = m.out.String()
 	m.res.Steps = m.steps
@@ -710,6 +716,9 @@ func (m *machine) stmt(s *stmt) error {
 			}
 			if err := m.block(s.body); err != nil {
 				return err
+			}
+			if m.loopOnce {
+				return nil
 			}
 			if err := m.step(s.line); err != nil { // the next test
 				return err

@@ -147,7 +147,7 @@ func TestFormat(t *testing.T) {
 func TestGeneratedProgramsRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(4, 4))
 	for range 2000 {
-		src := genProgram(rng, 2+rng.IntN(8), 5)
+		src := genProgram(rng, 2+rng.IntN(8), 5, 0.2)
 		checkRoundTrip(t, src)
 	}
 }

@@ -15,6 +15,9 @@
 //	bool_ops  most binary operators of a formula (default 4, 1..20; count uniform in 1..bool_ops)
 //	not_prob  chance that a sub-formula is negated (default 0.25, 0..0.9)
 //
+// FlawedSolution (for pre-training corpora with data.params.flaw) sorts the numbers as strings of digits and
+// evaluates formulas with every "not" dropped.
+//
 // IDs are "sort:<list>" and "bool:<formula>".
 
 package envs
@@ -41,6 +44,7 @@ type Logic struct {
 var _ interface {
 	Family
 	Drawer
+	FlawedSolver
 } = (*Logic)(nil)
 
 // NewLogic builds the logic family.
@@ -140,35 +144,68 @@ func (l *Logic) Solution(t Task) (reasoning, answer string) {
 		if !ok {
 			return "", t.Answer
 		}
-		var sb strings.Builder
-		rest := slices.Clone(xs)
-		for len(rest) > 0 {
-			if sb.Len() > 0 {
-				sb.WriteString("; ")
-			}
-			i := 0
-			for j := range rest {
-				if rest[j] < rest[i] {
-					i = j
-				}
-			}
-			sb.WriteString("min " + strconv.Itoa(rest[i]))
-			rest = slices.Delete(rest, i, i+1)
-			if len(rest) > 0 {
-				sb.WriteString(", rest " + joinInts(rest))
-			}
-		}
-		return sb.String(), t.Answer
+		reasoning, _ := selectionSort(xs, func(a, b int) bool { return a < b })
+		return reasoning, t.Answer
 	case "bool":
 		f, err := parseFormula(t.Meta["formula"])
 		if err != nil {
 			return "", t.Answer
 		}
 		var steps []string
-		v := f.trace(&steps)
+		v := f.trace(&steps, false)
 		return strings.Join(steps, "; "), boolText(v)
 	}
 	return "", t.Answer
+}
+
+// selectionSort writes the selection-sort trace of xs under less ("min 7, rest 42 19 88; ...; min 88") and
+// returns it with the order it produces.
+func selectionSort(xs []int, less func(a, b int) bool) (trace string, sorted []int) {
+	var sb strings.Builder
+	rest := slices.Clone(xs)
+	for len(rest) > 0 {
+		if sb.Len() > 0 {
+			sb.WriteString("; ")
+		}
+		i := 0
+		for j := range rest {
+			if less(rest[j], rest[i]) {
+				i = j
+			}
+		}
+		sb.WriteString("min " + strconv.Itoa(rest[i]))
+		sorted = append(sorted, rest[i])
+		rest = slices.Delete(rest, i, i+1)
+		if len(rest) > 0 {
+			sb.WriteString(", rest " + joinInts(rest))
+		}
+	}
+	return sb.String(), sorted
+}
+
+// FlawedSolution works the task with a systematic mistake: sort compares the numbers as strings of digits
+// (so 19 comes before 7: "min 19, rest 7 42"), bool drops every negation (no "not" step; "not F" is taken
+// as F). ok is false when the mistake gives the right answer.
+func (l *Logic) FlawedSolution(t Task) (reasoning, answer string, ok bool) {
+	switch t.Meta["kind"] {
+	case "sort":
+		xs, ok := parseInts(t.Meta["list"])
+		if !ok {
+			return "", "", false
+		}
+		reasoning, sorted := selectionSort(xs, func(a, b int) bool { return strconv.Itoa(a) < strconv.Itoa(b) })
+		answer = joinInts(sorted)
+		return reasoning, answer, answer != t.Answer
+	case "bool":
+		f, err := parseFormula(t.Meta["formula"])
+		if err != nil {
+			return "", "", false
+		}
+		var steps []string
+		answer = boolText(f.trace(&steps, true))
+		return strings.Join(steps, "; "), answer, answer != t.Answer
+	}
+	return "", "", false
 }
 
 // Verify grades the answer after "</think>".
@@ -276,20 +313,24 @@ func (f *formula) eval() bool {
 	}
 }
 
-// trace evaluates f innermost first (left before right), appending one step per operator.
-func (f *formula) trace(steps *[]string) bool {
+// trace evaluates f innermost first (left before right), appending one step per operator; dropNot skips
+// every negation (the flawed procedure).
+func (f *formula) trace(steps *[]string, dropNot bool) bool {
 	switch f.op {
 	case "T":
 		return true
 	case "F":
 		return false
 	case "not":
-		v := f.left.trace(steps)
+		v := f.left.trace(steps, dropNot)
+		if dropNot {
+			return v
+		}
 		*steps = append(*steps, "not "+boolText(v)+"="+boolText(!v))
 		return !v
 	default:
-		a := f.left.trace(steps)
-		b := f.right.trace(steps)
+		a := f.left.trace(steps, dropNot)
+		b := f.right.trace(steps, dropNot)
 		v := a && b
 		if f.op == "or" {
 			v = a || b

@@ -12,7 +12,7 @@
 //     so a synthetic corpus splits exactly as the family does. The special literals inside the text
 //     (<｜User｜>, <｜Assistant｜>, <think>, </think>) are plain text to data's byte tokenizer.
 //
-// registerGenerators makes math, logic, code and kvretrieval available as data.generator, plus math_flawed
+// registerGenerators makes math, logic, code, kvretrieval and needle available as data.generator, plus math_flawed
 // (half of the worked solutions drop every carry and borrow).
 
 package envs
@@ -215,6 +215,7 @@ func generatorOptions(family string, cfg data.CorpusConfig) Options {
 		if len(cfg.Ops) > 0 {
 			p["ops"] = strings.Join(cfg.Ops, ",")
 		}
+	case "needle": // no sub-kinds: data.ops does not apply
 	default:
 		if len(cfg.Ops) > 0 {
 			p["kinds"] = strings.Join(cfg.Ops, ",")
@@ -242,6 +243,7 @@ func registerGenerators() {
 		{"logic", "logic", 0},
 		{"code", "code", 0},
 		{"kvretrieval", "kvretrieval", 0},
+		{"needle", "needle", 0},
 	} {
 		err := data.RegisterGenerator(g.name, func(cfg data.CorpusConfig) (data.Generator, error) {
 			f, err := New(g.family, generatorOptions(g.family, cfg))

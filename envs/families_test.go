@@ -540,11 +540,11 @@ func TestNeedleGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, a := n.Solution(task)
-	if r != "The magic number for K is 4831." || a != "4831" {
+	if r != "" || a != "4831" {
 		t.Errorf("Solution = %q, %q", r, a)
 	}
 	for completion, want := range map[string]bool{
-		"The magic number for K is 4831.</think>4831": true,
+		"</think>4831":    true,
 		"x</think> 4831 ": true,
 		"x</think>4830":   false,
 		"x</think>48310":  false,
@@ -617,7 +617,7 @@ func TestNeedleGolden(t *testing.T) {
 		}
 		for _, f := range fus {
 			key := strings.TrimSuffix(strings.TrimPrefix(f.Question, "What is the magic number for "), "?")
-			if f.Answer != numbers[key] || f.Reasoning != "The magic number for "+key+" is "+f.Answer+"." || key == task.Meta["key"] {
+			if f.Answer != numbers[key] || f.Reasoning != "" || key == task.Meta["key"] {
 				t.Fatalf("follow-up %+v (needles %v)", f, numbers)
 			}
 		}

@@ -8,7 +8,9 @@
 // The answer (4831) depends on a handful of tokens far back, so the task shows whether an attention that
 // looks at k keys per query (DSA's top-k) keeps the ones that matter; unlike kvretrieval, whose keys are
 // random strings that a small model must learn to match character by character, a key is one capital letter.
-// The worked solution is the needle line.
+// There is no worked solution: the completion is "</think>4831", the lookup itself. (With the needle line as
+// the reasoning a small model had not learned to copy the question's key after 500 steps; with "K is 4831" it
+// still had not after 1000, though it had begun to find the number.)
 //
 // Params (all optional):
 //
@@ -184,13 +186,8 @@ func (n *Needle) Draw(rng *rand.Rand) Task {
 	}
 }
 
-// Solution returns the needle line and the number (no reasoning for a task without a key).
-func (n *Needle) Solution(t Task) (reasoning, answer string) {
-	if t.Meta["key"] == "" {
-		return "", t.Answer
-	}
-	return needleLine(t.Meta["key"], t.Answer), t.Answer
-}
+// Solution returns no reasoning and the number: the answer is the lookup itself.
+func (n *Needle) Solution(t Task) (reasoning, answer string) { return "", t.Answer }
 
 // FollowUps returns the questions about the task's other needles (param followups).
 func (n *Needle) FollowUps(t Task) []FollowUp {
@@ -200,7 +197,7 @@ func (n *Needle) FollowUps(t Task) []FollowUp {
 	var out []FollowUp
 	for _, kv := range strings.Split(t.Meta["followups"], ";") {
 		key, value, _ := strings.Cut(kv, "=")
-		out = append(out, FollowUp{Question: needleQuestion(key), Reasoning: needleLine(key, value), Answer: value})
+		out = append(out, FollowUp{Question: needleQuestion(key), Answer: value})
 	}
 	return out
 }

@@ -491,8 +491,6 @@ func EnvAccuracy(p *model.Params, env string, d configs.Data, n int, sparse bool
 	}
 	rng := rand.New(rand.NewPCG(uint64(seed), 0xd5a))
 	e := model.NewEngine(p)
-	// A text-format model ends an answer that a follow-up question continues with the EOS literal's bytes.
-	stop := tok.AppendText(nil, data.SpecialTokens[data.EOS-256])
 	correct := 0
 	tasks, _ := envs.EvalTasks(fam, rng, data.SplitHeldOut, n)
 	var chat *rollout.GroupSampler // the chat encoding with special ids, as the RL rollout prompts
@@ -514,21 +512,34 @@ func EnvAccuracy(p *model.Params, env string, d configs.Data, n int, sparse bool
 			}
 			continue
 		}
-		prefix, _, _ := strings.Cut(envs.Document(t.Prompt, "", ""), "</think>")
-		ids := tok.AppendText([]int32{data.BOS}, prefix)
-		maxNew := 4*len(t.Answer) + 64
-		if len(ids)+maxNew > p.Config.MaxPositionEmbeddings {
-			return 0, fmt.Errorf("task %s: prompt of %d tokens + %d new exceeds max_position_embeddings %d", t.ID, len(ids), maxNew, p.Config.MaxPositionEmbeddings)
-		}
-		out, err := greedy(e, ids, maxNew, sparse, stop)
+		text, err := textCompletion(e, tok, t, sparse)
 		if err != nil {
-			return 0, fmt.Errorf("task %s: %w", t.ID, err)
+			return 0, err
 		}
-		if fam.Verify(t, tok.Decode(out), "stop").Correct {
+		if fam.Verify(t, text, "stop").Correct {
 			correct++
 		}
 	}
 	return float64(correct) / float64(n), nil
+}
+
+// textCompletion decodes task t greedily from the prompt as the synthetic text corpus renders it
+// ("<｜User｜>prompt<｜Assistant｜><think>" as text after BOS), for a model pre-trained on the text format; it
+// stops at EOS or the EOS literal's bytes (with which a text-format model ends an answer that a follow-up
+// question continues) and returns the completion text.
+func textCompletion(e *model.Engine, tok *data.Tokenizer, t envs.Task, sparse bool) (string, error) {
+	stop := tok.AppendText(nil, data.SpecialTokens[data.EOS-256])
+	prefix, _, _ := strings.Cut(envs.Document(t.Prompt, "", ""), "</think>")
+	ids := tok.AppendText([]int32{data.BOS}, prefix)
+	maxNew := 4*len(t.Answer) + 64
+	if maxPos := e.Cfg.MaxPositionEmbeddings; len(ids)+maxNew > maxPos {
+		return "", fmt.Errorf("task %s: prompt of %d tokens + %d new exceeds max_position_embeddings %d", t.ID, len(ids), maxNew, maxPos)
+	}
+	out, err := greedy(e, ids, maxNew, sparse, stop)
+	if err != nil {
+		return "", fmt.Errorf("task %s: %w", t.ID, err)
+	}
+	return tok.Decode(out), nil
 }
 
 // greedy decodes from the prompt ids until EOS, the stop sequence (when not empty) or maxNew tokens; it returns

@@ -125,6 +125,12 @@ func EvaluateTasks(dir string, cfg *configs.Config, st configs.Stage, env string
 	if err != nil {
 		return nil, err
 	}
+	// A model pre-trained on the family's text corpus is prompted in that format, as EnvAccuracy does; pass@k
+	// samples through the rollout engine, which renders the chat format only.
+	text := st.Data.Source == "synthetic" && st.Data.Format != "chat" && st.Data.Generator == env
+	if text && k > 0 {
+		return nil, fmt.Errorf("eval --env %s: the checkpoint's stage was trained on the text format (data.format %q), whose prompts pass@k does not sample: use --k 0", env, st.Data.Format)
+	}
 	rng := rand.New(rand.NewPCG(seedOf(cfg.Seed, "eval/"+env), 2))
 	tasks, distinct := envs.EvalTasks(fam, rng, data.SplitHeldOut, n)
 	eng := model.NewEngine(p)
@@ -141,16 +147,23 @@ func EvaluateTasks(dir string, cfg *configs.Config, st configs.Stage, env string
 				Params: rollout.SamplingParams{Temperature: st.RL.Temperature, TopP: st.RL.TopP, TopK: st.RL.TopK}, WorkerID: fmt.Sprintf("eval%d", w),
 				Sparse: sparse}
 			for i := w; i < n; i += workers {
-				text, finish, err := gs.Greedy(tasks[i])
+				var completion, finish string
+				var err error
+				if text {
+					completion, err = textCompletion(eng, tok, tasks[i], sparse)
+					finish = "stop"
+				} else {
+					completion, finish, err = gs.Greedy(tasks[i])
+				}
 				if err != nil {
 					errs[w] = err
 					return
 				}
-				rw := fam.Verify(tasks[i], text, finish)
+				rw := fam.Verify(tasks[i], completion, finish)
 				if rw.Correct {
 					greedy.Add(1)
 				}
-				samples[i] = TaskSample{ID: tasks[i].ID, Prompt: tasks[i].Prompt, Answer: tasks[i].Answer, Completion: text,
+				samples[i] = TaskSample{ID: tasks[i].ID, Prompt: tasks[i].Prompt, Answer: tasks[i].Answer, Completion: completion,
 					FinishReason: finish, Correct: rw.Correct, Reward: rw.Total}
 				if k == 0 {
 					continue

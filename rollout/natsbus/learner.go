@@ -90,8 +90,9 @@ type Learner struct {
 	pending   map[string]*held
 	handled   map[string]bool
 	counts    map[string]int64
-	attention string // of the policy trained ("" accepts any; SetAttention)
-	fatal     error  // a group of another policy's attention arrived: Collect returns it
+	malformed map[uint64]bool // stream sequences of the malformed messages terminated
+	attention string          // of the policy trained ("" accepts any; SetAttention)
+	fatal     error           // a group of another policy's attention arrived: Collect returns it
 	maxSeq    uint64
 	wait      time.Duration // time spent blocked in Collect
 	decode    time.Duration // time spent decoding groups
@@ -111,7 +112,7 @@ func NewLearner(ctx context.Context, nc *nats.Conn, names Names, b configs.Bus, 
 		return nil, err
 	}
 	l := &Learner{nc: nc, js: js, names: names, bus: b, vocab: vocab, log: log, arrived: make(chan struct{}),
-		buf: map[string]*held{}, expected: map[string]bool{}, pending: map[string]*held{}, handled: map[string]bool{}, counts: map[string]int64{}}
+		buf: map[string]*held{}, expected: map[string]bool{}, pending: map[string]*held{}, handled: map[string]bool{}, counts: map[string]int64{}, malformed: map[uint64]bool{}}
 	for _, id := range handled {
 		l.handled[id] = true
 	}
@@ -215,8 +216,13 @@ func (l *Learner) receive(m jetstream.Msg) {
 	defer l.mu.Unlock()
 	l.decode += dec
 	if err != nil {
-		l.count(CountMalformed)
-		l.log.Warn("natsbus: malformed group message terminated", "stream_seq", meta.Sequence.Stream, "group", id, "err", err, "malformed_total", l.counts[CountMalformed])
+		// A copy redelivered before the server saw the first termination (a slow consumer past its ack wait)
+		// is terminated again but counted once.
+		if !l.malformed[meta.Sequence.Stream] {
+			l.malformed[meta.Sequence.Stream] = true
+			l.count(CountMalformed)
+			l.log.Warn("natsbus: malformed group message terminated", "stream_seq", meta.Sequence.Stream, "group", id, "err", err, "malformed_total", l.counts[CountMalformed])
+		}
 		_ = m.TermWithReason("malformed")
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/data"
@@ -275,4 +276,58 @@ func f32bytes(v []float32) []byte {
 		fmt.Fprintf(&b, "%08x", x)
 	}
 	return b.Bytes()
+}
+
+// TestMalformedCountedOnce: a malformed message delivered again (a copy redelivered before the server saw its
+// termination, as a consumer slowed past its ack wait sees) is terminated again and counted once.
+func TestMalformedCountedOnce(t *testing.T) {
+	e := embedded(t, EmbeddedOptions{})
+	ctx := context.Background()
+	nc, err := Connect(ConnOptions{URL: e.URL(), Log: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	names := NewNames("test run", "rl")
+	l, err := NewLearner(ctx, nc, names, testBus(), 272, nil, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	bad := &nats.Msg{Subject: names.TrajSubject(), Data: []byte("garbage"), Header: nats.Header{}}
+	bad.Header.Set(HdrGroup, "g1")
+	bad.Header.Set(HdrStatus, "ok")
+	if err := nc.PublishMsg(bad); err != nil {
+		t.Fatal(err)
+	}
+	// The same stream message, delivered twice more through consumers of our own.
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		cons, err := js.CreateConsumer(ctx, names.TrajStream(), jetstream.ConsumerConfig{AckPolicy: jetstream.AckExplicitPolicy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			l.receive(m)
+			n++
+		}
+		if n != 1 {
+			t.Fatalf("fetched %d messages, want the malformed one", n)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for l.Counts()[CountMalformed] < 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if c := l.Counts()[CountMalformed]; c != 1 {
+		t.Fatalf("malformed counted %d times, want 1", c)
+	}
 }

@@ -58,11 +58,7 @@ var _ interface {
 
 // NewCode builds the code family.
 func NewCode(opts Options) (*Code, error) {
-	h, err := opts.heldOut()
-	if err != nil {
-		return nil, err
-	}
-	r, err := opts.reward()
+	h, r, err := opts.resolve()
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +197,7 @@ func (c *Code) FlawedSolution(t Task) (reasoning, answer string, ok bool) {
 		return "", "", false
 	}
 	var trace strings.Builder
-	res, err := p.run(&machine{lim: c.limits.withDefaults(), vars: map[string]int64{}, trace: &trace, loopOnce: true})
+	res, err := p.run(c.limits, &trace, true)
 	answer = normSpaces(res.Output)
 	if err != nil || answer == t.Answer {
 		return "", "", false
@@ -229,8 +225,10 @@ func (c *Code) Verify(t Task, completion, finishReason string) Reward {
 // ---- program generators ----
 
 // genProgram writes a random program of n top-level statements (a loop counts as two: its counter and the
-// loop): assignments of small expressions, prints, if/else and at most one counted while loop, which a
-// statement starts with probability loopProb.
+// loop): assignments of small expressions, prints, if/else and at most one counted while loop. A statement
+// starts the loop with probability loopProb and is an if/else with probability 0.15; once the loop is placed
+// (or where it cannot start), the draws that would have started it make if/else statements too (so loopProb
+// 0.2 keeps the generator's first distribution: if/else 0.35 after the loop).
 func genProgram(rng *rand.Rand, n, maxIter int, loopProb float64) string {
 	g := &progGen{rng: rng}
 	var sb strings.Builder

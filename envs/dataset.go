@@ -58,11 +58,7 @@ type datasetRow struct{ prompt, answer, reasoning string }
 
 // NewDataset loads the dataset family.
 func NewDataset(opts Options) (*Dataset, error) {
-	h, err := opts.heldOut()
-	if err != nil {
-		return nil, err
-	}
-	r, err := opts.reward()
+	h, r, err := opts.resolve()
 	if err != nil {
 		return nil, err
 	}

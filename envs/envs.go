@@ -91,23 +91,21 @@ type Options struct {
 	Reward RewardOptions
 }
 
-func (o Options) heldOut() (float64, error) {
-	h := o.HeldOut
-	if h == 0 {
-		h = DefaultHeldOut
+// resolve returns the held-out fraction and the reward shaping with their defaults, checked; every family's
+// constructor starts with it.
+func (o Options) resolve() (heldOut float64, reward RewardOptions, err error) {
+	heldOut = o.HeldOut
+	if heldOut == 0 {
+		heldOut = DefaultHeldOut
 	}
-	if !(h > 0 && h < 1) {
-		return 0, fmt.Errorf("held_out %v is outside (0, 1)", o.HeldOut)
+	if !(heldOut > 0 && heldOut < 1) {
+		return 0, RewardOptions{}, fmt.Errorf("held_out %v is outside (0, 1)", o.HeldOut)
 	}
-	return h, nil
-}
-
-func (o Options) reward() (RewardOptions, error) {
-	r := o.Reward
-	if r == (RewardOptions{}) {
-		r = DefaultReward()
+	reward = o.Reward
+	if reward == (RewardOptions{}) {
+		reward = DefaultReward()
 	}
-	return r, r.Validate()
+	return heldOut, reward, reward.Validate()
 }
 
 // Factory builds a family from options.

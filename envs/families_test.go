@@ -540,7 +540,7 @@ func TestNeedleGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, a := n.Solution(task)
-	if r != "" || a != "4831" {
+	if r != "K is 4831" || a != "4831" {
 		t.Errorf("Solution = %q, %q", r, a)
 	}
 	for completion, want := range map[string]bool{
@@ -617,7 +617,7 @@ func TestNeedleGolden(t *testing.T) {
 		}
 		for _, f := range fus {
 			key := strings.TrimSuffix(strings.TrimPrefix(f.Question, "What is the magic number for "), "?")
-			if f.Answer != numbers[key] || f.Reasoning != "" || key == task.Meta["key"] {
+			if f.Answer != numbers[key] || f.Reasoning != key+" is "+f.Answer || key == task.Meta["key"] {
 				t.Fatalf("follow-up %+v (needles %v)", f, numbers)
 			}
 		}

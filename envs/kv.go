@@ -53,11 +53,7 @@ var _ interface {
 
 // NewKV builds the kvretrieval family.
 func NewKV(opts Options) (*KV, error) {
-	h, err := opts.heldOut()
-	if err != nil {
-		return nil, err
-	}
-	r, err := opts.reward()
+	h, r, err := opts.resolve()
 	if err != nil {
 		return nil, err
 	}

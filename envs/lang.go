@@ -618,10 +618,12 @@ func Run(src string, lim Limits) (Result, error) {
 // Run executes the program under lim. When trace is not nil, one line per statement executed is written to
 // it (see the file comment). The output printed before an error is returned with the error.
 func (p *Program) Run(lim Limits, trace *strings.Builder) (Result, error) {
-	return p.run(&machine{lim: lim.withDefaults(), vars: map[string]int64{}, trace: trace})
+	return p.run(lim, trace, false)
 }
 
-func (p *Program) run(m *machine) (Result, error) {
+// run is Run, with loopOnce for the flawed executor (see machine).
+func (p *Program) run(lim Limits, trace *strings.Builder, loopOnce bool) (Result, error) {
+	m := &machine{lim: lim.withDefaults(), vars: map[string]int64{}, trace: trace, loopOnce: loopOnce}
 	err := m.block(p.stmts)
 	m.res.Output = m.out.String()
 	m.res.Steps = m.steps

@@ -49,11 +49,7 @@ var _ interface {
 
 // NewLogic builds the logic family.
 func NewLogic(opts Options) (*Logic, error) {
-	h, err := opts.heldOut()
-	if err != nil {
-		return nil, err
-	}
-	r, err := opts.reward()
+	h, r, err := opts.resolve()
 	if err != nil {
 		return nil, err
 	}

@@ -57,11 +57,7 @@ var _ interface {
 
 // NewMath builds the math family.
 func NewMath(opts Options) (*Math, error) {
-	h, err := opts.heldOut()
-	if err != nil {
-		return nil, err
-	}
-	r, err := opts.reward()
+	h, r, err := opts.resolve()
 	if err != nil {
 		return nil, err
 	}

@@ -8,9 +8,10 @@
 // The answer (4831) depends on a handful of tokens far back, so the task shows whether an attention that
 // looks at k keys per query (DSA's top-k) keeps the ones that matter; unlike kvretrieval, whose keys are
 // random strings that a small model must learn to match character by character, a key is one capital letter.
-// There is no worked solution: the completion is "</think>4831", the lookup itself. (With the needle line as
-// the reasoning a small model had not learned to copy the question's key after 500 steps; with "K is 4831" it
-// still had not after 1000, though it had begun to find the number.)
+// The worked solution is the lookup, "K is 4831": the key of the question, then the number after it. (With
+// the whole needle line as the reasoning the default model had not learned to copy the question's key after
+// 500 steps; with "K is 4831" its answer loss kept falling, to 3 % accuracy at step 1000; with no reasoning
+// at all it learned no faster.)
 //
 // Params (all optional):
 //
@@ -66,11 +67,7 @@ var _ interface {
 
 // NewNeedle builds the needle family.
 func NewNeedle(opts Options) (*Needle, error) {
-	h, err := opts.heldOut()
-	if err != nil {
-		return nil, err
-	}
-	r, err := opts.reward()
+	h, r, err := opts.resolve()
 	if err != nil {
 		return nil, err
 	}
@@ -186,8 +183,16 @@ func (n *Needle) Draw(rng *rand.Rand) Task {
 	}
 }
 
-// Solution returns no reasoning and the number: the answer is the lookup itself.
-func (n *Needle) Solution(t Task) (reasoning, answer string) { return "", t.Answer }
+// Solution returns the lookup "K is 4831" and the number (no reasoning for a task without a key).
+func (n *Needle) Solution(t Task) (reasoning, answer string) {
+	if t.Meta["key"] == "" {
+		return "", t.Answer
+	}
+	return needleLookup(t.Meta["key"], t.Answer), t.Answer
+}
+
+// needleLookup is the worked solution: the key of the question, then the number found after it.
+func needleLookup(key, value string) string { return key + " is " + value }
 
 // FollowUps returns the questions about the task's other needles (param followups).
 func (n *Needle) FollowUps(t Task) []FollowUp {
@@ -197,7 +202,7 @@ func (n *Needle) FollowUps(t Task) []FollowUp {
 	var out []FollowUp
 	for _, kv := range strings.Split(t.Meta["followups"], ";") {
 		key, value, _ := strings.Cut(kv, "=")
-		out = append(out, FollowUp{Question: needleQuestion(key), Answer: value})
+		out = append(out, FollowUp{Question: needleQuestion(key), Reasoning: needleLookup(key, value), Answer: value})
 	}
 	return out
 }

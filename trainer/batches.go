@@ -160,16 +160,7 @@ func (f *familyDocs) Next() (data.Doc, error) {
 				data.Message{Role: "assistant", ReasoningContent: q.Reasoning, Content: q.Answer})
 		}
 	}
-	var ids []int32
-	var mask []uint8
-	var err error
-	if len(conv) == 2 && conv[1].ReasoningContent == "" {
-		// no worked solution (needle): the chat encoder wants reasoning in the last assistant turn of thinking
-		// mode, so the conversation is rendered as a rollout completes it, "<think></think>answer"
-		ids, mask, err = envs.TrainingIDs(f.tok, f.fam, t, "")
-	} else {
-		ids, mask, err = data.EncodeForTraining(f.tok, conv, data.DefaultEncodeOptions(data.ModeThinking))
-	}
+	ids, mask, err := data.EncodeForTraining(f.tok, conv, data.DefaultEncodeOptions(data.ModeThinking))
 	if err != nil {
 		return data.Doc{}, fmt.Errorf("task %s: %w", t.ID, err)
 	}

@@ -111,35 +111,3 @@ func firstBatch(t *testing.T, st configs.Stage, seed int64, tok *data.Tokenizer,
 	}
 	return batch
 }
-
-// TestFamilyDocsNoReasoning: a family without worked solutions (needle) renders as a rollout completes its
-// prompt, "<think></think>answer<EOS>", with the SFT mask on exactly those tokens after <think>.
-func TestFamilyDocsNoReasoning(t *testing.T) {
-	tok, err := data.NewTokenizer(configs.DefaultModel().VocabSize)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := configs.Data{Source: "synthetic", Generator: "needle", Format: "chat", HeldOut: 0.05, Params: map[string]string{"length": "64"}}
-	docs, err := newFamilyDocs(d, 7, tok, data.SplitTrain, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := docs.Next()
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := tok.Decode(doc.IDs)
-	answer := regexp.MustCompile(`</think>(\d{4})<｜end▁of▁sentence｜>$`).FindStringSubmatch(text)
-	if answer == nil || !strings.Contains(text, "<think></think>") {
-		t.Fatalf("document %q does not end in <think></think>NNNN<EOS>", text)
-	}
-	var trained []int32
-	for i, m := range doc.Mask {
-		if m == 1 {
-			trained = append(trained, doc.IDs[i])
-		}
-	}
-	if got := tok.Decode(trained); got != "</think>"+answer[1]+"<｜end▁of▁sentence｜>" {
-		t.Errorf("trained tokens %q, want </think>, the number and EOS", got)
-	}
-}

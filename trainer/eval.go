@@ -127,7 +127,7 @@ func EvaluateTasks(dir string, cfg *configs.Config, st configs.Stage, env string
 	}
 	// A model pre-trained on the family's text corpus is prompted in that format, as EnvAccuracy does; pass@k
 	// samples through the rollout engine, which renders the chat format only.
-	text := st.Data.Source == "synthetic" && st.Data.Format != "chat" && st.Data.Generator == env
+	text := st.Data.Source == "synthetic" && dataFormat(st.Kind, st.Data) == "text" && st.Data.Generator == env
 	if text && k > 0 {
 		return nil, fmt.Errorf("eval --env %s: the checkpoint's stage was trained on the text format (data.format %q), whose prompts pass@k does not sample: use --k 0", env, st.Data.Format)
 	}

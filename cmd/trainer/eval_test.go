@@ -77,39 +77,43 @@ func TestStageSets(t *testing.T) {
 // format ("<｜User｜>…<｜Assistant｜><think>" as text, not the chat encoding's special ids); pass@k, which samples
 // through the chat-format rollout engine, is refused with the reason.
 func TestEvalTextFormat(t *testing.T) {
-	run := t.TempDir()
-	yaml := filepath.Join(run, "needle.yaml")
-	if err := os.WriteFile(yaml, []byte("name: needle\ndata: {source: synthetic, generator: needle, params: {length: \"64\"}}\n"+
-		"stages: [{name: pretrain, kind: pretrain}]\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := configs.Load(yaml, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cfg.WriteResolved(filepath.Join(run, "config.yaml")); err != nil {
-		t.Fatal(err)
-	}
-	ckpt := saveTinyCheckpoint(t, filepath.Join(run, "checkpoints"), 10)
-	eval := func(k string) (string, error) {
-		root := newRootCmd()
-		var out, errw bytes.Buffer
-		root.SetOut(&out)
-		root.SetErr(&errw)
-		root.SetArgs([]string{"eval", "--checkpoint", ckpt, "--env", cfg.Stages[0].Data.Generator, "--n", "2", "--k", k,
-			"--set", `rl.env_params={"length":"64"}`})
-		err := root.Execute()
-		return out.String(), err
-	}
-	if _, err := eval("2"); err == nil || !strings.Contains(err.Error(), "text format") {
-		t.Errorf("pass@k on a text-format checkpoint: err %v, want the text format named", err)
-	}
-	out, err := eval("0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res struct{ N int }
-	if err := json.Unmarshal([]byte(out), &res); err != nil || res.N != 2 {
-		t.Fatalf("eval printed %q (%v)", out, err)
+	// An sft stage without data.format trains chat documents: its checkpoint samples pass@k as usual.
+	for _, kind := range []string{"pretrain", "sft"} {
+		run := t.TempDir()
+		yaml := filepath.Join(run, "needle.yaml")
+		if err := os.WriteFile(yaml, []byte("name: needle\ndata: {source: synthetic, generator: needle, params: {length: \"64\"}}\n"+
+			"stages: [{name: pretrain, kind: "+kind+"}]\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := configs.Load(yaml, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.WriteResolved(filepath.Join(run, "config.yaml")); err != nil {
+			t.Fatal(err)
+		}
+		ckpt := saveTinyCheckpoint(t, filepath.Join(run, "checkpoints"), 10)
+		eval := func(k string) (string, error) {
+			root := newRootCmd()
+			var out, errw bytes.Buffer
+			root.SetOut(&out)
+			root.SetErr(&errw)
+			root.SetArgs([]string{"eval", "--checkpoint", ckpt, "--env", "needle", "--n", "2", "--k", k,
+				"--set", `rl.env_params={"length":"64"}`, "--set", "rl.max_new_tokens=8"})
+			err := root.Execute()
+			return out.String(), err
+		}
+		_, err = eval("2")
+		if text := kind == "pretrain"; text != (err != nil && strings.Contains(err.Error(), "text format")) {
+			t.Errorf("%s: pass@k err %v, want the text format named exactly for the text-format stage", kind, err)
+		}
+		out, err := eval("0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res struct{ N int }
+		if err := json.Unmarshal([]byte(out), &res); err != nil || res.N != 2 {
+			t.Fatalf("%s: eval printed %q (%v)", kind, out, err)
+		}
 	}
 }

@@ -158,6 +158,7 @@ func TestValidationErrors(t *testing.T) {
 		{"upload scheme", "checkpoint:\n  upload: http://bucket/x\n", nil, []string{`configs/x.yaml:2: checkpoint.upload: want s3://bucket/prefix, got "http://bucket/x"`}},
 		{"upload bucket", "checkpoint:\n  upload: s3://My_Bucket/x\n", nil, []string{`configs/x.yaml:2: checkpoint.upload: bucket "My_Bucket"`}},
 		{"upload prefix", "checkpoint:\n  upload: s3://bucket/a//b\n", nil, []string{`configs/x.yaml:2: checkpoint.upload: prefix "a//b"`}},
+		{"rollout dtype", "stages:\n  - name: rl_math\n    kind: rl\n    rl:\n      rollout_dtype: fp8\n", nil, []string{`configs/x.yaml:5: stages[rl_math].rl.rollout_dtype: must be one of float32, bfloat16, got "fp8"`}},
 		{"weights s3 without url", "stages:\n  - name: rl_math\n    kind: rl\n    rl:\n      bus:\n        weights: s3\n", nil, []string{`stages[rl_math].rl.bus.weights_url: required when rl.bus.weights is s3`}},
 		{"weights_url without s3", "stages:\n  - name: rl_math\n    kind: rl\n    rl:\n      bus:\n        weights_url: s3://bucket/w\n", nil, []string{`configs/x.yaml:6: stages[rl_math].rl.bus.weights_url: set, but rl.bus.weights is objectstore (use s3)`}},
 		{"weights_url bucket", "stages:\n  - name: rl_math\n    kind: rl\n    rl:\n      bus:\n        weights: s3\n        weights_url: s3://Bad_Bucket/w\n", nil, []string{`configs/x.yaml:7: stages[rl_math].rl.bus.weights_url: bucket "Bad_Bucket"`}},

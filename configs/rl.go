@@ -46,6 +46,12 @@ type RL struct {
 	// KeepSelection records the DSA top-k of every position and layer at sampling (dsa_topk) and replays it in
 	// the learner, the DSA analogue of Keep Routing; needs a sparse-attention policy. Default false.
 	KeepSelection bool `yaml:"keep_selection"`
+	// RolloutDtype is the precision of the weights the rollout engine decodes with: float32 (default, the
+	// learner's own) or bfloat16 (every weight rounded to the nearest bfloat16, as an engine serving bf16
+	// weights does; activations stay float32). bfloat16 makes the training–inference mismatch that Keep
+	// Routing and Keep Sampling Mask guard against: the sampler's routes and kept sets are the rounded
+	// model's. Workers in other processes round the weights they receive.
+	RolloutDtype string `yaml:"rollout_dtype"`
 
 	EvalTasks int `yaml:"eval_tasks"` // held-out tasks for eval/<env>/accuracy (greedy), default 64
 	EvalEvery int `yaml:"eval_every"` // steps between evaluations (0 = start and end only), default 10
@@ -138,6 +144,9 @@ func validateBus(k *checker, b *Bus) {
 	}
 }
 
+// RLRolloutDtypes lists the values of rl.rollout_dtype.
+var RLRolloutDtypes = []string{"float32", "bfloat16"}
+
 // RLEnvs lists the task families rl.env may name (the envs registry adds to it).
 var RLEnvs = []string{"math", "logic", "code", "dataset", "kvretrieval", "needle"}
 
@@ -153,7 +162,7 @@ func DefaultRL() RL {
 		Env: "math", EnvParams: map[string]string{}, GroupSize: 8, PromptsPerStep: 8, MiniBatches: 1, MaxPromptTokens: 64, MaxNewTokens: 96,
 		Temperature: 1, TopP: 1, Workers: 2,
 		EpsLow: 0.2, EpsHigh: 0.28, DualClip: 3, KL: "unbiased", Beta: 0.001, Delta: 0.5, Agg: "seq-mean-token-mean",
-		MaxRefill: 8, KeepRouting: true, KeepSamplingMask: true, EvalTasks: 64, EvalEvery: 10, FormatReward: 0.1,
+		MaxRefill: 8, KeepRouting: true, KeepSamplingMask: true, RolloutDtype: "float32", EvalTasks: 64, EvalEvery: 10, FormatReward: 0.1,
 		Bus: DefaultBus(),
 	}
 }
@@ -197,6 +206,7 @@ func RegisterGenerator(name string) {
 
 func validateRL(k *checker, r *RL) {
 	k.oneOf("rl.env", r.Env, RLEnvs)
+	k.oneOf("rl.rollout_dtype", r.RolloutDtype, RLRolloutDtypes)
 	k.positiveInt("rl.group_size", r.GroupSize)
 	if r.GroupSize == 1 {
 		k.add("rl.group_size", "must be >= 2 (advantages are relative to the group), got 1")

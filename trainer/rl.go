@@ -62,14 +62,18 @@ type rlStage struct {
 
 	transport rollout.Transport
 	samplers  []*rollout.GroupSampler
-	version   atomic.Int64
-	step      int
-	skipped   int
-	tooLong   int // tasks redrawn because their prompt exceeded rl.max_prompt_tokens
-	moeLayers []int
-	bus       busState // the NATS side (rl_bus.go)
-	sparse    bool     // the policy runs DeepSeek Sparse Attention (rollout and learner)
-	dsaK      int      // keys per query of the sparse attention
+	// rl.rollout_dtype other than float32: the in-process engine decodes with rolloutParams, the policy's
+	// weights rounded to rolloutDType, refreshed at every policy version (syncRollout)
+	rolloutParams *model.Params
+	rolloutDType  checkpoints.DType
+	version       atomic.Int64
+	step          int
+	skipped       int
+	tooLong       int // tasks redrawn because their prompt exceeded rl.max_prompt_tokens
+	moeLayers     []int
+	bus           busState // the NATS side (rl_bus.go)
+	sparse        bool     // the policy runs DeepSeek Sparse Attention (rollout and learner)
+	dsaK          int      // keys per query of the sparse attention
 
 	rows, T int // graph shape
 	in      model.StepInput
@@ -170,7 +174,18 @@ func newRLStage(r *Run, st configs.Stage, params *model.Params) (*rlStage, error
 	s.dlogp = make([]float64, N)
 	// rollout workers: each its own engine and sessions over the shared weights
 	s.transport = rollout.NewInProc(rc.PromptsPerStep * 2)
-	eng := model.NewEngine(params)
+	if s.rolloutDType, err = checkpoints.RolloutDType(rc.RolloutDtype); err != nil {
+		return nil, fmt.Errorf("stages[%s]: %w", st.Name, err)
+	}
+	served := params
+	if s.rolloutDType != checkpoints.F32 {
+		s.rolloutParams = params.Clone()
+		if err := s.syncRollout(); err != nil {
+			return nil, err
+		}
+		served = s.rolloutParams
+	}
+	eng := model.NewEngine(served)
 	for w := 0; w < rc.Workers; w++ {
 		s.samplers = append(s.samplers, &rollout.GroupSampler{Engine: eng, Tok: tok, Family: fam,
 			Params:    rollout.SamplingParams{Temperature: rc.Temperature, TopP: rc.TopP, TopK: rc.TopK},
@@ -266,6 +281,15 @@ func (s *rlStage) save() (string, error) {
 		return dir, err
 	}
 	return dir, s.busCommit() // groups are acked only once a checkpoint holds their update
+}
+
+// syncRollout gives the in-process rollout engine the current policy rounded to rl.rollout_dtype (nothing to
+// do at float32: the engine reads the learner's weights).
+func (s *rlStage) syncRollout() error {
+	if s.rolloutParams == nil {
+		return nil
+	}
+	return checkpoints.CopyRounded(s.rolloutParams, s.params, s.rolloutDType)
 }
 
 func (s *rlStage) restore(ck *checkpoints.Checkpoint) error {
@@ -747,6 +771,9 @@ func (s *rlStage) runLoop(ctx context.Context) error {
 		go func() { defer wg.Done(); _ = w.Run(wctx, s.transport) }()
 	}
 	defer func() { cancel(); s.transport.Close(); wg.Wait() }()
+	if err := s.syncRollout(); err != nil {
+		return err
+	}
 	accKey := "eval/" + rc.Env + "/accuracy"
 	evalNow := func() error {
 		acc, err := s.evaluate(rc.EvalTasks)
@@ -797,6 +824,9 @@ func (s *rlStage) runLoop(ctx context.Context) error {
 		m, err := s.trainOn(groups)
 		if err != nil {
 			return fmt.Errorf("stage %s step %d: %w", s.stage.Name, s.step, err)
+		}
+		if err := s.syncRollout(); err != nil {
+			return err
 		}
 		s.version.Add(1)
 		s.step++

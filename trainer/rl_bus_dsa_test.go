@@ -24,11 +24,11 @@ import (
 
 // busDSAStage builds a sparse rl stage (dsa_sparse before it, k = 4) whose learner talks to out-of-process
 // workers over the embedded server e, and opens its bus (which publishes the weights of version 0).
-func busDSAStage(t *testing.T, ctx context.Context, e *natsbus.Embedded, keep bool) *rlStage {
+func busDSAStage(t *testing.T, ctx context.Context, e *natsbus.Embedded, keep bool, sets ...string) *rlStage {
 	t.Helper()
-	cfg, st := dsaRLConfig(t, keep, "rl.beta=0", "rl.temperature=0.8", "rl.top_p=0.9", "rl.group_size=4", "rl.prompts_per_step=2",
-		"rl.bus.transport=nats", "rl.bus.url="+e.URL(), "rl.bus.local_workers=false",
-		"rl.bus.ack_wait_s=3", "rl.bus.job_ack_wait_s=2", "rl.bus.heartbeat_s=0.5", "rl.bus.wait_s=60")
+	cfg, st := dsaRLConfig(t, keep, append([]string{"rl.beta=0", "rl.temperature=0.8", "rl.top_p=0.9", "rl.group_size=4", "rl.prompts_per_step=2",
+		"rl.bus.transport=nats", "rl.bus.url=" + e.URL(), "rl.bus.local_workers=false",
+		"rl.bus.ack_wait_s=3", "rl.bus.job_ack_wait_s=2", "rl.bus.heartbeat_s=0.5", "rl.bus.wait_s=60"}, sets...)...)
 	p := model.NewParams(cfg.Model)
 	p.Init(11)
 	s, err := newRLStage(&Run{Config: cfg, Dir: t.TempDir(), Log: quietLog()}, st, p)
@@ -76,9 +76,18 @@ func startWorkers(t *testing.T, ctx context.Context, e *natsbus.Embedded, s *rlS
 // decode sparsely: their groups equal bit for bit those the learner's own sparse sampler draws for the same
 // jobs (and not those of dense decoding), carry dsa_topk exactly when rl.keep_selection is on, and with it
 // the learner's recomputed log-probabilities match logp_old to float rounding.
+//
+// With rl.rollout_dtype bfloat16 the workers round the weights they receive as the learner's in-process engine
+// does (their groups equal its bit for bit), and the learner, still at float32, no longer matches logp_old to
+// float rounding: that is the training–inference mismatch the setting exists to create.
 func TestRLBusWorkerProcessSparse(t *testing.T) {
-	for _, keep := range []bool{true, false} {
-		t.Run(map[bool]string{true: "keep_selection", false: "no_keep_selection"}[keep], func(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		keep  bool
+		dtype string
+	}{{"keep_selection", true, "float32"}, {"no_keep_selection", false, "float32"}, {"keep_selection_bf16", true, "bfloat16"}} {
+		keep := c.keep
+		t.Run(c.name, func(t *testing.T) {
 			e, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{StoreDir: t.TempDir(), MaxPayload: 8 << 20})
 			if err != nil {
 				t.Fatal(err)
@@ -86,7 +95,7 @@ func TestRLBusWorkerProcessSparse(t *testing.T) {
 			defer e.Shutdown()
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
-			s := busDSAStage(t, ctx, e, keep)
+			s := busDSAStage(t, ctx, e, keep, "rl.rollout_dtype="+c.dtype)
 			if len(s.localSamplers()) != 0 {
 				t.Fatal("local_workers false: the learner must not sample itself")
 			}
@@ -153,7 +162,13 @@ func TestRLBusWorkerProcessSparse(t *testing.T) {
 			if !denseDiffers {
 				t.Fatal("dense decoding gives the same completions and log-probabilities: the test does not tell sparse from dense")
 			}
-			if keep {
+			if keep && c.dtype == "bfloat16" {
+				fMax, fMean, _, _ := learnerLogp(t, s, trajs, true)
+				t.Logf("worker process at bfloat16, Keep Selection: max |logp_learner − logp_old| %.3g, mean %.3g", fMax, fMean)
+				if !(fMean > 1e-5) {
+					t.Errorf("mean |logp_learner − logp_old| = %.3g with bfloat16 rollout weights, want more than float32 rounding", fMean)
+				}
+			} else if keep {
 				fMax, fMean, _, _ := learnerLogp(t, s, trajs, true)
 				t.Logf("worker process, Keep Selection: max |logp_learner − logp_old| %.3g, mean %.3g", fMax, fMean)
 				if fMax > 1e-5 {

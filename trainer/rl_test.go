@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/sparrow-rl/sparrow/checkpoints"
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/data"
 	"github.com/sparrow-rl/sparrow/model"
@@ -172,5 +173,52 @@ func TestRLDynamicSamplingAndLongPrompts(t *testing.T) {
 	}
 	if dropped == 0 || tooLong == 0 {
 		t.Fatalf("dropped zero-std groups %v, redrawn long prompts %v: want both > 0", dropped, tooLong)
+	}
+}
+
+// TestRolloutDtype: with rl.rollout_dtype bfloat16 the in-process engine decodes with the policy's weights
+// rounded to bfloat16 while the learner keeps float32 (its weights untouched), so the learner's recomputed
+// log-probabilities differ from logp_old by far more than float rounding; at float32 they match to it.
+func TestRolloutDtype(t *testing.T) {
+	mean := map[string]float64{}
+	for _, dtype := range []string{"float32", "bfloat16"} {
+		cfg := rlTinyConfig(t, "rl.beta=0", "rl.temperature=0.8", "rl.rollout_dtype="+dtype)
+		p := model.NewParams(cfg.Model)
+		p.Init(11)
+		orig := p.Clone()
+		s, err := newRLStage(&Run{Config: cfg, Dir: t.TempDir(), Log: quietLog()}, cfg.Stages[0], p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.close()
+		served := s.samplers[0].Engine.P
+		for i := range p.Data {
+			for j, v := range p.Data[i] {
+				if v != orig.Data[i][j] {
+					t.Fatalf("%s: the learner's weight %s[%d] changed", dtype, p.Specs[i].Name, j)
+				}
+				want := v
+				if dtype == "bfloat16" {
+					want = checkpoints.RoundTo(v, checkpoints.BF16)
+				}
+				if served.Data[i][j] != want {
+					t.Fatalf("%s: the rollout engine's %s[%d] = %g, want %g", dtype, p.Specs[i].Name, j, served.Data[i][j], want)
+				}
+			}
+		}
+		var trajs []*data.Trajectory
+		for _, g := range sampledGroups(t, s) {
+			for r := range g.Trajectories {
+				trajs = append(trajs, &g.Trajectories[r])
+			}
+		}
+		_, mean[dtype], _, _ = learnerLogp(t, s, trajs, true)
+		t.Logf("rl.rollout_dtype %s: mean |logp_learner − logp_old| %.3g over %d trajectories (routes replayed)", dtype, mean[dtype], len(trajs))
+	}
+	if mean["float32"] > 1e-6 {
+		t.Errorf("float32 rollout: mean mismatch %.3g, want float rounding (≤ 1e-6)", mean["float32"])
+	}
+	if !(mean["bfloat16"] > 100*mean["float32"] && mean["bfloat16"] > 1e-5) {
+		t.Errorf("bfloat16 rollout: mean mismatch %.3g, want far above float32's %.3g", mean["bfloat16"], mean["float32"])
 	}
 }

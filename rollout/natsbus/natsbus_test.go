@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sparrow-rl/sparrow/checkpoints"
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/data"
 	"github.com/sparrow-rl/sparrow/envs"
@@ -265,7 +266,7 @@ func TestWeightSync(t *testing.T) {
 	if _, _, err := f.Fetch(ctx, Notice{Version: 0, Object: "v000000000000", Bytes: n.Bytes, SHA256: n.SHA256}); err == nil {
 		t.Fatal("a deleted old version (only the last 3 are kept) was fetched")
 	}
-	if err := CopyWeights(model.NewParams(cfg), q); err != nil {
+	if err := checkpoints.CopyRounded(model.NewParams(cfg), q, checkpoints.F32); err != nil {
 		t.Fatal(err)
 	}
 }

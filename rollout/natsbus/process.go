@@ -25,6 +25,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/sparrow-rl/sparrow/checkpoints"
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/data"
 	"github.com/sparrow-rl/sparrow/envs"
@@ -109,6 +110,13 @@ func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
 		return WorkerReport{}, err
 	}
 	if err := o.checkPolicy(pol); err != nil {
+		return WorkerReport{Policy: pol}, err
+	}
+	dtype, err := checkpoints.RolloutDType(o.RL.RolloutDtype)
+	if err != nil {
+		return WorkerReport{Policy: pol}, err
+	}
+	if err := checkpoints.CopyRounded(params, params, dtype); err != nil { // rl.rollout_dtype: decode as a bf16 server
 		return WorkerReport{Policy: pol}, err
 	}
 	log.Info("natsbus: weights received", "version", first.Version, "bytes", first.Bytes, "seconds", round1(fetcher.LastGet.Seconds()), "policy", pol.String())
@@ -197,7 +205,7 @@ func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
 				return
 			}
 			mu.Lock() // waits for groups in flight
-			err = CopyWeights(params, p)
+			err = checkpoints.CopyRounded(params, p, dtype)
 			if err == nil {
 				version.Store(n.Version)
 				current = n.SHA256

@@ -164,20 +164,6 @@ func DecodeWeights(b []byte) (*model.Params, Policy, error) {
 	return p, h.Policy, nil
 }
 
-// CopyWeights copies src's values into dst (same layout), so that engines holding dst's slices see them.
-func CopyWeights(dst, src *model.Params) error {
-	if len(dst.Specs) != len(src.Specs) {
-		return fmt.Errorf("natsbus: weights: %d tensors into %d", len(src.Specs), len(dst.Specs))
-	}
-	for i := range dst.Data {
-		if dst.Specs[i].Name != src.Specs[i].Name || len(dst.Data[i]) != len(src.Data[i]) {
-			return fmt.Errorf("natsbus: weights: tensor %s does not match %s", src.Specs[i].Name, dst.Specs[i].Name)
-		}
-		copy(dst.Data[i], src.Data[i])
-	}
-	return nil
-}
-
 func sum256(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
 // transferDeadline is the deadline of one object transfer: 30 s plus 1 s per 2 MiB (object store gets ran

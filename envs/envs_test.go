@@ -87,6 +87,8 @@ func TestNewErrors(t *testing.T) {
 		{"logic", Options{Params: map[string]string{"not_prob": "1"}}, "params.not_prob: 1 is outside [0, 0.9]"},
 		{"code", Options{Params: map[string]string{"size": "1"}}, "params.size: 1 is outside [2, 20]"},
 		{"kvretrieval", Options{Params: map[string]string{"distance": "2"}}, "params.distance: 2 is outside [0, 1]"},
+		{"kvretrieval", Options{Params: map[string]string{"key_len": "2", "length": "8000"}}, "kvretrieval: 1333 pairs need more than half of the 1296 words of key_len 2"},
+		{"kvretrieval", Options{Params: map[string]string{"key_len": "1"}}, "params.key_len: 1 is outside [2, 12]"},
 		{"needle", Options{Params: map[string]string{"needles": "24"}}, "params.needles: 24 is outside [1, 23]"},
 		{"dataset", Options{}, "params.path: required"},
 		{"dataset", Options{Params: map[string]string{"path": "x.jsonl", "case_insensitive": "maybe"}}, `params.case_insensitive: want true or false, got "maybe"`},

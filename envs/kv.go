@@ -12,7 +12,8 @@
 //	kinds     comma list of single, multihop (default both; repeats weight)
 //	length    bytes of the key=value context (default 1024, 32..65536); ignored when pairs is set
 //	pairs     number of pairs (default 0: length / (2·key_len+2))
-//	key_len   characters of a key and of a value (default 4, 3..12)
+//	key_len   characters of a key and of a value (default 4, 2..12; the pairs may use at most half of the
+//	          36^key_len words, so that distinct keys and non-key values are always found)
 //	distance  the asked pair has at least distance·(pairs−1) pairs after it (default 0.5, 0..1; 1 = the
 //	          first pair)
 //	hops      lookups of a multihop question (default 2, 2..8); the later keys of the chain lie anywhere
@@ -27,6 +28,7 @@
 package envs
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strconv"
@@ -62,7 +64,7 @@ func NewKV(opts Options) (*KV, error) {
 	k.kinds = p.list("kinds", []string{"single", "multihop"}, []string{"single", "multihop"})
 	length := p.int("length", 1024, 32, 65536)
 	k.pairs = p.int("pairs", 0, 0, 10000)
-	k.keyLen = p.int("key_len", 4, 3, 12)
+	k.keyLen = p.int("key_len", 4, 2, 12)
 	k.distance = p.float("distance", 0.5, 0, 1)
 	k.hops = p.int("hops", 2, 2, 8)
 	k.followups = p.int("followups", 0, 0, 64)
@@ -74,6 +76,9 @@ func NewKV(opts Options) (*KV, error) {
 	}
 	if k.pairs < k.hops+1 {
 		k.pairs = k.hops + 1
+	}
+	if words := math.Pow(float64(len(kvAlphabet)), float64(k.keyLen)); float64(k.pairs) > words/2 {
+		return nil, fmt.Errorf("kvretrieval: %d pairs need more than half of the %.0f words of key_len %d: raise key_len or lower length/pairs", k.pairs, words, k.keyLen)
 	}
 	if err := probeSplits("kvretrieval", k, h); err != nil {
 		return nil, err

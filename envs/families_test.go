@@ -436,6 +436,61 @@ func TestDatasetErrors(t *testing.T) {
 // them; its follow-ups ask N other keys of the same context with their values; the pre-training document
 // renders them as further user and assistant turns after the task's own answer, each turn ended by the EOS
 // literal; and data.params reach a format-text generator (a misspelt key is named).
+// TestKVFiller: with filler the prompt is the same pairs, in their order, at random lines of noise sentences
+// (at least filler bytes of them), the question and answer are those of the task without filler (the filler is
+// drawn last), and the gap is the bytes after the asked pair's line.
+func TestKVFiller(t *testing.T) {
+	plain, err := NewKV(Options{Params: map[string]string{"pairs": "4", "kinds": "single"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	filled, err := NewKV(Options{Params: map[string]string{"pairs": "4", "kinds": "single", "filler": "500"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noise := map[string]bool{}
+	for _, s := range needleNoise {
+		noise[s] = true
+	}
+	for i := range 200 {
+		a, b := plain.Draw(rand.New(rand.NewPCG(5, uint64(i)))), filled.Draw(rand.New(rand.NewPCG(5, uint64(i))))
+		if a.Answer != b.Answer || a.Meta["key"] != b.Meta["key"] || a.Meta["position"] != b.Meta["position"] {
+			t.Fatalf("task %d: filler changed the task: %v vs %v", i, a.Meta, b.Meta)
+		}
+		aLines, bLines := strings.Split(a.Prompt, "\n"), strings.Split(b.Prompt, "\n")
+		if aLines[len(aLines)-1] != bLines[len(bLines)-1] {
+			t.Fatalf("task %d: question %q, want %q", i, bLines[len(bLines)-1], aLines[len(aLines)-1])
+		}
+		var pairs []string
+		noiseBytes, gap, asked := 0, 0, -1
+		for j, line := range bLines[:len(bLines)-1] {
+			switch {
+			case noise[line]:
+				noiseBytes += len(line) + 1
+			case strings.Contains(line, "="):
+				pairs = append(pairs, line)
+				if len(pairs) == mustAtoi(t, a.Meta["position"])+1 {
+					asked = j
+				}
+			default:
+				t.Fatalf("task %d: line %q is neither noise nor a pair", i, line)
+			}
+			if asked >= 0 && j > asked {
+				gap += len(line) + 1
+			}
+		}
+		if !slices.Equal(pairs, aLines[:4]) {
+			t.Fatalf("task %d: pairs %q, want %q in order", i, pairs, aLines[:4])
+		}
+		if noiseBytes < 500 || noiseBytes > 500+len("There and back again.\n") {
+			t.Fatalf("task %d: %d bytes of noise for filler 500", i, noiseBytes)
+		}
+		if got := mustAtoi(t, b.Meta["gap"]); got != gap {
+			t.Fatalf("task %d: meta gap %d, want %d", i, got, gap)
+		}
+	}
+}
+
 func TestKVFollowUps(t *testing.T) {
 	plain, err := NewKV(Options{Params: map[string]string{"pairs": "12", "kinds": "single,multihop"}})
 	if err != nil {
@@ -672,4 +727,13 @@ func TestFlawedProcedures(t *testing.T) {
 		}
 	}
 	t.Logf("tasks with a flawed answer: %v", counts)
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

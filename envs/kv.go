@@ -17,6 +17,10 @@
 //	distance  the asked pair has at least distance·(pairs−1) pairs after it (default 0.5, 0..1; 1 = the
 //	          first pair)
 //	hops      lookups of a multihop question (default 2, 2..8); the later keys of the chain lie anywhere
+//	filler    bytes of RULER's noise sentences (those of the needle family, one per line) around the pairs'
+//	          lines (default 0, 0..65536): the pairs keep their order at random lines of the noise, so that
+//	          a few pairs can lie far apart in a long context (RULER's multi-key needle in a haystack with
+//	          key=value needles). The asked pair is still chosen among the pairs by distance.
 //	followups single-lookup questions about other keys of the same context that a pre-training document
 //	          adds after the task's own answer (default 0, 0..64; FollowUpper): one long context then
 //	          supervises several answers instead of one. Tasks, prompts and the verifier are unchanged.
@@ -44,6 +48,7 @@ type KV struct {
 	distance      float64
 	hops          int
 	followups     int
+	filler        int
 	heldOut       float64
 	reward        RewardOptions
 }
@@ -68,6 +73,7 @@ func NewKV(opts Options) (*KV, error) {
 	k.distance = p.float("distance", 0.5, 0, 1)
 	k.hops = p.int("hops", 2, 2, 8)
 	k.followups = p.int("followups", 0, 0, 64)
+	k.filler = p.int("filler", 0, 0, 65536)
 	if err := p.done(); err != nil {
 		return nil, err
 	}
@@ -171,6 +177,11 @@ func (k *KV) Draw(rng *rand.Rand) Task {
 			}
 		}
 	}
+	gap := (n - 1 - pos) * lineLen
+	if k.filler > 0 { // drawn after everything above, so that the pairs and follow-ups do not change
+		sb.Reset()
+		gap = k.withFiller(&sb, rng, keys, values, pos)
+	}
 	prompt := sb.String()
 	if hops == 1 {
 		prompt += "Value of " + keys[pos] + "?"
@@ -181,10 +192,42 @@ func (k *KV) Draw(rng *rand.Rand) Task {
 		ID: "kv-" + hash16(prompt), Family: "kvretrieval", Prompt: prompt, Answer: values[chain[len(chain)-1]],
 		Meta: map[string]string{
 			"kind": kind, "key": keys[pos], "hops": strconv.Itoa(hops), "pairs": strconv.Itoa(n),
-			"position": strconv.Itoa(pos), "gap": strconv.Itoa((n - 1 - pos) * lineLen),
+			"position": strconv.Itoa(pos), "gap": strconv.Itoa(gap),
 			"steps": strings.Join(steps, "; "), "followups": strings.Join(follow, ";"),
 		},
 	}
+}
+
+// withFiller writes the pairs' lines at random lines of k.filler bytes of noise sentences, in their order,
+// and returns the bytes from the end of the asked pair's line (pair pos) to the end of the context.
+func (k *KV) withFiller(sb *strings.Builder, rng *rand.Rand, keys, values []string, pos int) (gap int) {
+	var noise []string
+	for size := 0; size < k.filler; {
+		s := needleNoise[rng.IntN(len(needleNoise))]
+		noise = append(noise, s)
+		size += len(s) + 1
+	}
+	total := len(noise) + len(keys)
+	isPair := make([]bool, total)
+	for _, j := range rng.Perm(total)[:len(keys)] {
+		isPair[j] = true
+	}
+	pair, next := 0, 0
+	for line := range total {
+		var s string
+		if isPair[line] {
+			s = keys[pair] + "=" + values[pair]
+			pair++
+		} else {
+			s = noise[next]
+			next++
+		}
+		sb.WriteString(s + "\n")
+		if pair > pos+1 || (pair == pos+1 && !isPair[line]) {
+			gap += len(s) + 1
+		}
+	}
+	return gap
 }
 
 // Solution returns the lookups and the final value.

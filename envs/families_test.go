@@ -489,6 +489,37 @@ func TestKVFiller(t *testing.T) {
 			t.Fatalf("task %d: meta gap %d, want %d", i, got, gap)
 		}
 	}
+
+	// filler_min: each task draws its filler from [filler_min, filler]
+	mixed, err := NewKV(Options{Params: map[string]string{"pairs": "4", "kinds": "single", "filler": "300", "filler_min": "0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, long := 0, 0
+	for i := range 200 {
+		task := mixed.Draw(rand.New(rand.NewPCG(6, uint64(i))))
+		noiseBytes := 0
+		for _, line := range strings.Split(task.Prompt, "\n") {
+			if noise[line] {
+				noiseBytes += len(line) + 1
+			}
+		}
+		if noiseBytes > 300+len("There and back again.\n") {
+			t.Fatalf("task %d: %d bytes of noise for filler ≤ 300", i, noiseBytes)
+		}
+		if noiseBytes < 60 {
+			short++
+		}
+		if noiseBytes >= 240 {
+			long++
+		}
+	}
+	if short < 20 || long < 20 {
+		t.Errorf("filler_min 0, filler 300: %d tasks with under 60 bytes of noise and %d with 240 or more of 200, want a uniform spread", short, long)
+	}
+	if _, err := NewKV(Options{Params: map[string]string{"filler": "100", "filler_min": "200"}}); err == nil || !strings.Contains(err.Error(), "filler_min") {
+		t.Errorf("filler_min above filler: err = %v", err)
+	}
 }
 
 func TestKVFollowUps(t *testing.T) {

@@ -21,6 +21,8 @@
 //	          lines (default 0, 0..65536): the pairs keep their order at random lines of the noise, so that
 //	          a few pairs can lie far apart in a long context (RULER's multi-key needle in a haystack with
 //	          key=value needles). The asked pair is still chosen among the pairs by distance.
+//	filler_min  with filler_min < filler, each task draws its filler bytes uniformly from [filler_min,
+//	          filler] (default filler: fixed), so that one corpus mixes short and long contexts
 //	followups single-lookup questions about other keys of the same context that a pre-training document
 //	          adds after the task's own answer (default 0, 0..64; FollowUpper): one long context then
 //	          supervises several answers instead of one. Tasks, prompts and the verifier are unchanged.
@@ -49,6 +51,7 @@ type KV struct {
 	hops          int
 	followups     int
 	filler        int
+	fillerMin     int
 	heldOut       float64
 	reward        RewardOptions
 }
@@ -74,6 +77,7 @@ func NewKV(opts Options) (*KV, error) {
 	k.hops = p.int("hops", 2, 2, 8)
 	k.followups = p.int("followups", 0, 0, 64)
 	k.filler = p.int("filler", 0, 0, 65536)
+	k.fillerMin = p.int("filler_min", k.filler, 0, k.filler)
 	if err := p.done(); err != nil {
 		return nil, err
 	}
@@ -198,11 +202,15 @@ func (k *KV) Draw(rng *rand.Rand) Task {
 	}
 }
 
-// withFiller writes the pairs' lines at random lines of k.filler bytes of noise sentences, in their order,
+// withFiller writes the pairs' lines at random lines of the task's filler bytes of noise sentences, in their order,
 // and returns the bytes from the end of the asked pair's line (pair pos) to the end of the context.
 func (k *KV) withFiller(sb *strings.Builder, rng *rand.Rand, keys, values []string, pos int) (gap int) {
+	filler := k.filler
+	if k.fillerMin < k.filler {
+		filler = k.fillerMin + rng.IntN(k.filler-k.fillerMin+1)
+	}
 	var noise []string
-	for size := 0; size < k.filler; {
+	for size := 0; size < filler; {
 		s := needleNoise[rng.IntN(len(needleNoise))]
 		noise = append(noise, s)
 		size += len(s) + 1

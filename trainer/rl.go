@@ -762,6 +762,9 @@ func (s *rlStage) runLoop(ctx context.Context) error {
 		return err
 	}
 	defer func() { s.closeBus(s.step >= steps) }()
+	if err := s.syncRollout(); err != nil { // the weights may have been loaded (resume) since newRLStage
+		return err
+	}
 	wctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	errCh := make(chan error, 64)
@@ -771,9 +774,6 @@ func (s *rlStage) runLoop(ctx context.Context) error {
 		go func() { defer wg.Done(); _ = w.Run(wctx, s.transport) }()
 	}
 	defer func() { cancel(); s.transport.Close(); wg.Wait() }()
-	if err := s.syncRollout(); err != nil {
-		return err
-	}
 	accKey := "eval/" + rc.Env + "/accuracy"
 	evalNow := func() error {
 		acc, err := s.evaluate(rc.EvalTasks)

@@ -440,14 +440,8 @@ func TestDatasetErrors(t *testing.T) {
 // (at least filler bytes of them), the question and answer are those of the task without filler (the filler is
 // drawn last), and the gap is the bytes after the asked pair's line.
 func TestKVFiller(t *testing.T) {
-	plain, err := NewKV(Options{Params: map[string]string{"pairs": "4", "kinds": "single"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	filled, err := NewKV(Options{Params: map[string]string{"pairs": "4", "kinds": "single", "filler": "500"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	plain := mustKV(t, map[string]string{"pairs": "4", "kinds": "single"})
+	filled := mustKV(t, map[string]string{"pairs": "4", "kinds": "single", "filler": "500"})
 	noise := map[string]bool{}
 	for _, s := range needleNoise {
 		noise[s] = true
@@ -491,10 +485,7 @@ func TestKVFiller(t *testing.T) {
 	}
 
 	// filler_min: each task draws its filler from [filler_min, filler]
-	mixed, err := NewKV(Options{Params: map[string]string{"pairs": "4", "kinds": "single", "filler": "300", "filler_min": "0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mixed := mustKV(t, map[string]string{"pairs": "4", "kinds": "single", "filler": "300", "filler_min": "0"})
 	short, long := 0, 0
 	for i := range 200 {
 		task := mixed.Draw(rand.New(rand.NewPCG(6, uint64(i))))
@@ -523,14 +514,8 @@ func TestKVFiller(t *testing.T) {
 }
 
 func TestKVFollowUps(t *testing.T) {
-	plain, err := NewKV(Options{Params: map[string]string{"pairs": "12", "kinds": "single,multihop"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	withFU, err := NewKV(Options{Params: map[string]string{"pairs": "12", "kinds": "single,multihop", "followups": "5"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	plain := mustKV(t, map[string]string{"pairs": "12", "kinds": "single,multihop"})
+	withFU := mustKV(t, map[string]string{"pairs": "12", "kinds": "single,multihop", "followups": "5"})
 	for seed := range uint64(100) {
 		a, b := plain.Draw(rand.New(rand.NewPCG(seed, 4))), withFU.Draw(rand.New(rand.NewPCG(seed, 4)))
 		if a.ID != b.ID || a.Prompt != b.Prompt || a.Answer != b.Answer {
@@ -767,4 +752,13 @@ func mustAtoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+func mustKV(t *testing.T, params map[string]string) *KV {
+	t.Helper()
+	k, err := NewKV(Options{Params: params})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

@@ -202,25 +202,20 @@ func (k *KV) Draw(rng *rand.Rand) Task {
 	}
 }
 
-// withFiller writes the pairs' lines at random lines of the task's filler bytes of noise sentences, in their order,
-// and returns the bytes from the end of the asked pair's line (pair pos) to the end of the context.
+// withFiller writes the pairs' lines, in their order, at random lines among the task's filler bytes of noise
+// sentences, and returns the bytes after the asked pair's line (pair pos) to the end of the context.
 func (k *KV) withFiller(sb *strings.Builder, rng *rand.Rand, keys, values []string, pos int) (gap int) {
 	filler := k.filler
 	if k.fillerMin < k.filler {
 		filler = k.fillerMin + rng.IntN(k.filler-k.fillerMin+1)
 	}
-	var noise []string
-	for size := 0; size < filler; {
-		s := needleNoise[rng.IntN(len(needleNoise))]
-		noise = append(noise, s)
-		size += len(s) + 1
-	}
+	noise := drawNoise(rng, filler)
 	total := len(noise) + len(keys)
 	isPair := make([]bool, total)
 	for _, j := range rng.Perm(total)[:len(keys)] {
 		isPair[j] = true
 	}
-	pair, next := 0, 0
+	pair, next, pastAsked := 0, 0, false
 	for line := range total {
 		var s string
 		if isPair[line] {
@@ -231,9 +226,10 @@ func (k *KV) withFiller(sb *strings.Builder, rng *rand.Rand, keys, values []stri
 			next++
 		}
 		sb.WriteString(s + "\n")
-		if pair > pos+1 || (pair == pos+1 && !isPair[line]) {
+		if pastAsked {
 			gap += len(s) + 1
 		}
+		pastAsked = pastAsked || (isPair[line] && pair-1 == pos)
 	}
 	return gap
 }

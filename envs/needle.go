@@ -41,6 +41,17 @@ var needleNoise = []string{
 	"The grass is green.", "The sky is blue.", "The sun is yellow.", "Here we go.", "There and back again.",
 }
 
+// drawNoise draws noise sentences until they fill at least bytes bytes, one per line (newline counted).
+func drawNoise(rng *rand.Rand, bytes int) []string {
+	var noise []string
+	for size := 0; size < bytes; {
+		s := needleNoise[rng.IntN(len(needleNoise))]
+		noise = append(noise, s)
+		size += len(s) + 1
+	}
+	return noise
+}
+
 // needleKeys is the key vocabulary: capital letters that start no noise sentence and not the question (T,
 // H, W). A key is one token of the byte-level tokenizer, so that the model finds a needle by matching one token
 // (RULER's keys are words, which a small byte-level model must first learn to match character by character:
@@ -132,12 +143,7 @@ func (n *Needle) Draw(rng *rand.Rand) Task {
 	for i := range keys {
 		size += len(needleLine(keys[i], values[i])) + 1
 	}
-	var noise []string
-	for size < n.length {
-		s := needleNoise[rng.IntN(len(needleNoise))]
-		noise = append(noise, s)
-		size += len(s) + 1
-	}
+	noise := drawNoise(rng, n.length-size)
 	total := len(noise) + n.needles
 	// The asked needle (index 0) lies in the first 1−distance of the lines; the others anywhere.
 	slot := make([]int, total) // slot[line] = needle index + 1, 0 for noise

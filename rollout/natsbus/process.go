@@ -116,8 +116,10 @@ func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
 	if err != nil {
 		return WorkerReport{Policy: pol}, err
 	}
-	if err := checkpoints.CopyRounded(params, params, dtype); err != nil { // rl.rollout_dtype: decode as a bf16 server
-		return WorkerReport{Policy: pol}, err
+	if dtype != checkpoints.F32 { // rl.rollout_dtype: decode as a server of bf16 weights does
+		if err := checkpoints.CopyRounded(params, params, dtype); err != nil {
+			return WorkerReport{Policy: pol}, err
+		}
 	}
 	log.Info("natsbus: weights received", "version", first.Version, "bytes", first.Bytes, "seconds", round1(fetcher.LastGet.Seconds()), "policy", pol.String())
 	vocab := params.Config.VocabSize

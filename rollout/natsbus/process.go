@@ -276,13 +276,19 @@ func workerLoop(ctx context.Context, c *WorkerClient, gs *rollout.GroupSampler, 
 			}
 			return err
 		}
-		// the staleness bound: weights between job.Version − max_staleness and job.Version (newer ones
-		// exist only after the learner went back to a checkpoint; its older version is on its way)
+		// A prompt older than the weights: either redelivered after its ack was lost (a server restart; the
+		// learner has its group or has moved on) or from a learner that went back to a checkpoint (its older
+		// weights are on their way). Waiting for them here would hold up the prompts behind it, which the
+		// learner does wait for: hand it back for later (a prompt is delivered at most 20 times) and go on.
+		if version.Load() > job.Version {
+			c.Defer(job.GroupID, time.Second)
+			continue
+		}
+		// the staleness bound: weights between job.Version − max_staleness and job.Version
 		need := job.Version - maxStale
-		fits := func() bool { v := version.Load(); return v >= need && v <= job.Version }
 		start, lastLog := time.Now(), time.Now()
 		cond.L.Lock()
-		for !fits() && ctx.Err() == nil && time.Since(start) < wait {
+		for version.Load() < need && ctx.Err() == nil && time.Since(start) < wait {
 			if time.Since(lastLog) > 10*time.Second {
 				log.Info("natsbus: worker waiting for newer weights", "worker", gs.WorkerID, "have", version.Load(), "need", need, "group", job.GroupID)
 				lastLog = time.Now()
@@ -296,7 +302,12 @@ func workerLoop(ctx context.Context, c *WorkerClient, gs *rollout.GroupSampler, 
 		}
 		mu.RLock()
 		v := version.Load()
-		if v < need || v > job.Version {
+		if v > job.Version { // the weights moved past the prompt while it waited
+			mu.RUnlock()
+			c.Defer(job.GroupID, time.Second)
+			continue
+		}
+		if v < need {
 			mu.RUnlock()
 			c.Release(job.GroupID)
 			return fmt.Errorf("natsbus: worker %s: weights version in [%d, %d] never arrived (have %d) within rl.bus.wait_s", gs.WorkerID, need, job.Version, v)

@@ -172,6 +172,17 @@ func (w *WorkerClient) Release(groupID string) {
 	}
 }
 
+// Defer gives a prompt back for redelivery after d, so that the worker can take the prompts behind it.
+func (w *WorkerClient) Defer(groupID string, d time.Duration) {
+	w.mu.Lock()
+	m := w.inflight[groupID]
+	delete(w.inflight, groupID)
+	w.mu.Unlock()
+	if m != nil {
+		_ = m.NakWithDelay(d)
+	}
+}
+
 // Publish sends a group (an empty one tells the learner that sampling failed) and acks its prompt.
 func (w *WorkerClient) Publish(ctx context.Context, g *data.Group) error {
 	msg := &nats.Msg{Subject: w.names.TrajSubject(), Header: nats.Header{}}

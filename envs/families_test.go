@@ -762,3 +762,81 @@ func mustKV(t *testing.T, params map[string]string) *KV {
 	}
 	return k
 }
+
+// TestKVRecall: recall adds one turn "List the pairs." whose reasoning re-lists distinct pairs of the context
+// other than the asked ones, after the follow-ups; the task is unchanged.
+func TestKVRecall(t *testing.T) {
+	plain := mustKV(t, map[string]string{"pairs": "10", "kinds": "single,multihop"})
+	for _, tc := range []struct{ recall, followups, want int }{{4, 0, 4}, {4, 2, 4}, {50, 0, 10}, {50, 3, 10}} {
+		k := mustKV(t, map[string]string{"pairs": "10", "kinds": "single,multihop",
+			"recall": strconv.Itoa(tc.recall), "followups": strconv.Itoa(tc.followups)})
+		for seed := range uint64(50) {
+			a, b := plain.Draw(rand.New(rand.NewPCG(seed, 9))), k.Draw(rand.New(rand.NewPCG(seed, 9)))
+			if a.ID != b.ID || a.Prompt != b.Prompt || a.Answer != b.Answer {
+				t.Fatalf("recall changed the task: %q vs %q", a.Prompt, b.Prompt)
+			}
+			fus := k.FollowUps(b)
+			last := fus[len(fus)-1]
+			if last.Question != "List the pairs." || last.Answer != "" {
+				t.Fatalf("last turn %+v, want the recall question with an empty answer", last)
+			}
+			asked := map[string]bool{}
+			for _, step := range strings.Split(b.Meta["steps"], "; ") {
+				asked[step] = true
+			}
+			context := map[string]bool{}
+			for _, line := range strings.Split(b.Prompt, "\n")[:10] {
+				context[line] = true
+			}
+			lines := strings.Split(last.Reasoning, "\n")
+			// all pairs but the task's own lookups when recall exceeds them (hops 2 for multihop)
+			want := min(tc.want, 10-len(asked))
+			if len(lines) != want {
+				t.Fatalf("recall %d: %d lines %q, want %d", tc.recall, len(lines), last.Reasoning, want)
+			}
+			seen := map[string]bool{}
+			for _, l := range lines {
+				if !context[l] || asked[l] || seen[l] {
+					t.Fatalf("recall line %q: want a distinct pair of the context, not asked (%q)", l, b.Prompt)
+				}
+				seen[l] = true
+			}
+			if len(fus) != 1+min(tc.followups, 10-len(asked)) {
+				t.Fatalf("%d turns with followups %d and recall", len(fus), tc.followups)
+			}
+		}
+	}
+	if _, err := NewKV(Options{Params: map[string]string{"recall": "-1"}}); err == nil || !strings.Contains(err.Error(), "recall") {
+		t.Errorf("recall -1: err = %v", err)
+	}
+}
+
+// TestNeedleLengthMin: with length_min each haystack's size is drawn from [length_min, length]: all of them
+// in range (a noise sentence of slack), both ends of the range reached; length_min above length is refused.
+func TestNeedleLengthMin(t *testing.T) {
+	n, err := NewNeedle(Options{Params: map[string]string{"length": "1000", "length_min": "100", "needles": "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(5, 5))
+	short, long := 0, 0
+	for range 300 {
+		task := n.Draw(rng)
+		hay := strings.LastIndex(task.Prompt, "\n") + 1
+		if hay < 100 || hay > 1000+len("There and back again.\n") {
+			t.Fatalf("haystack of %d bytes with length_min 100, length 1000", hay)
+		}
+		if hay < 250 {
+			short++
+		}
+		if hay > 850 {
+			long++
+		}
+	}
+	if short < 25 || long < 25 {
+		t.Errorf("%d haystacks under 250 bytes and %d over 850 of 300, want a uniform spread", short, long)
+	}
+	if _, err := NewNeedle(Options{Params: map[string]string{"length": "100", "length_min": "200"}}); err == nil || !strings.Contains(err.Error(), "length_min") {
+		t.Errorf("length_min above length: err = %v", err)
+	}
+}

@@ -26,6 +26,13 @@
 //	followups single-lookup questions about other keys of the same context that a pre-training document
 //	          adds after the task's own answer (default 0, 0..64; FollowUpper): one long context then
 //	          supervises several answers instead of one. Tasks, prompts and the verifier are unchanged.
+//	recall    pairs of the context (other than the asked ones) that a pre-training document re-lists, in
+//	          random order, as "key=value" lines after its questions, the worked solution of one more turn
+//	          "List the pairs." (default 0, 0..10000; at most all of them; FollowUpper). Each re-listed
+//	          value is a lookup of its key, as in the multi-query associative recall of Zoology (Arora et
+//	          al., 2023), so one context supervises a lookup every few tokens instead of one per document:
+//	          the signal in-context retrieval forms from (a single answer per document left the default
+//	          model at chance after 3000 steps). Tasks, prompts and the verifier are unchanged.
 //
 // The verifier wants the value exactly (the answer trimmed). IDs are "kv-" and 16 hex digits of the
 // prompt's SHA-256. Meta holds kind, key, hops, pairs, position (0-based index of the asked pair) and
@@ -50,6 +57,7 @@ type KV struct {
 	distance      float64
 	hops          int
 	followups     int
+	recall        int
 	filler        int
 	fillerMin     int
 	heldOut       float64
@@ -59,6 +67,7 @@ type KV struct {
 var _ interface {
 	Family
 	Drawer
+	FollowUpper
 } = (*KV)(nil)
 
 // NewKV builds the kvretrieval family.
@@ -76,6 +85,7 @@ func NewKV(opts Options) (*KV, error) {
 	k.distance = p.float("distance", 0.5, 0, 1)
 	k.hops = p.int("hops", 2, 2, 8)
 	k.followups = p.int("followups", 0, 0, 64)
+	k.recall = p.int("recall", 0, 0, 10000)
 	k.filler = p.int("filler", 0, 0, 65536)
 	k.fillerMin = p.int("filler_min", k.filler, 0, k.filler)
 	if err := p.done(); err != nil {
@@ -186,6 +196,18 @@ func (k *KV) Draw(rng *rand.Rand) Task {
 		sb.Reset()
 		gap = k.withFiller(&sb, rng, keys, values, pos)
 	}
+	// Re-listed pairs (documents only), drawn last so that the task is the same with or without them.
+	var recall []string
+	if k.recall > 0 {
+		for _, j := range rng.Perm(n) {
+			if len(recall) == k.recall {
+				break
+			}
+			if !used[j] {
+				recall = append(recall, keys[j]+"="+values[j])
+			}
+		}
+	}
 	prompt := sb.String()
 	if hops == 1 {
 		prompt += "Value of " + keys[pos] + "?"
@@ -198,6 +220,7 @@ func (k *KV) Draw(rng *rand.Rand) Task {
 			"kind": kind, "key": keys[pos], "hops": strconv.Itoa(hops), "pairs": strconv.Itoa(n),
 			"position": strconv.Itoa(pos), "gap": strconv.Itoa(gap),
 			"steps": strings.Join(steps, "; "), "followups": strings.Join(follow, ";"),
+			"recall": strings.Join(recall, ";"),
 		},
 	}
 }
@@ -238,18 +261,25 @@ func (k *KV) withFiller(sb *strings.Builder, rng *rand.Rand, keys, values []stri
 func (k *KV) Solution(t Task) (reasoning, answer string) { return t.Meta["steps"], t.Answer }
 
 // FollowUps returns the task's follow-up lookups (param followups): "Value of KEY?" answered by "KEY=VALUE"
-// and the value.
+// and the value; then, with param recall, the turn "List the pairs." whose worked solution re-lists pairs of
+// the context one per line (its answer is empty: the lines are the lookups).
 func (k *KV) FollowUps(t Task) []FollowUp {
-	if t.Meta["followups"] == "" {
-		return nil
-	}
 	var out []FollowUp
-	for _, kv := range strings.Split(t.Meta["followups"], ";") {
-		key, value, _ := strings.Cut(kv, "=")
-		out = append(out, FollowUp{Question: "Value of " + key + "?", Reasoning: kv, Answer: value})
+	if t.Meta["followups"] != "" {
+		for _, kv := range strings.Split(t.Meta["followups"], ";") {
+			key, value, _ := strings.Cut(kv, "=")
+			out = append(out, FollowUp{Question: "Value of " + key + "?", Reasoning: kv, Answer: value})
+		}
+	}
+	if t.Meta["recall"] != "" {
+		lines := strings.ReplaceAll(t.Meta["recall"], ";", "\n")
+		out = append(out, FollowUp{Question: kvRecallQuestion, Reasoning: lines})
 	}
 	return out
 }
+
+// kvRecallQuestion asks for the re-listed pairs of a document with param recall.
+const kvRecallQuestion = "List the pairs."
 
 // Verify wants the value exactly.
 func (k *KV) Verify(t Task, completion, finishReason string) Reward {

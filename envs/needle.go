@@ -16,6 +16,9 @@
 // Params (all optional):
 //
 //	length    bytes of the haystack, needles included (default 1024, 64..65536)
+//	length_min  with length_min < length, each task draws its haystack's bytes uniformly from [length_min,
+//	          length] (default length: fixed), so that one corpus mixes short and long haystacks (a length
+//	          curriculum in one stage: the short ones teach the lookup, the long ones stretch it)
 //	needles   needle lines in the haystack, each with its own key (default 4, 1..23)
 //	digits    digits of a magic number (default 4, 1..9; no leading zero)
 //	distance  the asked needle lies in the first 1−distance of the haystack's lines (default 0.5, 0..1)
@@ -63,7 +66,8 @@ var needleKeys = []string{
 
 // Needle is the needle family. Build it with NewNeedle or New("needle", ...).
 type Needle struct {
-	length, needles, digits int
+	length, lengthMin       int
+	needles, digits         int
 	distance                float64
 	followups               int
 	heldOut                 float64
@@ -85,6 +89,7 @@ func NewNeedle(opts Options) (*Needle, error) {
 	p := newParams("needle", opts.Params)
 	n := &Needle{heldOut: h, reward: r}
 	n.length = p.int("length", 1024, 64, 65536)
+	n.lengthMin = p.int("length_min", n.length, 64, n.length)
 	n.needles = p.int("needles", 4, 1, len(needleKeys))
 	n.digits = p.int("digits", 4, 1, 9)
 	n.distance = p.float("distance", 0.5, 0, 1)
@@ -143,7 +148,11 @@ func (n *Needle) Draw(rng *rand.Rand) Task {
 	for i := range keys {
 		size += len(needleLine(keys[i], values[i])) + 1
 	}
-	noise := drawNoise(rng, n.length-size)
+	length := n.length
+	if n.lengthMin < n.length { // drawn last among the task's choices but before the noise it sizes
+		length = n.lengthMin + rng.IntN(n.length-n.lengthMin+1)
+	}
+	noise := drawNoise(rng, length-size)
 	total := len(noise) + n.needles
 	// The asked needle (index 0) lies in the first 1−distance of the lines; the others anywhere.
 	slot := make([]int, total) // slot[line] = needle index + 1, 0 for noise

@@ -477,6 +477,7 @@ func EnvAccuracy(p *model.Params, env string, d configs.Data, n int, sparse bool
 	if d.Generator == env { // the stage's own task distribution, without the document-only follow-ups
 		opts.Params = dataFamilyParams(d)
 		delete(opts.Params, "followups")
+		delete(opts.Params, "recall")
 	}
 	fam, err := envs.New(env, opts)
 	if err != nil {

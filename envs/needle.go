@@ -66,12 +66,12 @@ var needleKeys = []string{
 
 // Needle is the needle family. Build it with NewNeedle or New("needle", ...).
 type Needle struct {
-	length, lengthMin       int
-	needles, digits         int
-	distance                float64
-	followups               int
-	heldOut                 float64
-	reward                  RewardOptions
+	length, lengthMin int
+	needles, digits   int
+	distance          float64
+	followups         int
+	heldOut           float64
+	reward            RewardOptions
 }
 
 var _ interface {

@@ -305,7 +305,7 @@ func TestRecipes(t *testing.T) {
 			want := []string{"pretrain"}
 			switch name {
 			case "dsa":
-				want = []string{"pretrain", "dsa_warmup", "dsa_sparse"}
+				want = []string{"pretrain", "pretrain_long", "dsa_warmup", "dsa_sparse"}
 			case "math", "logic", "code":
 				want = []string{"pretrain", "rl_" + name}
 			}

@@ -180,34 +180,14 @@ func (k *KV) Draw(rng *rand.Rand) Task {
 	}
 	// Follow-up questions (documents only): other keys, drawn after everything above so that the task is
 	// the same with or without them.
-	var follow []string
-	if k.followups > 0 {
-		for _, j := range rng.Perm(n) {
-			if len(follow) == min(k.followups, n-len(chain)) {
-				break
-			}
-			if !used[j] {
-				follow = append(follow, keys[j]+"="+values[j])
-			}
-		}
-	}
+	follow := otherPairs(rng, keys, values, used, k.followups)
 	gap := (n - 1 - pos) * lineLen
 	if k.filler > 0 { // drawn after everything above, so that the pairs and follow-ups do not change
 		sb.Reset()
 		gap = k.withFiller(&sb, rng, keys, values, pos)
 	}
 	// Re-listed pairs (documents only), drawn last so that the task is the same with or without them.
-	var recall []string
-	if k.recall > 0 {
-		for _, j := range rng.Perm(n) {
-			if len(recall) == k.recall {
-				break
-			}
-			if !used[j] {
-				recall = append(recall, keys[j]+"="+values[j])
-			}
-		}
-	}
+	recall := otherPairs(rng, keys, values, used, k.recall)
 	prompt := sb.String()
 	if hops == 1 {
 		prompt += "Value of " + keys[pos] + "?"
@@ -223,6 +203,24 @@ func (k *KV) Draw(rng *rand.Rand) Task {
 			"recall": strings.Join(recall, ";"),
 		},
 	}
+}
+
+// otherPairs draws up to limit pairs "key=value" in random order among those not used by the task's own
+// lookups (none and no randomness drawn when limit is 0).
+func otherPairs(rng *rand.Rand, keys, values []string, used map[int]bool, limit int) []string {
+	if limit == 0 {
+		return nil
+	}
+	var out []string
+	for _, j := range rng.Perm(len(keys)) {
+		if len(out) == limit {
+			break
+		}
+		if !used[j] {
+			out = append(out, keys[j]+"="+values[j])
+		}
+	}
+	return out
 }
 
 // withFiller writes the pairs' lines, in their order, at random lines among the task's filler bytes of noise

@@ -6,41 +6,61 @@
 // decodes sparsely (Sparse), prompt included, token by token (the engine has no batched sparse prefill); its
 // selected key positions per layer can be recorded at every position (RecordSelection, dsa_topk) for the
 // learner to replay (Keep Selection).
+
 package rollout
 
 import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"time"
 
+	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/data"
 	"github.com/sparrow-rl/sparrow/envs"
 	"github.com/sparrow-rl/sparrow/model"
 )
 
-// GroupSampler samples groups with one engine. It is not safe for concurrent use: give each worker its own.
-type GroupSampler struct {
-	Engine       *model.Engine
-	Tok          *data.Tokenizer
-	Family       envs.Family
+// SamplerConfig says how a GroupSampler decodes.
+type SamplerConfig struct {
 	Params       SamplingParams
 	GroupSize    int
 	MaxNewTokens int
-	WorkerID     string
 	// Sparse decodes with DeepSeek Sparse Attention keeping SparseTopK keys per query (0 = model.index_topk);
 	// set it when the policy was trained sparse, so that rollout and learner attend alike. RecordSelection
 	// (with Sparse) records every position's selected keys per layer in the trajectory's dsa_topk.
 	Sparse          bool
 	SparseTopK      int
 	RecordSelection bool
+}
+
+// RLSamplerConfig is how the workers of an rl stage decode: its rl section's sampling, group size and
+// length, with the policy's attention (sparse with sparseTopK keys, recording the selections when the
+// learner replays them, rl.keep_selection).
+func RLSamplerConfig(rc configs.RL, sparse bool, sparseTopK int) SamplerConfig {
+	return SamplerConfig{Params: SamplingParams{Temperature: rc.Temperature, TopP: rc.TopP, TopK: rc.TopK},
+		GroupSize: rc.GroupSize, MaxNewTokens: rc.MaxNewTokens, Sparse: sparse, SparseTopK: sparseTopK, RecordSelection: sparse && rc.KeepSelection}
+}
+
+// GroupSampler samples groups with one engine. It is not safe for concurrent use: give each worker its own.
+type GroupSampler struct {
+	Engine   *model.Engine
+	Tok      *data.Tokenizer
+	Family   envs.Family
+	WorkerID string
+	SamplerConfig
 
 	prefix            *model.Session
 	session           *model.Session
 	dprefix, dsession *model.DSASession // Sparse: prefix and session are these sessions' embedded ones
 	sampler           Sampler
 	moeLayer          []int // decoder layer of each MoE layer, in order
+}
+
+// NewGroupSampler returns a sampler of the family's tasks decoding with eng as c says; workerID names it in
+// the trajectories it records.
+func NewGroupSampler(eng *model.Engine, tok *data.Tokenizer, fam envs.Family, workerID string, c SamplerConfig) *GroupSampler {
+	return &GroupSampler{Engine: eng, Tok: tok, Family: fam, WorkerID: workerID, SamplerConfig: c}
 }
 
 // RenderPrompt renders a task's prompt ids: a single user turn, thinking mode, with BOS.
@@ -258,5 +278,3 @@ func (g *GroupSampler) Greedy(t envs.Task) (string, string, error) {
 	}
 	return CompletionText(g.Tok, out), finish, nil
 }
-
-var _ = strings.TrimSpace

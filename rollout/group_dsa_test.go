@@ -33,8 +33,8 @@ func TestGroupSamplerSparse(t *testing.T) {
 		t.Fatal(err)
 	}
 	eng := model.NewEngine(p)
-	gs := &GroupSampler{Engine: eng, Tok: tok, Family: fam, Params: SamplingParams{Temperature: 1, TopP: 1}, GroupSize: 3, MaxNewTokens: 12,
-		Sparse: true, RecordSelection: true}
+	gs := NewGroupSampler(eng, tok, fam, "w0", SamplerConfig{Params: SamplingParams{Temperature: 1, TopP: 1}, GroupSize: 3, MaxNewTokens: 12,
+		Sparse: true, RecordSelection: true})
 	task := fam.Sample(rand.New(rand.NewPCG(1, 2)), data.SplitTrain)
 	g, err := gs.Sample(context.Background(), task, "g0", 0, rand.New(rand.NewPCG(5, 6)))
 	if err != nil {
@@ -80,7 +80,7 @@ func TestGroupSamplerSparse(t *testing.T) {
 		}
 	}
 	// recording needs sparse decoding
-	dense := &GroupSampler{Engine: eng, Tok: tok, Family: fam, Params: SamplingParams{Temperature: 1, TopP: 1}, GroupSize: 2, MaxNewTokens: 4, RecordSelection: true}
+	dense := NewGroupSampler(eng, tok, fam, "w1", SamplerConfig{Params: SamplingParams{Temperature: 1, TopP: 1}, GroupSize: 2, MaxNewTokens: 4, RecordSelection: true})
 	if _, err := dense.Sample(context.Background(), task, "g1", 0, rand.New(rand.NewPCG(1, 1))); err == nil {
 		t.Fatal("recording DSA selections with dense decoding was accepted")
 	}

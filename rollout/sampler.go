@@ -1,11 +1,8 @@
-// Package rollout samples completions from the inference engine for RL: the sampler (temperature, top-k,
-// top-p, recording the kept set and the log-probability of the truncated distribution actually sampled),
-// group sampling with routing and sampling-mask recording, and the worker loop.
-//
 // sampler.go: one draw from logits z. With temperature τ the distribution is softmax(z/τ); top-k keeps the k
 // most likely tokens, then top-p keeps the smallest prefix (by descending probability, renormalised after
 // top-k) whose mass reaches p; the draw is from the renormalised kept set K, and logp = log q_K(token) is
 // π_old of the learner (dsv32-spec.md §3.2, Keep Sampling Mask). τ = 0 is greedy (K = {argmax}, logp = 0).
+
 package rollout
 
 import (

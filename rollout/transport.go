@@ -1,6 +1,8 @@
-// transport.go: the seam between rollout workers and the learner. Prompts travel to workers as jobs and
-// groups travel back; the in-process transport uses channels, the NATS JetStream transport (a later issue)
-// implements the same interface across machines.
+// transport.go: the seam between the learner and the rollout workers, one interface per side. The learner
+// dispatches prompts as jobs, collects the finished groups and commits them once a checkpoint holds their
+// update; a worker takes the next job, publishes its group, or returns a job it cannot sample yet. InProc
+// carries both sides over channels in one process; package natsbus carries them over NATS JetStream.
+
 package rollout
 
 import (
@@ -8,7 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/sparrow-rl/sparrow/data"
 	"github.com/sparrow-rl/sparrow/envs"
@@ -18,30 +23,73 @@ import (
 type Job struct {
 	GroupID string
 	Task    envs.Task
-	// Version is the policy version the group must be sampled with (workers with another version wait or
-	// refuse, depending on the staleness bound).
+	// Version is the policy version the group must be sampled with (Gate.Acquire waits for weights in
+	// [Version − max_staleness, Version] and returns a job older than the weights).
 	Version int64
-	// Seed seeds the group's sampling, so a group's completions do not depend on which worker drew it.
+	// Seed seeds the group's sampling (RNG), so a group's completions do not depend on which worker drew it.
 	Seed uint64
 }
 
-// Transport carries jobs to workers and groups back.
-type Transport interface {
-	// Dispatch queues jobs for the workers.
-	Dispatch(ctx context.Context, jobs []Job) error
-	// NextJob blocks until a job is available (worker side).
-	NextJob(ctx context.Context) (Job, error)
-	// Publish sends a finished group to the learner (worker side).
-	Publish(ctx context.Context, g *data.Group) error
-	// Collect blocks until n groups have arrived (learner side).
+// RNG is the job's sampling generator: the same for every worker that draws the job.
+func (j Job) RNG() *rand.Rand { return rand.New(rand.NewPCG(j.Seed, 0x9e3779b97f4a7c15)) }
+
+// GroupID names a group by its stage, the learner step that dispatched it and its index within the step:
+// "<stage>-<step:06>-<index:03>". Ids sort in dispatch order, and the step is the learner's watermark: every
+// group of a step before the one a learner resumes at is in its checkpoint.
+type GroupID struct {
+	Stage       string
+	Step, Index int
+}
+
+func (g GroupID) String() string { return fmt.Sprintf("%s-%06d-%03d", g.Stage, g.Step, g.Index) }
+
+// ParseGroupID parses a GroupID's string form.
+func ParseGroupID(s string) (GroupID, error) {
+	i := strings.LastIndexByte(s, '-')
+	j := -1
+	if i > 0 {
+		j = strings.LastIndexByte(s[:i], '-')
+	}
+	if j <= 0 {
+		return GroupID{}, fmt.Errorf("rollout: group id %q: want <stage>-<step>-<index>", s)
+	}
+	step, err1 := strconv.Atoi(s[j+1 : i])
+	index, err2 := strconv.Atoi(s[i+1:])
+	if err1 != nil || err2 != nil || step < 0 || index < 0 {
+		return GroupID{}, fmt.Errorf("rollout: group id %q: step and index must be non-negative numbers", s)
+	}
+	return GroupID{Stage: s[:j], Step: step, Index: index}, nil
+}
+
+// LearnerTransport is the learner's side: it sends prompts out and takes groups in.
+type LearnerTransport interface {
+	// Dispatch queues the jobs of learner step step for the workers. Groups of earlier steps that arrive
+	// later are settled (applied or dropped) already and are not handed out again.
+	Dispatch(ctx context.Context, step int, jobs []Job) error
+	// Collect blocks until n of the dispatched groups have arrived and returns them. A group whose sampling
+	// failed arrives empty (no trajectories).
 	Collect(ctx context.Context, n int) ([]*data.Group, error)
+	// Commit tells the transport that a checkpoint on disk holds the updates that used (or deliberately
+	// dropped) the groups ids: they are acknowledged and never delivered again.
+	Commit(ctx context.Context, ids []string) error
 	Close() error
+}
+
+// WorkerTransport is a rollout worker's side: it takes prompts and hands groups back.
+type WorkerTransport interface {
+	// NextJob blocks until a job is available.
+	NextJob(ctx context.Context) (Job, error)
+	// Publish sends a finished group (an empty one reports that sampling failed) and settles its job.
+	Publish(ctx context.Context, g *data.Group) error
+	// Return hands an unsampled job back, to be delivered again (to any worker) after delay.
+	Return(job Job, delay time.Duration)
 }
 
 // ErrClosed is returned by a closed transport.
 var ErrClosed = errors.New("rollout: transport closed")
 
-// InProc is the in-process transport: buffered channels.
+// InProc carries jobs and groups over buffered channels between a learner and workers in one process. It
+// is both sides' transport.
 type InProc struct {
 	jobs   chan Job
 	groups chan *data.Group
@@ -49,12 +97,14 @@ type InProc struct {
 	once   sync.Once
 }
 
-// NewInProc returns an in-process transport with room for capacity jobs and groups.
+// NewInProc returns an in-process transport with room for capacity jobs and capacity groups.
 func NewInProc(capacity int) *InProc {
 	return &InProc{jobs: make(chan Job, capacity), groups: make(chan *data.Group, capacity), done: make(chan struct{})}
 }
 
-func (t *InProc) Dispatch(ctx context.Context, jobs []Job) error {
+// Dispatch queues jobs; the in-process learner collects every group of a step before the next one, so no
+// group of an earlier step can arrive late.
+func (t *InProc) Dispatch(ctx context.Context, step int, jobs []Job) error {
 	for _, j := range jobs {
 		select {
 		case t.jobs <- j:
@@ -76,6 +126,23 @@ func (t *InProc) NextJob(ctx context.Context) (Job, error) {
 	case <-t.done:
 		return Job{}, ErrClosed
 	}
+}
+
+// Return queues the job again after delay (unless the transport closes first).
+func (t *InProc) Return(job Job, delay time.Duration) {
+	go func() {
+		timer := time.NewTimer(delay)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-t.done:
+			return
+		}
+		select {
+		case t.jobs <- job:
+		case <-t.done:
+		}
+	}()
 }
 
 func (t *InProc) Publish(ctx context.Context, g *data.Group) error {
@@ -104,49 +171,10 @@ func (t *InProc) Collect(ctx context.Context, n int) ([]*data.Group, error) {
 	return out, nil
 }
 
+// Commit has nothing to acknowledge in one process: a group lives only in memory.
+func (t *InProc) Commit(context.Context, []string) error { return nil }
+
 func (t *InProc) Close() error {
 	t.once.Do(func() { close(t.done) })
 	return nil
-}
-
-// Worker pulls jobs, samples groups and publishes them until ctx ends or the transport closes.
-type Worker struct {
-	Sampler *GroupSampler
-	// Version returns the policy version of the weights the sampler's engine reads now.
-	Version func() int64
-	// Errors receives sampling errors (the worker keeps going); nil = dropped.
-	Errors chan<- error
-}
-
-// Run is the worker loop.
-func (w *Worker) Run(ctx context.Context, t Transport) error {
-	for {
-		job, err := t.NextJob(ctx)
-		if err != nil {
-			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		v := w.Version()
-		rng := rand.New(rand.NewPCG(job.Seed, 0x9e3779b97f4a7c15))
-		g, err := w.Sampler.Sample(ctx, job.Task, job.GroupID, v, rng)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			err = fmt.Errorf("worker %s: group %s: %w", w.Sampler.WorkerID, job.GroupID, err)
-			if w.Errors != nil {
-				w.Errors <- err
-			}
-			// an empty group tells the learner this job failed, so it never waits forever
-			g = &data.Group{GroupID: job.GroupID}
-		}
-		if err := t.Publish(ctx, g); err != nil {
-			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-	}
 }

@@ -6,19 +6,11 @@ package trainer
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
-	"slices"
-	"sync"
-	"time"
 
 	"github.com/sparrow-rl/sparrow/checkpoints"
 	"github.com/sparrow-rl/sparrow/configs"
-	"github.com/sparrow-rl/sparrow/data"
 	"github.com/sparrow-rl/sparrow/internal/kernels"
 	"github.com/sparrow-rl/sparrow/model"
-	"github.com/sparrow-rl/sparrow/rollout"
 )
 
 // RolloutBenchResult is what `trainer bench rollout --json` prints.
@@ -60,51 +52,12 @@ func BenchRollout(cfg *configs.Config, stageName, checkpoint string) (*RolloutBe
 		p = model.NewParams(cfg.Model)
 		p.Init(uint64(cfg.Seed))
 	}
-	dir, err := os.MkdirTemp("", "sparrow-bench-rollout-")
+	pr, err := ProbeRLStep(context.Background(), cfg, *st, p)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	r := &Run{Config: cfg, Dir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	s, err := newRLStage(r, *st, p)
-	if err != nil {
-		return nil, err
-	}
-	defer s.close()
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, gs := range s.samplers {
-		w := &rollout.Worker{Sampler: gs, Version: s.version.Load}
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = w.Run(ctx, s.transport) }()
-	}
-	defer func() { cancel(); s.transport.Close(); wg.Wait() }()
-	t0 := time.Now()
-	groups, _, err := s.gather(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	roll := time.Since(t0)
-	slices.SortFunc(groups, func(a, b *data.Group) int {
-		if a.GroupID < b.GroupID {
-			return -1
-		}
-		return 1
-	})
-	toks := 0
-	for _, g := range groups {
-		for _, tr := range g.Trajectories {
-			toks += len(tr.CompletionTokens)
-		}
-	}
-	t1 := time.Now()
-	if _, err := s.trainOn(groups); err != nil {
-		return nil, err
-	}
-	learn := time.Since(t1)
-	n := len(groups) * st.RL.GroupSize
-	return &RolloutBenchResult{Config: cfg.Name, Checkpoint: checkpoint, Groups: len(groups), GroupSize: st.RL.GroupSize,
-		Workers: st.RL.Workers, CompletionTokens: toks, MeanLength: float64(toks) / float64(n), RolloutSeconds: roll.Seconds(),
-		TokensPerS: float64(toks) / roll.Seconds(), GroupsPerS: float64(len(groups)) / roll.Seconds(),
-		LearnerStepS: learn.Seconds(), LearnerTokensPerS: float64(n*s.T) / learn.Seconds(), Backend: kernels.Backend()}, nil
+	return &RolloutBenchResult{Config: cfg.Name, Checkpoint: checkpoint, Groups: pr.Groups, GroupSize: pr.GroupSize,
+		Workers: pr.Workers, CompletionTokens: pr.CompletionTokens, MeanLength: float64(pr.CompletionTokens) / float64(pr.Groups*pr.GroupSize), RolloutSeconds: pr.RolloutSeconds,
+		TokensPerS: float64(pr.CompletionTokens) / pr.RolloutSeconds, GroupsPerS: float64(pr.Groups) / pr.RolloutSeconds,
+		LearnerStepS: pr.LearnerSeconds, LearnerTokensPerS: float64(pr.LearnerTokens) / pr.LearnerSeconds, Backend: kernels.Backend()}, nil
 }

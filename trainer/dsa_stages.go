@@ -12,7 +12,9 @@
 // Metrics: loss (LM), dsa/indexer_kl (mean over layers) and dsa/indexer_kl/layer<l>; at each eval the held-out
 // LM loss, and on the same held-out batches a dense pass giving dsa/topk_recall, dsa/topk_recall_rel and
 // dsa/best_topk_mass (mean and per layer, k = dsa.recall_topk); at the end of the stage the held-out accuracy
-// on dsa.eval_env (greedy decoding with the engine: dense in warm-up, sparse in dsa_sparse).
+// on dsa.eval_env (greedy decoding with the engine: dense in warm-up, sparse in dsa_sparse). runLoop
+// (stage.go) drives it.
+
 package trainer
 
 import (
@@ -28,8 +30,8 @@ import (
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/data"
 	"github.com/sparrow-rl/sparrow/envs"
+	"github.com/sparrow-rl/sparrow/internal/kernels"
 	"github.com/sparrow-rl/sparrow/model"
-	"github.com/sparrow-rl/sparrow/rollout"
 )
 
 // indexerOptPrefix names the indexer optimizer's tensors in a dsa_sparse checkpoint.
@@ -51,7 +53,6 @@ type dsaStage struct {
 	opt, iopt         *AdamW // backbone (sparse) or indexers (warm-up); indexers (sparse only)
 	groups, igroups   []ParamGroup
 	gradOf, igradOf   []int
-	step, skipped     int
 	tokensSeen        int64
 	batches           []data.Batch
 	in                model.StepInput
@@ -120,7 +121,16 @@ func newDSAStage(r *Run, st configs.Stage, params *model.Params) (*dsaStage, err
 	return s, nil
 }
 
-func (s *dsaStage) close() {
+func (s *dsaStage) plan() plan {
+	tr := s.stage.Train
+	return plan{steps: tr.Steps, logEvery: tr.LogEvery, evalEvery: tr.EvalEvery, evalFirst: true,
+		headline: []string{"loss", "dsa/indexer_kl", "lr", "tokens_per_s"}, progress: "loss"}
+}
+
+func (s *dsaStage) begin(context.Context, int) error { return nil }
+func (s *dsaStage) saved(context.Context) error      { return nil }
+
+func (s *dsaStage) end(bool) {
 	s.src.Close()
 	s.graph.Close()
 	if s.dense != nil && s.dense != s.graph {
@@ -156,41 +166,39 @@ func (s *dsaStage) restore(ck *checkpoints.Checkpoint) error {
 	if err := s.src.Restore(cur.Packer); err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
-	s.step, s.skipped, s.tokensSeen = ck.State.StageSteps, ck.State.SkippedSteps, ck.State.TokensSeen
+	s.tokensSeen = ck.State.TokensSeen
 	return nil
 }
 
-func (s *dsaStage) save() (string, error) {
+func (s *dsaStage) checkpoint(int) (*checkpoints.Checkpoint, error) {
 	state, err := s.src.State()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	cur, err := json.Marshal(dsaState{Packer: state})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	opt := optimizerTensors("", s.opt)
 	if s.iopt != nil {
 		opt = append(opt, optimizerTensors(indexerOptPrefix, s.iopt)...)
 	}
-	ck := &checkpoints.Checkpoint{Model: s.params.Config, Tensors: checkpoints.FromParams(s.params), Optimizer: opt,
-		State: checkpoints.TrainerState{Stage: s.stage.Name, Kind: s.stage.Kind, Step: s.step, StageSteps: s.step,
-			TokensSeen: s.tokensSeen, SkippedSteps: s.skipped, DataCursor: cur, ConfigHash: s.run.Config.Hash()}}
-	return s.run.saveCheckpoint(ck)
+	return &checkpoints.Checkpoint{Model: s.params.Config, Tensors: checkpoints.FromParams(s.params), Optimizer: opt,
+		State: checkpoints.TrainerState{TokensSeen: s.tokensSeen, DataCursor: cur}}, nil
 }
 
-// trainStep runs one optimizer step (of both optimizers in dsa_sparse).
-func (s *dsaStage) trainStep() (map[string]float64, bool, error) {
+// step runs one optimizer step (of both optimizers in dsa_sparse).
+func (s *dsaStage) step(_ context.Context, step int) (stepResult, error) {
 	tr := s.stage.Train
 	total := 0
 	for i := range s.batches {
 		if err := s.src.Next(&s.batches[i]); err != nil {
-			return nil, false, fmt.Errorf("step %d: %w", s.step, err)
+			return stepResult{}, err
 		}
 		total += s.batches[i].Tokens
 	}
 	if total == 0 {
-		return nil, false, fmt.Errorf("step %d: the accumulated batch has no trained token", s.step)
+		return stepResult{}, fmt.Errorf("the accumulated batch has no trained token")
 	}
 	for _, g := range append(s.groups, s.igroups...) {
 		clear(g.Grad)
@@ -212,7 +220,7 @@ func (s *dsaStage) trainStep() (map[string]float64, bool, error) {
 		}
 		l, err := s.graph.Run(s.in)
 		if err != nil {
-			return nil, false, fmt.Errorf("step %d: %w", s.step, err)
+			return stepResult{}, err
 		}
 		kl, per := s.graph.DSA.IndexLoss()
 		lm += l - s.graph.DSA.LossScale*kl
@@ -244,8 +252,7 @@ func (s *dsaStage) trainStep() (map[string]float64, bool, error) {
 		m["dsa/indexer_grad_norm"] = inorm
 	}
 	if bad(lm) || bad(klMean) || bad(norm) || bad(inorm) {
-		s.skipped++
-		return m, false, nil
+		return stepResult{metrics: m, skipped: 1}, nil
 	}
 	o, sc := s.stage.Optimizer, s.stage.Schedule
 	if o.GradClip > 0 {
@@ -254,11 +261,11 @@ func (s *dsaStage) trainStep() (map[string]float64, bool, error) {
 			ClipGrads(s.igroups, o.GradClip)
 		}
 	}
-	lr := LR(sc.Kind, o.LR, s.step, sc.WarmupSteps, tr.Steps, sc.MinLRRatio)
+	lr := LR(sc.Kind, o.LR, step, sc.WarmupSteps, tr.Steps, sc.MinLRRatio)
 	s.opt.Update(lr)
 	m["lr"] = lr
 	if s.sparse {
-		ilr := LR(sc.Kind, s.stage.DSA.IndexerLR, s.step, sc.WarmupSteps, tr.Steps, sc.MinLRRatio)
+		ilr := LR(sc.Kind, s.stage.DSA.IndexerLR, step, sc.WarmupSteps, tr.Steps, sc.MinLRRatio)
 		s.iopt.Update(ilr)
 		m["dsa/indexer_lr"] = ilr
 		for l, ld := range s.load {
@@ -268,7 +275,7 @@ func (s *dsaStage) trainStep() (map[string]float64, bool, error) {
 		}
 	}
 	s.tokensSeen += int64(total)
-	return m, true, nil
+	return stepResult{metrics: m, tokens: int64(total)}, nil
 }
 
 func bad(v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) }
@@ -363,7 +370,9 @@ func evaluateDSA(g, dense *model.Graph[float32], d configs.Data, seed int64, tok
 	return e, nil
 }
 
-func (s *dsaStage) evaluate() (map[string]float64, error) {
+// evaluate computes the held-out DSA metrics (DSAEval) and, after the last step, the greedy accuracy on
+// dsa.eval_env.
+func (s *dsaStage) evaluate(_ context.Context, step int) (map[string]float64, error) {
 	tr := s.stage.Train
 	if s.dense == nil {
 		var err error
@@ -378,93 +387,15 @@ func (s *dsaStage) evaluate() (map[string]float64, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e.Metrics(), nil
-}
-
-// runLoop trains until the step budget, cancellation or an error.
-func (s *dsaStage) runLoop(ctx context.Context) error {
-	tr := s.stage.Train
-	r := s.run
-	log := r.Log.With("stage", s.stage.Name)
-	every := r.Config.Checkpoint.Every
-	lastSaved := -1
-	if s.step == 0 {
-		m, err := s.evaluate()
+	m := e.Metrics()
+	if step == tr.Steps && s.stage.DSA.EvalEnv != "" {
+		acc, err := EnvAccuracy(s.params, s.stage.DSA.EvalEnv, s.stage.Data, s.stage.DSA.EvalTasks, s.sparse, s.run.Config.Seed)
 		if err != nil {
-			return fmt.Errorf("stage %s: eval: %w", s.stage.Name, err)
+			return nil, fmt.Errorf("%s: %w", s.stage.DSA.EvalEnv, err)
 		}
-		if err := r.Metrics.Log(s.stage.Name, 0, m); err != nil {
-			return err
-		}
-		log.Info("eval", "step", 0, "eval_loss", round4(m["eval/loss"]), "topk_recall", round4(m["dsa/topk_recall"]), "topk_recall_rel", round4(m["dsa/topk_recall_rel"]))
+		m["eval/"+s.stage.DSA.EvalEnv+"/accuracy"] = acc
 	}
-	for s.step < tr.Steps {
-		if ctx.Err() != nil {
-			if lastSaved != s.step {
-				if _, err := s.save(); err != nil {
-					return fmt.Errorf("saving on interrupt: %w", err)
-				}
-			}
-			return ErrInterrupted
-		}
-		m, applied, err := s.trainStep()
-		if err != nil {
-			return fmt.Errorf("stage %s: %w", s.stage.Name, err)
-		}
-		s.step++
-		if !applied {
-			log.Warn("skipped a step with a non-finite loss or gradient norm", "step", s.step, "skipped_total", s.skipped)
-			m["skipped_steps"] = float64(s.skipped)
-			if s.skipped > max(10, tr.Steps/10) {
-				return fmt.Errorf("stage %s: %d steps skipped for non-finite values; stopping", s.stage.Name, s.skipped)
-			}
-		}
-		if !applied || s.step%tr.LogEvery == 0 || s.step == tr.Steps {
-			if err := r.Metrics.Log(s.stage.Name, s.step, m); err != nil {
-				return err
-			}
-			log.Info("step", "step", s.step, "loss", round4(m["loss"]), "indexer_kl", round4(m["dsa/indexer_kl"]), "lr", m["lr"])
-		}
-		if (tr.EvalEvery > 0 && s.step%tr.EvalEvery == 0) || s.step == tr.Steps {
-			em, err := s.evaluate()
-			if err != nil {
-				return fmt.Errorf("stage %s: eval: %w", s.stage.Name, err)
-			}
-			if s.step == tr.Steps && s.stage.DSA.EvalEnv != "" {
-				acc, err := EnvAccuracy(s.params, s.stage.DSA.EvalEnv, s.stage.Data, s.stage.DSA.EvalTasks, s.sparse, s.run.Config.Seed)
-				if err != nil {
-					return fmt.Errorf("stage %s: eval %s: %w", s.stage.Name, s.stage.DSA.EvalEnv, err)
-				}
-				em["eval/"+s.stage.DSA.EvalEnv+"/accuracy"] = acc
-			}
-			if err := r.Metrics.Log(s.stage.Name, s.step, em); err != nil {
-				return err
-			}
-			log.Info("eval", "step", s.step, "eval_loss", round4(em["eval/loss"]), "topk_recall", round4(em["dsa/topk_recall"]), "topk_recall_rel", round4(em["dsa/topk_recall_rel"]))
-		}
-		if (every > 0 && s.step%every == 0) || s.step == tr.Steps {
-			if _, err := s.save(); err != nil {
-				return err
-			}
-			lastSaved = s.step
-		}
-	}
-	return nil
-}
-
-// runDSAStage runs a dsa_warmup or dsa_sparse stage over params.
-func (r *Run) runDSAStage(ctx context.Context, st configs.Stage, params *model.Params, resume *checkpoints.Checkpoint) error {
-	s, err := newDSAStage(r, st, params)
-	if err != nil {
-		return err
-	}
-	defer s.close()
-	if resume != nil {
-		if err := s.restore(resume); err != nil {
-			return err
-		}
-	}
-	return s.runLoop(ctx)
+	return m, nil
 }
 
 // EnvAccuracy decodes n held-out tasks of the family env greedily and returns the share the family's verifier
@@ -490,38 +421,17 @@ func EnvAccuracy(p *model.Params, env string, d configs.Data, n int, sparse bool
 	if err != nil {
 		return 0, err
 	}
-	rng := rand.New(rand.NewPCG(uint64(seed), 0xd5a))
-	e := model.NewEngine(p)
-	correct := 0
-	tasks, _ := envs.EvalTasks(fam, rng, data.SplitHeldOut, n)
-	var chat *rollout.GroupSampler // the chat encoding with special ids, as the RL rollout prompts
-	if d.Format == "chat" {
-		longest := 0
-		for _, t := range tasks {
-			longest = max(longest, len(t.Answer))
-		}
-		chat = &rollout.GroupSampler{Engine: e, Tok: tok, Family: fam, MaxNewTokens: 4*longest + 64, Sparse: sparse}
-	}
+	tasks, _ := envs.EvalTasks(fam, rand.New(rand.NewPCG(uint64(seed), 0xd5a)), data.SplitHeldOut, n)
+	longest := 0
 	for _, t := range tasks {
-		if chat != nil {
-			text, finish, err := chat.Greedy(t)
-			if err != nil {
-				return 0, fmt.Errorf("task %s: %w", t.ID, err)
-			}
-			if fam.Verify(t, text, finish).Correct {
-				correct++
-			}
-			continue
-		}
-		text, err := textCompletion(e, tok, t, sparse)
-		if err != nil {
-			return 0, err
-		}
-		if fam.Verify(t, text, "stop").Correct {
-			correct++
-		}
+		longest = max(longest, len(t.Answer))
 	}
-	return float64(correct) / float64(n), nil
+	o, err := greedyEval(model.NewEngine(p), tok, fam, tasks, evalDecoding{maxNewTokens: 4*longest + 64, text: d.Format != "chat",
+		sparse: sparse, workers: kernels.Threads()})
+	if err != nil {
+		return 0, err
+	}
+	return o.accuracy(), nil
 }
 
 // textCompletion decodes task t greedily from the prompt as the synthetic text corpus renders it

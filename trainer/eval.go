@@ -1,5 +1,7 @@
-// eval.go: evaluation of a checkpoint: the held-out next-token loss (and perplexity) on a data section's
-// held-out split. Task accuracy joins once task environments exist.
+// eval.go: evaluation. Of a checkpoint: the held-out next-token loss (and perplexity) on a data section's
+// held-out split (Evaluate), and task accuracy, greedy and pass@k (EvaluateTasks). greedyEval is the one
+// greedy evaluator of a task family that every stage and command uses.
+
 package trainer
 
 import (
@@ -94,6 +96,96 @@ type TaskSample struct {
 	Reward       float64 `json:"reward"`
 }
 
+// evalDecoding says how greedyEval decodes.
+type evalDecoding struct {
+	maxNewTokens int  // of a chat-format completion
+	text         bool // prompt as the family's text corpus renders it (textCompletion), for a model pre-trained on it
+	sparse       bool // DeepSeek Sparse Attention with sparseTopK keys (0 = model.index_topk)
+	sparseTopK   int
+	workers      int // tasks decoded in parallel (each worker its own sessions over the shared engine)
+	// passK > 0 also samples passK completions per task with sampling, seeded by sampleSeed(i), for pass@k.
+	passK      int
+	sampling   rollout.SamplingParams
+	sampleSeed func(i int) *rand.Rand
+}
+
+// evalOutcome is what greedyEval measured.
+type evalOutcome struct {
+	samples  []TaskSample // the greedy completion of every task, in task order
+	anyRight int          // tasks with at least one right answer among their passK samples
+	right    int          // right answers among all samples
+}
+
+func (o evalOutcome) accuracy() float64 {
+	right := 0
+	for _, s := range o.samples {
+		if s.Correct {
+			right++
+		}
+	}
+	return float64(right) / float64(len(o.samples))
+}
+
+// greedyEval decodes every task greedily with eng and grades it with the family's verifier (and samples
+// pass@k completions when d.passK > 0). Greedy decoding makes the result independent of d.workers.
+func greedyEval(eng *model.Engine, tok *data.Tokenizer, fam envs.Family, tasks []envs.Task, d evalDecoding) (evalOutcome, error) {
+	out := evalOutcome{samples: make([]TaskSample, len(tasks))}
+	workers := max(1, min(d.workers, len(tasks)))
+	var anyRight, right atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	sc := rollout.SamplerConfig{Params: d.sampling, GroupSize: d.passK, MaxNewTokens: d.maxNewTokens, Sparse: d.sparse, SparseTopK: d.sparseTopK}
+	for w := range workers {
+		gs := rollout.NewGroupSampler(eng, tok, fam, fmt.Sprintf("eval%d", w), sc)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(tasks); i += workers {
+				t := tasks[i]
+				var completion, finish string
+				var err error
+				if d.text {
+					completion, err = textCompletion(eng, tok, t, d.sparse)
+					finish = "stop"
+				} else {
+					completion, finish, err = gs.Greedy(t)
+				}
+				if err != nil {
+					errs[w] = fmt.Errorf("task %s: %w", t.ID, err)
+					return
+				}
+				rw := fam.Verify(t, completion, finish)
+				out.samples[i] = TaskSample{ID: t.ID, Prompt: t.Prompt, Answer: t.Answer, Completion: completion,
+					FinishReason: finish, Correct: rw.Correct, Reward: rw.Total}
+				if d.passK == 0 {
+					continue
+				}
+				g, err := gs.Sample(context.Background(), t, fmt.Sprintf("eval-%d", i), 0, d.sampleSeed(i))
+				if err != nil {
+					errs[w] = fmt.Errorf("task %s: %w", t.ID, err)
+					return
+				}
+				ok := false
+				for _, tr := range g.Trajectories {
+					if tr.RewardParts["correct"] == 1 {
+						right.Add(1)
+						ok = true
+					}
+				}
+				if ok {
+					anyRight.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return out, err
+	}
+	out.anyRight, out.right = int(anyRight.Load()), int(right.Load())
+	return out, nil
+}
+
 // EvaluateTasks measures a checkpoint on n held-out tasks of the family env (options from the stage's rl
 // section: env_params, reward, max_new_tokens, temperature, top_p): greedy accuracy, and pass@k over k samples.
 // The tasks are the same for every checkpoint of a seed, so numbers compare across a run. A sparse-attention
@@ -131,69 +223,18 @@ func EvaluateTasks(dir string, cfg *configs.Config, st configs.Stage, env string
 	if text && k > 0 {
 		return nil, fmt.Errorf("eval --env %s: the checkpoint's stage was trained on the text format (data.format %q), whose prompts pass@k does not sample: use --k 0", env, st.Data.Format)
 	}
-	rng := rand.New(rand.NewPCG(seedOf(cfg.Seed, "eval/"+env), 2))
-	tasks, distinct := envs.EvalTasks(fam, rng, data.SplitHeldOut, n)
-	eng := model.NewEngine(p)
-	workers := max(1, kernels.Threads())
-	var greedy, anyRight, right atomic.Int64
-	samples := make([]TaskSample, n)
-	var wg sync.WaitGroup
-	errs := make([]error, workers)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			gs := &rollout.GroupSampler{Engine: eng, Tok: tok, Family: fam, GroupSize: k, MaxNewTokens: st.RL.MaxNewTokens,
-				Params: rollout.SamplingParams{Temperature: st.RL.Temperature, TopP: st.RL.TopP, TopK: st.RL.TopK}, WorkerID: fmt.Sprintf("eval%d", w),
-				Sparse: sparse}
-			for i := w; i < n; i += workers {
-				var completion, finish string
-				var err error
-				if text {
-					completion, err = textCompletion(eng, tok, tasks[i], sparse)
-					finish = "stop"
-				} else {
-					completion, finish, err = gs.Greedy(tasks[i])
-				}
-				if err != nil {
-					errs[w] = err
-					return
-				}
-				rw := fam.Verify(tasks[i], completion, finish)
-				if rw.Correct {
-					greedy.Add(1)
-				}
-				samples[i] = TaskSample{ID: tasks[i].ID, Prompt: tasks[i].Prompt, Answer: tasks[i].Answer, Completion: completion,
-					FinishReason: finish, Correct: rw.Correct, Reward: rw.Total}
-				if k == 0 {
-					continue
-				}
-				g, err := gs.Sample(context.Background(), tasks[i], fmt.Sprintf("eval-%d", i), 0, rand.New(rand.NewPCG(seedOf(cfg.Seed, fmt.Sprintf("evalk/%s/%d", env, i)), 3)))
-				if err != nil {
-					errs[w] = err
-					return
-				}
-				ok := false
-				for _, tr := range g.Trajectories {
-					if tr.RewardParts["correct"] == 1 {
-						right.Add(1)
-						ok = true
-					}
-				}
-				if ok {
-					anyRight.Add(1)
-				}
-			}
-		}(w)
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	tasks, distinct := envs.EvalTasks(fam, labeledRNG(cfg.Seed, "eval/"+env, 2), data.SplitHeldOut, n)
+	rc := st.RL
+	o, err := greedyEval(model.NewEngine(p), tok, fam, tasks, evalDecoding{maxNewTokens: rc.MaxNewTokens, text: text, sparse: sparse,
+		workers: kernels.Threads(), passK: k, sampling: rollout.SamplingParams{Temperature: rc.Temperature, TopP: rc.TopP, TopK: rc.TopK},
+		sampleSeed: func(i int) *rand.Rand { return labeledRNG(cfg.Seed, fmt.Sprintf("evalk/%s/%d", env, i), 3) }})
+	if err != nil {
 		return nil, err
 	}
-	res := &TaskEval{Checkpoint: dir, Env: env, N: n, Distinct: distinct, K: k, Accuracy: float64(greedy.Load()) / float64(n), Temp: st.RL.Temperature, TopP: st.RL.TopP, Attention: attention, Samples: samples}
+	res := &TaskEval{Checkpoint: dir, Env: env, N: n, Distinct: distinct, K: k, Accuracy: o.accuracy(), Temp: rc.Temperature, TopP: rc.TopP, Attention: attention, Samples: o.samples}
 	if k > 0 {
-		res.PassAtK = float64(anyRight.Load()) / float64(n)
-		res.MeanAtK = float64(right.Load()) / float64(n*k)
+		res.PassAtK = float64(o.anyRight) / float64(n)
+		res.MeanAtK = float64(o.right) / float64(n*k)
 	}
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil

@@ -1,7 +1,8 @@
-// pipeline.go: the pipeline runner. A run is a directory (architecture.md, "Run directory") and a list of
-// stages; each stage starts from its init_from checkpoint, the previous stage's weights, or a fresh model,
+// pipeline.go: the pipeline runner. A run is a directory (docs/architecture.md, "Run directory") and a list
+// of stages; each stage starts from its init_from checkpoint, the previous stage's weights, or a fresh model,
 // and ends with a checkpoint. Resume picks up a checkpoint's stage at its step, with its optimizer state and
 // data cursor, so N steps + resume + N steps equals 2N steps bit for bit.
+
 package trainer
 
 import (
@@ -193,6 +194,19 @@ func Execute(ctx context.Context, cfg *configs.Config, opt Options) (err error) 
 	return nil
 }
 
+// newStage builds the stage of st's kind over params.
+func (r *Run) newStage(st configs.Stage, params *model.Params) (stage, error) {
+	switch st.Kind {
+	case configs.KindPretrain, configs.KindSFT:
+		return newLMStage(r, st, params)
+	case configs.KindDSAWarmup, configs.KindDSASparse:
+		return newDSAStage(r, st, params)
+	case configs.KindRL:
+		return newRLStage(r, st, params)
+	}
+	return nil, fmt.Errorf("stages[%s].kind: %s is not implemented by this build", st.Name, st.Kind)
+}
+
 // stageParams returns the weights a stage starts from.
 func (r *Run) stageParams(st configs.Stage, prev *model.Params) (*model.Params, error) {
 	switch {
@@ -230,41 +244,12 @@ func (r *Run) runStage(ctx context.Context, st configs.Stage, prev *model.Params
 	total, active := params.Count()
 	r.Log.Info("stage start", "stage", st.Name, "kind", st.Kind, "params", total, "active_params", active,
 		"steps", st.Train.Steps, "batch", st.Train.BatchSize, "seq_len", st.Train.SeqLen, "grad_accum", st.Train.GradAccum, "blas", kernels.Backend())
-	switch st.Kind {
-	case configs.KindPretrain, configs.KindSFT:
-		s, err := newLMStage(r, st, params)
-		if err != nil {
-			return nil, err
-		}
-		defer s.close()
-		if resume != nil {
-			if err := s.restore(resume); err != nil {
-				return nil, err
-			}
-		}
-		if err := s.runLoop(ctx); err != nil {
-			return nil, err
-		}
-	case configs.KindRL:
-		s, err := newRLStage(r, st, params)
-		if err != nil {
-			return nil, err
-		}
-		defer s.close()
-		if resume != nil {
-			if err := s.restore(resume); err != nil {
-				return nil, err
-			}
-		}
-		if err := s.runLoop(ctx); err != nil {
-			return nil, err
-		}
-	case configs.KindDSAWarmup, configs.KindDSASparse:
-		if err := r.runDSAStage(ctx, st, params, resume); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, fmt.Errorf("stages[%s].kind: %s is not implemented by this build", st.Name, st.Kind)
+	s, err := r.newStage(st, params)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.runLoop(ctx, st, s, resume); err != nil {
+		return nil, err
 	}
 	r.Log.Info("stage done", "stage", st.Name)
 	return params, nil

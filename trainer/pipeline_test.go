@@ -147,15 +147,15 @@ func TestNonFiniteStepSkipped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.close()
+	defer s.end(false)
 	p.MustGet("lm_head.weight")[0] = float32(math.Inf(1))
 	before := p.Clone()
-	m, applied, err := s.trainStep()
+	res, err := s.step(context.Background(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if applied || s.skipped != 1 {
-		t.Fatalf("applied=%v skipped=%d loss=%v", applied, s.skipped, m["loss"])
+	if res.skipped != 1 || res.tokens != 0 {
+		t.Fatalf("skipped=%d tokens=%d loss=%v, want the step skipped", res.skipped, res.tokens, res.metrics["loss"])
 	}
 	for i := range p.Data {
 		for j := range p.Data[i] {
@@ -179,9 +179,9 @@ func TestAccumulationNormalisesByWholeBatch(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.close()
+		defer s.end(false)
 		s.stage.Optimizer.LR = 0
-		if _, _, err := s.trainStep(); err != nil {
+		if _, err := s.step(context.Background(), 0); err != nil {
 			t.Fatal(err)
 		}
 		return s.groups

@@ -1,23 +1,30 @@
-// rl.go: the GRPO learner (stage kind rl), DeepSeek-V3.2 style (dsv32-spec.md §3.2). Each step:
+// rl.go: the GRPO learner (stage kind rl), DeepSeek-V3.2 style (dsv32-spec.md §3.2). One step reads top to
+// bottom (rlStage.step):
 //
-//  1. draw prompts_per_step training tasks (deterministically from the seed and the step) and dispatch them
-//     as jobs through the Transport; rollout workers sample G completions per prompt with the current
-//     policy version, recording π_old, the kept sets and the experts they chose;
-//  2. collect the groups, order them by group id (so a seeded run does not depend on worker timing), and
-//     compute advantages R_i − mean(R) per group;
-//  3. per mini-batch: recompute log π_θ with the training graph — MoE routes forced to the sampled ones
-//     (Keep Routing), softmax renormalised over the kept sets (Keep Sampling Mask) at the sampling
-//     temperature — and, when β > 0, log π_ref with a frozen copy of the stage's initial weights; the GRPO
-//     loss (package grpo: clipped ratio to π_old, unbiased KL, off-policy sequence masking, aggregation) gives
-//     ∂L/∂logp, which the policy head chains into the network; clip, AdamW, MoE bias balancing; the policy
-//     version advances;
-//  4. log the verl-style metrics, evaluate greedy accuracy on held-out tasks, checkpoint.
+//  1. collect: draw prompts_per_step training tasks (deterministically from the seed and the step),
+//     dispatch them as jobs, and collect their groups from the transport; each group is checked where it
+//     enters (admit) and a bad, failed or stale one is dropped and counted; with dynamic sampling, groups
+//     whose rewards are all equal are replaced by new prompts. The groups are ordered by id, so a seeded run
+//     does not depend on worker timing.
+//  2. advantages: R_i − mean(R) per group (grpo.Config.Advantages).
+//  3. per mini-batch: lay the trajectories out for the graph (RLBatch: tokens, recorded experts, kept sets,
+//     DSA selections, loss positions, advantages); referenceLogp runs the frozen reference (β > 0);
+//     policyPass runs the training graph with the sampler's experts, kept sets and temperature replayed
+//     (Keep Routing, Keep Sampling Mask, Keep Selection): its policy head hands log π_θ to grpo.Loss
+//     (clipped ratio to π_old, unbiased KL, off-policy sequence masking, aggregation) and chains the returned
+//     ∂L/∂logp into the network in the same pass; applyGradients clips, steps AdamW and balances the MoE
+//     biases.
+//  4. advancePolicy: the policy version advances and the rollout engines get the new weights.
+//
+// runLoop (stage.go) logs the verl-style metrics, evaluates greedy accuracy on held-out tasks, checkpoints,
+// and then saved acks the groups the checkpoint holds (rl_bus.go).
 //
 // A policy trained with DeepSeek Sparse Attention (a dsa_sparse stage before this one, or init_from a sparse
 // checkpoint; configs.PolicyAttention) stays sparse: workers decode with the sparse engine and the learner and
 // the reference pass run the sparse training graph, so rollout and training attend alike. The indexers stay
 // frozen (they are not trained here). With rl.keep_selection the workers record every position's selected
 // keys per layer (dsa_topk) and both passes replay them (Keep Selection, the DSA analogue of Keep Routing).
+
 package trainer
 
 import (
@@ -26,15 +33,14 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
-	"sync/atomic"
+	"strings"
 	"time"
-
-	"math/rand/v2"
 
 	"github.com/sparrow-rl/sparrow/checkpoints"
 	"github.com/sparrow-rl/sparrow/configs"
@@ -45,55 +51,59 @@ import (
 	"github.com/sparrow-rl/sparrow/rollout"
 )
 
+// rlStage is the GRPO learner of one rl stage and, unless its workers run elsewhere, its rollout workers.
 type rlStage struct {
 	run    *Run
 	stage  configs.Stage
 	rc     configs.RL
-	params *model.Params
-	ref    *model.Params // nil when β = 0
+	params *model.Params // the policy being trained
 	family envs.Family
 	tok    *data.Tokenizer
 	loss   grpo.Config
+	sparse bool // the policy runs DeepSeek Sparse Attention (rollout and learner)
+	layout rlLayout
 
-	graph, refGraph *model.Graph[float32]
+	// the learner
+	graph, refGraph *model.Graph[float32] // policy; frozen reference (nil when β = 0)
+	ref             *model.Params
 	opt             *AdamW
 	groups          []ParamGroup
 	gradOf          []int
+	batch           *RLBatch
+	version         int64 // policy version of params: the number of updates applied
 
-	transport rollout.Transport
-	samplers  []*rollout.GroupSampler
-	// rl.rollout_dtype other than float32: the in-process engine decodes with rolloutParams, the policy's
-	// weights rounded to rolloutDType, refreshed at every policy version (syncRollout)
-	rolloutParams *model.Params
+	// the rollout side in this process
+	engine        *model.Engine // the in-process workers' engine
+	rolloutParams *model.Params // rl.rollout_dtype other than float32: the weights rounded for the engine
 	rolloutDType  checkpoints.DType
-	version       atomic.Int64
-	step          int
-	skipped       int
-	tooLong       int // tasks redrawn because their prompt exceeded rl.max_prompt_tokens
-	moeLayers     []int
-	bus           busState // the NATS side (rl_bus.go)
-	sparse        bool     // the policy runs DeepSeek Sparse Attention (rollout and learner)
-	dsaK          int      // keys per query of the sparse attention
+	gate          *rollout.Gate // the in-process workers' weights (the learner swaps versions in)
+	transport     rollout.LearnerTransport
+	workerErrs    chan error // sampling errors of in-process workers: the learner stops with them
+	stopWorkers   func()     // cancels the in-process workers and waits for them
+	bus           busState   // the NATS side (rl_bus.go)
 
-	rows, T int // graph shape
-	in      model.StepInput
-	forced  [][]int32 // per decoder layer [rows·T·K] (nil for dense layers)
-	sel     [][]int32 // Keep Selection: per decoder layer [rows·T·dsaK] recorded key positions
-	keptOff []int32
-	keptIDs []int32
-	lossPos []int // flat positions (row·T + t) of the loss tokens of the mini-batch
-	layout  grpo.Layout
-	logpOld []float64
-	logpRef []float64
-	adv     []float64
-	dlogp   []float64
-	lpBuf   []float64
+	// the record of groups
+	drops       map[string]float64 // groups dropped so far, by reason
+	stepDrops   map[string]string  // the step's dropped groups and why
+	tooLong     int                // tasks redrawn because their prompt exceeded rl.max_prompt_tokens
+	uncommitted []string           // groups handled since the last checkpoint (acked once one holds them)
+	ledger      *groupLedger
 }
 
 func familyOptions(st configs.Stage) envs.Options {
 	rc := st.RL
 	return envs.Options{HeldOut: st.Data.HeldOut, Params: rc.EnvParams,
 		Reward: envs.RewardOptions{Correct: 1, Format: rc.FormatReward, LengthPenalty: rc.LengthWeight, LengthBudget: rc.LengthBudget}}
+}
+
+// grpoConfig is the GRPO objective of the rl section rc.
+func grpoConfig(rc configs.RL) grpo.Config {
+	lc := grpo.Config{EpsLow: rc.EpsLow, EpsHigh: rc.EpsHigh, DualClipC: rc.DualClip, Beta: rc.Beta, KL: grpo.KLKind(rc.KL),
+		Delta: rc.Delta, Agg: grpo.AggMode(rc.Agg), MaxLen: rc.MaxNewTokens, StdNormalize: rc.StdNormalize, StdEps: 1e-6}
+	if rc.Beta == 0 {
+		lc.KL = grpo.KLNone // no reference model is kept: the KL is neither trained nor measured
+	}
+	return lc
 }
 
 func newRLStage(r *Run, st configs.Stage, params *model.Params) (*rlStage, error) {
@@ -106,19 +116,14 @@ func newRLStage(r *Run, st configs.Stage, params *model.Params) (*rlStage, error
 	if err != nil {
 		return nil, err
 	}
-	lc := grpo.Config{EpsLow: rc.EpsLow, EpsHigh: rc.EpsHigh, DualClipC: rc.DualClip, Beta: rc.Beta, KL: grpo.KLKind(rc.KL),
-		Delta: rc.Delta, Agg: grpo.AggMode(rc.Agg), MaxLen: rc.MaxNewTokens, StdNormalize: rc.StdNormalize, StdEps: 1e-6}
-	if rc.Beta == 0 {
-		lc.KL = grpo.KLNone // no reference model is kept: the KL is neither trained nor measured
-	}
+	lc := grpoConfig(rc)
 	if err := lc.Validate(); err != nil {
 		return nil, fmt.Errorf("stages[%s].rl: %w", st.Name, err)
 	}
-	s := &rlStage{run: r, stage: st, rc: rc, params: params, family: fam, tok: tok, loss: lc}
-	groupsPerMB := rc.PromptsPerStep / rc.MiniBatches
-	s.rows, s.T = groupsPerMB*rc.GroupSize, rc.MaxPromptTokens+rc.MaxNewTokens
-	if s.T > params.Config.MaxPositionEmbeddings {
-		return nil, fmt.Errorf("stages[%s].rl: max_prompt_tokens + max_new_tokens = %d exceeds model.max_position_embeddings %d", st.Name, s.T, params.Config.MaxPositionEmbeddings)
+	s := &rlStage{run: r, stage: st, rc: rc, params: params, family: fam, tok: tok, loss: lc, drops: map[string]float64{}}
+	rows, T := rc.PromptsPerStep/rc.MiniBatches*rc.GroupSize, rc.MaxPromptTokens+rc.MaxNewTokens
+	if T > params.Config.MaxPositionEmbeddings {
+		return nil, fmt.Errorf("stages[%s].rl: max_prompt_tokens + max_new_tokens = %d exceeds model.max_position_embeddings %d", st.Name, T, params.Config.MaxPositionEmbeddings)
 	}
 	attention, why, err := RLPolicyAttention(r.Config, st)
 	if err != nil {
@@ -128,71 +133,65 @@ func newRLStage(r *Run, st configs.Stage, params *model.Params) (*rlStage, error
 	if rc.KeepSelection && !s.sparse {
 		return nil, fmt.Errorf("stages[%s].rl.keep_selection: true needs a DeepSeek Sparse Attention policy, but this stage's policy is dense: %s", st.Name, why)
 	}
-	opts := model.GraphOptions{B: s.rows, T: s.T, Head: "policy"}
-	if s.sparse {
-		opts.DSA = &model.DSAOptions{Sparse: true}
-		r.Log.Info("sparse-attention policy: rollout and learner use DeepSeek Sparse Attention", "stage", st.Name, "why", why,
-			"index_topk", params.Config.IndexTopk, "keep_selection", rc.KeepSelection)
+	if s.rolloutDType, err = checkpoints.RolloutDType(rc.RolloutDtype); err != nil {
+		return nil, fmt.Errorf("stages[%s]: %w", st.Name, err)
 	}
-	if s.graph, err = model.NewGraph[float32](params.Config, params.Data, opts); err != nil {
+	if err := s.buildLearner(rows, T, why); err != nil {
 		return nil, fmt.Errorf("stage %s: %w", st.Name, err)
 	}
-	if rc.Beta > 0 {
-		s.ref = params.Clone()
-		if s.refGraph, err = model.NewGraph[float32](params.Config, s.ref.Data, opts); err != nil {
-			return nil, fmt.Errorf("stage %s: reference graph: %w", st.Name, err)
+	served := params
+	if s.rolloutDType != checkpoints.F32 {
+		s.rolloutParams = params.Clone()
+		served = s.rolloutParams
+		if err := s.syncRollout(); err != nil {
+			return nil, err
 		}
 	}
+	s.engine = model.NewEngine(served)
+	return s, nil
+}
+
+// buildLearner builds the training graphs (policy, and the frozen reference when β > 0), the optimizer and
+// the batch layout.
+func (s *rlStage) buildLearner(rows, T int, why string) error {
+	c, rc := s.params.Config, s.rc
+	opts := model.GraphOptions{B: rows, T: T, Head: "policy"}
+	if s.sparse {
+		opts.DSA = &model.DSAOptions{Sparse: true}
+		s.run.Log.Info("sparse-attention policy: rollout and learner use DeepSeek Sparse Attention", "stage", s.stage.Name, "why", why,
+			"index_topk", c.IndexTopk, "keep_selection", rc.KeepSelection)
+	}
+	var err error
+	if s.graph, err = model.NewGraph[float32](c, s.params.Data, opts); err != nil {
+		return err
+	}
+	if rc.Beta > 0 {
+		s.ref = s.params.Clone()
+		if s.refGraph, err = model.NewGraph[float32](c, s.ref.Data, opts); err != nil {
+			return fmt.Errorf("reference graph: %w", err)
+		}
+	}
+	lay := rlLayout{maxPrompt: rc.MaxPromptTokens, topK: c.NumExpertsPerTok, keepRouting: rc.KeepRouting,
+		keepSampling: rc.KeepSamplingMask, keepSelection: rc.KeepSelection}
 	if s.sparse { // the indexers are frozen here: their loss is neither trained nor added to actor/loss
-		s.dsaK = s.graph.DSA.TopK
+		lay.selectionLayers, lay.selectionK = c.NumHiddenLayers, s.graph.DSA.TopK
 		for _, g := range []*model.Graph[float32]{s.graph, s.refGraph} {
 			if g != nil {
 				g.DSA.LossScale = 0
 			}
 		}
 	}
-	s.groups, s.gradOf = trainedGroups(params, s.graph)
-	o := st.Optimizer
-	s.opt = NewAdamW(s.groups, o.Beta1, o.Beta2, o.Eps, o.WeightDecay)
-	c := params.Config
-	N, K := s.rows*s.T, c.NumExpertsPerTok
-	s.in = model.StepInput{Tokens: make([]int32, N), Targets: make([]int32, N), Weights: make([]float32, N), Lengths: make([]int32, s.rows), Scale: 1}
-	s.forced = make([][]int32, c.NumHiddenLayers)
-	for l := 0; l < c.NumHiddenLayers; l++ {
+	for l := range c.NumHiddenLayers {
 		if c.IsMoE(l) {
-			s.moeLayers = append(s.moeLayers, l)
-			s.forced[l] = make([]int32, N*K)
+			lay.moeLayers = append(lay.moeLayers, l)
 		}
 	}
-	if rc.KeepSelection {
-		s.sel = make([][]int32, c.NumHiddenLayers)
-		for l := range s.sel {
-			s.sel[l] = make([]int32, N*s.dsaK)
-		}
-	}
-	s.keptOff = make([]int32, N+1)
-	s.dlogp = make([]float64, N)
-	// rollout workers: each its own engine and sessions over the shared weights
-	s.transport = rollout.NewInProc(rc.PromptsPerStep * 2)
-	if s.rolloutDType, err = checkpoints.RolloutDType(rc.RolloutDtype); err != nil {
-		return nil, fmt.Errorf("stages[%s]: %w", st.Name, err)
-	}
-	served := params
-	if s.rolloutDType != checkpoints.F32 {
-		s.rolloutParams = params.Clone()
-		if err := s.syncRollout(); err != nil {
-			return nil, err
-		}
-		served = s.rolloutParams
-	}
-	eng := model.NewEngine(served)
-	for w := 0; w < rc.Workers; w++ {
-		s.samplers = append(s.samplers, &rollout.GroupSampler{Engine: eng, Tok: tok, Family: fam,
-			Params:    rollout.SamplingParams{Temperature: rc.Temperature, TopP: rc.TopP, TopK: rc.TopK},
-			GroupSize: rc.GroupSize, MaxNewTokens: rc.MaxNewTokens, WorkerID: fmt.Sprintf("w%d", w),
-			Sparse: s.sparse, SparseTopK: s.dsaK, RecordSelection: rc.KeepSelection})
-	}
-	return s, nil
+	s.layout = lay
+	s.batch = newRLBatch(rows, T, c, lay)
+	s.groups, s.gradOf = trainedGroups(s.params, s.graph)
+	o := s.stage.Optimizer
+	s.opt = NewAdamW(s.groups, o.Beta1, o.Beta2, o.Eps, o.WeightDecay)
+	return nil
 }
 
 // attentionExtraKey is the rl stage's entry in trainer_state.json's extra map naming its policy's attention
@@ -251,36 +250,93 @@ func CheckpointAttention(dir string) (attention, what string, err error) {
 	return configs.AttentionDense, fmt.Sprintf("a %s checkpoint", ts.Kind), nil
 }
 
-func (s *rlStage) close() {
-	s.transport.Close()
+func (s *rlStage) plan() plan {
+	return plan{steps: s.stage.Train.Steps, logEvery: 1, evalEvery: s.rc.EvalEvery, evalFirst: true,
+		headline: []string{"reward/mean", "reward/accuracy", "response_length/mean", "actor/kl", "actor/pg_clipfrac", "timing_s/rollout", "timing_s/train"},
+		progress: "reward/mean"}
+}
+
+// begin connects the transport (rl_bus.go) and starts the in-process workers, from the policy version
+// restore set.
+func (s *rlStage) begin(ctx context.Context, step int) error {
+	if err := s.syncRollout(); err != nil { // the weights may have been loaded (resume) since newRLStage
+		return err
+	}
+	s.ledger = openLedger(s.run.Dir)
+	s.gate = rollout.NewGate(s.version, int64(s.rc.MaxStaleness), secs(s.rc.Bus.WaitS), s.run.Log)
+	local, err := s.openTransport(ctx, step)
+	if err != nil {
+		return err
+	}
+	if local != nil {
+		s.startWorkers(ctx, local)
+	}
+	return nil
+}
+
+// startWorkers runs rl.workers rollout workers in this process, on t, over the engine behind the gate.
+func (s *rlStage) startWorkers(ctx context.Context, t rollout.WorkerTransport) {
+	wctx, cancel := context.WithCancel(ctx)
+	s.workerErrs = make(chan error, 64)
+	done := make(chan struct{})
+	sc := rollout.RLSamplerConfig(s.rc, s.sparse, s.layout.selectionK)
+	n := s.rc.Workers
+	for w := range n {
+		worker := &rollout.Worker{Sampler: rollout.NewGroupSampler(s.engine, s.tok, s.family, fmt.Sprintf("w%d", w), sc),
+			Weights: s.gate, Errors: s.workerErrs, Log: s.run.Log}
+		go func() { _ = worker.Run(wctx, t); done <- struct{}{} }()
+	}
+	s.stopWorkers = func() {
+		cancel()
+		s.transport.Close() // wakes workers blocked on the transport
+		for range n {
+			<-done
+		}
+	}
+}
+
+// end stops the workers and closes the transport and the graphs.
+func (s *rlStage) end(completed bool) {
+	if s.stopWorkers != nil {
+		s.stopWorkers()
+		s.stopWorkers = nil
+	}
+	s.closeTransport(completed)
 	s.graph.Close()
 	if s.refGraph != nil {
 		s.refGraph.Close()
 	}
 }
 
-// rlCursor is the RL stage's part of trainer_state.json.
-type rlCursor struct {
-	Step    int   `json:"step"`
-	Version int64 `json:"policy_version"`
-}
-
-func (s *rlStage) save() (string, error) {
-	cur, _ := json.Marshal(rlCursor{Step: s.step, Version: s.version.Load()})
-	ck := &checkpoints.Checkpoint{Model: s.params.Config, Tensors: checkpoints.FromParams(s.params), Optimizer: optimizerTensors("", s.opt),
-		State: checkpoints.TrainerState{Stage: s.stage.Name, Kind: s.stage.Kind, Step: s.step, StageSteps: s.step,
-			PolicyVersion: s.version.Load(), SkippedSteps: s.skipped, DataCursor: cur, ConfigHash: s.run.Config.Hash()}}
-	s.busSaveState(&ck.State)
+func (s *rlStage) checkpoint(int) (*checkpoints.Checkpoint, error) {
 	att := configs.AttentionDense
 	if s.sparse {
 		att = configs.AttentionSparse
 	}
-	ck.State.Extra[attentionExtraKey], _ = json.Marshal(att)
-	dir, err := s.run.saveCheckpoint(ck)
-	if err != nil {
-		return dir, err
+	a, _ := json.Marshal(att)
+	return &checkpoints.Checkpoint{Model: s.params.Config, Tensors: checkpoints.FromParams(s.params), Optimizer: optimizerTensors("", s.opt),
+		State: checkpoints.TrainerState{PolicyVersion: s.version, StreamSeq: s.streamSeq(),
+			Extra: map[string]json.RawMessage{attentionExtraKey: a}}}, nil
+}
+
+// saved acks the groups of the updates the checkpoint on disk now holds.
+func (s *rlStage) saved(ctx context.Context) error {
+	if err := s.transport.Commit(ctx, s.uncommitted); err != nil {
+		return fmt.Errorf("acking the checkpointed groups: %w", err)
 	}
-	return dir, s.busCommit() // groups are acked only once a checkpoint holds their update
+	s.uncommitted = s.uncommitted[:0]
+	return nil
+}
+
+func (s *rlStage) restore(ck *checkpoints.Checkpoint) error {
+	if s.ref != nil {
+		return fmt.Errorf("stage %s uses a reference model (rl.beta > 0), whose weights are the stage's initial ones; resume it from its init_from checkpoint instead", s.stage.Name)
+	}
+	if err := s.opt.LoadState(namedTensors(ck.Optimizer)); err != nil {
+		return fmt.Errorf("optimizer state: %w", err)
+	}
+	s.version = ck.State.PolicyVersion
+	return nil
 }
 
 // syncRollout gives the in-process rollout engine the current policy rounded to rl.rollout_dtype (nothing to
@@ -292,18 +348,6 @@ func (s *rlStage) syncRollout() error {
 	return checkpoints.CopyRounded(s.rolloutParams, s.params, s.rolloutDType)
 }
 
-func (s *rlStage) restore(ck *checkpoints.Checkpoint) error {
-	if err := s.opt.LoadState(namedTensors(ck.Optimizer)); err != nil {
-		return fmt.Errorf("resume: optimizer state: %w", err)
-	}
-	if s.ref != nil {
-		return fmt.Errorf("resume: stage %s uses a reference model (rl.beta > 0), whose weights are the stage's initial ones; resume it from its init_from checkpoint instead", s.stage.Name)
-	}
-	s.step, s.skipped = ck.State.StageSteps, ck.State.SkippedSteps
-	s.version.Store(ck.State.PolicyVersion)
-	return s.busRestore(ck.State)
-}
-
 // seedOf derives a 64-bit seed from the run seed and a label.
 func seedOf(seed int64, label string) uint64 {
 	h := fnv.New64a()
@@ -311,405 +355,135 @@ func seedOf(seed int64, label string) uint64 {
 	return h.Sum64()
 }
 
-// jobs returns n of the step's prompts, numbered from first (refills continue the numbering).
-func (s *rlStage) jobs(first, n int) ([]rollout.Job, error) {
-	out := make([]rollout.Job, n)
-	for i := range out {
-		id := fmt.Sprintf("%s-%06d-%03d", s.stage.Name, s.step, first+i)
-		// a task whose prompt is longer than rl.max_prompt_tokens is redrawn (deterministically) and counted
-		for attempt := 0; ; attempt++ {
-			if attempt == 100 {
-				return nil, fmt.Errorf("stages[%s].rl.max_prompt_tokens: %d is too small: 100 tasks in a row had longer prompts", s.stage.Name, s.rc.MaxPromptTokens)
-			}
-			rng := rand.New(rand.NewPCG(seedOf(s.run.Config.Seed, fmt.Sprintf("task/%s/%d", id, attempt)), 1))
-			task := s.family.Sample(rng, data.SplitTrain)
-			prompt, err := rollout.RenderPrompt(s.tok, task)
-			if err != nil {
-				return nil, fmt.Errorf("task %s: %w", task.ID, err)
-			}
-			if len(prompt) > s.rc.MaxPromptTokens {
-				s.tooLong++
-				continue
-			}
-			out[i] = rollout.Job{GroupID: id, Task: task, Version: s.version.Load(), Seed: seedOf(s.run.Config.Seed, "sample/"+id)}
-			break
-		}
-	}
-	return out, nil
+// labeledRNG is the generator of stream stream of the run seed's label: the same draws whoever asks.
+func labeledRNG(seed int64, label string, stream uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(seedOf(seed, label), stream))
 }
 
-// fill lays the trajectories of one mini-batch into the graph inputs and the loss layout.
-func (s *rlStage) fill(trajs []*data.Trajectory, adv []float64) error {
-	T, K := s.T, s.params.Config.NumExpertsPerTok
-	c := s.params.Config
-	clear(s.in.Weights)
-	s.lossPos = s.lossPos[:0]
-	s.layout = grpo.Layout{NumSeqs: len(trajs), Seq: s.layout.Seq[:0], LossMask: s.layout.LossMask[:0]}
-	s.logpOld, s.adv = s.logpOld[:0], append(s.adv[:0], adv...)
-	s.keptIDs = s.keptIDs[:0]
-	pos := 0
-	for r, tr := range trajs {
-		if err := tr.Validate(c.VocabSize); err != nil {
-			return err
-		}
-		lp, lc := len(tr.PromptTokens), len(tr.CompletionTokens)
-		L := lp + lc - 1
-		if lp > s.rc.MaxPromptTokens || L > T {
-			return fmt.Errorf("group %s: prompt of %d tokens and completion of %d exceed the graph length %d (rl.max_prompt_tokens %d)", tr.GroupID, lp, lc, T, s.rc.MaxPromptTokens)
-		}
-		row := s.in.Tokens[r*T : (r+1)*T]
-		tgt := s.in.Targets[r*T : (r+1)*T]
-		for t := 0; t < T; t++ {
-			row[t], tgt[t] = data.PAD, data.PAD
-			if t < L {
-				if t < lp {
-					row[t] = tr.PromptTokens[t]
-				} else {
-					row[t] = tr.CompletionTokens[t-lp]
-				}
-				if t+1 < lp {
-					tgt[t] = tr.PromptTokens[t+1]
-				} else {
-					tgt[t] = tr.CompletionTokens[t+1-lp]
-				}
-			}
-		}
-		s.in.Lengths[r] = int32(L)
-		for m, l := range s.moeLayers {
-			f := s.forced[l][r*T*K : (r+1)*T*K]
-			for t := 0; t < T; t++ {
-				for k := 0; k < K; k++ {
-					if t < L && s.rc.KeepRouting && tr.MoELayers == len(s.moeLayers) && tr.TopK == K {
-						f[t*K+k] = int32(tr.ExpertIDs[(t*len(s.moeLayers)+m)*K+k])
-					} else {
-						f[t*K+k] = int32(k)
-					}
-				}
-			}
-		}
-		if s.sel != nil {
-			if err := s.fillSelection(r, tr, L); err != nil {
-				return err
-			}
-		}
-		for t := 0; t < T; t++ {
-			s.keptOff[pos] = int32(len(s.keptIDs))
-			i := t - (lp - 1) // completion token predicted at t
-			if t < L && i >= 0 && i < lc {
-				if s.rc.KeepSamplingMask {
-					s.keptIDs = append(s.keptIDs, tr.KeptIDs[tr.KeptOffsets[i]:tr.KeptOffsets[i+1]]...)
-				}
-				s.lossPos = append(s.lossPos, pos)
-				s.layout.Seq = append(s.layout.Seq, r)
-				s.layout.LossMask = append(s.layout.LossMask, tr.LossMask[i])
-				s.logpOld = append(s.logpOld, float64(tr.LogpOld[i]))
-				s.in.Weights[pos] = float32(tr.LossMask[i])
-			}
-			pos++
-		}
-	}
-	for r := len(trajs); r < s.rows; r++ { // unused rows (never when groups fill the batch)
-		s.in.Lengths[r] = 0
-		if s.sel != nil {
-			if err := s.fillSelection(r, nil, 0); err != nil {
-				return err
-			}
-		}
-		for t := 0; t < T; t++ {
-			s.keptOff[pos] = int32(len(s.keptIDs))
-			pos++
-		}
-	}
-	s.keptOff[pos] = int32(len(s.keptIDs))
-	if !s.rc.KeepRouting {
-		for _, l := range s.moeLayers {
-			s.graph.Routing[l].Forced = nil
-		}
-	}
-	return nil
-}
-
-// fillSelection lays the recorded DSA selections of trajectory tr (nil for an unused row) into row r of the
-// forced selections, over its first L positions. Padded positions (t ≥ L), whose outputs no loss reads,
-// attend to the first min(max(L, 1), k) positions, as the indexer's top-k lets a padded query see the valid
-// prefix so that its row stays finite.
-func (s *rlStage) fillSelection(r int, tr *data.Trajectory, L int) error {
-	K, T, layers := s.dsaK, s.T, len(s.sel)
-	if tr != nil && (tr.DSALayers != layers || tr.DSAK != K) {
-		return fmt.Errorf("group %s: rl.keep_selection is on but the trajectory's dsa_topk has %d layers × %d keys, want %d × %d (was it sampled by a worker decoding densely, or with another index_topk?)",
-			tr.GroupID, tr.DSALayers, tr.DSAK, layers, K)
-	}
-	pad := min(max(L, 1), K)
-	for l, sel := range s.sel {
-		row := sel[r*T*K : (r+1)*T*K]
-		for t := 0; t < T; t++ {
-			dst := row[t*K : (t+1)*K]
-			if t < L {
-				copy(dst, tr.DSATopK[(t*layers+l)*K:(t*layers+l+1)*K])
-				continue
-			}
-			for j := range dst {
-				dst[j] = -1
-				if j < pad {
-					dst[j] = int32(j)
-				}
-			}
-		}
-	}
-	return nil
-}
-
-func (s *rlStage) setSide(g *model.Graph[float32], forced bool) {
-	g.Policy.Temperature = s.rc.Temperature
-	g.Policy.KeptOffsets, g.Policy.KeptIDs = s.keptOff, s.keptIDs
-	if g.DSA != nil {
-		for l, ly := range g.DSA.Layers {
-			ly.Forced = nil
-			if forced && s.sel != nil {
-				ly.Forced = s.sel[l]
-			}
-		}
-	}
-	for _, l := range s.moeLayers {
-		if forced && s.rc.KeepRouting {
-			g.Routing[l].Forced = s.forced[l]
-		} else {
-			g.Routing[l].Forced = nil
-		}
-	}
-}
-
-// atLoss copies the per-position values at the loss positions.
-func (s *rlStage) atLoss(all []float64) []float64 {
-	s.lpBuf = s.lpBuf[:0]
-	for _, p := range s.lossPos {
-		s.lpBuf = append(s.lpBuf, all[p])
-	}
-	return s.lpBuf
-}
-
-type rlMetrics struct {
-	sum   map[string]float64
-	count map[string]float64
-}
-
-func (m *rlMetrics) add(k string, v, n float64) {
-	if m.sum == nil {
-		m.sum, m.count = map[string]float64{}, map[string]float64{}
-	}
-	m.sum[k] += v
-	m.count[k] += n
-}
-
-func (m *rlMetrics) mean(out map[string]float64) {
-	for k, v := range m.sum {
-		if m.count[k] > 0 {
-			out[k] = v / m.count[k]
-		}
-	}
-}
-
-// trainOn runs the optimizer steps of one batch of groups (sorted by id).
-func (s *rlStage) trainOn(groups []*data.Group) (map[string]float64, error) {
-	rc := s.rc
-	out := map[string]float64{}
-	var rewards []float64
-	var trajs []*data.Trajectory
-	var respLen, clipped, correct float64
-	stale := 0.0
-	staleMax := 0.0
-	for _, g := range groups {
-		if len(g.Trajectories) != rc.GroupSize {
-			return nil, fmt.Errorf("group %s has %d completions, want %d (a worker failed; see the log)", g.GroupID, len(g.Trajectories), rc.GroupSize)
-		}
-		for i := range g.Trajectories {
-			tr := &g.Trajectories[i]
-			trajs = append(trajs, tr)
-			rewards = append(rewards, float64(tr.Reward))
-			respLen += float64(len(tr.CompletionTokens))
-			if tr.FinishReason == "length" {
-				clipped++
-			}
-			correct += float64(tr.RewardParts["correct"])
-			lag := float64(s.version.Load() - tr.PolicyVersion)
-			stale += lag
-			staleMax = math.Max(staleMax, lag)
-		}
-	}
-	adv, st, err := s.loss.Advantages(rewards, rc.GroupSize)
+// step is one GRPO step: collect the groups, compute their advantages, update on each mini-batch, advance
+// the policy.
+func (s *rlStage) step(ctx context.Context, step int) (stepResult, error) {
+	t0 := time.Now()
+	groups, zeroStd, err := s.collect(ctx, step)
 	if err != nil {
-		return nil, err
+		return stepResult{}, err
 	}
-	n := float64(len(trajs))
-	out["reward/mean"], out["reward/std"], out["reward/frac_zero_std"] = st.RewardMean, st.RewardStd, st.FracZeroStd
-	out["reward/accuracy"] = correct / n
-	out["response_length/mean"], out["response_length/clip_ratio"] = respLen/n, clipped/n
-	out["staleness/mean"], out["staleness/max"] = stale/n, staleMax
-	var m rlMetrics
-	// whole groups per mini-batch: ceil(groups / mini_batches), the last mini-batches may be shorter
-	gpm := (len(groups) + rc.MiniBatches - 1) / rc.MiniBatches
-	for mb := 0; mb < rc.MiniBatches; mb++ {
-		lo, hi := min(mb*gpm, len(groups))*rc.GroupSize, min((mb+1)*gpm, len(groups))*rc.GroupSize
-		if lo == hi {
-			break
-		}
-		part := trajs[lo:hi]
-		if err := s.fill(part, adv[lo:hi]); err != nil {
-			return nil, err
-		}
-		norm, err := grpo.NormalizerOf(s.layout)
-		if err != nil {
-			return nil, err
-		}
-		// π_ref
-		s.logpRef = s.logpRef[:0]
-		if s.refGraph != nil {
-			s.setSide(s.refGraph, true)
-			s.refGraph.Policy.Loss = func(lp []float64) (float64, []float64, error) {
-				s.logpRef = append(s.logpRef[:0], s.atLoss(lp)...)
-				clear(s.dlogp)
-				return 0, s.dlogp, nil
-			}
-			if _, err := s.refGraph.Run(s.in); err != nil {
-				return nil, fmt.Errorf("reference pass: %w", err)
-			}
-		}
-		var res grpo.Result
-		s.setSide(s.graph, true)
-		s.graph.Policy.Loss = func(lp []float64) (float64, []float64, error) {
-			b := &grpo.Batch{Layout: s.layout, Logp: append([]float64(nil), s.atLoss(lp)...), LogpOld: s.logpOld, Adv: s.adv}
-			if s.refGraph != nil {
-				b.LogpRef = s.logpRef
-			}
-			var err error
-			if res, err = grpo.Loss(s.loss, b, norm); err != nil {
-				return 0, nil, err
-			}
-			clear(s.dlogp)
-			for k, p := range s.lossPos {
-				s.dlogp[p] = res.DLossDLogp[k]
-			}
-			if mb == 0 { // same policy version as the sampler: the training–inference mismatch
-				var d, cnt float64
-				for k := range b.Logp {
-					if s.layout.LossMask[k] == 1 {
-						d += math.Abs(b.Logp[k] - s.logpOld[k])
-						cnt++
-					}
-				}
-				out["rollout/logp_mismatch"] = d / math.Max(cnt, 1)
-			}
-			return res.Loss, s.dlogp, nil
-		}
-		for _, g := range s.groups {
-			clear(g.Grad)
-		}
-		lossV, err := s.graph.Run(s.in)
-		if err != nil {
-			return nil, err
-		}
-		mt := res.Metrics
-		m.add("actor/loss", lossV, 1)
-		m.add("actor/pg_loss", mt.PGLoss, 1)
-		m.add("actor/kl", mt.KLSum, float64(mt.Tokens))
-		m.add("actor/pg_clipfrac", float64(mt.ClipHigh+mt.ClipLow), float64(max(mt.PGTokens, 1)))
-		m.add("actor/opsm_frac", float64(mt.Masked), float64(max(mt.Seqs, 1)))
-		m.add("rollout/is_ratio_mean", mt.RatioSum, float64(max(mt.Tokens, 1)))
-		var ent float64
-		for _, p := range s.lossPos {
-			ent += float64(s.graph.Policy.Entropy[p])
-		}
-		m.add("actor/entropy", ent, float64(max(len(s.lossPos), 1)))
-		for k, gi := range s.gradOf {
-			copy(s.groups[k].Grad, s.graph.Grad(gi))
-		}
-		norm2 := GlobalNorm(s.groups)
-		m.add("grad_norm", norm2, 1)
-		if math.IsNaN(lossV) || math.IsInf(lossV, 0) || math.IsNaN(norm2) || math.IsInf(norm2, 0) {
-			s.skipped++
-			s.run.Log.Warn("skipped an RL update with a non-finite loss or gradient norm", "stage", s.stage.Name, "step", s.step, "skipped_total", s.skipped)
-			continue
-		}
-		if clip := s.stage.Optimizer.GradClip; clip > 0 {
-			ClipGrads(s.groups, clip)
-		}
-		sc := s.stage.Schedule
-		lr := LR(sc.Kind, s.stage.Optimizer.LR, s.step, sc.WarmupSteps, s.stage.Train.Steps, sc.MinLRRatio)
-		s.opt.Update(lr)
-		out["lr"] = lr
-		for _, l := range s.moeLayers {
-			model.UpdateBias(s.params.Get(model.LayerPrefix(l)+"mlp.gate.e_score_correction_bias"), s.graph.Routing[l].Load, s.params.Config.BiasUpdateSpeed)
-		}
+	tRollout := time.Since(t0)
+	t1 := time.Now()
+	batch, err := s.advantages(groups)
+	if err != nil {
+		return stepResult{}, err
 	}
-	m.mean(out)
-	if s.skipped > 0 {
-		out["skipped_steps"] = float64(s.skipped)
+	m := batch.metrics(s.version)
+	upd, err := s.update(step, batch)
+	if err != nil {
+		return stepResult{}, err
 	}
-	return out, nil
+	upd.addTo(m)
+	if err := s.advancePolicy(); err != nil {
+		return stepResult{}, err
+	}
+	m["timing_s/rollout"], m["timing_s/train"] = tRollout.Seconds(), time.Since(t1).Seconds()
+	m["rollout/tokens_per_s"] = float64(batch.completionTokens) / tRollout.Seconds()
+	m["policy_version"] = float64(s.version)
+	if s.tooLong > 0 {
+		m["rollout/prompts_too_long"] = float64(s.tooLong)
+	}
+	if s.rc.DynamicSampling {
+		m["rollout/dropped_zero_std"] = float64(zeroStd)
+		m["rollout/groups"] = float64(len(groups))
+	}
+	for _, reason := range slices.Sorted(maps.Keys(s.drops)) {
+		m["rollout/dropped_"+reason] = s.drops[reason]
+	}
+	m["rollout/dropped_stale"], m["rollout/dropped_failed"] = s.drops[dropStale], s.drops[dropFailed]
+	if err := s.ledger.record(s.stage.Name, step+1, s.version, groups, s.stepDrops); err != nil {
+		return stepResult{}, err
+	}
+	if err := s.publishWeights(ctx, m); err != nil {
+		return stepResult{}, err
+	}
+	s.busMetrics(step+1, m)
+	return stepResult{metrics: m, skipped: upd.skipped}, nil
 }
 
-// gather dispatches the step's prompts and collects their groups. With dynamic sampling, groups whose
-// rewards are all equal are dropped (and counted) and replaced by new prompts, at most max_refill of them;
-// a batch still short after that is trained as it is.
-func (s *rlStage) gather(ctx context.Context, errCh <-chan error) (groups []*data.Group, dropped int, err error) {
+// Reasons a collected group is dropped rather than trained on (counted in rollout/dropped_<reason>).
+const (
+	dropFailed  = "failed"  // the worker could not sample it (or it was over the max payload)
+	dropStale   = "stale"   // sampled with weights older than rl.max_staleness allows
+	dropInvalid = "invalid" // fails the trajectory checks (data.Trajectory.Validate) or comes from a policy version not yet made
+	dropShape   = "shape"   // another group size, or longer than the learner's graph
+	dropZeroStd = "zero_std"
+)
+
+// collect dispatches the step's prompts and collects their groups, ordered by id. With dynamic sampling,
+// groups whose rewards are all equal are dropped (and counted) and replaced by new prompts, at most
+// max_refill of them; a batch still short after that is topped up with dropped groups (their advantages are
+// zero, so they add no policy gradient) rather than abort the run.
+func (s *rlStage) collect(ctx context.Context, step int) (groups []*data.Group, zeroStd int, err error) {
 	rc := s.rc
-	next := 0
-	want := rc.PromptsPerStep
-	refills := 0
+	s.stepDrops = map[string]string{}
+	next, refills := 0, 0
 	var spare []*data.Group
-	for len(groups) < want {
-		n := want - len(groups)
+	for len(groups) < rc.PromptsPerStep {
+		n := rc.PromptsPerStep - len(groups)
 		if next >= rc.PromptsPerStep {
-			n = min(n, rc.MaxRefill-refills)
-			if n <= 0 {
+			if n = min(n, rc.MaxRefill-refills); n <= 0 {
 				break
 			}
 			refills += n
 		}
-		jobs, err := s.jobs(next, n)
+		jobs, err := s.jobs(step, next, n)
 		if err != nil {
-			return nil, dropped, err
+			return nil, 0, err
 		}
-		if err := s.transport.Dispatch(ctx, jobs); err != nil {
-			return nil, dropped, err
+		if err := s.transport.Dispatch(ctx, step, jobs); err != nil {
+			return nil, 0, err
 		}
 		next += n
 		got, err := s.transport.Collect(ctx, n)
 		if err != nil {
-			return nil, dropped, err
+			return nil, 0, err
 		}
-		if errCh != nil {
-			select {
-			case e := <-errCh:
-				return nil, dropped, fmt.Errorf("stage %s: rollout: %w", s.stage.Name, e)
-			default:
-			}
+		select {
+		case e := <-s.workerErrs: // nil channel (no in-process workers): never ready
+			return nil, 0, fmt.Errorf("rollout: %w", e)
+		default:
 		}
+		slices.SortFunc(got, byGroupID)
 		for _, g := range got {
-			if !s.admit(g) { // failed or stale: dropped and counted (rl_bus.go)
+			ok, err := s.admit(g)
+			if err != nil {
+				return nil, 0, err
+			}
+			if !ok {
 				continue
 			}
-			if rc.DynamicSampling && zeroStd(g) {
-				dropped++
+			if rc.DynamicSampling && allEqualRewards(g) {
+				zeroStd++
 				spare = append(spare, g)
 				continue
 			}
 			groups = append(groups, g)
 		}
 	}
-	// the refill budget is spent: top the batch up with dropped groups (their advantages are zero, so they
-	// add no policy gradient) rather than abort the run
-	for len(groups) < want && len(spare) > 0 {
+	for len(groups) < rc.PromptsPerStep && len(spare) > 0 {
 		groups, spare = append(groups, spare[0]), spare[1:]
-		dropped--
+		zeroStd--
+	}
+	for _, g := range spare {
+		s.stepDrops[g.GroupID] = dropZeroStd
 	}
 	if len(groups) == 0 {
-		return nil, dropped, fmt.Errorf("stage %s step %d: no usable group (every one failed or was stale); see the rollout log", s.stage.Name, s.step)
+		return nil, 0, fmt.Errorf("no usable group (every one failed or was stale); see the rollout log")
 	}
-	return groups, dropped, nil
+	slices.SortFunc(groups, byGroupID)
+	return groups, zeroStd, nil
 }
 
-func zeroStd(g *data.Group) bool {
+func byGroupID(a, b *data.Group) int { return strings.Compare(a.GroupID, b.GroupID) }
+
+func allEqualRewards(g *data.Group) bool {
 	for _, t := range g.Trajectories {
 		if t.Reward != g.Trajectories[0].Reward {
 			return false
@@ -718,157 +492,346 @@ func zeroStd(g *data.Group) bool {
 	return true
 }
 
-// evaluate returns greedy accuracy on the first n held-out tasks (the same tasks at every evaluation).
-func (s *rlStage) evaluate(n int) (float64, error) {
-	if n == 0 {
-		return math.NaN(), nil
-	}
-	rng := rand.New(rand.NewPCG(seedOf(s.run.Config.Seed, "eval/"+s.rc.Env), 2))
-	tasks, _ := envs.EvalTasks(s.family, rng, data.SplitHeldOut, n)
-	var correct atomic.Int64
-	var wg sync.WaitGroup
-	errs := make([]error, len(s.samplers))
-	for w, gs := range s.samplers {
-		wg.Add(1)
-		go func(w int, gs *rollout.GroupSampler) {
-			defer wg.Done()
-			for i := w; i < n; i += len(s.samplers) {
-				text, finish, err := gs.Greedy(tasks[i])
-				if err != nil {
-					errs[w] = err
-					return
-				}
-				if s.family.Verify(tasks[i], text, finish).Correct {
-					correct.Add(1)
-				}
+// jobs returns n of the step's prompts, numbered from first (refills continue the numbering). A task whose
+// prompt is longer than rl.max_prompt_tokens is redrawn (deterministically) and counted.
+func (s *rlStage) jobs(step, first, n int) ([]rollout.Job, error) {
+	seed := s.run.Config.Seed
+	out := make([]rollout.Job, n)
+	for i := range out {
+		id := rollout.GroupID{Stage: s.stage.Name, Step: step, Index: first + i}.String()
+		for attempt := 0; ; attempt++ {
+			if attempt == 100 {
+				return nil, fmt.Errorf("stages[%s].rl.max_prompt_tokens: %d is too small: 100 tasks in a row had longer prompts", s.stage.Name, s.rc.MaxPromptTokens)
 			}
-		}(w, gs)
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return 0, err
-	}
-	return float64(correct.Load()) / float64(n), nil
-}
-
-func (s *rlStage) runLoop(ctx context.Context) error {
-	r := s.run
-	rc := s.rc
-	steps := s.stage.Train.Steps
-	log := r.Log.With("stage", s.stage.Name)
-	pb := NewProgress(r.Config.Run.Progress, s.stage.Name, steps)
-	defer pb.Finish()
-	if err := s.openBus(ctx); err != nil {
-		return err
-	}
-	defer func() { s.closeBus(s.step >= steps) }()
-	if err := s.syncRollout(); err != nil { // the weights may have been loaded (resume) since newRLStage
-		return err
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	errCh := make(chan error, 64)
-	for _, gs := range s.localSamplers() {
-		w := &rollout.Worker{Sampler: gs, Version: s.version.Load, Errors: errCh}
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = w.Run(wctx, s.transport) }()
-	}
-	defer func() { cancel(); s.transport.Close(); wg.Wait() }()
-	accKey := "eval/" + rc.Env + "/accuracy"
-	evalNow := func() error {
-		acc, err := s.evaluate(rc.EvalTasks)
-		if err != nil {
-			return fmt.Errorf("stage %s: eval: %w", s.stage.Name, err)
-		}
-		if !math.IsNaN(acc) {
-			log.Info("eval", "step", s.step, accKey, acc)
-			return r.Metrics.Log(s.stage.Name, s.step, map[string]float64{accKey: acc})
-		}
-		return nil
-	}
-	if s.step == 0 {
-		if err := evalNow(); err != nil {
-			return err
-		}
-	}
-	every := r.Config.Checkpoint.Every
-	lastSaved := -1
-	for s.step < steps {
-		if ctx.Err() != nil {
-			if lastSaved != s.step {
-				if _, err := s.save(); err != nil {
-					return err
-				}
+			task := s.family.Sample(labeledRNG(seed, fmt.Sprintf("task/%s/%d", id, attempt), 1), data.SplitTrain)
+			prompt, err := rollout.RenderPrompt(s.tok, task)
+			if err != nil {
+				return nil, fmt.Errorf("task %s: %w", task.ID, err)
 			}
-			return ErrInterrupted
-		}
-		t0 := time.Now()
-		groups, dropped, err := s.gather(ctx, errCh)
-		if err != nil {
-			if ctx.Err() != nil {
+			if len(prompt) > s.rc.MaxPromptTokens {
+				s.tooLong++
 				continue
 			}
-			return err
-		}
-		slices.SortFunc(groups, func(a, b *data.Group) int {
-			switch {
-			case a.GroupID < b.GroupID:
-				return -1
-			case a.GroupID > b.GroupID:
-				return 1
-			}
-			return 0
-		})
-		tRoll := time.Since(t0)
-		t1 := time.Now()
-		m, err := s.trainOn(groups)
-		if err != nil {
-			return fmt.Errorf("stage %s step %d: %w", s.stage.Name, s.step, err)
-		}
-		if err := s.syncRollout(); err != nil {
-			return err
-		}
-		s.version.Add(1)
-		s.step++
-		var toks float64
-		for _, g := range groups {
-			for _, tr := range g.Trajectories {
-				toks += float64(len(tr.CompletionTokens))
-			}
-		}
-		m["timing_s/rollout"], m["timing_s/train"] = tRoll.Seconds(), time.Since(t1).Seconds()
-		if s.tooLong > 0 {
-			m["rollout/prompts_too_long"] = float64(s.tooLong)
-		}
-		if rc.DynamicSampling {
-			m["rollout/dropped_zero_std"] = float64(dropped)
-			m["rollout/groups"] = float64(len(groups))
-		}
-		m["rollout/tokens_per_s"] = toks / tRoll.Seconds()
-		m["policy_version"] = float64(s.version.Load())
-		if err := s.busStep(ctx, m); err != nil {
-			return err
-		}
-		if err := r.Metrics.Log(s.stage.Name, s.step, m); err != nil {
-			return err
-		}
-		pb.Update(s.step, m["actor/loss"], m["rollout/tokens_per_s"])
-		if !pb.Enabled() {
-			log.Info("step", "step", s.step, "reward", round4(m["reward/mean"]), "accuracy", round4(m["reward/accuracy"]),
-				"len", round4(m["response_length/mean"]), "kl", m["actor/kl"], "clipfrac", round4(m["actor/pg_clipfrac"]),
-				"rollout_s", round4(tRoll.Seconds()), "train_s", round4(m["timing_s/train"]))
-		}
-		if (rc.EvalEvery > 0 && s.step%rc.EvalEvery == 0) || s.step == steps {
-			if err := evalNow(); err != nil {
-				return err
-			}
-		}
-		if (every > 0 && s.step%every == 0) || s.step == steps {
-			if _, err := s.save(); err != nil {
-				return err
-			}
-			lastSaved = s.step
+			out[i] = rollout.Job{GroupID: id, Task: task, Version: s.version, Seed: seedOf(seed, "sample/"+id)}
+			break
 		}
 	}
-	return nil
+	return out, nil
+}
+
+// admit is where a group enters the learner, from any transport: it is recorded as handled (so that a
+// checkpoint acks it), checked once — the trajectory checks (data.Trajectory.Validate), its shape against
+// the stage's config, its policy version — and said to be trainable or dropped and counted. A group the
+// stage's replay cannot use (experts or selections of another model layout) is a configuration error.
+func (s *rlStage) admit(g *data.Group) (bool, error) {
+	s.uncommitted = append(s.uncommitted, g.GroupID)
+	reason, why, err := s.check(g)
+	if err != nil || reason == "" {
+		return err == nil, err
+	}
+	s.drops[reason]++
+	s.stepDrops[g.GroupID] = reason
+	if reason != dropFailed {
+		s.run.Log.Warn("dropped a group", "stage", s.stage.Name, "group", g.GroupID, "reason", reason, "why", why)
+	}
+	return false, nil
+}
+
+// check returns why group g cannot be trained on ("" when it can), or an error when it reveals a
+// configuration error.
+func (s *rlStage) check(g *data.Group) (reason, why string, err error) {
+	if len(g.Trajectories) == 0 {
+		return dropFailed, "", nil
+	}
+	if len(g.Trajectories) != s.rc.GroupSize {
+		return dropShape, fmt.Sprintf("%d completions, rl.group_size is %d (a worker started with another config?)", len(g.Trajectories), s.rc.GroupSize), nil
+	}
+	lag := int64(0)
+	for i := range g.Trajectories {
+		tr := &g.Trajectories[i]
+		if err := tr.Validate(s.params.Config.VocabSize); err != nil {
+			return dropInvalid, fmt.Sprintf("trajectory %d: %v", i, err), nil
+		}
+		if tr.GroupID != g.GroupID {
+			return dropInvalid, fmt.Sprintf("trajectory %d belongs to group %q", i, tr.GroupID), nil
+		}
+		if tr.PolicyVersion > s.version {
+			return dropInvalid, fmt.Sprintf("trajectory %d: policy version %d is newer than the learner's %d", i, tr.PolicyVersion, s.version), nil
+		}
+		if lp, lc := len(tr.PromptTokens), len(tr.CompletionTokens); lp > s.rc.MaxPromptTokens || lp+lc-1 > s.batch.T {
+			return dropShape, fmt.Sprintf("trajectory %d: prompt of %d tokens and completion of %d exceed the graph length %d (rl.max_prompt_tokens %d)", i, lp, lc, s.batch.T, s.rc.MaxPromptTokens), nil
+		}
+		if s.layout.keepRouting && len(s.layout.moeLayers) > 0 && (tr.MoELayers != len(s.layout.moeLayers) || tr.TopK != s.layout.topK) {
+			return "", "", fmt.Errorf("group %s: rl.keep_routing is on but the trajectory records experts of %d MoE layers × %d per token, the model has %d × %d (was it sampled by another model?)",
+				g.GroupID, tr.MoELayers, tr.TopK, len(s.layout.moeLayers), s.layout.topK)
+		}
+		if s.layout.keepSelection && (tr.DSALayers != s.layout.selectionLayers || tr.DSAK != s.layout.selectionK) {
+			return "", "", fmt.Errorf("group %s: rl.keep_selection is on but the trajectory's dsa_topk has %d layers × %d keys, want %d × %d (was it sampled by a worker decoding densely, or with another index_topk?)",
+				g.GroupID, tr.DSALayers, tr.DSAK, s.layout.selectionLayers, s.layout.selectionK)
+		}
+		lag = max(lag, s.version-tr.PolicyVersion)
+	}
+	if lag > int64(s.rc.MaxStaleness) {
+		return dropStale, fmt.Sprintf("sampled %d versions ago, rl.max_staleness is %d", lag, s.rc.MaxStaleness), nil
+	}
+	return "", "", nil
+}
+
+// groupBatch is a step's groups flattened, with their advantages and rollout statistics.
+type groupBatch struct {
+	trajs            []*data.Trajectory
+	adv              []float64 // [trajectories]
+	stats            grpo.AdvantageStats
+	completionTokens int
+	groups           int
+}
+
+// advantages computes R − mean(R) per group (grpo.Config.Advantages) over groups sorted by id.
+func (s *rlStage) advantages(groups []*data.Group) (*groupBatch, error) {
+	b := &groupBatch{groups: len(groups)}
+	var rewards []float64
+	for _, g := range groups {
+		for i := range g.Trajectories {
+			tr := &g.Trajectories[i]
+			b.trajs = append(b.trajs, tr)
+			rewards = append(rewards, float64(tr.Reward))
+			b.completionTokens += len(tr.CompletionTokens)
+		}
+	}
+	var err error
+	b.adv, b.stats, err = s.loss.Advantages(rewards, s.rc.GroupSize)
+	return b, err
+}
+
+// metrics are the batch's reward, length and staleness metrics (learner at policy version).
+func (b *groupBatch) metrics(version int64) map[string]float64 {
+	var respLen, clipped, correct, stale, staleMax float64
+	for _, tr := range b.trajs {
+		respLen += float64(len(tr.CompletionTokens))
+		if tr.FinishReason == "length" {
+			clipped++
+		}
+		correct += float64(tr.RewardParts["correct"])
+		lag := float64(version - tr.PolicyVersion)
+		stale += lag
+		staleMax = math.Max(staleMax, lag)
+	}
+	n := float64(len(b.trajs))
+	return map[string]float64{
+		"reward/mean": b.stats.RewardMean, "reward/std": b.stats.RewardStd, "reward/frac_zero_std": b.stats.FracZeroStd,
+		"reward/accuracy": correct / n, "response_length/mean": respLen / n, "response_length/clip_ratio": clipped / n,
+		"staleness/mean": stale / n, "staleness/max": staleMax,
+	}
+}
+
+// updateResult sums a step's mini-batch updates.
+type updateResult struct {
+	grpo        grpo.Metrics // merged over the mini-batches
+	mismatch    float64      // rollout/logp_mismatch of the first mini-batch (same policy version as the sampler)
+	updates     int          // mini-batches run
+	skipped     int          // of those, skipped for a non-finite loss or gradient norm
+	loss, gnorm float64      // sums over the mini-batches
+	entropy     float64      // sum over the loss tokens
+	tokens      int          // loss positions
+	lr          float64      // of the last applied update (NaN: none)
+}
+
+// addTo adds the update's metrics to m: grpo.Metrics' names, the surrogate and KL terms and the gradient
+// norm as means over the mini-batches, entropy per loss token.
+func (u updateResult) addTo(m map[string]float64) {
+	for k, v := range u.grpo.Map() {
+		m[k] = v
+	}
+	n := float64(max(u.updates, 1))
+	m["actor/pg_loss"], m["actor/kl_loss"] = u.grpo.PGLoss/n, u.grpo.KLLoss/n
+	m["rollout/logp_mismatch"] = u.mismatch
+	m["actor/loss"], m["grad_norm"] = u.loss/n, u.gnorm/n
+	m["actor/entropy"] = u.entropy / float64(max(u.tokens, 1))
+	if !math.IsNaN(u.lr) {
+		m["lr"] = u.lr
+	}
+}
+
+// update runs the optimizer steps of one batch: whole groups per mini-batch, ceil(groups / mini_batches)
+// of them (the last mini-batches may be shorter).
+func (s *rlStage) update(step int, b *groupBatch) (updateResult, error) {
+	G, mbs := s.rc.GroupSize, s.rc.MiniBatches
+	u := updateResult{lr: math.NaN()}
+	gpm := (b.groups + mbs - 1) / mbs
+	for mb := range mbs {
+		lo, hi := min(mb*gpm, b.groups)*G, min((mb+1)*gpm, b.groups)*G
+		if lo == hi {
+			break
+		}
+		if err := s.batch.lay(b.trajs[lo:hi], b.adv[lo:hi], s.layout); err != nil {
+			return u, err
+		}
+		ref, err := s.referenceLogp(s.batch)
+		if err != nil {
+			return u, fmt.Errorf("reference pass: %w", err)
+		}
+		pass, err := s.policyPass(s.batch, ref)
+		if err != nil {
+			return u, err
+		}
+		u.updates++
+		u.grpo.Merge(pass.result.Metrics)
+		if mb == 0 {
+			u.mismatch = pass.mismatch
+		}
+		u.loss, u.entropy, u.tokens = u.loss+pass.loss, u.entropy+pass.entropy, u.tokens+len(s.batch.LossPos)
+		norm, lr, applied := s.applyGradients(step, pass.loss)
+		u.gnorm += norm
+		if !applied {
+			u.skipped++
+			continue
+		}
+		u.lr = lr
+	}
+	return u, nil
+}
+
+// referenceLogp returns ln π_ref at b's loss positions from the frozen reference (nil when β = 0): the
+// reference graph replays the sampler's experts, kept sets and selections as the policy's does.
+func (s *rlStage) referenceLogp(b *RLBatch) ([]float64, error) {
+	if s.refGraph == nil {
+		return nil, nil
+	}
+	rec := &logpRecorder{batch: b, dlogp: make([]float64, b.Rows*b.T)}
+	b.replay(s.refGraph, s.rc.Temperature, s.layout.moeLayers)
+	s.refGraph.Policy.Loss = rec.loss
+	if _, err := s.refGraph.Run(b.Input); err != nil {
+		return nil, err
+	}
+	return rec.logp, nil
+}
+
+// logpRecorder is the reference pass's policy loss: it records ln π at the loss positions and returns a zero
+// gradient (nothing is trained).
+type logpRecorder struct {
+	batch *RLBatch
+	dlogp []float64
+	logp  []float64
+}
+
+func (r *logpRecorder) loss(all []float64) (float64, []float64, error) {
+	r.logp = r.batch.atLoss(nil, all)
+	return 0, r.dlogp, nil
+}
+
+// policyOutcome is what one policy pass gives.
+type policyOutcome struct {
+	loss     float64     // the graph's loss (the GRPO loss; the frozen indexers add nothing)
+	result   grpo.Result // grpo.Loss's result
+	mismatch float64     // mean |ln π_θ − ln π_old| over the loss tokens
+	entropy  float64     // sum of the kept-set entropy over the loss positions
+}
+
+// policyPass runs the training graph on b with the sampler's experts, kept sets, selections and temperature
+// replayed. Its policy head computes ln π_θ of every sampled token, hands it to grpo.Loss (objective) and
+// chains the returned ∂L/∂logp through the network in the same pass, leaving the gradient in the graph.
+func (s *rlStage) policyPass(b *RLBatch, logpRef []float64) (policyOutcome, error) {
+	norm, err := grpo.NormalizerOf(b.Layout)
+	if err != nil {
+		return policyOutcome{}, err
+	}
+	obj := &objective{cfg: s.loss, batch: b, logpRef: logpRef, norm: norm, dlogp: make([]float64, b.Rows*b.T)}
+	b.replay(s.graph, s.rc.Temperature, s.layout.moeLayers)
+	s.graph.Policy.Loss = obj.loss
+	for _, g := range s.groups {
+		clear(g.Grad)
+	}
+	lossV, err := s.graph.Run(b.Input)
+	if err != nil {
+		return policyOutcome{}, err
+	}
+	out := policyOutcome{loss: lossV, result: obj.result, mismatch: obj.mismatch()}
+	for _, p := range b.LossPos {
+		out.entropy += float64(s.graph.Policy.Entropy[p])
+	}
+	return out, nil
+}
+
+// objective is the GRPO loss as the policy head's loss: ln π_θ at the loss positions in, the loss and
+// ∂L/∂logp at every position out (grpo.Loss, dsv32-spec.md §3.2 Eq. 5–9).
+type objective struct {
+	cfg     grpo.Config
+	batch   *RLBatch
+	logpRef []float64 // nil when β = 0
+	norm    grpo.Normalizer
+	dlogp   []float64 // [Rows·T]
+	logp    []float64 // ln π_θ at the loss positions, after the pass
+	result  grpo.Result
+}
+
+func (o *objective) loss(all []float64) (float64, []float64, error) {
+	b := o.batch
+	o.logp = b.atLoss(nil, all)
+	var err error
+	if o.result, err = grpo.Loss(o.cfg, &grpo.Batch{Layout: b.Layout, Logp: o.logp, LogpOld: b.LogpOld, LogpRef: o.logpRef, Adv: b.Adv}, o.norm); err != nil {
+		return 0, nil, err
+	}
+	clear(o.dlogp)
+	for k, p := range b.LossPos {
+		o.dlogp[p] = o.result.DLossDLogp[k]
+	}
+	return o.result.Loss, o.dlogp, nil
+}
+
+// mismatch is the mean |ln π_θ − ln π_old| over the trained tokens: at the sampler's policy version, the
+// training–inference mismatch.
+func (o *objective) mismatch() float64 {
+	var d, n float64
+	for k, lp := range o.logp {
+		if o.batch.Layout.LossMask[k] == 1 {
+			d += math.Abs(lp - o.batch.LogpOld[k])
+			n++
+		}
+	}
+	return d / math.Max(n, 1)
+}
+
+// applyGradients reads the policy pass's gradient and, when it and the pass's loss are finite, clips it,
+// steps AdamW at the schedule's rate and moves the MoE balance biases (dsv32-spec.md §5.2). It returns the
+// gradient norm, the rate, and whether the update was applied.
+func (s *rlStage) applyGradients(step int, loss float64) (norm, lr float64, applied bool) {
+	for k, gi := range s.gradOf {
+		copy(s.groups[k].Grad, s.graph.Grad(gi))
+	}
+	norm = GlobalNorm(s.groups)
+	if bad(loss) || bad(norm) {
+		return norm, 0, false
+	}
+	if clip := s.stage.Optimizer.GradClip; clip > 0 {
+		ClipGrads(s.groups, clip)
+	}
+	sc := s.stage.Schedule
+	lr = LR(sc.Kind, s.stage.Optimizer.LR, step, sc.WarmupSteps, s.stage.Train.Steps, sc.MinLRRatio)
+	s.opt.Update(lr)
+	for _, l := range s.layout.moeLayers {
+		model.UpdateBias(s.params.Get(model.LayerPrefix(l)+"mlp.gate.e_score_correction_bias"), s.graph.Routing[l].Load, s.params.Config.BiasUpdateSpeed)
+	}
+	return norm, lr, true
+}
+
+// advancePolicy makes the updated weights the next policy version for the in-process workers.
+func (s *rlStage) advancePolicy() error {
+	s.version++
+	return s.gate.Swap(s.version, s.syncRollout)
+}
+
+// evaluate returns eval/<env>/accuracy: greedy accuracy on the first rl.eval_tasks held-out tasks (the
+// same tasks at every evaluation), decoded by the in-process engine as the workers decode.
+func (s *rlStage) evaluate(context.Context, int) (map[string]float64, error) {
+	n := s.rc.EvalTasks
+	if n == 0 {
+		return nil, nil
+	}
+	tasks, _ := envs.EvalTasks(s.family, labeledRNG(s.run.Config.Seed, "eval/"+s.rc.Env, 2), data.SplitHeldOut, n)
+	res, err := greedyEval(s.engine, s.tok, s.family, tasks, evalDecoding{maxNewTokens: s.rc.MaxNewTokens,
+		sparse: s.sparse, sparseTopK: s.layout.selectionK, workers: s.rc.Workers})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]float64{"eval/" + s.rc.Env + "/accuracy": res.accuracy()}, nil
 }

@@ -9,7 +9,6 @@ package trainer
 import (
 	"context"
 	"math"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -35,8 +34,8 @@ func busDSAStage(t *testing.T, ctx context.Context, e *natsbus.Embedded, keep bo
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.close)
-	if err := s.openBus(ctx); err != nil {
+	t.Cleanup(func() { s.end(false) })
+	if err := s.begin(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -96,16 +95,15 @@ func TestRLBusWorkerProcessSparse(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			s := busDSAStage(t, ctx, e, keep, "rl.rollout_dtype="+c.dtype)
-			if len(s.localSamplers()) != 0 {
+			if s.stopWorkers != nil {
 				t.Fatal("local_workers false: the learner must not sample itself")
 			}
 			done := startWorkers(t, ctx, e, s, "")
-			groups, _, err := s.gather(ctx, nil)
+			groups, _, err := s.collect(ctx, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
-			slices.SortFunc(groups, func(a, b *data.Group) int { return strings.Compare(a.GroupID, b.GroupID) })
-			s.closeBus(true)
+			s.closeTransport(true)
 			var w workerResult
 			select {
 			case w = <-done:
@@ -118,13 +116,14 @@ func TestRLBusWorkerProcessSparse(t *testing.T) {
 			}
 
 			// the same jobs, sampled in-process by the learner's sparse sampler and by a dense one
-			jobs, err := s.jobs(0, len(groups))
+			jobs, err := s.jobs(0, 0, len(groups))
 			if err != nil {
 				t.Fatal(err)
 			}
-			local := s.samplers[0]
-			dense := &rollout.GroupSampler{Engine: local.Engine, Tok: local.Tok, Family: local.Family, Params: local.Params,
-				GroupSize: local.GroupSize, MaxNewTokens: local.MaxNewTokens, WorkerID: "dense"}
+			sc := rollout.RLSamplerConfig(s.rc, s.sparse, s.layout.selectionK)
+			local := rollout.NewGroupSampler(s.engine, s.tok, s.family, "local", sc)
+			sc.Sparse, sc.SparseTopK, sc.RecordSelection = false, 0, false
+			dense := rollout.NewGroupSampler(s.engine, s.tok, s.family, "dense", sc)
 			var trajs []*data.Trajectory
 			denseDiffers := false
 			for i, g := range groups {
@@ -132,11 +131,11 @@ func TestRLBusWorkerProcessSparse(t *testing.T) {
 				if g.GroupID != j.GroupID {
 					t.Fatalf("group %d is %s, job %s", i, g.GroupID, j.GroupID)
 				}
-				ref, err := local.Sample(ctx, j.Task, j.GroupID, 0, rand.New(rand.NewPCG(j.Seed, 0x9e3779b97f4a7c15)))
+				ref, err := local.Sample(ctx, j.Task, j.GroupID, 0, j.RNG())
 				if err != nil {
 					t.Fatal(err)
 				}
-				dg, err := dense.Sample(ctx, j.Task, j.GroupID, 0, rand.New(rand.NewPCG(j.Seed, 0x9e3779b97f4a7c15)))
+				dg, err := dense.Sample(ctx, j.Task, j.GroupID, 0, j.RNG())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -201,7 +200,7 @@ func TestRLBusWorkerAttentionMismatch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s := busDSAStage(t, ctx, e, false)
-	defer s.closeBus(false)
+	defer s.closeTransport(false)
 	var w workerResult
 	select {
 	case w = <-startWorkers(t, ctx, e, s, configs.AttentionDense):

@@ -70,13 +70,13 @@ func TestRLBusWeightsS3(t *testing.T) {
 	}
 
 	ck := filepath.Join(dir, "checkpoints", "rl_math-3")
-	ids, version, err := HandledGroups(ck)
+	ids, version, err := HandledGroups(dir, "rl_math", 3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	slices.Sort(ids)
 	if want := expectedGroups("rl_math", 3, 2); !slices.Equal(ids, want) || version != 3 {
-		t.Errorf("checkpoint handled %v at version %d, want %v at 3", ids, version, want)
+		t.Errorf("the group ledger handled %v at version %d, want %v at 3", ids, version, want)
 	}
 	for v := 0; v <= 3; v++ {
 		_, err := os.Stat(srv.ObjectPath("sparrow-weights", fmt.Sprintf("run/rl/v%012d", v)))

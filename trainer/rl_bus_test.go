@@ -21,7 +21,7 @@ func expectedGroups(stage string, steps, prompts int) []string {
 }
 
 // TestRLBusEmbedded: the default transport (an embedded nats-server with JetStream, two in-process workers)
-// runs GRPO end to end; every group is applied exactly once (the checkpoint's handled ids), the bus metrics
+// runs GRPO end to end; every group is applied exactly once (the group ledger, groups.jsonl), the bus metrics
 // are logged, and the weights equal bit for bit those of the in-process channel transport.
 func TestRLBusEmbedded(t *testing.T) {
 	weights := map[string][]float32{}
@@ -32,13 +32,13 @@ func TestRLBusEmbedded(t *testing.T) {
 			t.Fatalf("%s: %v", tr, err)
 		}
 		ck := filepath.Join(dir, "checkpoints", "rl_math-3")
-		ids, version, err := HandledGroups(ck)
+		ids, version, err := HandledGroups(dir, "rl_math", 3)
 		if err != nil {
 			t.Fatal(err)
 		}
 		slices.Sort(ids) // handled in arrival order within a step
 		if want := expectedGroups("rl_math", 3, 2); !slices.Equal(ids, want) || version != 3 {
-			t.Errorf("%s: checkpoint handled %v at version %d, want %v at 3", tr, ids, version, want)
+			t.Errorf("%s: the group ledger handled %v at version %d, want %v at 3", tr, ids, version, want)
 		}
 		p := loadWeights(t, ck)
 		var flat []float32

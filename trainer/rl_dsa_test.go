@@ -19,7 +19,6 @@ import (
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/data"
 	"github.com/sparrow-rl/sparrow/model"
-	"github.com/sparrow-rl/sparrow/rollout"
 )
 
 // dsaRLConfig is rlTinyConfig with a dsa_sparse stage before the rl stage (so the policy is sparse) and
@@ -35,53 +34,53 @@ func dsaRLConfig(t *testing.T, keep bool, sets ...string) (*configs.Config, conf
 	return cfg, rl
 }
 
-// sampledGroups has the stage's workers sample one batch of groups at the current policy version.
+// sampledGroups has the stage's in-process workers sample one batch of groups at the current policy version.
 func sampledGroups(t *testing.T, s *rlStage) []*data.Group {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	for _, gs := range s.samplers {
-		w := &rollout.Worker{Sampler: gs, Version: s.version.Load}
-		go w.Run(ctx, s.transport)
+	if s.transport == nil {
+		if err := s.begin(context.Background(), 0); err != nil {
+			t.Fatal(err)
+		}
 	}
-	groups, _, err := s.gather(ctx, nil)
+	groups, _, err := s.collect(context.Background(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.SortFunc(groups, func(a, b *data.Group) int { return strings.Compare(a.GroupID, b.GroupID) })
 	return groups
 }
 
 // learnerLogp recomputes log π_θ of every loss token of trajs with the learner's graph (replaying the
-// recorded selections when forced and the stage keeps them) and returns max and mean |logp − logp_old|, and
-// the number of (query, layer) selections of the learner's own top-k that differ from the recorded ones.
+// recorded experts and selections when forced and the stage keeps them) and returns max and mean
+// |logp − logp_old|, and the number of (query, layer) selections of the learner's own top-k that differ
+// from the recorded ones.
 func learnerLogp(t *testing.T, s *rlStage, trajs []*data.Trajectory, forced bool) (maxD, meanD float64, flips, rows int) {
 	t.Helper()
-	if err := s.fill(trajs, make([]float64, len(trajs))); err != nil {
+	b := s.batch
+	if err := b.lay(trajs, make([]float64, len(trajs)), s.layout); err != nil {
 		t.Fatal(err)
 	}
-	s.setSide(s.graph, forced)
-	var lps []float64
-	s.graph.Policy.Loss = func(lp []float64) (float64, []float64, error) {
-		lps = append([]float64(nil), s.atLoss(lp)...)
-		clear(s.dlogp)
-		return 0, s.dlogp, nil
+	replayed := *b
+	if !forced {
+		replayed.Experts, replayed.Selected = nil, nil
 	}
-	if _, err := s.graph.Run(s.in); err != nil {
+	rec := &logpRecorder{batch: b, dlogp: make([]float64, b.Rows*b.T)}
+	replayed.replay(s.graph, s.rc.Temperature, s.layout.moeLayers)
+	s.graph.Policy.Loss = rec.loss
+	if _, err := s.graph.Run(b.Input); err != nil {
 		t.Fatal(err)
 	}
 	var sum float64
-	for k, lp := range lps {
-		d := math.Abs(lp - s.logpOld[k])
+	for k, lp := range rec.logp {
+		d := math.Abs(lp - b.LogpOld[k])
 		maxD, sum = math.Max(maxD, d), sum+d
 	}
-	meanD = sum / float64(len(lps))
-	K, T := s.dsaK, s.T
+	meanD = sum / float64(len(rec.logp))
+	K, T := s.layout.selectionK, b.T
 	for r, tr := range trajs {
 		if tr.DSALayers == 0 {
 			continue
 		}
-		L := int(s.in.Lengths[r])
+		L := int(b.Input.Lengths[r])
 		for l, ly := range s.graph.DSA.Layers {
 			for p := 0; p < L; p++ {
 				rows++
@@ -108,9 +107,9 @@ func TestRLDSAKeepSelectionParity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.close()
-	if !s.sparse || s.graph.DSA == nil || s.dsaK != 4 {
-		t.Fatalf("stage after dsa_sparse: sparse %v, graph DSA %v, k %d; want a sparse graph with k 4", s.sparse, s.graph.DSA != nil, s.dsaK)
+	defer s.end(false)
+	if !s.sparse || s.graph.DSA == nil || s.layout.selectionK != 4 {
+		t.Fatalf("stage after dsa_sparse: sparse %v, graph DSA %v, k %d; want a sparse graph with k 4", s.sparse, s.graph.DSA != nil, s.layout.selectionK)
 	}
 	groups := sampledGroups(t, s)
 	var trajs []*data.Trajectory
@@ -150,12 +149,13 @@ func TestRLDSAKeepSelectionParity(t *testing.T) {
 	if flips == 0 && uMax > 1e-5 {
 		t.Errorf("the learner's own top-k equals the recorded one everywhere, yet max |Δlogp| = %.3g without replay", uMax)
 	}
-	// a trajectory without recorded selections cannot be replayed
+	// a group without recorded selections cannot be replayed: a configuration error where it enters
 	bare := *trajs[0]
 	bare.DSATopK, bare.DSALayers, bare.DSAK = nil, 0, 0
-	err = s.fill([]*data.Trajectory{&bare}, []float64{0})
+	g := &data.Group{GroupID: bare.GroupID, Trajectories: slices.Repeat([]data.Trajectory{bare}, s.rc.GroupSize)}
+	_, err = s.admit(g)
 	if err == nil || !strings.Contains(err.Error(), "rl.keep_selection") || !strings.Contains(err.Error(), "dsa_topk") {
-		t.Fatalf("fill of a trajectory without dsa_topk: err = %v, want one naming rl.keep_selection and dsa_topk", err)
+		t.Fatalf("a group without dsa_topk: err = %v, want one naming rl.keep_selection and dsa_topk", err)
 	}
 }
 

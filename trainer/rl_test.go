@@ -100,7 +100,7 @@ func TestRLUpdateDirection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.close()
+	defer s.end(false)
 	groups := sampledGroups(t, s)
 	// artificial rewards: within each group, the first half is rewarded
 	var trajs []*data.Trajectory
@@ -111,26 +111,28 @@ func TestRLUpdateDirection(t *testing.T) {
 		}
 	}
 	seqLogp := func() []float64 {
-		adv := make([]float64, len(trajs))
-		if err := s.fill(trajs, adv); err != nil {
+		b := s.batch
+		if err := b.lay(trajs, make([]float64, len(trajs)), s.layout); err != nil {
+			t.Fatal(err)
+		}
+		rec := &logpRecorder{batch: b, dlogp: make([]float64, b.Rows*b.T)}
+		b.replay(s.graph, s.rc.Temperature, s.layout.moeLayers)
+		s.graph.Policy.Loss = rec.loss
+		if _, err := s.graph.Run(b.Input); err != nil {
 			t.Fatal(err)
 		}
 		out := make([]float64, len(trajs))
-		s.setSide(s.graph, true)
-		s.graph.Policy.Loss = func(lp []float64) (float64, []float64, error) {
-			for k, pos := range s.lossPos {
-				out[s.layout.Seq[k]] += lp[pos]
-			}
-			clear(s.dlogp)
-			return 0, s.dlogp, nil
-		}
-		if _, err := s.graph.Run(s.in); err != nil {
-			t.Fatal(err)
+		for k, lp := range rec.logp {
+			out[b.Layout.Seq[k]] += lp
 		}
 		return out
 	}
 	before := seqLogp()
-	if _, err := s.trainOn(groups); err != nil {
+	batch, err := s.advantages(groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.update(0, batch); err != nil {
 		t.Fatal(err)
 	}
 	after := seqLogp()
@@ -190,8 +192,8 @@ func TestRolloutDtype(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer s.close()
-		served := s.samplers[0].Engine.P
+		defer s.end(false)
+		served := s.engine.P
 		for i := range p.Data {
 			for j, v := range p.Data[i] {
 				if v != orig.Data[i][j] {

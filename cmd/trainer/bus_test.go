@@ -3,7 +3,7 @@ package main
 // bus_test.go: `trainer learn` and two `trainer rollout` processes against Debian's nats-server started as a
 // separate process on loopback, with faults: a worker SIGKILLed mid-run, a corrupted message injected, the
 // server restarted mid-run, the learner SIGKILLed and resumed from its checkpoint. Each run is checked by
-// group ids (the final checkpoint lists every expected group exactly once) and by the final weights, which
+// group ids (the group ledger of the final weights lists every expected group exactly once) and by the final weights, which
 // must equal bit for bit those of an in-process run of the same config. Without nats-server in $PATH the
 // tests skip, or fail when SPARROW_REQUIRE_NATS=1 (.ci/install-nats.sh installs it).
 
@@ -274,12 +274,12 @@ func metricMax(t *testing.T, runDir, key string) float64 {
 	return m
 }
 
-// checkExactlyOnce: the final checkpoint lists every expected group exactly once and the weights equal
+// checkExactlyOnce: the group ledger lists every expected group exactly once and the weights equal
 // those of the in-process reference run.
 func checkExactlyOnce(t *testing.T, runDir string) {
 	t.Helper()
 	ck := filepath.Join(runDir, "checkpoints", fmt.Sprintf("rl_math-%d", busSteps))
-	ids, version, err := trainer.HandledGroups(ck)
+	ids, version, err := trainer.HandledGroups(runDir, "rl_math", busSteps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +292,7 @@ func checkExactlyOnce(t *testing.T, runDir string) {
 	got := slices.Clone(ids)
 	slices.Sort(got)
 	if !slices.Equal(got, want) || version != busSteps {
-		t.Fatalf("checkpoint handled %d ids %v at version %d, want each of %v once at version %d", len(ids), ids, version, want, busSteps)
+		t.Fatalf("the group ledger handled %d ids %v at version %d, want each of %v once at version %d", len(ids), ids, version, want, busSteps)
 	}
 	w, err := flatWeights(ck)
 	if err != nil {

@@ -109,7 +109,7 @@ func BenchTransport(ctx context.Context, o BenchOptions) (BenchResult, error) {
 	defer nc.Close()
 	names := NewNames("bench", "rl")
 	vocab := o.Model.VocabSize
-	l, err := NewLearner(ctx, nc, names, b, vocab, nil, log)
+	l, err := NewLearner(ctx, nc, names, b, vocab, 0, log)
 	if err != nil {
 		return BenchResult{}, err
 	}

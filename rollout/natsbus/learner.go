@@ -1,12 +1,16 @@
-// learner.go: the learner's side of the bus. Dispatch publishes the step's prompts to the work queue
-// (Nats-Msg-Id = group id), a fetch loop pulls groups from the trajectory stream through a durable pull
-// consumer with explicit acks, and Collect hands the trainer the groups of the ids it dispatched. The
-// invariant (issue 6, item 1): a group is acked only by Commit, which the trainer calls once a checkpoint
+// learner.go: the learner's side of the bus (rollout.LearnerTransport). Dispatch publishes the step's
+// prompts to the work queue (Nats-Msg-Id = group id), a fetch loop pulls groups from the trajectory stream
+// through a durable pull consumer with explicit acks, and Collect hands the trainer the groups of the ids it
+// dispatched. The invariant: a group is acked only by Commit, which the trainer calls once a checkpoint
 // holding the update that applied (or deliberately dropped) it is on disk; until then InProgress() keeps it
-// from redelivery. A group id seen again is de-duplicated (the server's Nats-Msg-Id window is short); a
-// malformed message is terminated and counted and never reaches the trainer. A group decoded with another
-// attention than the learner's policy (HdrAttention; Learner.Attention) is terminated and stops the run:
-// training a sparse policy on dense rollouts, or the reverse, is a configuration error, never a drop.
+// from redelivery. A group seen again is acked as a duplicate without reaching the trainer: a copy of a group
+// held or committed in this step, or any group of a step before the watermark (the step the learner started
+// or resumed at, then every step it dispatches), whose groups a checkpoint holds. The learner's state is so
+// bounded by the groups of the steps since the last checkpoint, however long the run. A malformed message is
+// terminated and counted. A group decoded with another attention than the learner's policy (HdrAttention;
+// SetAttention) is terminated and stops the run: training a sparse policy on dense rollouts, or the reverse,
+// is a configuration error, never a drop.
+
 package natsbus
 
 import (
@@ -69,7 +73,7 @@ type held struct {
 	status string
 }
 
-// Learner is the learner's side of the transport. NextJob and Publish are not its to call.
+// Learner is the learner's side of the transport.
 type Learner struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
@@ -87,8 +91,9 @@ type Learner struct {
 	arrived   chan struct{} // closed and replaced when a group arrives
 	buf       map[string]*held
 	expected  map[string]bool
-	pending   map[string]*held
-	handled   map[string]bool
+	pending   map[string]*held // collected, not yet committed
+	step      int              // the watermark: every group of an earlier step is settled
+	committed map[string]bool  // committed groups of steps from the watermark on
 	counts    map[string]int64
 	malformed map[uint64]bool // stream sequences of the malformed messages terminated
 	attention string          // of the policy trained ("" accepts any; SetAttention)
@@ -101,9 +106,10 @@ type Learner struct {
 	groups    int64
 }
 
-// NewLearner sets up the streams, the durable consumer "learner" and the fetch loop. handled are the group
-// ids a checkpoint says were applied or dropped already (resume): they are acked on sight.
-func NewLearner(ctx context.Context, nc *nats.Conn, names Names, b configs.Bus, vocab int, handled []string, log *slog.Logger) (*Learner, error) {
+// NewLearner sets up the streams, the durable consumer "learner" and the fetch loop. step is the learner
+// step the stage starts or resumes at: every group of an earlier step is in its checkpoint, and is acked on
+// sight if it is delivered again.
+func NewLearner(ctx context.Context, nc *nats.Conn, names Names, b configs.Bus, vocab int, step int, log *slog.Logger) (*Learner, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: %w", err)
@@ -112,10 +118,8 @@ func NewLearner(ctx context.Context, nc *nats.Conn, names Names, b configs.Bus, 
 		return nil, err
 	}
 	l := &Learner{nc: nc, js: js, names: names, bus: b, vocab: vocab, log: log, arrived: make(chan struct{}),
-		buf: map[string]*held{}, expected: map[string]bool{}, pending: map[string]*held{}, handled: map[string]bool{}, counts: map[string]int64{}, malformed: map[uint64]bool{}}
-	for _, id := range handled {
-		l.handled[id] = true
-	}
+		buf: map[string]*held{}, expected: map[string]bool{}, pending: map[string]*held{}, step: step, committed: map[string]bool{},
+		counts: map[string]int64{}, malformed: map[uint64]bool{}}
 	err = retry(ctx, log, "creating consumer learner on "+names.TrajStream(), secs(b.WaitS), func(ctx context.Context) error {
 		l.cons, err = js.CreateOrUpdateConsumer(ctx, names.TrajStream(), jetstream.ConsumerConfig{Durable: "learner",
 			AckPolicy: jetstream.AckExplicitPolicy, AckWait: secs(b.AckWaitS), MaxAckPending: 1 << 16, MaxDeliver: -1,
@@ -228,7 +232,7 @@ func (l *Learner) receive(m jetstream.Msg) {
 	}
 	l.bytes += int64(len(m.Data()))
 	seq := meta.Sequence.Stream
-	if l.handled[id] {
+	if l.settled(id) {
 		l.count(CountDuplicate)
 		l.log.Debug("natsbus: group already applied in a checkpoint; acked", "group", id, "stream_seq", seq)
 		_ = m.Ack()
@@ -268,6 +272,16 @@ func (l *Learner) receive(m jetstream.Msg) {
 	l.buf[id] = &held{msg: m, seq: seq, group: g, status: status}
 	close(l.arrived)
 	l.arrived = make(chan struct{})
+}
+
+// settled says whether group id is in a checkpoint already: committed in this step, or of an earlier step
+// than the watermark. An id that does not parse is the trainer's to judge.
+func (l *Learner) settled(id string) bool {
+	if l.committed[id] {
+		return true
+	}
+	gid, err := rollout.ParseGroupID(id)
+	return err == nil && gid.Step < l.step
 }
 
 // SetAttention makes the learner refuse groups decoded with another attention than att
@@ -316,11 +330,13 @@ func (l *Learner) keepAlive(ctx context.Context) {
 	}
 }
 
-// Dispatch publishes prompts to the work queue. A prompt whose group already arrived (redelivered after a
-// learner restart) is not published again.
-func (l *Learner) Dispatch(ctx context.Context, jobs []rollout.Job) error {
+// Dispatch publishes the prompts of learner step step to the work queue. A prompt whose group already
+// arrived (redelivered after a learner restart) is not published again. The watermark moves to step: groups
+// of earlier steps held but never collected are acked as settled.
+func (l *Learner) Dispatch(ctx context.Context, step int, jobs []rollout.Job) error {
 	t0 := time.Now()
 	defer func() { l.mu.Lock(); l.dispatch += time.Since(t0); l.mu.Unlock() }()
+	l.advance(step)
 	for _, j := range jobs {
 		l.mu.Lock()
 		l.expected[j.GroupID] = true
@@ -400,6 +416,28 @@ func (l *Learner) Collect(ctx context.Context, n int) ([]*data.Group, error) {
 	}
 }
 
+// advance moves the watermark to step.
+func (l *Learner) advance(step int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if step <= l.step {
+		return
+	}
+	l.step = step
+	for id := range l.committed {
+		if gid, err := rollout.ParseGroupID(id); err != nil || gid.Step < step {
+			delete(l.committed, id)
+		}
+	}
+	for id, h := range l.buf {
+		if gid, err := rollout.ParseGroupID(id); err == nil && gid.Step < step && !l.expected[id] {
+			l.count(CountDuplicate)
+			_ = h.msg.Ack()
+			delete(l.buf, id)
+		}
+	}
+}
+
 func firstN(s []string, n int) []string {
 	if len(s) > n {
 		return append(slices.Clone(s[:n]), "…+"+strconv.Itoa(len(s)-n))
@@ -427,21 +465,13 @@ func (l *Learner) Commit(ctx context.Context, ids []string) error {
 		}
 		l.mu.Lock()
 		delete(l.pending, id)
-		l.handled[id] = true
+		if gid, err := rollout.ParseGroupID(id); err != nil || gid.Step >= l.step {
+			l.committed[id] = true // the watermark covers the others
+		}
 		l.maxSeq = max(l.maxSeq, h.seq)
 		l.mu.Unlock()
 	}
 	return nil
-}
-
-// NextJob is not the learner's to call.
-func (l *Learner) NextJob(context.Context) (rollout.Job, error) {
-	return rollout.Job{}, errors.New("natsbus: NextJob on the learner's side")
-}
-
-// Publish is not the learner's to call.
-func (l *Learner) Publish(context.Context, *data.Group) error {
-	return errors.New("natsbus: Publish on the learner's side")
 }
 
 // Close stops fetching. Groups not committed are negatively acked so that a resumed learner gets them at
@@ -463,13 +493,3 @@ func (l *Learner) Close() error {
 	l.Beats.Close()
 	return nil
 }
-
-// Pair is the transport of a process with the learner and in-process workers on one bus.
-type Pair struct {
-	*Learner
-	W *WorkerClient
-}
-
-func (p Pair) NextJob(ctx context.Context) (rollout.Job, error) { return p.W.NextJob(ctx) }
-func (p Pair) Publish(ctx context.Context, g *data.Group) error { return p.W.Publish(ctx, g) }
-func (p Pair) Close() error                                     { return errors.Join(p.W.Close(), p.Learner.Close()) }

@@ -120,7 +120,8 @@ func group(id string, n int) *data.Group {
 
 // TestLearnerWorkerStream: prompts reach workers and groups come back through the streams; a group over the
 // max payload is refused and reported, a second copy of a group is de-duplicated, a malformed message is
-// terminated and counted; committed groups are never delivered again, uncommitted ones are.
+// terminated and counted; committed groups are never delivered again, uncommitted ones are; a copy of a group
+// of a step before the learner's watermark is acked as a duplicate and never collected.
 func TestLearnerWorkerStream(t *testing.T) {
 	e := embedded(t, EmbeddedOptions{})
 	ctx := context.Background()
@@ -132,7 +133,8 @@ func TestLearnerWorkerStream(t *testing.T) {
 	}
 	defer nc.Close()
 	names := NewNames("test run", "rl")
-	l, err := NewLearner(ctx, nc, names, b, 272, nil, quiet())
+	l, err := NewLearner(ctx, nc, names, b, 272, 0, quiet())
+	g0, g1, g2 := "rl-000000-000", "rl-000000-001", "rl-000000-002"
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +143,7 @@ func TestLearnerWorkerStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	if err := l.Dispatch(ctx, []rollout.Job{job("g0", 0), job("g1", 0), job("g2", 0)}); err != nil {
+	if err := l.Dispatch(ctx, 0, []rollout.Job{job(g0, 0), job(g1, 0), job(g2, 0)}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
@@ -150,7 +152,7 @@ func TestLearnerWorkerStream(t *testing.T) {
 			t.Fatal(err)
 		}
 		n := 10
-		if j.GroupID == "g2" {
+		if j.GroupID == g2 {
 			n = 4000 // ~30 KB of incompressible-ish values: over the 8 KiB payload
 		}
 		if err := w.Publish(ctx, group(j.GroupID, n)); err != nil {
@@ -159,11 +161,11 @@ func TestLearnerWorkerStream(t *testing.T) {
 	}
 	// a second copy of g0 with other content, outside the server's de-duplication (another msg id)
 	dup := &nats.Msg{Subject: names.TrajSubject(), Header: nats.Header{}}
-	dup.Data, _ = data.EncodeGroup(group("g0", 3), 272)
-	dup.Header.Set(HdrGroup, "g0")
+	dup.Data, _ = data.EncodeGroup(group(g0, 3), 272)
+	dup.Header.Set(HdrGroup, g0)
 	dup.Header.Set(HdrStatus, "ok")
 	bad := &nats.Msg{Subject: names.TrajSubject(), Data: []byte("garbage"), Header: nats.Header{}}
-	bad.Header.Set(HdrGroup, "g1")
+	bad.Header.Set(HdrGroup, g1)
 	bad.Header.Set(HdrStatus, "ok")
 	for _, m := range []*nats.Msg{dup, bad} {
 		if err := nc.PublishMsg(m); err != nil {
@@ -174,7 +176,7 @@ func TestLearnerWorkerStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 3 || got[0].GroupID != "g0" || got[1].GroupID != "g1" || got[2].GroupID != "g2" {
+	if len(got) != 3 || got[0].GroupID != g0 || got[1].GroupID != g1 || got[2].GroupID != g2 {
 		t.Fatalf("collected %v", got)
 	}
 	if len(got[0].Trajectories[0].CompletionTokens) != 10 || len(got[2].Trajectories) != 0 {
@@ -191,25 +193,71 @@ func TestLearnerWorkerStream(t *testing.T) {
 		t.Fatalf("oversize counted %d by the learner and %d by the worker, want 1 and 1", c[CountOversize], w.Counts()[CountOversize])
 	}
 	// commit g0 and g2 only; g1 stays pending and comes back to the next learner, the others never do
-	if err := l.Commit(ctx, []string{"g0", "g2"}); err != nil {
+	if err := l.Commit(ctx, []string{g0, g2}); err != nil {
 		t.Fatal(err)
 	}
 	l.Close()
-	l2, err := NewLearner(ctx, nc, names, b, 272, []string{"g0", "g2"}, quiet())
+	l2, err := NewLearner(ctx, nc, names, b, 272, 0, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l2.Close()
-	if err := l2.Dispatch(ctx, []rollout.Job{job("g1", 0)}); err != nil {
+	if err := l2.Dispatch(ctx, 0, []rollout.Job{job(g1, 0)}); err != nil {
 		t.Fatal(err)
 	}
 	got, err = l2.Collect(ctx, 1)
-	if err != nil || len(got) != 1 || got[0].GroupID != "g1" {
+	if err != nil || len(got) != 1 || got[0].GroupID != g1 {
 		t.Fatalf("resumed learner collected %v, %v; want g1 redelivered", got, err)
 	}
 	time.Sleep(300 * time.Millisecond)
 	if c := l2.Counts(); c[CountDuplicate] != 0 || c[CountRedelivery] != 1 {
 		t.Fatalf("resumed learner counts %v: want g1 redelivered once and nothing committed seen again", c)
+	}
+	// step 1: a late copy of a step-0 group (another message id) is settled by the watermark
+	if err := l2.Commit(ctx, []string{g1}); err != nil {
+		t.Fatal(err)
+	}
+	g3 := "rl-000001-000"
+	if err := l2.Dispatch(ctx, 1, []rollout.Job{job(g3, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	late := &nats.Msg{Subject: names.TrajSubject(), Header: nats.Header{}}
+	late.Data, _ = data.EncodeGroup(group(g0, 5), 272)
+	late.Header.Set(HdrGroup, g0)
+	late.Header.Set(HdrStatus, "ok")
+	if err := nc.PublishMsg(late); err != nil {
+		t.Fatal(err)
+	}
+	j, err := w.NextJob(ctx)
+	if err != nil || j.GroupID != g3 {
+		t.Fatalf("worker got %v, %v; want %s", j.GroupID, err, g3)
+	}
+	if err := w.Publish(ctx, group(g3, 6)); err != nil {
+		t.Fatal(err)
+	}
+	got, err = l2.Collect(ctx, 1)
+	if err != nil || len(got) != 1 || got[0].GroupID != g3 {
+		t.Fatalf("step 1 collected %v, %v; want %s", got, err, g3)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for l2.Counts()[CountDuplicate] != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("counts %v: want the late step-0 copy acked as one duplicate", l2.Counts())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestParseGroupIDWatermark: the learner's watermark reads the step from group ids.
+func TestParseGroupIDWatermark(t *testing.T) {
+	l := &Learner{step: 3, committed: map[string]bool{"rl-a-000003-001": true}}
+	for _, c := range []struct {
+		id   string
+		want bool
+	}{{"rl-a-000002-007", true}, {"rl-a-000003-001", true}, {"rl-a-000003-002", false}, {"rl-a-000004-000", false}, {"junk", false}} {
+		if got := l.settled(c.id); got != c.want {
+			t.Errorf("settled(%q) = %v, want %v", c.id, got, c.want)
+		}
 	}
 }
 
@@ -290,7 +338,7 @@ func TestMalformedCountedOnce(t *testing.T) {
 	}
 	defer nc.Close()
 	names := NewNames("test run", "rl")
-	l, err := NewLearner(ctx, nc, names, testBus(), 272, nil, quiet())
+	l, err := NewLearner(ctx, nc, names, testBus(), 272, 0, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -184,7 +184,7 @@ func TestLearnerRefusesOtherAttention(t *testing.T) {
 			}
 			defer nc.Close()
 			names := NewNames("att", string(rune('a'+i)))
-			l, err := NewLearner(ctx, nc, names, testBus(), 272, nil, quiet())
+			l, err := NewLearner(ctx, nc, names, testBus(), 272, 0, quiet())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -196,7 +196,7 @@ func TestLearnerRefusesOtherAttention(t *testing.T) {
 			}
 			defer w.Close()
 			w.Attention = c.worker
-			if err := l.Dispatch(ctx, []rollout.Job{job("g0", 0)}); err != nil {
+			if err := l.Dispatch(ctx, 0, []rollout.Job{job("g0", 0)}); err != nil {
 				t.Fatal(err)
 			}
 			j, err := w.NextJob(ctx)

@@ -1,14 +1,15 @@
 // process.go: a rollout worker process (`trainer rollout CONFIG --nats URL --workers N`). It waits for
-// the learner's weights, then runs N workers over one engine: each pulls a prompt, waits (with a deadline
-// and a log line) until its weights are recent enough for the staleness bound — max_staleness 0 means the
-// exact version the prompt was dispatched with — samples the group under a read lock, and publishes it
-// stamped with the version it sampled with. A syncer swaps new versions in under the write lock, so a swap
-// happens between groups, never inside one, and only after the SHA-256 and the layout checked out.
+// the learner's first weights, then runs N rollout.Worker loops over one engine behind a rollout.Gate: each
+// pulls a prompt, waits until the weights are recent enough for the staleness bound (max_staleness 0 means
+// the exact version the prompt was dispatched with), samples the group and publishes it stamped with the
+// version it sampled with. A syncer swaps new versions in through the gate, so a swap happens between
+// groups, never inside one, and only after the SHA-256 and the layout checked out.
 //
 // The workers decode as the learner's policy runs, which the weights say (Policy): densely, or with DeepSeek
 // Sparse Attention and its top-k, recording the selections (dsa_topk) when the learner keeps them. A policy
 // that differs from what this process's config says (WorkerOptions.Attention, rl.keep_selection), or that
 // changes between versions, stops the workers with an error naming both.
+
 package natsbus
 
 import (
@@ -17,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -79,31 +79,13 @@ func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
 	}
 	defer nc.Close()
 	b := o.RL.Bus
-	wait := secs(b.WaitS)
 	fetcher, err := NewWeightFetcher(nc, o.Names, b, log)
 	if err != nil {
 		return WorkerReport{}, err
 	}
-	// the first weights
-	var first Notice
-	start, lastLog := time.Now(), time.Time{}
-	for {
-		n, ok, err := fetcher.Latest(ctx)
-		if err == nil && ok && !n.Done {
-			first = n
-			break
-		}
-		if ctx.Err() != nil {
-			return WorkerReport{}, ctx.Err()
-		}
-		if time.Since(start) > wait {
-			return WorkerReport{}, fmt.Errorf("natsbus: no weights from the learner after rl.bus.wait_s = %g s (stream %s)", b.WaitS, o.Names.WeightsStream())
-		}
-		if time.Since(lastLog) > 10*time.Second {
-			log.Info("natsbus: worker waiting for the learner's first weights", "stream", o.Names.WeightsStream(), "waited_s", round1(time.Since(start).Seconds()), "deadline_s", b.WaitS, "err", err)
-			lastLog = time.Now()
-		}
-		time.Sleep(250 * time.Millisecond)
+	first, err := waitFirstWeights(ctx, fetcher, o.Names, b, log)
+	if err != nil {
+		return WorkerReport{}, err
 	}
 	params, pol, err := fetcher.Fetch(ctx, first)
 	if err != nil {
@@ -134,21 +116,83 @@ func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
 	defer client.Close()
 	client.Attention = pol.Attention
 
-	var (
-		mu      sync.RWMutex // read: sampling a group; write: swapping weights
-		cond    = sync.NewCond(&sync.Mutex{})
-		version atomic.Int64
-		swaps   int
-	)
-	version.Store(first.Version)
-	current := first.SHA256 // hash of the weights in use
+	gate := rollout.NewGate(first.Version, int64(o.RL.MaxStaleness), secs(b.WaitS), log)
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	var done atomic.Bool
+	sy := &syncer{fetcher: fetcher, params: params, dtype: dtype, policy: pol, first: first, gate: gate, stop: stop, log: log}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); sy.run(wctx, nc, o.Names) }()
+	stopBeat := StartHeartbeat(nc, o.Names, secs(b.HeartbeatS), func() Beat {
+		return Beat{Worker: id, Workers: o.Workers, Groups: client.Groups.Load(), Tokens: client.Tokens.Load(), Version: gate.Version()}
+	})
+	defer stopBeat()
 
-	// syncer: notices arrive on the subject; a poll every 2 s covers ones missed while reconnecting
+	eng := model.NewEngine(params)
+	sc := rollout.RLSamplerConfig(o.RL, pol.Sparse(), pol.SparseTopK)
+	errs := make([]error, o.Workers)
+	for w := range o.Workers {
+		worker := &rollout.Worker{Sampler: rollout.NewGroupSampler(eng, tok, o.Family, fmt.Sprintf("%s/w%d", id, w), sc), Weights: gate, Log: log}
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[w] = worker.Run(wctx, client) }()
+	}
+	wg.Wait()
+	rep := WorkerReport{Groups: client.Groups.Load(), Tokens: client.Tokens.Load(), Version: gate.Version(), Swaps: sy.swaps, Policy: pol}
+	if sy.done.Load() {
+		return rep, nil
+	}
+	if err := errors.Join(errs...); err != nil {
+		return rep, err
+	}
+	if sy.err != nil && ctx.Err() == nil {
+		return rep, sy.err
+	}
+	return rep, ctx.Err()
+}
+
+// waitFirstWeights waits (at most rl.bus.wait_s, with a log line every 10 s) for the learner's first weights.
+func waitFirstWeights(ctx context.Context, fetcher *WeightFetcher, names Names, b configs.Bus, log *slog.Logger) (Notice, error) {
+	start, lastLog := time.Now(), time.Time{}
+	for {
+		n, ok, err := fetcher.Latest(ctx)
+		if err == nil && ok && !n.Done {
+			return n, nil
+		}
+		if ctx.Err() != nil {
+			return Notice{}, ctx.Err()
+		}
+		if time.Since(start) > secs(b.WaitS) {
+			return Notice{}, fmt.Errorf("natsbus: no weights from the learner after rl.bus.wait_s = %g s (stream %s)", b.WaitS, names.WeightsStream())
+		}
+		if time.Since(lastLog) > 10*time.Second {
+			log.Info("natsbus: worker waiting for the learner's first weights", "stream", names.WeightsStream(), "waited_s", round1(time.Since(start).Seconds()), "deadline_s", b.WaitS, "err", err)
+			lastLog = time.Now()
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// syncer follows the learner's weight notices and swaps each new version in through the gate.
+type syncer struct {
+	fetcher *WeightFetcher
+	params  *model.Params // the weights the engine reads
+	dtype   checkpoints.DType
+	policy  Policy // the workers' policy, from the first version
+	first   Notice
+	gate    *rollout.Gate
+	stop    context.CancelFunc // ends the workers (stage done, or policy changed)
+	log     *slog.Logger
+
+	done  atomic.Bool // the learner finished the stage
+	swaps int
+	err   error // the last failure (a fetch, a layout mismatch, a policy change)
+}
+
+// run follows notices until ctx ends: they arrive on the subject, and a poll every 2 s covers ones missed
+// while reconnecting.
+func (sy *syncer) run(ctx context.Context, nc *nats.Conn, names Names) {
 	notices := make(chan Notice, 16)
-	sub, err := nc.Subscribe(o.Names.WeightsSubject(), func(m *nats.Msg) {
+	sub, err := nc.Subscribe(names.WeightsSubject(), func(m *nats.Msg) {
 		var n Notice
 		if json.Unmarshal(m.Data, &n) == nil {
 			select {
@@ -158,180 +202,69 @@ func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
 		}
 	})
 	if err != nil {
-		return WorkerReport{}, fmt.Errorf("natsbus: subscribing to weight notices: %w", err)
+		sy.err = fmt.Errorf("natsbus: subscribing to weight notices: %w", err)
+		sy.stop()
+		return
 	}
 	defer sub.Unsubscribe()
-	var syncErr error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		poll := time.NewTicker(2 * time.Second)
-		defer poll.Stop()
-		for {
-			var n Notice
-			select {
-			case <-wctx.Done():
-				return
-			case n = <-notices:
-			case <-poll.C:
-				var ok bool
-				var err error
-				if n, ok, err = fetcher.Latest(wctx); err != nil || !ok {
-					continue
-				}
-			}
-			if n.Done {
-				log.Info("natsbus: the learner finished the stage; workers stop after their groups", "version", n.Version)
-				done.Store(true)
-				stop()
-				return
-			}
-			// the notice is authoritative: a learner resumed from a checkpoint goes back to an older version
-			if n.SHA256 == current {
-				continue
-			}
-			p, np, err := fetcher.Fetch(wctx, n)
-			if err != nil {
-				if wctx.Err() != nil {
-					return
-				}
-				log.Error("natsbus: weights fetch failed; keeping the current version", "version", n.Version, "err", err)
-				syncErr = err
-				continue
-			}
-			if np != pol { // never sample one policy's groups with another's decoding
-				syncErr = fmt.Errorf("natsbus: weights version %d run policy %s, but the workers run %s since version %d: the learner changed its policy mid-stage (restart the workers)", n.Version, np, pol, first.Version)
-				log.Error("natsbus: the learner's policy changed; workers stop", "err", syncErr)
-				stop()
-				return
-			}
-			mu.Lock() // waits for groups in flight
-			err = checkpoints.CopyRounded(params, p, dtype)
-			if err == nil {
-				version.Store(n.Version)
-				current = n.SHA256
-				swaps++
-			}
-			mu.Unlock()
-			if err != nil {
-				log.Error("natsbus: weights do not fit the running model", "version", n.Version, "err", err)
-				syncErr = err
-				continue
-			}
-			cond.L.Lock()
-			cond.Broadcast()
-			cond.L.Unlock()
-			log.Debug("natsbus: weights swapped", "version", n.Version, "fetch_s", round1(fetcher.LastGet.Seconds()))
-		}
-	}()
-
-	stopBeat := StartHeartbeat(nc, o.Names, secs(b.HeartbeatS), func() Beat {
-		return Beat{Worker: id, Workers: o.Workers, Groups: client.Groups.Load(), Tokens: client.Tokens.Load(), Version: version.Load()}
-	})
-	defer stopBeat()
-
-	eng := model.NewEngine(params)
-	rc := o.RL
-	errs := make([]error, o.Workers)
-	for w := 0; w < o.Workers; w++ {
-		gs := &rollout.GroupSampler{Engine: eng, Tok: tok, Family: o.Family,
-			Params:    rollout.SamplingParams{Temperature: rc.Temperature, TopP: rc.TopP, TopK: rc.TopK},
-			GroupSize: rc.GroupSize, MaxNewTokens: rc.MaxNewTokens, WorkerID: fmt.Sprintf("%s/w%d", id, w),
-			Sparse: pol.Sparse(), SparseTopK: pol.SparseTopK, RecordSelection: pol.KeepSelection}
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			errs[w] = workerLoop(wctx, client, gs, &mu, cond, &version, int64(rc.MaxStaleness), wait, log)
-		}(w)
-	}
-	// wake waiters when the context ends
-	go func() {
-		<-wctx.Done()
-		cond.L.Lock()
-		cond.Broadcast()
-		cond.L.Unlock()
-	}()
-	wg.Wait()
-	rep := WorkerReport{Groups: client.Groups.Load(), Tokens: client.Tokens.Load(), Version: version.Load(), Swaps: swaps, Policy: pol}
-	if done.Load() {
-		return rep, nil
-	}
-	if err := errors.Join(errs...); err != nil {
-		return rep, err
-	}
-	if syncErr != nil && ctx.Err() == nil {
-		return rep, syncErr
-	}
-	return rep, ctx.Err()
-}
-
-func workerLoop(ctx context.Context, c *WorkerClient, gs *rollout.GroupSampler, mu *sync.RWMutex, cond *sync.Cond,
-	version *atomic.Int64, maxStale int64, wait time.Duration, log *slog.Logger) error {
+	poll := time.NewTicker(2 * time.Second)
+	defer poll.Stop()
+	current := sy.first.SHA256 // hash of the weights in use
 	for {
-		job, err := c.NextJob(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+		var n Notice
+		select {
+		case <-ctx.Done():
+			return
+		case n = <-notices:
+		case <-poll.C:
+			var ok bool
+			if n, ok, err = sy.fetcher.Latest(ctx); err != nil || !ok {
+				continue
 			}
-			return err
 		}
-		// A prompt older than the weights: either redelivered after its ack was lost (a server restart; the
-		// learner has its group or has moved on) or from a learner that went back to a checkpoint (its older
-		// weights are on their way). Waiting for them here would hold up the prompts behind it, which the
-		// learner does wait for: hand it back for later (a prompt is delivered at most 20 times) and go on.
-		if version.Load() > job.Version {
-			c.Defer(job.GroupID, time.Second)
+		if n.Done {
+			sy.log.Info("natsbus: the learner finished the stage; workers stop after their groups", "version", n.Version)
+			sy.done.Store(true)
+			sy.stop()
+			return
+		}
+		// the notice is authoritative: a learner resumed from a checkpoint goes back to an older version
+		if n.SHA256 == current {
 			continue
 		}
-		// the staleness bound: weights between job.Version − max_staleness and job.Version
-		need := job.Version - maxStale
-		start, lastLog := time.Now(), time.Now()
-		cond.L.Lock()
-		for version.Load() < need && ctx.Err() == nil && time.Since(start) < wait {
-			if time.Since(lastLog) > 10*time.Second {
-				log.Info("natsbus: worker waiting for newer weights", "worker", gs.WorkerID, "have", version.Load(), "need", need, "group", job.GroupID)
-				lastLog = time.Now()
+		if err := sy.swap(ctx, n); err != nil {
+			if ctx.Err() != nil {
+				return
 			}
-			waitCond(cond, time.Second)
-		}
-		cond.L.Unlock()
-		if ctx.Err() != nil {
-			c.Release(job.GroupID)
-			return nil
-		}
-		mu.RLock()
-		v := version.Load()
-		if v > job.Version { // the weights moved past the prompt while it waited
-			mu.RUnlock()
-			c.Defer(job.GroupID, time.Second)
+			sy.err = err
+			if errors.Is(err, errPolicyChanged) {
+				sy.log.Error("natsbus: the learner's policy changed; workers stop", "err", err)
+				sy.stop()
+				return
+			}
+			sy.log.Error("natsbus: weights not swapped; keeping the current version", "version", n.Version, "err", err)
 			continue
 		}
-		if v < need {
-			mu.RUnlock()
-			c.Release(job.GroupID)
-			return fmt.Errorf("natsbus: worker %s: weights version in [%d, %d] never arrived (have %d) within rl.bus.wait_s", gs.WorkerID, need, job.Version, v)
-		}
-		rng := rand.New(rand.NewPCG(job.Seed, 0x9e3779b97f4a7c15))
-		g, err := gs.Sample(ctx, job.Task, job.GroupID, v, rng)
-		mu.RUnlock()
-		if err != nil {
-			if ctx.Err() != nil {
-				c.Release(job.GroupID)
-				return nil
-			}
-			log.Error("natsbus: sampling failed; the learner is told", "worker", gs.WorkerID, "group", job.GroupID, "err", err)
-			g = &data.Group{GroupID: job.GroupID}
-		}
-		if err := c.Publish(context.WithoutCancel(ctx), g); err != nil {
-			return err
-		}
+		current = n.SHA256
+		sy.log.Debug("natsbus: weights swapped", "version", n.Version, "fetch_s", round1(sy.fetcher.LastGet.Seconds()))
 	}
 }
 
-// waitCond waits on c (whose lock is held) for at most d.
-func waitCond(c *sync.Cond, d time.Duration) {
-	t := time.AfterFunc(d, func() { c.L.Lock(); c.Broadcast(); c.L.Unlock() })
-	c.Wait()
-	t.Stop()
+var errPolicyChanged = errors.New("natsbus: the learner changed its policy mid-stage (restart the workers)")
+
+// swap fetches the weights of notice n and installs them once the groups in flight are done.
+func (sy *syncer) swap(ctx context.Context, n Notice) error {
+	p, np, err := sy.fetcher.Fetch(ctx, n)
+	if err != nil {
+		return err
+	}
+	if np != sy.policy { // never sample one policy's groups with another's decoding
+		return fmt.Errorf("weights version %d run policy %s, but the workers run %s since version %d: %w", n.Version, np, sy.policy, sy.first.Version, errPolicyChanged)
+	}
+	err = sy.gate.Swap(n.Version, func() error { return checkpoints.CopyRounded(sy.params, p, sy.dtype) })
+	if err != nil {
+		return fmt.Errorf("weights version %d do not fit the running model: %w", n.Version, err)
+	}
+	sy.swaps++
+	return nil
 }

@@ -1,10 +1,11 @@
-// worker.go: the rollout workers' side of the bus. NextJob pulls one prompt from the work queue (a durable
+// worker.go: the rollout workers' side of the bus (rollout.WorkerTransport). NextJob pulls one prompt from the work queue (a durable
 // consumer shared by every worker, so each prompt goes to one of them) and keeps it alive with
 // InProgress() while its group is sampled; Publish encodes the group, refuses (and counts) one over the max
 // payload, publishes it with Nats-Msg-Id = group id, and only then acks the prompt: a worker that dies
 // mid-group leaves its prompt un-acked, and the server hands it to another worker after job_ack_wait_s.
 // Each group says with which attention it was decoded (HdrAttention), so that the learner refuses groups
 // of a policy other than its own.
+
 package natsbus
 
 import (
@@ -161,25 +162,19 @@ func (w *WorkerClient) NextJob(ctx context.Context) (rollout.Job, error) {
 	}
 }
 
-// Release gives a prompt back for immediate redelivery (a worker that stops without sampling it).
-func (w *WorkerClient) Release(groupID string) {
+// Return gives a job's prompt back for redelivery after delay (at once for 0), so that a worker that
+// cannot sample it now can take the prompts behind it.
+func (w *WorkerClient) Return(job rollout.Job, delay time.Duration) {
 	w.mu.Lock()
-	m := w.inflight[groupID]
-	delete(w.inflight, groupID)
+	m := w.inflight[job.GroupID]
+	delete(w.inflight, job.GroupID)
 	w.mu.Unlock()
-	if m != nil {
+	switch {
+	case m == nil:
+	case delay > 0:
+		_ = m.NakWithDelay(delay)
+	default:
 		_ = m.Nak()
-	}
-}
-
-// Defer gives a prompt back for redelivery after d, so that the worker can take the prompts behind it.
-func (w *WorkerClient) Defer(groupID string, d time.Duration) {
-	w.mu.Lock()
-	m := w.inflight[groupID]
-	delete(w.inflight, groupID)
-	w.mu.Unlock()
-	if m != nil {
-		_ = m.NakWithDelay(d)
 	}
 }
 
@@ -259,16 +254,6 @@ func headerSize(h nats.Header) int {
 		}
 	}
 	return n
-}
-
-// Dispatch is not the workers' to call.
-func (w *WorkerClient) Dispatch(context.Context, []rollout.Job) error {
-	return errors.New("natsbus: Dispatch on a worker's side")
-}
-
-// Collect is not the workers' to call.
-func (w *WorkerClient) Collect(context.Context, int) ([]*data.Group, error) {
-	return nil, errors.New("natsbus: Collect on a worker's side")
 }
 
 // Close stops the keep-alive loop and gives back prompts still in flight.

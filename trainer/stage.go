@@ -1,0 +1,249 @@
+// stage.go: the one stage loop. Every stage kind is a type with the methods of stage; runLoop owns what
+// they share: step counting, the skipped-step budget, metrics and console lines, the evaluation cadence,
+// checkpoints (every checkpoint.every steps and at the end), exact resume, and a clean stop on cancellation
+// (Ctrl-C) after a checkpoint of the last completed step. A new stage kind is a new type, not a new loop.
+
+package trainer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sparrow-rl/sparrow/checkpoints"
+	"github.com/sparrow-rl/sparrow/configs"
+)
+
+// ErrInterrupted is returned when a run stops because its context was cancelled (Ctrl-C); a checkpoint of
+// the last completed step has been written.
+var ErrInterrupted = errors.New("trainer: interrupted (checkpoint saved)")
+
+// stage is what runLoop drives: one stage kind's training.
+type stage interface {
+	// plan says how long the stage runs and when it logs and evaluates.
+	plan() plan
+	// begin runs once before the first step this process trains, from step (0, or the resumed step).
+	begin(ctx context.Context, step int) error
+	// step trains optimizer step number step (counting from 0).
+	step(ctx context.Context, step int) (stepResult, error)
+	// evaluate measures the model after step steps; an empty map logs nothing.
+	evaluate(ctx context.Context, step int) (map[string]float64, error)
+	// checkpoint returns the stage's part of a checkpoint after step steps: tensors, optimizer state, data
+	// cursor (runLoop fills the stage, kind, step, skipped steps and config hash).
+	checkpoint(step int) (*checkpoints.Checkpoint, error)
+	// saved runs once the checkpoint is on disk.
+	saved(ctx context.Context) error
+	// restore loads the stage's part of a checkpoint of this stage (resume).
+	restore(ck *checkpoints.Checkpoint) error
+	// end releases the stage when the loop stops (also when begin did not run or failed); completed says the
+	// stage ran all its steps.
+	end(completed bool)
+}
+
+// plan is a stage's cadence.
+type plan struct {
+	steps     int
+	logEvery  int  // steps between metric records (a step with a skipped update is always logged)
+	evalEvery int  // steps between evaluations (0 = only at the end)
+	evalFirst bool // evaluate before the first step of a fresh stage
+	// headline are the metric keys of the console line; progress names the metric the progress bar shows.
+	headline []string
+	progress string
+}
+
+// stepResult is what one step reports.
+type stepResult struct {
+	metrics map[string]float64
+	tokens  int64 // tokens trained on, for tokens_per_s (0: the stage reports its own throughput)
+	skipped int   // optimizer updates skipped for a non-finite loss or gradient norm
+}
+
+// stageRun is the loop's state of one stage.
+type stageRun struct {
+	run       *Run
+	st        configs.Stage
+	s         stage
+	step      int // completed steps
+	skipped   int // updates skipped so far
+	lastSaved int
+}
+
+// runLoop trains s, the stage st, from the checkpoint resume (nil: from step 0) until its last step, ctx's
+// cancellation (ErrInterrupted, after a checkpoint) or an error.
+func (r *Run) runLoop(ctx context.Context, st configs.Stage, s stage, resume *checkpoints.Checkpoint) (err error) {
+	sr := &stageRun{run: r, st: st, s: s, lastSaved: -1}
+	p := s.plan()
+	defer func() { s.end(sr.step >= p.steps && err == nil) }()
+	if resume != nil {
+		if err := s.restore(resume); err != nil {
+			return fmt.Errorf("stage %s: resume: %w", st.Name, err)
+		}
+		sr.step, sr.skipped = resume.State.StageSteps, resume.State.SkippedSteps
+	}
+	pb := NewProgress(r.Config.Run.Progress, st.Name, p.steps)
+	defer pb.Finish()
+	if sr.step > 0 {
+		pb.Update(sr.step, math.NaN(), 0)
+	}
+	if err := s.begin(ctx, sr.step); err != nil {
+		return fmt.Errorf("stage %s: %w", st.Name, err)
+	}
+	if sr.step == 0 && p.evalFirst {
+		if err := sr.evaluate(ctx); err != nil {
+			return err
+		}
+	}
+	rate := throughput{start: time.Now()}
+	for sr.step < p.steps {
+		if ctx.Err() != nil {
+			return sr.interrupt()
+		}
+		res, err := s.step(ctx, sr.step)
+		if err != nil {
+			if ctx.Err() != nil {
+				continue // interrupted mid-step: the step did not happen
+			}
+			return fmt.Errorf("stage %s step %d: %w", st.Name, sr.step, err)
+		}
+		sr.step++
+		if testHookAfterStep != nil {
+			testHookAfterStep(sr.step)
+		}
+		if err := sr.record(res, &rate, p, pb); err != nil {
+			return err
+		}
+		if (p.evalEvery > 0 && sr.step%p.evalEvery == 0) || sr.step == p.steps {
+			if err := sr.evaluate(ctx); err != nil {
+				return err
+			}
+		}
+		if every := r.Config.Checkpoint.Every; (every > 0 && sr.step%every == 0) || sr.step == p.steps {
+			if err := sr.save(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// record logs a step's metrics (every plan.logEvery steps, the last step and any step with a skipped
+// update) and enforces the skipped-step budget.
+func (sr *stageRun) record(res stepResult, rate *throughput, p plan, pb *Progress) error {
+	m := res.metrics
+	name := sr.st.Name
+	log := sr.run.Log.With("stage", name)
+	rate.add(res.tokens)
+	if res.skipped > 0 {
+		sr.skipped += res.skipped
+		log.Warn("skipped an update with a non-finite loss or gradient norm", "step", sr.step, "loss", m["loss"], "grad_norm", m["grad_norm"], "skipped_total", sr.skipped)
+	}
+	if sr.skipped > 0 {
+		m["skipped_steps"] = float64(sr.skipped)
+	}
+	if res.skipped > 0 || sr.step%p.logEvery == 0 || sr.step == p.steps {
+		if res.tokens > 0 && res.skipped == 0 {
+			m["tokens_per_s"] = rate.perSecond()
+		}
+		if err := sr.run.Metrics.Log(name, sr.step, m); err != nil {
+			return err
+		}
+		if !pb.Enabled() {
+			log.Info("step", headline(sr.step, m, p.headline)...)
+		}
+	}
+	pb.Update(sr.step, m[p.progress], m["tokens_per_s"])
+	if limit := max(10, p.steps/10); sr.skipped > limit {
+		return fmt.Errorf("stage %s: %d updates skipped for non-finite values; stopping (lower optimizer.lr or check the data)", name, sr.skipped)
+	}
+	return nil
+}
+
+// headline is the console line of a step: the step, then the plan's metrics that the step has.
+func headline(step int, m map[string]float64, keys []string) []any {
+	out := []any{"step", step}
+	for _, k := range keys {
+		if v, ok := m[k]; ok {
+			out = append(out, k, round4(v))
+		}
+	}
+	return out
+}
+
+// evaluate runs the stage's evaluation after the current step and logs it.
+func (sr *stageRun) evaluate(ctx context.Context) error {
+	m, err := sr.s.evaluate(ctx, sr.step)
+	if err != nil {
+		return fmt.Errorf("stage %s: eval: %w", sr.st.Name, err)
+	}
+	if len(m) == 0 {
+		return nil
+	}
+	if err := sr.run.Metrics.Log(sr.st.Name, sr.step, m); err != nil {
+		return err
+	}
+	line := []any{"stage", sr.st.Name, "step", sr.step}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		if !strings.Contains(k, "/layer") { // per-layer values are in metrics.jsonl
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		line = append(line, k, round4(m[k]))
+	}
+	sr.run.Log.Info("eval", line...)
+	return nil
+}
+
+// save writes the checkpoint of the current step, then lets the stage act on it.
+func (sr *stageRun) save(ctx context.Context) error {
+	ck, err := sr.s.checkpoint(sr.step)
+	if err != nil {
+		return fmt.Errorf("stage %s: checkpoint: %w", sr.st.Name, err)
+	}
+	st := &ck.State
+	st.Stage, st.Kind, st.Step, st.StageSteps, st.SkippedSteps = sr.st.Name, sr.st.Kind, sr.step, sr.step, sr.skipped
+	st.ConfigHash = sr.run.Config.Hash()
+	if _, err := sr.run.saveCheckpoint(ck); err != nil {
+		return err
+	}
+	sr.lastSaved = sr.step
+	// a stop signal does not cut the stage's follow-up (acking what the checkpoint holds) short
+	return sr.s.saved(context.WithoutCancel(ctx))
+}
+
+// interrupt saves the last completed step (unless saved already) and returns ErrInterrupted.
+func (sr *stageRun) interrupt() error {
+	if sr.lastSaved != sr.step {
+		if err := sr.save(context.Background()); err != nil {
+			return fmt.Errorf("saving on interrupt: %w", err)
+		}
+	}
+	sr.run.Log.Info("interrupted", "stage", sr.st.Name, "step", sr.step)
+	return ErrInterrupted
+}
+
+// throughput measures tokens per second between metric records.
+type throughput struct {
+	tokens int64
+	start  time.Time
+}
+
+func (t *throughput) add(n int64) { t.tokens += n }
+
+// perSecond returns the rate since the last call (or the loop's start) and starts a new window.
+func (t *throughput) perSecond() float64 {
+	v := float64(t.tokens) / time.Since(t.start).Seconds()
+	t.tokens, t.start = 0, time.Now()
+	return v
+}
+
+func round4(v float64) float64 { return math.Round(v*1e4) / 1e4 }
+
+// testHookAfterStep, when set by a test, is called after every step (to interrupt a run at a chosen step).
+var testHookAfterStep func(step int)

@@ -12,6 +12,7 @@
 // manifest.json but with trainer_state.json or optimizer.safetensors is a damaged Sparrow checkpoint and
 // is refused; one with neither is a checkpoint made elsewhere (plain HF layout, single file or sharded,
 // F32/F16/BF16) and loads with a warning.
+
 package checkpoints
 
 import (

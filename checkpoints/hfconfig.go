@@ -8,6 +8,7 @@
 // refuses a missing architecture key or a setting Sparrow does not implement: YaRN rope_scaling (Sparrow
 // has plain RoPE only), a scoring function other than sigmoid, a top-k method other than noaux_tc, tied
 // embeddings, an activation other than SiLU, attention biases, or non-interleaved MLA RoPE.
+
 package checkpoints
 
 import (

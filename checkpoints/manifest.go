@@ -1,6 +1,7 @@
 // manifest.go is manifest.json, the seal of a Sparrow checkpoint: the format version and the size and
 // SHA-256 of every other file, written last inside the temporary directory. Files are hashed while they
 // are written and verified while they are read, so each file is read once.
+
 package checkpoints
 
 import (

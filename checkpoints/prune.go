@@ -1,5 +1,6 @@
 // prune.go is the retention rule for a checkpoints directory: keep the last N checkpoints by step, every
 // M-th step, and whatever `latest` names; remove the rest, and the leftovers of interrupted saves.
+
 package checkpoints
 
 import (

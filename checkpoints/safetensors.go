@@ -1,7 +1,3 @@
-// Package checkpoints saves and loads Sparrow checkpoints: directories that Hugging Face tooling reads
-// (model.safetensors, config.json, generation_config.json, tokenizer.json) plus what exact resume needs
-// (trainer_state.json, optimizer.safetensors), sealed by manifest.json (architecture.md, dsv32-spec.md §8).
-//
 // safetensors.go is a hand-written safetensors reader and writer. The format is an 8-byte little-endian
 // header length N, N bytes of JSON {name: {dtype, shape, data_offsets: [begin, end)}} with an optional
 // "__metadata__" string map, padded with spaces to a multiple of 8, then the raw little-endian tensor bytes
@@ -9,6 +5,7 @@
 // library does for tensors of one dtype, and writes F32, F16 or BF16. The reader validates the header
 // (lengths, offsets inside the data, no overlaps, offsets matching shape × dtype size) and streams the data
 // once, converting F32, F16 and BF16 exactly to float32.
+
 package checkpoints
 
 import (

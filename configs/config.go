@@ -1,15 +1,14 @@
-// Package configs is Sparrow's configuration: the typed schema of a training recipe, its defaults, strict
-// YAML decoding with `--set a.b.c=value` overrides, validation, and the recipes shipped with the binary.
-//
 // config.go defines the schema. A recipe is a list of stages (pretrain, sft, dsa_warmup, dsa_sparse, rl,
 // distill) that run one after another; the top-level data/optimizer/schedule/train sections are the base
 // every stage starts from, and a stage's own section overlays them key by key (decode.go). A recipe without
 // `stages:` has one stage {name: pretrain, kind: pretrain}.
 //
-// Adding a section (for instance `rl:` for the GRPO stage) takes four steps: a struct type with yaml tags,
+// Adding a section (as `rl:` and `dsa:` were added) takes four steps: a struct type with yaml tags,
 // a field of that type in Config AND in Stage under the same yaml key (stages inherit every struct-typed
-// section they share with Config, see inheritSections), its defaults in Default, and its checks in
-// validate.go (validateSection). Decoding, --set, overlay and WriteResolved need no change.
+// section they share with Config, see inheritSections), its defaults in Default, and its checks (a
+// validateX function, as validateRL and validateDSA, called from Validate in validate.go for the stages that
+// read the section). Decoding, --set, overlay and WriteResolved need no change.
+
 package configs
 
 import (
@@ -98,7 +97,7 @@ type Data struct {
 
 // Optimizer is the AdamW optimizer.
 type Optimizer struct {
-	Name        string  `yaml:"name"`         // "adamw" only for now
+	Name        string  `yaml:"name"`         // one of OptimizerNames: "adamw"
 	LR          float64 `yaml:"lr"`           // peak learning rate, default 3e-3
 	Beta1       float64 `yaml:"beta1"`        // 0.9
 	Beta2       float64 `yaml:"beta2"`        // 0.95
@@ -291,7 +290,8 @@ func (c *Config) StageNames() []string {
 }
 
 // CheckKinds reports every stage whose kind the caller (the trainer) does not implement, naming the stage:
-// `stages[rl_math].kind: "rl" is not implemented by this trainer (implemented: pretrain)`.
+// `stages[distill_code].kind: "distill" is not implemented by this trainer (implemented: dsa_sparse,
+// dsa_warmup, pretrain, rl, sft)`.
 func (c *Config) CheckKinds(implemented map[string]bool) error {
 	var have []string
 	for k, ok := range implemented {

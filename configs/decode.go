@@ -10,6 +10,7 @@
 // Order of resolution: defaults ← the file's top-level keys ← top-level --set overrides ← for each stage, a
 // copy of the resolved top-level sections ← the stage's own YAML ← --set stages.<name>.… overrides. Every
 // key's origin (file line or --set expression) is remembered so that validation errors can point at it.
+
 package configs
 
 import (

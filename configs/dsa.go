@@ -2,6 +2,7 @@
 // dsv32-spec.md §2). The warm-up's learning rate and step budget are the stage's own optimizer and train
 // sections; this section holds what those sections cannot say: the sparse stage's separate indexer optimizer,
 // the weight of the indexer loss, the k of the recall metrics and the long-context task evaluated.
+
 package configs
 
 // KVRetrievalKinds are the values data.ops may list with data.generator kvretrieval (its question kinds).

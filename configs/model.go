@@ -4,6 +4,7 @@
 // section of a recipe and the config.json of a checkpoint describe a network with the same words.
 // Keys that only Sparrow uses (balancing speed, initialisation) have their own names and are written to
 // config.json as extra keys, which Hugging Face tooling ignores.
+
 package configs
 
 import (

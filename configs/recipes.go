@@ -1,5 +1,6 @@
 // recipes.go embeds the shipped recipes (configs/*.yaml) so that `trainer run math` works outside the
 // repository, and implements Load, which takes a file path or a recipe name.
+
 package configs
 
 import (
@@ -14,7 +15,7 @@ import (
 //go:embed *.yaml
 var recipeFS embed.FS
 
-// Recipes lists the names of the embedded recipes, sorted ("math", "pretrain", "tiny").
+// Recipes lists the names of the embedded recipes (configs/*.yaml without the extension), sorted.
 func Recipes() []string {
 	entries, err := fs.ReadDir(recipeFS, ".")
 	if err != nil {

@@ -1,5 +1,6 @@
 // resolved.go writes a Config back as YAML: every key, with the stages fully resolved, so that the file
 // describes the run on its own (runs/<name>/config.yaml) and Load reads it back to an equal Config.
+
 package configs
 
 import (

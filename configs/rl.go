@@ -2,6 +2,7 @@
 // dsv32-spec.md §3.2). Like data/optimizer/schedule/train, a stage inherits the top-level section and
 // overlays its own keys. The paper publishes none of ε, β, δ, G, the temperature or top-p: the defaults are
 // the peers' usual values (see grpo.DefaultConfig), and the math recipe sets its own.
+
 package configs
 
 import (

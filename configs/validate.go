@@ -9,6 +9,7 @@
 // The top-level data/optimizer/schedule/train sections are validated as the base of every stage, and each
 // stage's resolved copy is validated again; a stage problem that is the very one already reported for the
 // top level (the stage inherited it) is not repeated.
+
 package configs
 
 import (

@@ -12,10 +12,11 @@
 //
 // Deviations from the reference: null content of a user, developer or tool message is an error (the
 // reference prints "None"); a tool message that does not follow an assistant with enough tool calls is an
-// error even at index 0; the developer role needs AllowDeveloper. DropThinking=false keeps past reasoning,
-// as the issue asks (the reference prints the same bytes for either value; see EncodeOptions.DropThinking).
+// error even at index 0; the developer role needs AllowDeveloper. DropThinking=false keeps past reasoning
+// (the reference prints the same bytes for either value; see EncodeOptions.DropThinking).
 // Accepted beyond the reference: function.arguments given as a JSON object instead of a JSON string, and
 // "reasoning" as an alias of "reasoning_content" (as vLLM does).
+
 package data
 
 import (

@@ -8,6 +8,7 @@
 // after "\n\n<｜DSML｜function_calls", inside or after an invoke) is ErrDSMLUnclosed, where the reference
 // accepts the truncated block. As in the reference, a missing EOS after a complete tool-call block is
 // accepted (reported in ParsedMessage.MissingEOS).
+
 package data
 
 import (

@@ -7,6 +7,7 @@
 //
 // Where Go strings cannot hold what Python holds, the nearest value is used: a lone UTF-16 surrogate
 // escape (\ud800) decodes to U+FFFD, and invalid UTF-8 bytes in a Go string are written as U+FFFD.
+
 package data
 
 import (

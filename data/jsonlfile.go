@@ -1,5 +1,6 @@
 // jsonlfile.go: one JSONL file read line by line with an exact cursor (row, byte offset, line number), shared
 // by the text corpora (textfile.go) and the conversation corpora (conversations.go).
+
 package data
 
 import (

@@ -1,6 +1,6 @@
 // sft.go implements the token-level side of chat SFT: documents that are already token ids with a loss mask
 // (Doc, from a DocSource such as the conversation corpora of conversations.go), and DocPacker, which turns
-// them into the same fixed-shape Batch the pre-training packer fills, in one of two modes.
+// them into the same fixed-shape Batch the pre-training packer fills, in one of three modes.
 //
 // Packed (NewDocPacker): like Packer, the documents are concatenated into one stream (a conversation's BOS
 // comes from the chat encoder, the packer adds nothing) and row r is the window of T+1 tokens starting at

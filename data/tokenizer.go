@@ -1,9 +1,8 @@
-// Package data holds Sparrow's tokenizer, corpora and datasets.
-//
 // tokenizer.go implements the byte-level tokenizer: ids 0–255 are the bytes of UTF-8 text, and the ids
 // above them are reserved for the DeepSeek-V3.2 special tokens (dsv32-spec.md §4.2, chat-format.md §1).
 // Plain text never yields a special id, even text that spells one: a user who types "<｜User｜>" gets its
 // bytes. Only the chat renderer emits specials, through Special / AppendSpecial.
+
 package data
 
 import (

@@ -7,6 +7,7 @@
 // exactly as Tokenizer.Encode does. The special tokens (ids 256..263) and the reserved ids up to the vocab
 // size are added_tokens with special: true. One difference is HF's own: the HF tokenizer recognises added
 // tokens typed in plain text, where Sparrow's Encode keeps them as bytes.
+
 package data
 
 import (

@@ -9,6 +9,7 @@
 // allocations from counts inside the message, hostile bytes could exhaust memory (a fatal error, not a
 // panic): the schema message must equal, byte for byte, the one this package writes for the vocabulary,
 // every allocation goes through a capped allocator, and any panic inside the reader becomes an error.
+
 package data
 
 import (

@@ -2,6 +2,7 @@
 // group of G completions of the same prompt per message. Token-level arrays cover the completion; expert ids
 // and DSA selections cover every position fed to the engine (prompt and completion), laid out
 // [position][moe_layer][k] and [position][layer][k].
+
 package data
 
 import "fmt"

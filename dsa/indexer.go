@@ -1,9 +1,3 @@
-// Package dsa is DeepSeek Sparse Attention (dsv32-spec.md §1, §2): the lightning indexer, top-k key selection,
-// MLA attention restricted to the selected keys (forward and backward touch only those keys), and the two
-// indexer losses of the continued pre-training that installs DSA (Eq. 3 dense warm-up, Eq. 4 sparse stage).
-// Every kernel is generic over float32 (training, inference) and float64 (finite-difference checks) and uses
-// only internal/kernels; package model wraps them as gorgonia ops.
-//
 // indexer.go: the lightning indexer of one layer over a batch [B, T] (spec §1.2, §8):
 //
 //	q_t  = RoPE_half(reshape(W^I_Q · c^Q_t))               [H, Dh]   c^Q_t: MLA query latent after its RMSNorm
@@ -13,6 +7,7 @@
 //
 // RoPE is the half-split (NeoX) layout on the first Dr dims of each vector ([rope | nope]); LayerNorm eps 1e-6.
 // The scores are the one O(T²) part of DSA; with few heads and a small dim they are cheap next to attention.
+
 package dsa
 
 import (

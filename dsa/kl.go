@@ -8,6 +8,7 @@
 // Sparse: the same restricted to the selected set S_t, with p_{t,S_t} renormalised over S_t (in the sparse stage
 // the attention only covers S_t, so it already sums to 1 there). Padded queries (t ≥ L) do not count. Both are
 // computed in float64 and return the sum over queries and the number of queries; the caller scales.
+
 package dsa
 
 import (
@@ -131,7 +132,7 @@ func KLSparse[T Float](scores []T, sel []int32, p []T, B, T_, K int, lengths []i
 	return s, rows
 }
 
-// Recall holds the top-k recall of a selection against dense attention (spec §2.3, issue 4 metrics).
+// Recall holds the top-k recall of a selection against dense attention (the "recall" of spec §2.3).
 type Recall struct {
 	// Mass: mean over the counted queries of the dense attention mass inside the indexer's top-k set.
 	Mass float64

@@ -25,6 +25,7 @@
 //
 // Every per-head sum runs in a fixed order; the parts follow the worker count (kernels.Threads), so results
 // are reproducible for a given thread count.
+
 package dsa
 
 import (

@@ -3,6 +3,7 @@
 // the dense kernel lets it see that prefix so that its (masked) row stays finite. A query with fewer candidates
 // than k takes all of them. Ties go to the lower position; the selected positions are written in ascending
 // order and unused slots hold −1, so training and decoding produce byte-identical selections from equal scores.
+
 package dsa
 
 import (

@@ -1,5 +1,3 @@
-// Package envs holds Sparrow's task environments for reinforcement learning with verifiable rewards.
-//
 // envs.go defines the interface every task family implements and the registry that builds families by
 // name. A family is a seeded generator of tasks with disjoint train and held-out splits (a task's split is
 // data.InSplit of its ID, so a task lies in exactly one split by construction, whatever the seed), a
@@ -14,6 +12,7 @@
 // share one), and Sample's randomness comes only from the rng it is given.
 //
 // envs depends on data (tokenizer, chat encoder, split hash) and on nothing of the model.
+
 package envs
 
 import (
@@ -154,7 +153,8 @@ func Names() []string {
 	return names
 }
 
-// maxRejections bounds the draws of one Sample; newFamily's probe makes hitting it practically impossible.
+// maxRejections bounds the draws of one Sample; every constructor's split probe (probeSplits) makes hitting it
+// practically impossible.
 const maxRejections = 1 << 20
 
 // sampleSplit draws from d until a task of split comes up. It panics after maxRejections draws, which the

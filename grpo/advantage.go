@@ -5,6 +5,7 @@
 // paper leave it off). A group whose rewards are all equal gets advantages of
 // exactly 0 (not rounding noise), so it contributes no policy gradient; the
 // share of such groups is reported as reward/frac_zero_std.
+
 package grpo
 
 import (

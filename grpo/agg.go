@@ -13,6 +13,7 @@
 // sequences are excluded, as verl does), N = loss tokens of the whole batch,
 // n_i = loss tokens of the token's own sequence i. When the batch has no loss
 // token at all, every weight is 0 (verl returns a zero loss).
+
 package grpo
 
 import "fmt"

@@ -15,6 +15,7 @@
 // the estimate and its gradient unbiased (kl_test.go checks this exactly over a
 // small vocabulary). k1, k2, k3 are the verl names kl, mse, low_var_kl, without
 // verl's ±10 clamp. The KL enters the loss as β·D̂ (DeepSeek), never the reward.
+
 package grpo
 
 import (

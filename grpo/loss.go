@@ -10,6 +10,7 @@
 // M multiplies only the surrogate, not the KL term, as Eq. 8 is written; M is a
 // constant in the gradient. Summing L and concatenating the gradients over the
 // micro-batches of a batch (same Normalizer) gives the whole-batch values.
+
 package grpo
 
 import (

@@ -7,6 +7,7 @@
 // log-probabilities, so it is treated as a constant in the gradient (as the
 // peers do). π_old is the sampler's log-probability, so the log-ratio captures
 // both mini-batch staleness and inference/training mismatch.
+
 package grpo
 
 import (

@@ -17,6 +17,7 @@
 //
 // At a kink (ρ exactly on a bound) the unclipped branch is taken, as verl's
 // strict comparisons count it.
+
 package grpo
 
 import (

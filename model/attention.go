@@ -10,6 +10,7 @@
 // Inputs: q [N, H·(dn+dr)] (q_b_proj output, per head [nope | rope]), kv [N, H·(dn+dv)] (kv_b_proj output,
 // per head [k_nope | v]), kvA [N, kvr+dr] (kv_a_proj_with_mqa output; only its last dr columns, the shared rope
 // key, are read here). Output [N, H·dv], heads contiguous, ready for o_proj.
+
 package model
 
 import (

@@ -15,6 +15,7 @@
 // stop is an identity op that passes no gradient, so the indexer loss gives the backbone no gradient; top-k
 // is not differentiable and the selection input of the sparse attention has DiffWRT false, so the LM loss
 // gives the indexer none. The per-layer indexer losses are added to the graph's loss (one Grad call).
+
 package model
 
 import (

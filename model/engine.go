@@ -8,6 +8,7 @@
 // which equals the training graph's MHA mode in exact arithmetic; prefill runs the training kernels' forward
 // pass on the prompt (MHA mode) and fills the cache. Routing uses the same selection code as training, so the
 // recorded expert ids can be replayed there (Keep Routing).
+
 package model
 
 import (

@@ -4,6 +4,7 @@
 // scores every cached position with the lightning indexer (O(L·H^I·d^I), cheap), selects the top-k, and runs
 // absorbed (MQA-mode) MLA over those k latent entries only: one gather serves all heads. The selected positions
 // of every layer are kept in Selected for the caller (the RL stage may record and replay them via forced).
+
 package model
 
 import (

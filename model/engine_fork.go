@@ -1,4 +1,5 @@
 // engine_fork.go: copying a session, so that the G samples of a group share one prefill of their prompt.
+
 package model
 
 // CopyFrom makes s a copy of o's state (cache up to o.Len, last logits and experts). Both must come from the

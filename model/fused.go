@@ -6,6 +6,7 @@
 // returns the gradient of the first differentiable input, and one small pick node per further differentiable
 // input, which returns that input's gradient buffer. Output and gradient buffers are owned by the op and reused
 // every step, so the steady state allocates nothing of ours (dependencies.md, "fresh memory is very slow").
+
 package model
 
 import (

@@ -9,6 +9,7 @@
 //	           x  = x + o_proj(MLA(q, kv, kA, lengths))           [N, D]
 //	           x  = x + FFN(RMSNorm(x))   (SwiGLU MLP, or MoE from layer first_k_dense_replace on)
 //	loss = CE(lm_head(RMSNorm(x)), targets, weights)·scale     scalar
+
 package model
 
 import (

@@ -1,6 +1,7 @@
 // layers.go: the fused kernels of the small layers — embedding lookup, linear (y = x·Wᵀ), RMSNorm on a column
 // range, residual add, SwiGLU MLP (dense FFN and shared experts) and masked softmax cross-entropy. Shapes use
 // N = B·T tokens; every Linear weight is [out, in] as in Hugging Face checkpoints (dsv32-spec.md §8).
+
 package model
 
 import (

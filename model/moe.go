@@ -12,6 +12,7 @@
 // L_Bal = α Σ_i f_i P_i (per sequence, averaged over sequences) adds its gradient to the router in the backward
 // pass; its value is reported in AuxLoss. e_score_correction_bias is an input without gradient: only the
 // balancing rule (UpdateBias) changes it.
+
 package model
 
 import (

@@ -1,9 +1,7 @@
-// Package model is the DeepSeek-V3.2 decoder at small scale: token embedding, RMSNorm, MLA attention with
-// decoupled RoPE, SwiGLU FFN and DeepSeek-V3 MoE, final norm and untied LM head (dsv32-spec.md §0, §1.3, §5, §8).
-//
 // params.go names every tensor the way Hugging Face DeepSeek-V3.2 checkpoints do, with its shape
 // (Linear weights [out, in], applied as y = x·Wᵀ), and owns the parameter memory shared by the training
 // graph and the inference engine.
+
 package model
 
 import (

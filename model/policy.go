@@ -7,6 +7,7 @@
 // then hands the vector of log-probabilities to a loss function (the GRPO objective, computed by package grpo
 // outside the network) that returns the loss and ∂loss/∂logp per position. The backward pass chains that into
 // the logits with the masked-softmax Jacobian: ∂logp_n/∂z_v = 1[v=o_n] − softmax_K(z)_v on K_n, 0 off K_n.
+
 package model
 
 import (

@@ -3,6 +3,7 @@
 // of all positions at once) instead of one decode step per token; the latent cache, the rotated rope keys and
 // the experts chosen at every position are recorded exactly as decode would record them, and decode then
 // continues from the cache.
+
 package model
 
 import (

@@ -2,6 +2,7 @@
 // AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS S3; an http:// endpoint means plain HTTP, https:// or a bare
 // host means TLS), the usual AWS_* credentials, path-style bucket lookup, and the retry policy. Secrets never
 // reach a log: Config's String, GoString, LogValue and JSON forms redact them.
+
 package objstore
 
 import (

@@ -5,6 +5,7 @@
 // manifest as incomplete. Exporting again to a prefix whose manifest exists first deletes that manifest
 // (unless nothing at all changes), so no reader pairs an old manifest with new files; files already present
 // with the right size and checksum are skipped, so a re-run after a failure only sends what is missing.
+
 package objstore
 
 import (

@@ -6,6 +6,7 @@
 //
 // Resolve is what `--resume`, `init_from` and `trainer eval --checkpoint` call: local paths pass through,
 // s3:// URLs are imported (a run's checkpoints prefix resolves through its `latest` object).
+
 package objstore
 
 import (

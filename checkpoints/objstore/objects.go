@@ -2,6 +2,7 @@
 // rollout/natsbus): PutBytes uploads bytes with their SHA-256 in the object's metadata (x-amz-meta-sha256),
 // GetBytes downloads an object whole and checks its length and that SHA-256, Remove deletes one. All go
 // through the Store's retry policy.
+
 package objstore
 
 import (

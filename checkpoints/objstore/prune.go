@@ -3,6 +3,7 @@
 // multiple of keepEvery, and the one `latest` names. A pruned checkpoint loses its manifest first, so a
 // reader never sees a manifest whose files are being deleted. Prefixes without a manifest (an export in
 // progress or interrupted) are neither listed nor pruned.
+
 package objstore
 
 import (

@@ -2,6 +2,7 @@
 // HTTP 408/429/5xx, S3 SlowDown/InternalError/RequestTimeout...) and gives up with an error that says how
 // many attempts were made and what the last failure was. Permanent errors (access denied, no such bucket,
 // a local file that cannot be read, a checksum mismatch) fail at once.
+
 package objstore
 
 import (

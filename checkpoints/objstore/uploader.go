@@ -3,6 +3,7 @@
 // directory next to it (microseconds, and immune to local retention deleting the checkpoint meanwhile) and
 // returns; one goroutine exports the queue in order, applies remote retention after each success, logs with
 // slog and records errors. Close waits for what is pending.
+
 package objstore
 
 import (

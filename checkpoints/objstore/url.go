@@ -1,6 +1,7 @@
 // url.go parses s3://bucket/prefix URLs and maps them to object keys. The remote layout of a run's
 // checkpoints is s3://bucket/prefix/<checkpoint-name>/<file>, plus s3://bucket/prefix/latest naming the
 // newest exported checkpoint, mirroring a local checkpoints/ directory.
+
 package objstore
 
 import (

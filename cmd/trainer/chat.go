@@ -2,6 +2,7 @@
 // `chat encode` prints the exact prompt (or its token ids and loss mask) that data.Encode renders for a
 // JSON array of messages in the HF/OpenAI shape, and `chat parse` prints the assistant message that
 // data.ParseCompletion recovers from a completion, or its typed error with a non-zero exit.
+
 package main
 
 import (

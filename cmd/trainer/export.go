@@ -1,6 +1,7 @@
 // export.go is `trainer export`: upload a checkpoint to S3-compatible object storage (package
 // checkpoints/objstore: data files first, manifest.json last, then <prefix>/latest), optionally apply remote
 // retention, and print a JSON report (files, bytes, seconds, MB/s, skipped files, pruned checkpoints).
+
 package main
 
 import (

@@ -5,6 +5,7 @@
 // nats.go: user and password or a token in the URL (nats://user:pass@host:4222, nats://token@host:4222) or
 // from SPARROW_NATS_PASSWORD / SPARROW_NATS_TOKEN, a .creds file, TLS files. Secrets are taken out of the
 // URL before anything is logged or written to config.yaml.
+
 package main
 
 import (

@@ -1,9 +1,9 @@
-// Command trainer is Sparrow's CLI: run a pipeline of training stages, evaluate a checkpoint, benchmark the
-// kernels, work with the chat format. Each command is a thin call into a package.
+// main.go builds the root command with its global logging flags and the run, eval and version commands;
+// the other files of the package add theirs (bench, chat, export, learn, rollout) through extraCommands.
+
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -82,10 +82,10 @@ func newRootCmd() *cobra.Command {
 	return root
 }
 
-// extraCommands are the commands other files of this package add (chat, bench).
+// extraCommands are the commands other files of this package add (bench, chat, export, learn, rollout).
 var extraCommands []func() *cobra.Command
 
-// benchSubcommands are added to the bench command by the files that define them (bench attention, rollout).
+// benchSubcommands are added to the bench command by the files that define them (bench attention, rollout, transport).
 var benchSubcommands []func() *cobra.Command
 
 // attachBenchSubcommands adds benchSubcommands to the bench command built by newBenchCmd.
@@ -241,8 +241,6 @@ func newVersionCmd() *cobra.Command {
 		},
 	}
 }
-
-var _ = context.Background
 
 // writeSamples writes greedy evaluation samples as JSONL, one object per task.
 func writeSamples(path string, samples []trainer.TaskSample) error {

@@ -1,4 +1,5 @@
 // activation.go: softmax rows, SiLU and the SwiGLU gate h = SiLU(a)⊙u (Shazeer 2020), with their derivatives.
+
 package kernels
 
 import "math"

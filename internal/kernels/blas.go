@@ -1,9 +1,7 @@
-// Package kernels holds the CPU kernels shared by the model and DSA packages: GEMM, RMSNorm, RoPE, softmax,
-// SwiGLU, top-k and a parallel-for. Every kernel is generic over float32 (training and inference) and float64
-// (finite-difference gradient checks).
-//
-// blas.go is the one seam behind which the matrix engine sits: gonum's pure-Go BLAS by default, OpenBLAS with
-// the `openblas` build tag (blas_openblas.go), and a CUDA backend later. Everything else calls Gemm.
+// blas.go is the one seam behind which the matrix engine sits: gonum's pure-Go BLAS by default, or OpenBLAS
+// with the `openblas` build tag (blas_openblas.go); SetBLAS installs another backend. Everything else calls
+// Gemm.
+
 package kernels
 
 import (
@@ -35,7 +33,7 @@ var backendName = "gonum"
 // Backend returns the name of the active BLAS backend.
 func Backend() string { return backendName }
 
-// SetBLAS replaces the backend (a CUDA or test backend); it is not safe to call while kernels run.
+// SetBLAS replaces the backend (e.g. a test backend); it is not safe to call while kernels run.
 func SetBLAS(name string, b BLAS) { backend, backendName = b, name }
 
 // GemmShape is one recorded GEMM call: op(A) [M, K] times op(B) [K, N].

@@ -5,6 +5,7 @@
 // OpenBLAS's own thread pool fights Sparrow's goroutines (per-head attention and per-expert GEMMs run in
 // parallel already) for the cores, so OpenBLAS runs single-threaded and Gemm splits large products by rows
 // across Sparrow's workers instead (rowSplit).
+
 package kernels
 
 /*

@@ -2,7 +2,8 @@
 // attention (DeepSeek Sparse Attention reads k selected key/value rows per query and scatter-adds their
 // gradients). A row r of base is base[r·stride : r·stride+n]. One call handles every selected row, so the
 // per-row cost is a few vector instructions instead of a function call; on amd64 with AVX2 and FMA the float32
-// versions run in assembly (gather_amd64.s) when n is a multiple of 8, everywhere else in plain Go.
+// versions run in assembly (simd/gather_amd64.s) when n is a multiple of 8, everywhere else in plain Go.
+
 package kernels
 
 import "fmt"

@@ -2,6 +2,7 @@
 // token lie side by side (row r = [head 0 | head 1 | … ], each of width n): each selected row is then read or
 // updated as one contiguous run for all heads, instead of once per head. Per-head operands are laid out
 // [heads, n] (x, y) or [heads, ld] (out, a). Same fast path as gather.go.
+
 package kernels
 
 import (

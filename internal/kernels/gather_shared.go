@@ -5,6 +5,7 @@
 // block of heads. On amd64 with AVX2 and FMA, float32 runs in assembly (simd/shared_amd64.s) for blocks of 4
 // heads when n is a multiple of 16; the other heads and every other case run the single-head kernels of
 // gather.go.
+
 package kernels
 
 import (

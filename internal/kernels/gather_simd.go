@@ -1,4 +1,5 @@
 // gather_simd.go: the float32 fast path of gather.go, through the assembly of package simd.
+
 package kernels
 
 import (

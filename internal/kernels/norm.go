@@ -1,5 +1,6 @@
 // norm.go: RMSNorm (Zhang & Sennrich 2019) as DeepSeek uses it: y = x / sqrt(mean(x²) + eps) · g, computed per
 // row, and LayerNorm with weight and bias (the DSA indexer's key norm, dsv32-spec.md §1.2).
+
 package kernels
 
 import "math"

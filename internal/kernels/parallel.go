@@ -1,5 +1,6 @@
 // parallel.go: a deterministic parallel-for. Work items are split into contiguous chunks, one per worker; each
 // item writes only its own outputs, so results do not depend on scheduling.
+
 package kernels
 
 import (

@@ -1,6 +1,7 @@
 // relu.go: the fused ReLU·weight kernels of the lightning indexer (I[t,s] = Σ_j w_j·ReLU(z_j[s])) and their
 // backward. On amd64 with AVX2 and FMA the float32 versions run the assembly of package simd on the largest
 // multiple of 8 elements and plain Go on the rest.
+
 package kernels
 
 import (

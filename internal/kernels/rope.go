@@ -1,6 +1,7 @@
 // rope.go: rotary position embeddings (Su et al. 2021) in the two layouts DeepSeek-V3.2 uses (dsv32-spec.md §8):
 // MLA rotates interleaved pairs (x[2i], x[2i+1]); the DSA indexer rotates half-split pairs (x[i], x[i+r/2]).
 // inv_freq_i = theta^(−2i/r), angle = pos·inv_freq_i.
+
 package kernels
 
 import "math"

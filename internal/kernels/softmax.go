@@ -1,6 +1,7 @@
 // softmax.go: a softmax row for the hot loops of sparse attention. The float32 version exponentiates with the
 // AVX2 polynomial of package simd (relative error about 2e-7, the precision of float32 itself); float64 and
 // CPUs without AVX2 use SoftmaxRow.
+
 package kernels
 
 import (

@@ -1,10 +1,10 @@
-// Package s3test runs a real S3-compatible server for tests: versitygw (posix backend) on 127.0.0.1 with a
-// random free port and a temporary root directory. The binary is looked up in $PATH, then in
-// $(go env GOPATH)/bin (install it with .ci/install-s3.sh or
-// `go install github.com/versity/versitygw/cmd/versitygw@v1.8.0`). When it is missing, tests skip — unless
-// SPARROW_REQUIRE_S3=1 (CI sets it), where they fail with instructions. The server can be killed and
-// restarted on the same directory and port to test faults, and its posix directory exposes objects as plain
-// files (bucket/key) to test corruption.
+// server.go runs versitygw (posix backend) for a test on 127.0.0.1 with a random free port and a temporary
+// root directory. The binary is looked up in $PATH, then in $(go env GOPATH)/bin (install it with
+// .ci/install-s3.sh or `go install github.com/versity/versitygw/cmd/versitygw@v1.8.0`). When it is missing,
+// tests skip — unless SPARROW_REQUIRE_S3=1 (CI sets it), where they fail with instructions. The server can be
+// killed and restarted on the same directory and port to test faults, and its posix directory exposes
+// objects as plain files (bucket/key) to test corruption.
+
 package s3test
 
 import (

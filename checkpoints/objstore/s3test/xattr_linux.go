@@ -1,5 +1,6 @@
 // xattr_linux.go probes whether a directory's filesystem keeps user extended attributes, where versitygw's
 // posix backend stores object metadata.
+
 package s3test
 
 import (

@@ -1,6 +1,7 @@
 // shared_amd64.go: declarations of the shared-row kernels of shared_amd64.s (several heads against one
 // shared row per selected token: the absorbed MQA mode of sparse attention). hg is a multiple of 4, n a
 // multiple of 16, m ≥ 1; callers bounds-check every row.
+
 package simd
 
 // GatherDotShared sets out[h·ldo + i] = alpha · x[h·n:(h+1)·n] · (row idx[i] of base)[0:n] for h < hg, i < m

@@ -2,6 +2,7 @@
 
 // shared_other.go: the shared-row kernels have no assembly outside amd64; Available is false there and these
 // must not be called.
+
 package simd
 
 // GatherDotShared has no assembly on this architecture: Available is false, so package kernels runs its Go loop instead and never calls this.

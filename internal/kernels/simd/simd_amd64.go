@@ -1,7 +1,7 @@
-// Package simd holds the assembly of float32 kernels of package kernels (gather.go, relu.go): AVX2+FMA on
-// amd64. It is a package of its own because package kernels uses cgo in the OpenBLAS build, and a cgo
-// package cannot hold Go assembly. Callers check Available and bounds-check every row; m ≥ 1 and n is a
-// multiple of 8.
+// simd_amd64.go: declarations of the AVX2+FMA kernels of gather_amd64.s behind package kernels' gather.go,
+// gather_heads.go, relu.go and softmax.go, and Available. Callers check Available and bounds-check every
+// row; m ≥ 1 and n is a multiple of 8.
+
 package simd
 
 import "golang.org/x/sys/cpu"

@@ -1,7 +1,8 @@
 //go:build !amd64
 
-// Package simd: on architectures other than amd64 there is no assembly; Available is false and the
+// simd_other.go: on architectures other than amd64 there is no assembly; Available is false and the
 // functions must not be called.
+
 package simd
 
 // Available is false here.

@@ -1,0 +1,9 @@
+// Package model is the DeepSeek-V3.2 decoder at small scale (dsv32-spec.md §0, §1.3, §5, §8): token
+// embedding, RMSNorm, MLA attention with decoupled RoPE, SwiGLU FFN and DeepSeek-V3 MoE, final norm and
+// untied LM head, with DeepSeek Sparse Attention (package dsa) as an option. Params holds the weights under
+// their Hugging Face names; Graph (NewGraph) is the training graph on gorgonia, built from fused kernels
+// with hand-written backward passes, with the DSA indexer losses and the GRPO policy head (PolicyLoss);
+// Engine (NewEngine, NewSession, NewDSASession) is the inference engine, batched prefill and one-token
+// decode over the MLA latent cache in the absorbed MQA mode, recording expert ids (Keep Routing) and DSA
+// selections for replay in training.
+package model

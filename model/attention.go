@@ -19,6 +19,7 @@ import (
 
 	"gorgonia.org/tensor"
 
+	"github.com/sparrow-rl/sparrow/dsa"
 	"github.com/sparrow-rl/sparrow/internal/kernels"
 )
 
@@ -52,6 +53,13 @@ func (k *attnKernel[T]) SetInts(ints [][]int32) { k.lengths = ints[3] }
 func newAttnKernel[T Float](B, T_ int, c mlaDims, rope *kernels.RopeTable, mask *AttnMask) *attnKernel[T] {
 	return &attnKernel[T]{B: B, T: T_, H: c.H, Dn: c.Dn, Dr: c.Dr, Dv: c.Dv, KVr: c.KVr,
 		scale: T(1 / math.Sqrt(float64(c.Dn+c.Dr))), rope: rope, mask: mask}
+}
+
+// NewAttentionKernel returns the dense attention kernel of the training graph for B rows of T_ positions, to
+// drive outside a graph (the attention benchmark): OutShape allocates its buffers, and the row lengths [B]
+// reach it through IntInputs as the fourth input.
+func NewAttentionKernel[T Float](B, T_ int, d dsa.MLADims, rope *kernels.RopeTable, mask *AttnMask) Kernel[T] {
+	return newAttnKernel[T](B, T_, mlaDims(d), rope, mask)
 }
 
 // mlaDims are the attention widths of a layer.

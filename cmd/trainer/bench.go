@@ -1,6 +1,6 @@
-// bench.go implements `trainer bench gemm|train-step|decode [--json]`, a thin layer over trainer.BenchGemm,
-// trainer.BenchTrainStep and trainer.BenchDecode: flags in, one JSON object (--json) or a readable table out on
-// stdout; progress lines go to stderr.
+// bench.go implements `trainer bench gemm|train-step|decode [--json]`, a thin layer over bench.BenchGemm,
+// bench.BenchTrainStep and bench.BenchDecode (internal/bench): flags in, one JSON object (--json) or a readable
+// table out on stdout; progress lines go to stderr.
 package main
 
 import (
@@ -14,13 +14,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sparrow-rl/sparrow/trainer"
+	"github.com/sparrow-rl/sparrow/internal/bench"
 )
 
 func init() { extraCommands = append(extraCommands, newBenchCmd) }
 
 func newBenchCmd() *cobra.Command {
-	var o trainer.BenchOptions
+	var o bench.BenchOptions
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "bench gemm|train-step|decode",
@@ -93,7 +93,7 @@ Times are medians over --reps repetitions (at least 5 for a result worth quoting
 				return err
 			}
 			o.Log = logger(cmd)
-			res, err := trainer.BenchTrainStep(o)
+			res, err := bench.BenchTrainStep(o)
 			if err != nil {
 				return err
 			}
@@ -113,7 +113,7 @@ Times are medians over --reps repetitions (at least 5 for a result worth quoting
 				return err
 			}
 			o.Log = logger(cmd)
-			res, err := trainer.BenchDecode(o)
+			res, err := bench.BenchDecode(o)
 			if err != nil {
 				return err
 			}
@@ -133,14 +133,14 @@ Times are medians over --reps repetitions (at least 5 for a result worth quoting
 				return err
 			}
 			o.Log = logger(cmd)
-			res, err := trainer.BenchGemm(o)
+			res, err := bench.BenchGemm(o)
 			if err != nil {
 				return err
 			}
 			return emit(cmd.OutOrStdout(), res, func(w io.Writer) { gemmTable(w, res) })
 		},
 	}
-	gemm.Flags().IntSliceVar(&o.Sizes, "sizes", trainer.DefaultGemmSizes, "square sizes")
+	gemm.Flags().IntSliceVar(&o.Sizes, "sizes", bench.DefaultGemmSizes, "square sizes")
 	gemm.Flags().IntVar(&o.Batch, "batch", 0, "sequences per step for the model shapes (0 = the recipe's)")
 	gemm.Flags().IntVar(&o.SeqLen, "seq-len", 0, "tokens per sequence for the model shapes (0 = the recipe's)")
 	gemm.Flags().DurationVar(&o.MinTime, "min-time", 20*time.Millisecond, "least time per shape and repetition")
@@ -149,7 +149,7 @@ Times are medians over --reps repetitions (at least 5 for a result worth quoting
 	return cmd
 }
 
-func envLines(w io.Writer, e trainer.Env) {
+func envLines(w io.Writer, e bench.Env) {
 	fmt.Fprintf(w, "config\t%s\n", e.Config)
 	fmt.Fprintf(w, "backend\t%s (threads %d, GOMAXPROCS %d, %s)\n", e.Backend, e.Threads, e.GOMAXPROCS, e.GoVersion)
 	if e.OpenBLASThreads != "" {
@@ -158,7 +158,7 @@ func envLines(w io.Writer, e trainer.Env) {
 	fmt.Fprintf(w, "load average\t%.2f %.2f %.2f\n", e.LoadAvg[0], e.LoadAvg[1], e.LoadAvg[2])
 }
 
-func trainStepTable(w io.Writer, r trainer.TrainStepResult) {
+func trainStepTable(w io.Writer, r bench.TrainStepResult) {
 	envLines(w, r.Env)
 	fmt.Fprintf(w, "batch\t%d × %d tokens\n", r.Batch, r.SeqLen)
 	fmt.Fprintf(w, "parameters\t%d (%d active per token, %d trained)\n", r.Params, r.ActiveParams, r.TrainedParams)
@@ -181,7 +181,7 @@ func trainStepTable(w io.Writer, r trainer.TrainStepResult) {
 	}
 }
 
-func decodeTable(w io.Writer, r trainer.DecodeResult) {
+func decodeTable(w io.Writer, r bench.DecodeResult) {
 	envLines(w, r.Env)
 	fmt.Fprintf(w, "parameters\t%d (%d active per token)\n", r.Params, r.ActiveParams)
 	fmt.Fprintf(w, "prompt, generated\t%d, %d tokens × %d repetitions\n", r.PromptTokens, r.Tokens, r.Reps)
@@ -193,7 +193,7 @@ func decodeTable(w io.Writer, r trainer.DecodeResult) {
 	fmt.Fprintf(w, "sample\t%q\n", r.Sample)
 }
 
-func gemmTable(w io.Writer, r trainer.GemmResult) {
+func gemmTable(w io.Writer, r bench.GemmResult) {
 	envLines(w, r.Env)
 	fmt.Fprintf(w, "model shapes for\t%d × %d tokens, %d repetitions\n", r.Batch, r.SeqLen, r.Reps)
 	fmt.Fprintf(w, "\nshape\tname\tcalls/step\tGFLOP/s\tµs/call\n")

@@ -1,9 +1,9 @@
 // bench_dsa.go implements `trainer bench attention --lengths 512,1024,2048,4096,8192 --topk K [--json]`: dense
 // MLA attention against DeepSeek Sparse Attention (indexer + top-k + sparse attention) on one layer of a fixed
 // shape (printed with the results), forward+backward and one decode step per length, their ratios, the log-log
-// slope of each curve and the working memory of each (model.BenchAttention). Lengths from --long-from on run
-// --long-reps repetitions (the dense step takes tens of seconds there); progress goes to stderr. It attaches
-// itself to the bench command of bench.go.
+// slope of each curve and the working memory of each (bench.BenchAttention, internal/bench). Lengths from
+// --long-from on run --long-reps repetitions (the dense step takes tens of seconds there); progress goes to
+// stderr. It attaches itself to the bench command of bench.go.
 package main
 
 import (
@@ -16,8 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sparrow-rl/sparrow/internal/bench"
 	"github.com/sparrow-rl/sparrow/internal/kernels"
-	"github.com/sparrow-rl/sparrow/model"
 )
 
 func init() { benchSubcommands = append(benchSubcommands, newBenchAttentionCmd) }
@@ -26,7 +26,7 @@ func newBenchAttentionCmd() *cobra.Command {
 	var lengths string
 	var topk, reps, longReps, longFrom int
 	var asJSON bool
-	sh := model.DefaultAttentionBenchShape()
+	sh := bench.DefaultAttentionBenchShape()
 	c := &cobra.Command{
 		Use:   "attention",
 		Short: "Dense MLA attention vs DeepSeek Sparse Attention: fwd+bwd and decode time per length",
@@ -43,7 +43,7 @@ func newBenchAttentionCmd() *cobra.Command {
 			if topk <= 0 || reps <= 0 || longReps <= 0 {
 				return fmt.Errorf("--topk %d, --reps %d and --long-reps %d must be > 0", topk, reps, longReps)
 			}
-			var rs []model.AttentionBenchResult
+			var rs []bench.AttentionBenchResult
 			for _, L := range ls {
 				n := reps
 				if L >= longFrom {
@@ -51,7 +51,7 @@ func newBenchAttentionCmd() *cobra.Command {
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "bench attention: length %d, top-k %d, %d repetition(s) after a warm-up run...\n", L, topk, n)
 				t0 := time.Now()
-				r, err := model.BenchAttention(sh, L, topk, n, 1)
+				r, err := bench.BenchAttention(sh, L, topk, n, 1)
 				if err != nil {
 					return fmt.Errorf("bench attention at length %d: %w", L, err)
 				}
@@ -64,7 +64,7 @@ func newBenchAttentionCmd() *cobra.Command {
 				}
 			}
 			x := make([]float64, len(rs))
-			col := func(f func(model.AttentionBenchResult) float64) []float64 {
+			col := func(f func(bench.AttentionBenchResult) float64) []float64 {
 				y := make([]float64, len(rs))
 				for i, r := range rs {
 					x[i], y[i] = float64(r.Length), f(r)
@@ -73,16 +73,16 @@ func newBenchAttentionCmd() *cobra.Command {
 			}
 			slopes := map[string]float64{}
 			if len(rs) >= 2 {
-				slopes["dense"] = model.LogLogSlope(x, col(func(r model.AttentionBenchResult) float64 { return r.DenseMs }))
-				slopes["dsa"] = model.LogLogSlope(x, col(func(r model.AttentionBenchResult) float64 { return r.DSAMs }))
-				slopes["sparse_attn"] = model.LogLogSlope(x, col(func(r model.AttentionBenchResult) float64 { return r.SparseMs }))
-				slopes["indexer"] = model.LogLogSlope(x, col(func(r model.AttentionBenchResult) float64 { return r.IndexerMs }))
-				slopes["dense_decode"] = model.LogLogSlope(x, col(func(r model.AttentionBenchResult) float64 { return r.DenseDecUs }))
-				slopes["dsa_decode"] = model.LogLogSlope(x, col(func(r model.AttentionBenchResult) float64 { return r.DSADecUs }))
+				slopes["dense"] = bench.LogLogSlope(x, col(func(r bench.AttentionBenchResult) float64 { return r.DenseMs }))
+				slopes["dsa"] = bench.LogLogSlope(x, col(func(r bench.AttentionBenchResult) float64 { return r.DSAMs }))
+				slopes["sparse_attn"] = bench.LogLogSlope(x, col(func(r bench.AttentionBenchResult) float64 { return r.SparseMs }))
+				slopes["indexer"] = bench.LogLogSlope(x, col(func(r bench.AttentionBenchResult) float64 { return r.IndexerMs }))
+				slopes["dense_decode"] = bench.LogLogSlope(x, col(func(r bench.AttentionBenchResult) float64 { return r.DenseDecUs }))
+				slopes["dsa_decode"] = bench.LogLogSlope(x, col(func(r bench.AttentionBenchResult) float64 { return r.DSADecUs }))
 				if rs[0].DenseCPUMs > 0 {
-					slopes["dense_cpu"] = model.LogLogSlope(x, col(func(r model.AttentionBenchResult) float64 { return r.DenseCPUMs }))
-					slopes["dsa_cpu"] = model.LogLogSlope(x, col(func(r model.AttentionBenchResult) float64 { return r.DSACPUMs }))
-					slopes["sparse_attn_cpu"] = model.LogLogSlope(x, col(func(r model.AttentionBenchResult) float64 { return r.SparseCPUMs }))
+					slopes["dense_cpu"] = bench.LogLogSlope(x, col(func(r bench.AttentionBenchResult) float64 { return r.DenseCPUMs }))
+					slopes["dsa_cpu"] = bench.LogLogSlope(x, col(func(r bench.AttentionBenchResult) float64 { return r.DSACPUMs }))
+					slopes["sparse_attn_cpu"] = bench.LogLogSlope(x, col(func(r bench.AttentionBenchResult) float64 { return r.SparseCPUMs }))
 				}
 			}
 			if asJSON {

@@ -1,6 +1,6 @@
 // bench_rollout.go implements `trainer bench rollout [--config math] [--checkpoint DIR] [--json]`: completion
-// tokens/s of GRPO group sampling and the learner's step time on those groups (trainer.BenchRollout). It
-// attaches itself to the bench command of bench.go.
+// tokens/s of GRPO group sampling and the learner's step time on those groups (bench.BenchRollout,
+// internal/bench). It attaches itself to the bench command of bench.go.
 package main
 
 import (
@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sparrow-rl/sparrow/configs"
-	"github.com/sparrow-rl/sparrow/trainer"
+	"github.com/sparrow-rl/sparrow/internal/bench"
 )
 
 func init() { benchSubcommands = append(benchSubcommands, newBenchRolloutCmd) }
@@ -28,7 +28,7 @@ func newBenchRolloutCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := trainer.BenchRollout(cfg, stage, ckpt)
+			res, err := bench.BenchRollout(cfg, stage, ckpt)
 			if err != nil {
 				return err
 			}

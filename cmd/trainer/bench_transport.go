@@ -1,7 +1,8 @@
 // bench_transport.go implements `trainer bench transport [--config C] [--groups N] [--steps S] [--json]`:
 // groups/s and MB/s through the trajectory stream of an embedded nats-server for realistic groups of the
 // recipe's model, weight publish + fetch time, and in a short full RL run the learner's data-wait share and
-// the transport overhead as a share of its step (trainer.BenchTransport). It attaches itself to bench.go.
+// the transport overhead as a share of its step (bench.BenchTransport, internal/bench). It attaches itself to
+// bench.go.
 package main
 
 import (
@@ -10,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sparrow-rl/sparrow/trainer"
+	"github.com/sparrow-rl/sparrow/internal/bench"
 )
 
 func init() { benchSubcommands = append(benchSubcommands, newBenchTransportCmd) }
@@ -28,7 +29,7 @@ func newBenchTransportCmd() *cobra.Command {
 			if groups <= 0 || steps < 2 {
 				return fmt.Errorf("--groups %d must be > 0 and --steps %d >= 2", groups, steps)
 			}
-			r, err := trainer.BenchTransport(cmd.Context(), config, sets, groups, steps)
+			r, err := bench.BenchTransport(cmd.Context(), config, sets, groups, steps)
 			if err != nil {
 				return err
 			}

@@ -363,6 +363,16 @@ func (l *Learner) Dispatch(ctx context.Context, step int, jobs []rollout.Job) er
 	return nil
 }
 
+// Expect makes Collect wait for the groups ids as Dispatch does, without publishing their prompts: for groups
+// published without a job (the transport benchmark pushes its groups itself).
+func (l *Learner) Expect(ids ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range ids {
+		l.expected[id] = true
+	}
+}
+
 // Collect blocks until n of the dispatched groups have arrived, and returns them (sorted by id). It logs
 // what it waits for every 10 s and gives up after rl.bus.wait_s.
 func (l *Learner) Collect(ctx context.Context, n int) ([]*data.Group, error) {

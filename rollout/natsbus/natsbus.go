@@ -16,7 +16,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -271,5 +270,3 @@ func permanent(err error) error { return permanentError{err} }
 func round1(x float64) float64 { return float64(int64(x*10+0.5)) / 10 }
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
-
-func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -380,3 +380,55 @@ func TestMalformedCountedOnce(t *testing.T) {
 		t.Fatalf("malformed counted %d times, want 1", c)
 	}
 }
+
+// TestLearnerExpect: groups registered with Expect are collected like dispatched ones, and no prompt is
+// published for them.
+func TestLearnerExpect(t *testing.T) {
+	e := embedded(t, EmbeddedOptions{})
+	ctx := context.Background()
+	b := testBus()
+	nc, err := Connect(ConnOptions{URL: e.URL(), Log: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	names := NewNames("expect run", "rl")
+	l, err := NewLearner(ctx, nc, names, b, 272, 0, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	w, err := NewWorkerClient(ctx, nc, names, b, 272, "w", quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	l.Expect("e1", "e0")
+	for _, id := range []string{"e0", "x", "e1"} { // x: published but not expected, so not collected
+		if err := w.Publish(ctx, group(id, 5)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := l.Collect(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].GroupID != "e0" || got[1].GroupID != "e1" {
+		t.Fatalf("collected %v, want e0 and e1", got)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, names.JobStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 0 {
+		t.Fatalf("the job stream holds %d messages after Expect, want none", info.State.Msgs)
+	}
+}

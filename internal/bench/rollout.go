@@ -1,7 +1,9 @@
-// bench_rollout.go: `trainer bench rollout` — GRPO rollout throughput (completion tokens/s with G samples per
+// rollout.go: `trainer bench rollout` — GRPO rollout throughput (completion tokens/s with G samples per
 // prompt from the inference engine, W in-process workers) and the learner's step time on the same groups,
-// measured in one run on a recipe's rl stage (the policy from a checkpoint, or a random one).
-package trainer
+// measured in one run on a recipe's rl stage (the policy from a checkpoint, or a random one) through
+// trainer.ProbeRLStep.
+
+package bench
 
 import (
 	"context"
@@ -11,6 +13,7 @@ import (
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/internal/kernels"
 	"github.com/sparrow-rl/sparrow/model"
+	"github.com/sparrow-rl/sparrow/trainer"
 )
 
 // RolloutBenchResult is what `trainer bench rollout --json` prints.
@@ -52,12 +55,14 @@ func BenchRollout(cfg *configs.Config, stageName, checkpoint string) (*RolloutBe
 		p = model.NewParams(cfg.Model)
 		p.Init(uint64(cfg.Seed))
 	}
-	pr, err := ProbeRLStep(context.Background(), cfg, *st, p)
+	pr, err := trainer.ProbeRLStep(context.Background(), cfg, *st, p)
 	if err != nil {
 		return nil, err
 	}
+	n := pr.Groups * pr.GroupSize
+	toks := float64(pr.CompletionTokens)
 	return &RolloutBenchResult{Config: cfg.Name, Checkpoint: checkpoint, Groups: pr.Groups, GroupSize: pr.GroupSize,
-		Workers: pr.Workers, CompletionTokens: pr.CompletionTokens, MeanLength: float64(pr.CompletionTokens) / float64(pr.Groups*pr.GroupSize), RolloutSeconds: pr.RolloutSeconds,
-		TokensPerS: float64(pr.CompletionTokens) / pr.RolloutSeconds, GroupsPerS: float64(pr.Groups) / pr.RolloutSeconds,
+		Workers: pr.Workers, CompletionTokens: pr.CompletionTokens, MeanLength: toks / float64(n), RolloutSeconds: pr.RolloutSeconds,
+		TokensPerS: toks / pr.RolloutSeconds, GroupsPerS: float64(pr.Groups) / pr.RolloutSeconds,
 		LearnerStepS: pr.LearnerSeconds, LearnerTokensPerS: float64(pr.LearnerTokens) / pr.LearnerSeconds, Backend: kernels.Backend()}, nil
 }

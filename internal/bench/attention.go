@@ -1,9 +1,11 @@
-// dsa_bench.go: the attention benchmark behind `trainer bench attention`: one attention layer of a fixed shape
+// attention.go: the attention benchmark behind `trainer bench attention`: one attention layer of a fixed shape
 // at several lengths, dense MLA (the training kernel, O(L²)) against DSA (lightning indexer + top-k + sparse
-// MLA in the absorbed MQA mode, kv_b_proj absorbed into the op), forward+backward of a training step and one decode step at cache length L (absorbed MQA-mode attention
-// over the latent cache: dense reads L entries, DSA scores L index keys and reads k entries). Each side runs
-// once untimed first, so that first-touch page faults of its buffers are not timed.
-package model
+// MLA in the absorbed MQA mode, kv_b_proj absorbed into the op), forward+backward of a training step and one
+// decode step at cache length L (absorbed MQA-mode attention over the latent cache: dense reads L entries, DSA
+// scores L index keys and reads k entries). Each side runs once untimed first, so that first-touch page faults
+// of its buffers are not timed.
+
+package bench
 
 import (
 	"math"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/sparrow-rl/sparrow/dsa"
 	"github.com/sparrow-rl/sparrow/internal/kernels"
+	"github.com/sparrow-rl/sparrow/model"
 )
 
 // AttentionBenchShape is the layer benchmarked.
@@ -54,7 +57,9 @@ type AttentionBenchResult struct {
 	CPURatio    float64 `json:"cpu_ratio"`
 }
 
-func median(v []float64) float64 {
+// upperMedian is the middle value of v, the upper of the two middle ones for an even count (unlike median,
+// which averages them); v is not modified.
+func upperMedian(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
 	return s[len(s)/2]
@@ -69,7 +74,7 @@ func timeIt(reps int, f func()) (wall, cpu float64) {
 		f()
 		ts[i], cs[i] = float64(time.Since(t0).Nanoseconds()), float64(cpuNow()-c0)
 	}
-	return median(ts), median(cs)
+	return upperMedian(ts), upperMedian(cs)
 }
 
 // BenchAttention measures one length L with k keys per query (batch 1), reps repetitions.
@@ -88,12 +93,12 @@ func BenchAttention(sh AttentionBenchShape, L, K, reps int, seed uint64) (Attent
 	dout := fill(L*sh.H*sh.Dv, 1)
 	out := make([]float32, L*sh.H*sh.Dv)
 	lengths := []int32{int32(L)}
-	dims := mlaDims{H: sh.H, Dn: sh.Dn, Dr: sh.Dr, Dv: sh.Dv, KVr: sh.KVr}
+	dims := dsa.MLADims{H: sh.H, Dn: sh.Dn, Dr: sh.Dr, Dv: sh.Dv, KVr: sh.KVr}
 	res := AttentionBenchResult{Length: L, TopK: K}
 
 	// Dense training kernel.
-	dk := newAttnKernel[float32](1, L, dims, rope, &AttnMask{})
-	dk.lengths = lengths
+	dk := model.NewAttentionKernel[float32](1, L, dims, rope, &model.AttnMask{})
+	dk.(model.IntInputs).SetInts([][]int32{nil, nil, nil, lengths})
 	in := [][]float32{q, kv, kva, nil}
 	din := [][]float32{make([]float32, len(q)), make([]float32, len(kv)), make([]float32, len(kva)), nil}
 	if _, err := dk.OutShape(shapesOf(L, sh)); err != nil {
@@ -104,7 +109,9 @@ func BenchAttention(sh AttentionBenchShape, L, K, reps int, seed uint64) (Attent
 		_ = dk.Backward(in, out, dout, din)
 	})
 	res.DenseMs, res.DenseCPUMs = res.DenseMs/1e6, res.DenseCPUMs/1e6
-	res.DenseMemMiB = float64(len(dk.p)+len(dk.dp)+len(dk.q)+len(dk.k)+len(dk.v)+len(dk.dq)+len(dk.dk)+len(dk.dv)+len(dk.dkr)) * 4 / (1 << 20)
+	// The kernel's working buffers (allocated by OutShape): P and dP [H·L·L], Q, K, dQ, dK [H·L·dq], V, dV
+	// [H·L·dv] and the rope key's per-head gradient [H·L·dr].
+	res.DenseMemMiB = float64(2*sh.H*L*L+4*sh.H*L*dq+2*sh.H*L*sh.Dv+sh.H*L*sh.Dr) * 4 / (1 << 20)
 	dk = nil
 	runtime.GC() // give the dense buffers (4 GiB at L = 8192) back before the DSA buffers are allocated
 
@@ -133,7 +140,7 @@ func BenchAttention(sh AttentionBenchShape, L, K, reps int, seed uint64) (Attent
 	}
 	// Sparse attention in the absorbed MQA mode: from the normalized latent c^KV [L, kvr] and kv_b_proj
 	// (absorbed into the queries and the output), where dense attention reads the up-projected kv.
-	sa, err := dsa.NewSparseMQA[float32](dsa.MLADims{H: sh.H, Dn: sh.Dn, Dr: sh.Dr, Dv: sh.Dv, KVr: sh.KVr}, 1, L, K, rope)
+	sa, err := dsa.NewSparseMQA[float32](dims, 1, L, K, rope)
 	if err != nil {
 		return res, err
 	}
@@ -164,10 +171,10 @@ func BenchAttention(sh AttentionBenchShape, L, K, reps int, seed uint64) (Attent
 			cSp = append(cSp, float64(c2-c1))
 		}
 	}
-	res.IndexerMs, res.SparseMs = median(tIx)/1e6, median(tSp)/1e6
+	res.IndexerMs, res.SparseMs = upperMedian(tIx)/1e6, upperMedian(tSp)/1e6
 	res.DSAMs = res.IndexerMs + res.SparseMs
 	res.Ratio = res.DSAMs / res.DenseMs
-	res.DSACPUMs, res.SparseCPUMs = median(cDSA)/1e6, median(cSp)/1e6
+	res.DSACPUMs, res.SparseCPUMs = upperMedian(cDSA)/1e6, upperMedian(cSp)/1e6
 	if res.DenseCPUMs > 0 {
 		res.CPURatio = res.DSACPUMs / res.DenseCPUMs
 	}

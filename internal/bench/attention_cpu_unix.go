@@ -1,8 +1,9 @@
 //go:build unix
 
-// dsa_bench_cpu_unix.go: the process CPU time (user + system, all threads) the attention benchmark reports next
+// attention_cpu_unix.go: the process CPU time (user + system, all threads) the attention benchmark reports next
 // to wall time, from getrusage; unlike wall time it does not count time the process waits for a core.
-package model
+
+package bench
 
 import (
 	"syscall"

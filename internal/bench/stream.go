@@ -1,12 +1,15 @@
-// bench.go: the transport benchmark behind `trainer bench transport`: realistic groups (G completions of
+// stream.go: the stream half of `trainer bench transport`: realistic groups (G completions of
 // ~100 tokens, the model's MoE expert ids for every position, top-k kept sets) pushed through an embedded
 // server's trajectory stream by a worker client and pulled and decoded by a learner, timed part by part,
 // and the default model's weights published to and fetched from the object store.
-package natsbus
+
+package bench
 
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -15,11 +18,11 @@ import (
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/data"
 	"github.com/sparrow-rl/sparrow/model"
-	"github.com/sparrow-rl/sparrow/rollout"
+	"github.com/sparrow-rl/sparrow/rollout/natsbus"
 )
 
-// BenchOptions shape the benchmark.
-type BenchOptions struct {
+// StreamOptions shape the stream benchmark.
+type StreamOptions struct {
 	Model            configs.Model
 	Groups           int // groups pushed through the stream
 	GroupSize        int // G
@@ -28,8 +31,8 @@ type BenchOptions struct {
 	TopK             int // kept-set size per token (0 = whole vocabulary)
 }
 
-// BenchResult is what BenchTransport measured.
-type BenchResult struct {
+// StreamResult is what BenchStream measured.
+type StreamResult struct {
 	Groups        int     `json:"groups"`
 	GroupSize     int     `json:"group_size"`
 	Tokens        int     `json:"completion_tokens"`
@@ -46,7 +49,7 @@ type BenchResult struct {
 }
 
 // BenchGroup builds a realistic group for a model config.
-func BenchGroup(id string, c configs.Model, o BenchOptions, rng *rand.Rand) *data.Group {
+func BenchGroup(id string, c configs.Model, o StreamOptions, rng *rand.Rand) *data.Group {
 	moe := 0
 	for l := 0; l < c.NumHiddenLayers; l++ {
 		if l >= c.FirstKDenseReplace {
@@ -88,53 +91,49 @@ func BenchGroup(id string, c configs.Model, o BenchOptions, rng *rand.Rand) *dat
 	return g
 }
 
-// BenchTransport runs the benchmark against an embedded server in a temporary directory.
-func BenchTransport(ctx context.Context, o BenchOptions) (BenchResult, error) {
+// BenchStream runs the stream benchmark against an embedded server in a temporary directory.
+func BenchStream(ctx context.Context, o StreamOptions) (StreamResult, error) {
 	dir, err := os.MkdirTemp("", "sparrow-bench-nats")
 	if err != nil {
-		return BenchResult{}, err
+		return StreamResult{}, err
 	}
 	defer os.RemoveAll(dir)
 	b := configs.DefaultBus()
-	e, err := StartEmbedded(EmbeddedOptions{StoreDir: filepath.Join(dir, "store"), MaxPayload: b.MaxPayload})
+	e, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{StoreDir: filepath.Join(dir, "store"), MaxPayload: b.MaxPayload})
 	if err != nil {
-		return BenchResult{}, err
+		return StreamResult{}, err
 	}
 	defer e.Shutdown()
-	log := quietLog()
-	nc, err := Connect(ConnOptions{URL: e.URL(), Log: log})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	nc, err := natsbus.Connect(natsbus.ConnOptions{URL: e.URL(), Log: log})
 	if err != nil {
-		return BenchResult{}, err
+		return StreamResult{}, err
 	}
 	defer nc.Close()
-	names := NewNames("bench", "rl")
+	names := natsbus.NewNames("bench", "rl")
 	vocab := o.Model.VocabSize
-	l, err := NewLearner(ctx, nc, names, b, vocab, 0, log)
+	l, err := natsbus.NewLearner(ctx, nc, names, b, vocab, 0, log)
 	if err != nil {
-		return BenchResult{}, err
+		return StreamResult{}, err
 	}
 	defer l.Close()
-	w, err := NewWorkerClient(ctx, nc, names, b, vocab, "bench", log)
+	w, err := natsbus.NewWorkerClient(ctx, nc, names, b, vocab, "bench", log)
 	if err != nil {
-		return BenchResult{}, err
+		return StreamResult{}, err
 	}
 	defer w.Close()
 	rng := rand.New(rand.NewPCG(1, 2))
 	groups := make([]*data.Group, o.Groups)
-	jobs := make([]rollout.Job, o.Groups)
+	ids := make([]string, o.Groups)
 	tokens := 0
 	for i := range groups {
 		groups[i] = BenchGroup(fmt.Sprintf("bench-%06d", i), o.Model, o, rng)
-		jobs[i] = rollout.Job{GroupID: groups[i].GroupID}
+		ids[i] = groups[i].GroupID
 		for _, t := range groups[i].Trajectories {
 			tokens += len(t.CompletionTokens)
 		}
 	}
-	l.mu.Lock()
-	for _, j := range jobs { // expect them without publishing prompts (no workers sample here)
-		l.expected[j.GroupID] = true
-	}
-	l.mu.Unlock()
+	l.Expect(ids...) // without publishing prompts (no workers sample here)
 	start := time.Now()
 	errc := make(chan error, 1)
 	go func() {
@@ -148,27 +147,27 @@ func BenchTransport(ctx context.Context, o BenchOptions) (BenchResult, error) {
 	}()
 	got, err := l.Collect(ctx, o.Groups)
 	if err != nil {
-		return BenchResult{}, err
+		return StreamResult{}, err
 	}
 	wall := time.Since(start)
 	if err := <-errc; err != nil {
-		return BenchResult{}, err
+		return StreamResult{}, err
 	}
 	for _, g := range got {
 		if len(g.Trajectories) != o.GroupSize {
-			return BenchResult{}, fmt.Errorf("bench: group %s came back with %d trajectories (refused as oversize?)", g.GroupID, len(g.Trajectories))
+			return StreamResult{}, fmt.Errorf("bench: group %s came back with %d trajectories (refused as oversize?)", g.GroupID, len(g.Trajectories))
 		}
 	}
 	_, dec, _, bytes, _ := l.Timings()
 	n := float64(o.Groups)
-	r := BenchResult{Groups: o.Groups, GroupSize: o.GroupSize, Tokens: tokens, GroupBytes: float64(bytes) / n,
+	r := StreamResult{Groups: o.Groups, GroupSize: o.GroupSize, Tokens: tokens, GroupBytes: float64(bytes) / n,
 		GroupsPerS: n / wall.Seconds(), MBPerS: float64(bytes) / 1e6 / wall.Seconds(),
 		EncodeMs: float64(w.EncodeNs.Load()) / 1e6 / n, PublishMs: float64(w.PublishNs.Load()) / 1e6 / n,
 		DecodeMs: dec.Seconds() * 1e3 / n, EndToEndMs: wall.Seconds() * 1e3 / n}
 	// weights of the model
 	p := model.NewParams(o.Model)
 	p.Init(1)
-	pub, err := NewWeightPublisher(ctx, nc, names, b, Policy{Attention: configs.AttentionDense}, log)
+	pub, err := natsbus.NewWeightPublisher(ctx, nc, names, b, natsbus.Policy{Attention: configs.AttentionDense}, log)
 	if err != nil {
 		return r, err
 	}
@@ -176,7 +175,7 @@ func BenchTransport(ctx context.Context, o BenchOptions) (BenchResult, error) {
 	if err != nil {
 		return r, err
 	}
-	f, err := NewWeightFetcher(nc, names, b, log)
+	f, err := natsbus.NewWeightFetcher(nc, names, b, log)
 	if err != nil {
 		return r, err
 	}

@@ -1,9 +1,10 @@
-// bench_transport.go: `trainer bench transport` — the rollout bus measured two ways in one command: the
-// stream alone (natsbus.BenchTransport: groups/s and MB/s for realistic groups of the recipe's model,
+// transport.go: `trainer bench transport` — the rollout bus measured two ways in one command: the
+// stream alone (BenchStream, stream.go: groups/s and MB/s for realistic groups of the recipe's model,
 // encode/publish/decode time per group, weight publish and fetch time), and a short full RL run over the
 // embedded server, whose metrics give the share of the learner's step spent waiting for data and the
 // transport overhead (encode + publish + fetch + decode) as a share of the step.
-package trainer
+
+package bench
 
 import (
 	"context"
@@ -15,13 +16,13 @@ import (
 	"path/filepath"
 
 	"github.com/sparrow-rl/sparrow/configs"
-	"github.com/sparrow-rl/sparrow/rollout/natsbus"
+	"github.com/sparrow-rl/sparrow/trainer"
 )
 
 // TransportBenchResult is what `trainer bench transport --json` prints.
 type TransportBenchResult struct {
-	Config string              `json:"config"`
-	Stream natsbus.BenchResult `json:"stream"`
+	Config string       `json:"config"`
+	Stream StreamResult `json:"stream"`
 	// the full run
 	RunSteps         int     `json:"run_steps"`
 	RunGroupSize     int     `json:"run_group_size"`
@@ -52,7 +53,7 @@ func BenchTransport(ctx context.Context, config string, sets []string, groups, s
 	}
 	rc := st.RL
 	res := TransportBenchResult{Config: cfg.Name, RunSteps: steps, RunGroupSize: rc.GroupSize, RunPrompts: rc.PromptsPerStep}
-	res.Stream, err = natsbus.BenchTransport(ctx, natsbus.BenchOptions{Model: cfg.Model, Groups: groups, GroupSize: rc.GroupSize,
+	res.Stream, err = BenchStream(ctx, StreamOptions{Model: cfg.Model, Groups: groups, GroupSize: rc.GroupSize,
 		PromptTokens: 40, CompletionTokens: 100, TopK: 50})
 	if err != nil {
 		return res, err
@@ -62,10 +63,10 @@ func BenchTransport(ctx context.Context, config string, sets []string, groups, s
 		return res, err
 	}
 	defer os.RemoveAll(dir)
-	if err := Execute(ctx, cfg, Options{Dir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}); err != nil {
+	if err := trainer.Execute(ctx, cfg, trainer.Options{Dir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}); err != nil {
 		return res, fmt.Errorf("bench transport: full run: %w", err)
 	}
-	recs, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+	recs, err := trainer.ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
 	if err != nil {
 		return res, err
 	}

@@ -1,4 +1,7 @@
-package model
+// attention_test.go: tests of the attention benchmark (attention.go): the log-log slope of exact power laws,
+// and a short run whose fields are consistent with each other.
+
+package bench
 
 import (
 	"math"
@@ -36,5 +39,24 @@ func TestBenchAttentionSmall(t *testing.T) {
 	}
 	if r.DSADecKiB <= r.DenseDecKiB || r.DenseMemMiB <= 0 || r.DSAMemMiB <= 0 {
 		t.Fatalf("memory fields %+v", r)
+	}
+}
+
+// TestUpperMedian: the attention benchmark's median takes the upper middle value of an even count (it is not
+// median's mean of the two), and leaves its input alone.
+func TestUpperMedian(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{{[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 3}, {[]float64{2, 1}, 2}} {
+		in := append([]float64(nil), tc.in...)
+		if got := upperMedian(tc.in); got != tc.want {
+			t.Errorf("upperMedian(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+		for i := range in {
+			if in[i] != tc.in[i] {
+				t.Errorf("upperMedian reordered its input %v", tc.in)
+			}
+		}
 	}
 }

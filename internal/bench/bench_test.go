@@ -3,7 +3,8 @@
 // step) equal a closed-form count written here from the model config, which proves that step_gflops counts the
 // model's forward+backward matmul FLOPs and nothing else. No assertion depends on timing.
 // BenchmarkTrainStep times full training steps of the pretrain recipe and reports tokens/s.
-package trainer
+
+package bench
 
 import (
 	"encoding/json"

@@ -14,7 +14,8 @@
 // Every result carries the BLAS backend, the kernel thread count and the load average, because the numbers
 // mean little without them on a shared machine. The weights are randomly initialised: the work per token of
 // every benchmark does not depend on their values.
-package trainer
+
+package bench
 
 import (
 	"cmp"
@@ -34,6 +35,7 @@ import (
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/internal/kernels"
 	"github.com/sparrow-rl/sparrow/model"
+	"github.com/sparrow-rl/sparrow/trainer"
 )
 
 // BenchOptions configure the benchmarks. Zero values take the defaults given.
@@ -180,7 +182,7 @@ type TrainStepBench struct {
 	Config *configs.Config
 	Params *model.Params
 	Graph  *model.Graph[float32]
-	Opt    *AdamW
+	Opt    *trainer.AdamW
 	B, T   int
 	LR     float64 // the recipe's peak learning rate, held constant
 	Clip   float64 // the recipe's grad_clip (0 = no clipping; the norm is computed anyway)
@@ -220,12 +222,24 @@ func newTrainStepBench(s *benchSetup) (*TrainStepBench, error) {
 	groups, gradOf := trainedGroups(p, g)
 	tb.gradOf = gradOf
 	o := st.Optimizer
-	tb.Opt = NewAdamW(groups, o.Beta1, o.Beta2, o.Eps, o.WeightDecay)
+	tb.Opt = trainer.NewAdamW(groups, o.Beta1, o.Beta2, o.Eps, o.WeightDecay)
 	rng := rand.New(rand.NewPCG(s.seed, 0xbe9c4))
 	for range 2 {
 		tb.batches = append(tb.batches, syntheticBatch(rng, s.B, s.T, min(256, cfg.Model.VocabSize)))
 	}
 	return tb, nil
+}
+
+// trainedGroups returns the optimizer groups of every tensor the graph differentiates (weight decay on
+// matrices only, not on norms and biases), and the spec index of each (to copy the graph's gradients in).
+func trainedGroups(p *model.Params, g *model.Graph[float32]) (groups []trainer.ParamGroup, specIndex []int) {
+	for i, sp := range p.Specs {
+		if g.Grads[i] != nil {
+			groups = append(groups, trainer.ParamGroup{Name: sp.Name, Value: p.Data[i], Grad: make([]float32, sp.Size()), Decay: sp.Role == model.Weight})
+			specIndex = append(specIndex, i)
+		}
+	}
+	return groups, specIndex
 }
 
 // syntheticBatch fills B rows of T random byte tokens; the targets are the next tokens of the same row (a
@@ -267,7 +281,7 @@ func (tb *TrainStepBench) Step() error {
 		}
 		groups[k].Grad = gr
 	}
-	norm, _ := ClipGrads(groups, tb.Clip)
+	norm, _ := trainer.ClipGrads(groups, tb.Clip)
 	if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
 		tb.Skipped++
 	} else {

@@ -16,8 +16,8 @@ import (
 )
 
 // sampleGroup builds a group of g completions of n tokens each over a vocabulary of vocab ids; kept sets
-// hold keep ids per token (0 = the whole vocabulary, stored as an empty range) and every third token keeps
-// the whole vocabulary.
+// hold keep ids per token and the sampled token (keep 0 = the whole vocabulary, stored as an empty range)
+// and every third token keeps the whole vocabulary.
 func sampleGroup(id string, g, n, vocab, keep, moeLayers, topK int) *Group {
 	grp := &Group{GroupID: id}
 	prompt := []int32{1, 7, 9, 11}
@@ -38,6 +38,7 @@ func sampleGroup(id string, g, n, vocab, keep, moeLayers, topK int) *Group {
 				for j := 0; j < keep; j++ {
 					t.KeptIDs = append(t.KeptIDs, int32((j*5+k)%vocab))
 				}
+				t.KeptIDs = append(t.KeptIDs, t.CompletionTokens[k]) // the sampled token is in its kept set
 				s := t.KeptIDs[t.KeptOffsets[k]:]
 				sortUnique(&s)
 				t.KeptIDs = append(t.KeptIDs[:t.KeptOffsets[k]], s...)

@@ -5,7 +5,12 @@
 
 package data
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+)
 
 // Trajectory is one sampled completion with everything the learner replays.
 type Trajectory struct {
@@ -52,63 +57,217 @@ type Group struct {
 	Trajectories []Trajectory
 }
 
-// Validate checks the array lengths and ranges of a trajectory against a vocabulary size.
-func (t *Trajectory) Validate(vocab int) error {
-	n := len(t.CompletionTokens)
+// MaxMoEStride bounds moe_layers and top_k of a trajectory (far above any model this framework trains).
+const MaxMoEStride = 1 << 10
+
+// TrajectoryError is a trajectory that fails Validate: its group, its index in the group (−1 when the
+// trajectory was checked alone, by Trajectory.Validate) and the field at fault, named as its wire column.
+type TrajectoryError struct {
+	GroupID string
+	Index   int
+	Field   string
+	Reason  string
+}
+
+func (e *TrajectoryError) Error() string {
+	if e.Index < 0 {
+		return fmt.Sprintf("group %q trajectory: %s: %s", e.GroupID, e.Field, e.Reason)
+	}
+	return fmt.Sprintf("group %q trajectory %d: %s: %s", e.GroupID, e.Index, e.Field, e.Reason)
+}
+
+// Validate checks one group: a non-empty id, every trajectory carrying that id, and Trajectory.Validate of
+// each (errors name the trajectory's index). A group without trajectories passes: it is how a worker
+// reports a failed job (the codec, which needs at least one row, refuses it).
+func (g *Group) Validate(vocab int) error {
 	switch {
-	case len(t.LossMask) != n:
-		return fmt.Errorf("trajectory %s: loss_mask has %d entries for %d completion tokens", t.GroupID, len(t.LossMask), n)
-	case len(t.LogpOld) != n:
-		return fmt.Errorf("trajectory %s: logp_old has %d entries for %d completion tokens", t.GroupID, len(t.LogpOld), n)
-	case len(t.KeptOffsets) != n+1:
-		return fmt.Errorf("trajectory %s: kept_offsets has %d entries, want %d", t.GroupID, len(t.KeptOffsets), n+1)
+	case g == nil:
+		return errors.New("data: nil group")
+	case g.GroupID == "":
+		return fmt.Errorf("data: group without an id (group_id is empty; %d trajectories)", len(g.Trajectories))
+	case vocab <= 0:
+		return fmt.Errorf("data: group %q: vocabulary size %d", g.GroupID, vocab)
+	}
+	for i := range g.Trajectories {
+		t := &g.Trajectories[i]
+		if t.GroupID != g.GroupID {
+			return &TrajectoryError{GroupID: g.GroupID, Index: i, Field: "group_id", Reason: fmt.Sprintf("trajectory carries group id %q", t.GroupID)}
+		}
+		if err := t.validate(vocab, i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Validate is the one complete check of a trajectory against a vocabulary size; the codec (EncodeGroup,
+// DecodeGroup, through Group.Validate) and the learner rely on it and repeat none of it. It checks:
+//   - group_id is set and policy_version ≥ 0;
+//   - prompt_tokens is not empty (the first completion token is predicted from the last prompt position),
+//     and every prompt and completion token is in [0, vocab);
+//   - loss_mask and logp_old have one entry per completion token; loss_mask entries are 0 or 1; logp_old
+//     entries are finite log-probabilities (≤ 0);
+//   - kept_offsets has one entry per completion token plus one, starts at 0, never decreases and ends at
+//     len(kept_ids); every kept set lies in [0, vocab) and is strictly ascending; a sampled token
+//     (loss_mask 1) lies in its kept set unless that set is empty (the whole vocabulary);
+//   - moe_layers and top_k are in [0, MaxMoEStride]; expert_ids has positions × moe_layers × top_k entries,
+//     none when moe_layers is 0 (expert id values are bounded by the model, not checked here);
+//   - dsa_layers and dsa_k (both or neither 0, at most MaxDSAStride), the length of dsa_topk and every
+//     selected key (−1 or in [0, position]);
+//   - reward, every reward_parts value and every timings value are finite;
+//   - finish_reason is "stop" or "length".
+//
+// A failure is a *TrajectoryError naming the group, the field and, through Group.Validate, the index.
+func (t *Trajectory) Validate(vocab int) error {
+	if vocab <= 0 {
+		return fmt.Errorf("data: trajectory of group %q: vocabulary size %d", t.GroupID, vocab)
+	}
+	return t.validate(vocab, -1)
+}
+
+// validate is Validate for the trajectory at index (−1 when unknown) of its group; vocab > 0.
+func (t *Trajectory) validate(vocab, index int) error {
+	bad := func(field, format string, args ...any) error {
+		return &TrajectoryError{GroupID: t.GroupID, Index: index, Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	if t.GroupID == "" {
+		return bad("group_id", "empty")
+	}
+	if t.PolicyVersion < 0 {
+		return bad("policy_version", "%d < 0", t.PolicyVersion)
+	}
+	if len(t.PromptTokens) == 0 {
+		return bad("prompt_tokens", "empty (a completion needs at least one prompt token)")
+	}
+	for i, id := range t.PromptTokens {
+		if id < 0 || int(id) >= vocab {
+			return bad("prompt_tokens", "token %d is id %d, outside vocabulary [0, %d)", i, id, vocab)
+		}
+	}
+	n := len(t.CompletionTokens)
+	for i, id := range t.CompletionTokens {
+		if id < 0 || int(id) >= vocab {
+			return bad("completion_tokens", "token %d is id %d, outside vocabulary [0, %d)", i, id, vocab)
+		}
+	}
+	if len(t.LossMask) != n {
+		return bad("loss_mask", "%d entries for %d completion tokens", len(t.LossMask), n)
+	}
+	for i, m := range t.LossMask {
+		if m > 1 {
+			return bad("loss_mask", "token %d is %d, want 0 or 1", i, m)
+		}
+	}
+	if len(t.LogpOld) != n {
+		return bad("logp_old", "%d entries for %d completion tokens", len(t.LogpOld), n)
+	}
+	for i, lp := range t.LogpOld {
+		if !(lp <= 0) || math.IsInf(float64(lp), -1) {
+			return bad("logp_old", "token %d is %v, want a finite log-probability ≤ 0", i, lp)
+		}
+	}
+	if err := t.validateKept(vocab, bad); err != nil {
+		return err
+	}
+	if t.MoELayers < 0 || t.MoELayers > MaxMoEStride {
+		return bad("moe_layers", "%d out of range [0, %d] (expert_ids stride)", t.MoELayers, MaxMoEStride)
+	}
+	if t.TopK < 0 || t.TopK > MaxMoEStride {
+		return bad("top_k", "%d out of range [0, %d] (expert_ids stride)", t.TopK, MaxMoEStride)
+	}
+	positions := len(t.PromptTokens) + n
+	if want := positions * t.MoELayers * t.TopK; len(t.ExpertIDs) != want {
+		return bad("expert_ids", "%d entries, want %d (positions %d × %d moe_layers × top_k %d)", len(t.ExpertIDs), want, positions, t.MoELayers, t.TopK)
+	}
+	if err := t.validateDSA(bad); err != nil {
+		return err
+	}
+	if !finite(t.Reward) {
+		return bad("reward", "%v is not finite", t.Reward)
+	}
+	for _, m := range []struct {
+		field string
+		m     map[string]float32
+	}{{"reward_parts", t.RewardParts}, {"timings", t.Timings}} {
+		for k, v := range m.m {
+			if !finite(v) {
+				return bad(m.field, "%q is %v, not finite", k, v)
+			}
+		}
+	}
+	if t.FinishReason != "stop" && t.FinishReason != "length" {
+		return bad("finish_reason", "%q, want \"stop\" or \"length\"", t.FinishReason)
+	}
+	return nil
+}
+
+func finite(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
+
+// validateKept checks the kept sets (CSR): offsets spanning kept_ids, ids in the vocabulary and strictly
+// ascending per token, every sampled token inside its set.
+func (t *Trajectory) validateKept(vocab int, bad func(field, format string, args ...any) error) error {
+	n := len(t.CompletionTokens)
+	if len(t.KeptOffsets) != n+1 {
+		return bad("kept_offsets", "%d entries for %d completion tokens, want %d", len(t.KeptOffsets), n, n+1)
+	}
+	if t.KeptOffsets[0] != 0 {
+		return bad("kept_offsets", "starts at %d, want 0", t.KeptOffsets[0])
 	}
 	for i := 0; i < n; i++ {
-		if t.KeptOffsets[i] > t.KeptOffsets[i+1] || int(t.KeptOffsets[i+1]) > len(t.KeptIDs) {
-			return fmt.Errorf("trajectory %s: kept_offsets not increasing at token %d", t.GroupID, i)
+		if t.KeptOffsets[i] > t.KeptOffsets[i+1] {
+			return bad("kept_offsets", "decreasing at token %d (%d then %d)", i, t.KeptOffsets[i], t.KeptOffsets[i+1])
 		}
 	}
-	if t.KeptOffsets[0] != 0 || int(t.KeptOffsets[n]) != len(t.KeptIDs) {
-		return fmt.Errorf("trajectory %s: kept_offsets do not span kept_ids", t.GroupID)
+	if int(t.KeptOffsets[n]) != len(t.KeptIDs) {
+		return bad("kept_offsets", "end at %d, but kept_ids has %d entries", t.KeptOffsets[n], len(t.KeptIDs))
 	}
-	for _, id := range append(append([]int32{}, t.PromptTokens...), t.CompletionTokens...) {
-		if id < 0 || int(id) >= vocab {
-			return fmt.Errorf("trajectory %s: token %d outside vocabulary [0, %d)", t.GroupID, id, vocab)
+	for i := 0; i < n; i++ {
+		set := t.KeptIDs[t.KeptOffsets[i]:t.KeptOffsets[i+1]]
+		for j, id := range set {
+			if id < 0 || int(id) >= vocab {
+				return bad("kept_ids", "kept id %d of token %d outside vocabulary [0, %d)", id, i, vocab)
+			}
+			if j > 0 && id <= set[j-1] {
+				return bad("kept_ids", "kept set of token %d not strictly ascending (%d after %d)", i, id, set[j-1])
+			}
+		}
+		if len(set) > 0 && t.LossMask[i] == 1 {
+			if _, found := slices.BinarySearch(set, t.CompletionTokens[i]); !found {
+				return bad("kept_ids", "sampled token %d (id %d, loss_mask 1) is not in its kept set of %d ids", i, t.CompletionTokens[i], len(set))
+			}
 		}
 	}
-	if t.MoELayers > 0 {
-		want := (len(t.PromptTokens) + n) * t.MoELayers * t.TopK
-		if len(t.ExpertIDs) != want {
-			return fmt.Errorf("trajectory %s: %d expert ids, want %d (positions × %d layers × %d)", t.GroupID, len(t.ExpertIDs), want, t.MoELayers, t.TopK)
-		}
-	}
-	return t.validateDSA()
+	return nil
 }
 
 // MaxDSAStride bounds dsa_layers and dsa_k of a trajectory (far above any model this framework trains).
 const MaxDSAStride = 1 << 12
 
 // validateDSA checks the strides, the length and every position of the recorded DSA selections.
-func (t *Trajectory) validateDSA() error {
+func (t *Trajectory) validateDSA(bad func(field, format string, args ...any) error) error {
 	switch {
-	case t.DSALayers < 0 || t.DSAK < 0 || t.DSALayers > MaxDSAStride || t.DSAK > MaxDSAStride:
-		return fmt.Errorf("trajectory %s: dsa_topk strides %d layers × %d out of range [0, %d]", t.GroupID, t.DSALayers, t.DSAK, MaxDSAStride)
-	case (t.DSALayers == 0) != (t.DSAK == 0):
-		return fmt.Errorf("trajectory %s: dsa_topk strides %d layers × %d: both or neither must be 0", t.GroupID, t.DSALayers, t.DSAK)
+	case t.DSALayers < 0 || t.DSALayers > MaxDSAStride:
+		return bad("dsa_layers", "%d out of range [0, %d] (dsa_topk stride)", t.DSALayers, MaxDSAStride)
+	case t.DSAK < 0 || t.DSAK > MaxDSAStride:
+		return bad("dsa_k", "%d out of range [0, %d] (dsa_topk stride)", t.DSAK, MaxDSAStride)
+	case t.DSALayers == 0 && t.DSAK != 0:
+		return bad("dsa_layers", "0 with dsa_k %d: the dsa_topk strides are both or neither 0", t.DSAK)
+	case t.DSAK == 0 && t.DSALayers != 0:
+		return bad("dsa_k", "0 with dsa_layers %d: the dsa_topk strides are both or neither 0", t.DSALayers)
 	case t.DSALayers == 0:
 		if len(t.DSATopK) != 0 {
-			return fmt.Errorf("trajectory %s: %d dsa_topk entries without dsa_layers and dsa_k", t.GroupID, len(t.DSATopK))
+			return bad("dsa_topk", "%d entries without dsa_layers and dsa_k", len(t.DSATopK))
 		}
 		return nil
 	}
 	stride := t.DSALayers * t.DSAK
 	positions := len(t.PromptTokens) + len(t.CompletionTokens)
 	if len(t.DSATopK) != positions*stride {
-		return fmt.Errorf("trajectory %s: %d dsa_topk entries, want %d (positions %d × %d layers × %d)", t.GroupID, len(t.DSATopK), positions*stride, positions, t.DSALayers, t.DSAK)
+		return bad("dsa_topk", "%d entries, want %d (positions %d × %d dsa_layers × dsa_k %d)", len(t.DSATopK), positions*stride, positions, t.DSALayers, t.DSAK)
 	}
 	for i, v := range t.DSATopK {
 		if p := i / stride; v < -1 || int(v) > p {
-			return fmt.Errorf("trajectory %s: dsa_topk position %d (layer %d) selects key %d outside [0, %d] (−1 = unused slot)", t.GroupID, p, i%stride/t.DSAK, v, p)
+			return bad("dsa_topk", "position %d (layer %d) selects key %d outside [0, %d] (−1 = unused slot)", p, i%stride/t.DSAK, v, p)
 		}
 	}
 	return nil

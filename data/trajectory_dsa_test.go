@@ -1,16 +1,11 @@
 package data
 
 import (
-	"bytes"
 	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/ipc"
-	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
 // withSelections adds recorded DSA selections to every trajectory of g: per position p and layer, k key
@@ -124,11 +119,11 @@ func TestTrajectoryDSAValidate(t *testing.T) {
 		want  string
 		codec bool // the codec can carry the mutation (it keeps the strides and the list as written)
 	}{
-		{"too few entries", func(tr *Trajectory) { tr.DSATopK = tr.DSATopK[:len(tr.DSATopK)-1] }, "dsa_topk entries, want", true},
+		{"too few entries", func(tr *Trajectory) { tr.DSATopK = tr.DSATopK[:len(tr.DSATopK)-1] }, "entries, want", true},
 		{"key after the query", func(tr *Trajectory) { tr.DSATopK[0] = 1 }, "selects key 1 outside [0, 0]", true},
 		{"key below −1", func(tr *Trajectory) { tr.DSATopK[len(tr.DSATopK)-1] = -2 }, "selects key -2", true},
-		{"k without layers", func(tr *Trajectory) { tr.DSALayers = 0 }, "both or neither must be 0", true},
-		{"entries without strides", func(tr *Trajectory) { tr.DSALayers, tr.DSAK = 0, 0 }, "dsa_topk entries without dsa_layers", true},
+		{"k without layers", func(tr *Trajectory) { tr.DSALayers = 0 }, "both or neither 0", true},
+		{"entries without strides", func(tr *Trajectory) { tr.DSALayers, tr.DSAK = 0, 0 }, "entries without dsa_layers", true},
 		{"negative stride", func(tr *Trajectory) { tr.DSAK = -4 }, "out of range", true},
 		{"huge stride", func(tr *Trajectory) { tr.DSALayers = 1 << 20 }, "out of range", true},
 	}
@@ -147,23 +142,9 @@ func TestTrajectoryDSAValidate(t *testing.T) {
 				t.Fatalf("EncodeGroup: err = %v, want one containing %q", err, c.want)
 			}
 			// bytes a faulty or hostile worker could send: the row written without the encoder's checks
-			sc := schemaFor(272)
-			rb := array.NewRecordBuilder(memory.DefaultAllocator, sc)
-			defer rb.Release()
-			for i := range g.Trajectories {
-				appendRow(rb, &g.Trajectories[i], 272)
-			}
-			rec := rb.NewRecordBatch()
-			defer rec.Release()
-			var buf bytes.Buffer
-			w := ipc.NewWriter(&buf, ipc.WithSchema(sc), ipc.WithZstd())
-			if err := w.Write(rec); err != nil {
-				t.Fatal(err)
-			}
-			w.Close()
-			_, err = DecodeGroup(buf.Bytes(), 272)
-			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "row 1") {
-				t.Fatalf("DecodeGroup: err = %v, want one naming row 1 and containing %q", err, c.want)
+			_, err = DecodeGroup(rawStream(t, g, 272), 272)
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "trajectory 1") {
+				t.Fatalf("DecodeGroup: err = %v, want one naming trajectory 1 and containing %q", err, c.want)
 			}
 		})
 	}

@@ -66,7 +66,8 @@ type LearnerTransport interface {
 	// Dispatch queues the jobs of learner step step for the workers. Groups of earlier steps that arrive
 	// later are settled (applied or dropped) already and are not handed out again.
 	Dispatch(ctx context.Context, step int, jobs []Job) error
-	// Collect blocks until n of the dispatched groups have arrived and returns them. A group whose sampling
+	// Collect blocks until n of the dispatched groups have arrived and returns them. A group is checked
+	// once, where it enters (data.Group.Validate): only valid ones are returned. A group whose sampling
 	// failed arrives empty (no trajectories).
 	Collect(ctx context.Context, n int) ([]*data.Group, error)
 	// Commit tells the transport that a checkpoint on disk holds the updates that used (or deliberately
@@ -91,15 +92,17 @@ var ErrClosed = errors.New("rollout: transport closed")
 // InProc carries jobs and groups over buffered channels between a learner and workers in one process. It
 // is both sides' transport.
 type InProc struct {
+	vocab  int
 	jobs   chan Job
 	groups chan *data.Group
 	done   chan struct{}
 	once   sync.Once
 }
 
-// NewInProc returns an in-process transport with room for capacity jobs and capacity groups.
-func NewInProc(capacity int) *InProc {
-	return &InProc{jobs: make(chan Job, capacity), groups: make(chan *data.Group, capacity), done: make(chan struct{})}
+// NewInProc returns an in-process transport with room for capacity jobs and capacity groups of a model of
+// vocabulary size vocab.
+func NewInProc(capacity, vocab int) *InProc {
+	return &InProc{vocab: vocab, jobs: make(chan Job, capacity), groups: make(chan *data.Group, capacity), done: make(chan struct{})}
 }
 
 // Dispatch queues jobs; the in-process learner collects every group of a step before the next one, so no
@@ -156,11 +159,18 @@ func (t *InProc) Publish(ctx context.Context, g *data.Group) error {
 	}
 }
 
+// Collect returns n groups. The in-process samplers' groups are checked like any other; one that fails is
+// a bug of this process, and an error.
 func (t *InProc) Collect(ctx context.Context, n int) ([]*data.Group, error) {
 	out := make([]*data.Group, 0, n)
 	for len(out) < n {
 		select {
 		case g := <-t.groups:
+			if len(g.Trajectories) > 0 {
+				if err := g.Validate(t.vocab); err != nil {
+					return out, fmt.Errorf("rollout: an in-process worker sampled an invalid group: %w", err)
+				}
+			}
 			out = append(out, g)
 		case <-ctx.Done():
 			return out, ctx.Err()

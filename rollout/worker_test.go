@@ -141,7 +141,7 @@ func tinySampler(t *testing.T, id string, groupSize int) *GroupSampler {
 // the gate's version; a job older than the weights is handed back and redone once they match; the groups
 // do not depend on which worker drew them.
 func TestWorkerInProc(t *testing.T) {
-	tr := NewInProc(8)
+	tr := NewInProc(8, 272)
 	gate := NewGate(0, 0, 10*time.Second, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

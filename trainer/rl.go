@@ -411,7 +411,7 @@ func (s *rlStage) step(ctx context.Context, step int) (stepResult, error) {
 const (
 	dropFailed  = "failed"  // the worker could not sample it (or it was over the max payload)
 	dropStale   = "stale"   // sampled with weights older than rl.max_staleness allows
-	dropInvalid = "invalid" // fails the trajectory checks (data.Trajectory.Validate) or comes from a policy version not yet made
+	dropInvalid = "invalid" // from a policy version the learner has not made yet
 	dropShape   = "shape"   // another group size, or longer than the learner's graph
 	dropZeroStd = "zero_std"
 )
@@ -519,10 +519,10 @@ func (s *rlStage) jobs(step, first, n int) ([]rollout.Job, error) {
 	return out, nil
 }
 
-// admit is where a group enters the learner, from any transport: it is recorded as handled (so that a
-// checkpoint acks it), checked once — the trajectory checks (data.Trajectory.Validate), its shape against
-// the stage's config, its policy version — and said to be trainable or dropped and counted. A group the
-// stage's replay cannot use (experts or selections of another model layout) is a configuration error.
+// admit takes a collected group (its records checked by the transport, data.Group.Validate): it is recorded
+// as handled (so that a checkpoint acks it), checked against the stage — its shape against the config, its
+// policy version and staleness — and said to be trainable or dropped and counted. A group the stage's replay
+// cannot use (experts or selections of another model layout) is a configuration error.
 func (s *rlStage) admit(g *data.Group) (bool, error) {
 	s.uncommitted = append(s.uncommitted, g.GroupID)
 	reason, why, err := s.check(g)
@@ -549,12 +549,6 @@ func (s *rlStage) check(g *data.Group) (reason, why string, err error) {
 	lag := int64(0)
 	for i := range g.Trajectories {
 		tr := &g.Trajectories[i]
-		if err := tr.Validate(s.params.Config.VocabSize); err != nil {
-			return dropInvalid, fmt.Sprintf("trajectory %d: %v", i, err), nil
-		}
-		if tr.GroupID != g.GroupID {
-			return dropInvalid, fmt.Sprintf("trajectory %d belongs to group %q", i, tr.GroupID), nil
-		}
 		if tr.PolicyVersion > s.version {
 			return dropInvalid, fmt.Sprintf("trajectory %d: policy version %d is newer than the learner's %d", i, tr.PolicyVersion, s.version), nil
 		}

@@ -70,7 +70,7 @@ func (s *rlStage) openTransport(ctx context.Context, step int) (rollout.WorkerTr
 	b := s.rc.Bus
 	s.bus.lastStep = time.Now()
 	if b.Transport == "inproc" {
-		t := rollout.NewInProc(s.rc.PromptsPerStep * 2)
+		t := rollout.NewInProc(s.rc.PromptsPerStep*2, s.params.Config.VocabSize)
 		s.transport = t
 		return t, nil
 	}

@@ -80,6 +80,7 @@ func BenchGroup(id string, c configs.Model, o StreamOptions, rng *rand.Rand) *da
 						s[b], s[b-1] = s[b-1], s[b]
 					}
 				}
+				tr.CompletionTokens[k] = s[rng.IntN(len(s))] // the sampled token lies in its kept set
 			}
 			tr.KeptOffsets = append(tr.KeptOffsets, int32(len(tr.KeptIDs)))
 		}

@@ -6,8 +6,9 @@
 // from redelivery. A group seen again is acked as a duplicate without reaching the trainer: a copy of a group
 // held or committed in this step, or any group of a step before the watermark (the step the learner started
 // or resumed at, then every step it dispatches), whose groups a checkpoint holds. The learner's state is so
-// bounded by the groups of the steps since the last checkpoint, however long the run. A malformed message is
-// terminated and counted. A group decoded with another attention than the learner's policy (HdrAttention;
+// bounded by the groups of the steps since the last checkpoint, however long the run. A group is checked
+// once, where it enters: decoding (data.DecodeGroup) checks the encoding and the records (data.Group.Validate);
+// a malformed message or an invalid group is terminated and counted. A group decoded with another attention than the learner's policy (HdrAttention;
 // SetAttention) is terminated and stops the run: training a sparse policy on dense rollouts, or the reverse,
 // is a configuration error, never a drop.
 
@@ -50,7 +51,8 @@ const (
 
 // Drop reasons a Learner counts.
 const (
-	CountMalformed  = "malformed"
+	CountMalformed  = "malformed" // not a group message (bad encoding or headers)
+	CountInvalid    = "invalid"   // a decodable group whose records fail data.Group.Validate
 	CountDuplicate  = "duplicate"
 	CountFailed     = "failed"
 	CountOversize   = "oversize"
@@ -224,8 +226,12 @@ func (l *Learner) receive(m jetstream.Msg) {
 		// is terminated again but counted once.
 		if !l.malformed[meta.Sequence.Stream] {
 			l.malformed[meta.Sequence.Stream] = true
-			l.count(CountMalformed)
-			l.log.Warn("natsbus: malformed group message terminated", "stream_seq", meta.Sequence.Stream, "group", id, "err", err, "malformed_total", l.counts[CountMalformed])
+			reason := CountMalformed
+			if te := (*data.TrajectoryError)(nil); errors.As(err, &te) {
+				reason = CountInvalid
+			}
+			l.count(reason)
+			l.log.Warn("natsbus: "+reason+" group message terminated", "stream_seq", meta.Sequence.Stream, "group", id, "err", err, reason+"_total", l.counts[reason])
 		}
 		_ = m.TermWithReason("malformed")
 		return

@@ -2,6 +2,7 @@
 // data.Packer (bytes between BOS and EOS); chat-format documents — task families rendering a prompt and its
 // worked solution, or files with a messages column — go through data.DocPacker with ids whose structural
 // literals are special ids, so what is pre-trained or fine-tuned is exactly what the RL stage later prompts.
+
 package trainer
 
 import (

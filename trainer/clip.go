@@ -4,6 +4,7 @@
 // exceeds maxNorm, every gradient scaled by maxNorm/(norm+1e-6). A non-finite
 // norm leaves the gradients untouched: the caller skips such a step (see
 // AllFinite) instead of applying it.
+
 package trainer
 
 import "math"

@@ -13,6 +13,7 @@
 // write call and no buffering, so the file is complete after every Log. Opening
 // an existing file appends (a resumed run continues its file); a partial last
 // line left by a crash is cut off first, with a warning.
+
 package trainer
 
 import (

@@ -18,6 +18,7 @@
 // group's step as "<name>.step" and the optimiser's global step as "step". A
 // step is stored exactly as two float32 words {step / 2^24, step mod 2^24}
 // (float32 holds integers exactly only up to 2^24), so step = w[0]·16777216 + w[1].
+
 package trainer
 
 import (

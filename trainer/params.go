@@ -1,6 +1,7 @@
 // params.go: the glue every training stage shares between the network, the optimizer and checkpoints: one
 // optimizer group per trained tensor, optimizer state to and from checkpoint tensors, and a packed batch laid
 // into the graph's step input.
+
 package trainer
 
 import (

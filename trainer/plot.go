@@ -12,6 +12,7 @@
 // resumed from a checkpoint older than its last log line) the later line wins.
 // Series with fewer than 2 points are left out, and a plot with no series left
 // is not written. Each PNG is written to a temporary file and renamed.
+
 package trainer
 
 import (

@@ -4,6 +4,7 @@
 // with slog instead), and "auto" draws it only when stderr is a terminal (a
 // termios check, so a redirect to a file or /dev/null turns it off). A nil or
 // disabled *Progress accepts every call and does nothing.
+
 package trainer
 
 import (

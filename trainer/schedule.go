@@ -13,6 +13,7 @@
 // on the last step. When no step lies after the warm-up (total−1 ≤ warmup) the
 // decay phase holds base. A negative step is treated as 0 and warmup ≤ 0 means
 // no warm-up.
+
 package trainer
 
 import (

@@ -18,6 +18,7 @@
 // Each event is written with one write call, so a reader never sees half a
 // record unless the process dies inside the write. ReadTFEvents parses such
 // files back, checking every CRC.
+
 package trainer
 
 import (

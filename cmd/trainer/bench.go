@@ -1,6 +1,7 @@
 // bench.go implements `trainer bench gemm|train-step|decode [--json]`, a thin layer over bench.BenchGemm,
 // bench.BenchTrainStep and bench.BenchDecode (internal/bench): flags in, one JSON object (--json) or a readable
 // table out on stdout; progress lines go to stderr.
+
 package main
 
 import (

@@ -4,6 +4,7 @@
 // slope of each curve and the working memory of each (bench.BenchAttention, internal/bench). Lengths from
 // --long-from on run --long-reps repetitions (the dense step takes tens of seconds there); progress goes to
 // stderr. It attaches itself to the bench command of bench.go.
+
 package main
 
 import (

@@ -1,6 +1,7 @@
 // bench_rollout.go implements `trainer bench rollout [--config math] [--checkpoint DIR] [--json]`: completion
 // tokens/s of GRPO group sampling and the learner's step time on those groups (bench.BenchRollout,
 // internal/bench). It attaches itself to the bench command of bench.go.
+
 package main
 
 import (

@@ -3,6 +3,7 @@
 // recipe's model, weight publish + fetch time, and in a short full RL run the learner's data-wait share and
 // the transport overhead as a share of its step (bench.BenchTransport, internal/bench). It attaches itself to
 // bench.go.
+
 package main
 
 import (

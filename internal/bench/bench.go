@@ -1,4 +1,4 @@
-// bench.go: the benchmarks behind `trainer bench gemm|train-step|decode` (issue 2, item 7).
+// bench.go: the benchmarks behind `trainer bench gemm|train-step|decode`.
 //
 //   - BenchTrainStep times a full training step — the graph's forward and backward pass, the global gradient
 //     norm with clipping, and the AdamW update — on synthetic token batches, with the model and batch shape of a

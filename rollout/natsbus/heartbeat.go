@@ -1,5 +1,6 @@
 // heartbeat.go: worker heartbeats (core NATS on sparrow.<run>.hb.<stage>, not stored) and the learner's
 // view of the live workers and their throughput. A worker silent for three periods is reported gone.
+
 package natsbus
 
 import (

@@ -157,7 +157,8 @@ func (l *Learner) Timings() (wait, decode, dispatch time.Duration, bytes, groups
 	return l.wait, l.decode, l.dispatch, l.bytes, l.groups
 }
 
-// MaxSeq is the highest stream sequence committed so far.
+// MaxSeq is the highest stream sequence of the groups collected so far: between steps, of the groups the
+// updates so far used, which a checkpoint taken then holds.
 func (l *Learner) MaxSeq() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -410,6 +411,7 @@ func (l *Learner) Collect(ctx context.Context, n int) ([]*data.Group, error) {
 				delete(l.buf, id)
 				delete(l.expected, id)
 				l.pending[id] = h
+				l.maxSeq = max(l.maxSeq, h.seq)
 				out = append(out, h.group)
 			}
 			l.mu.Unlock()
@@ -465,7 +467,7 @@ func firstN(s []string, n int) []string {
 func (l *Learner) Commit(ctx context.Context, ids []string) error {
 	for _, id := range ids {
 		l.mu.Lock()
-		h, ok := l.pending[id]
+		_, ok := l.pending[id]
 		l.mu.Unlock()
 		if !ok {
 			continue
@@ -484,7 +486,6 @@ func (l *Learner) Commit(ctx context.Context, ids []string) error {
 		if gid, err := rollout.ParseGroupID(id); err != nil || gid.Step >= l.step {
 			l.committed[id] = true // the watermark covers the others
 		}
-		l.maxSeq = max(l.maxSeq, h.seq)
 		l.mu.Unlock()
 	}
 	return nil

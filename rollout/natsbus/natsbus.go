@@ -1,13 +1,6 @@
-// Package natsbus is the rollout transport over NATS JetStream (architecture.md, "The RL stage"): prompts
-// travel to rollout workers through a work-queue stream, finished groups travel back to the learner on a
-// trajectory stream (one Arrow IPC + zstd message per group, data.EncodeGroup), and weights travel out
-// through a NATS Object Store (or S3, rl.bus.weights s3) with a small notification message. It implements
-// rollout.Transport on both sides (Learner, WorkerClient), the weight sync (WeightPublisher, WeightFetcher),
-// the worker process loop (RunWorkers), heartbeats, an embedded server (StartEmbedded) and the transport
-// benchmark.
-//
 // natsbus.go holds the names (streams, subjects, buckets), the connection options with their secrets and
 // their redaction, and Connect.
+
 package natsbus
 
 import (

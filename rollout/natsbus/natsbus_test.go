@@ -192,6 +192,11 @@ func TestLearnerWorkerStream(t *testing.T) {
 	if c := l.Counts(); c[CountOversize] != 1 || w.Counts()[CountOversize] != 1 {
 		t.Fatalf("oversize counted %d by the learner and %d by the worker, want 1 and 1", c[CountOversize], w.Counts()[CountOversize])
 	}
+	// the stream sequence a checkpoint taken now records: the highest of the groups collected (not of the
+	// duplicate or the junk after them, and not one checkpoint behind)
+	if seq := l.MaxSeq(); seq != 3 {
+		t.Fatalf("MaxSeq after collecting the first three messages = %d, want 3", seq)
+	}
 	// commit g0 and g2 only; g1 stays pending and comes back to the next learner, the others never do
 	if err := l.Commit(ctx, []string{g0, g2}); err != nil {
 		t.Fatal(err)

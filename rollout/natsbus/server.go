@@ -1,6 +1,7 @@
 // server.go: the embedded nats-server `trainer run` starts (JetStream on, file store under the run
 // directory, loopback only, random port), and the creation of the stage's streams and object store, which
 // both sides do idempotently so that either may start first.
+
 package natsbus
 
 import (

@@ -12,6 +12,7 @@
 // whether workers record the selections for Keep Selection), under the same SHA-256 as the values: a worker
 // decodes as the learner trains because it learns the attention from the weights themselves, and refuses a
 // version whose policy differs from its own config or from the version it runs.
+
 package natsbus
 
 import (

@@ -19,7 +19,6 @@ package trainer
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -56,7 +55,7 @@ type dsaStage struct {
 	tokensSeen        int64
 	batches           []data.Batch
 	in                model.StepInput
-	load              [][]int
+	load              moeLoad
 	recallK, nIndexer int
 }
 
@@ -112,12 +111,7 @@ func newDSAStage(r *Run, st configs.Stage, params *model.Params) (*dsaStage, err
 	}
 	s.batches = make([]data.Batch, tr.GradAccum)
 	s.in = model.StepInput{Lengths: make([]int32, tr.BatchSize), Weights: make([]float32, tr.BatchSize*tr.SeqLen)}
-	s.load = make([][]int, cfg.NumHiddenLayers)
-	for l := range s.load {
-		if cfg.IsMoE(l) {
-			s.load[l] = make([]int, cfg.NRoutedExperts)
-		}
-	}
+	s.load = newMoELoad(cfg)
 	return s, nil
 }
 
@@ -138,10 +132,6 @@ func (s *dsaStage) end(bool) {
 	}
 }
 
-type dsaState struct {
-	Packer json.RawMessage `json:"packer"` // the batcher's cursor (data.PackerState or data.DocPackerState)
-}
-
 func (s *dsaStage) restore(ck *checkpoints.Checkpoint) error {
 	var main, idx []NamedTensor
 	for _, t := range ck.Optimizer {
@@ -159,23 +149,15 @@ func (s *dsaStage) restore(ck *checkpoints.Checkpoint) error {
 			return fmt.Errorf("resume: indexer optimizer state: %w", err)
 		}
 	}
-	var cur dsaState
-	if err := json.Unmarshal(ck.State.DataCursor, &cur); err != nil {
-		return fmt.Errorf("resume: data cursor: %w", err)
-	}
-	if err := s.src.Restore(cur.Packer); err != nil {
-		return fmt.Errorf("resume: %w", err)
+	if err := restoreCursor(s.src, ck.State.DataCursor); err != nil {
+		return err
 	}
 	s.tokensSeen = ck.State.TokensSeen
 	return nil
 }
 
 func (s *dsaStage) checkpoint(int) (*checkpoints.Checkpoint, error) {
-	state, err := s.src.State()
-	if err != nil {
-		return nil, err
-	}
-	cur, err := json.Marshal(dsaState{Packer: state})
+	cur, err := cursorOf(s.src)
 	if err != nil {
 		return nil, err
 	}
@@ -190,22 +172,14 @@ func (s *dsaStage) checkpoint(int) (*checkpoints.Checkpoint, error) {
 // step runs one optimizer step (of both optimizers in dsa_sparse).
 func (s *dsaStage) step(_ context.Context, step int) (stepResult, error) {
 	tr := s.stage.Train
-	total := 0
-	for i := range s.batches {
-		if err := s.src.Next(&s.batches[i]); err != nil {
-			return stepResult{}, err
-		}
-		total += s.batches[i].Tokens
-	}
-	if total == 0 {
-		return stepResult{}, fmt.Errorf("the accumulated batch has no trained token")
+	total, err := nextBatches(s.src, s.batches)
+	if err != nil {
+		return stepResult{}, err
 	}
 	for _, g := range append(s.groups, s.igroups...) {
 		clear(g.Grad)
 	}
-	for _, l := range s.load {
-		clear(l)
-	}
+	s.load.reset()
 	L := s.params.Config.NumHiddenLayers
 	perLayer := make([]float64, L)
 	var lm float64
@@ -229,12 +203,8 @@ func (s *dsaStage) step(_ context.Context, step int) (stepResult, error) {
 		}
 		accumulate(s.graph, s.groups, s.gradOf)
 		accumulate(s.graph, s.igroups, s.igradOf)
-		for l, r := range s.graph.Routing {
-			if r != nil && s.sparse {
-				for e, c := range r.Load {
-					s.load[l][e] += c
-				}
-			}
+		if s.sparse { // the backbone trains: its routing load moves the balance biases
+			s.load.add(s.graph)
 		}
 	}
 	m := map[string]float64{"loss": lm}
@@ -268,27 +238,13 @@ func (s *dsaStage) step(_ context.Context, step int) (stepResult, error) {
 		ilr := LR(sc.Kind, s.stage.DSA.IndexerLR, step, sc.WarmupSteps, tr.Steps, sc.MinLRRatio)
 		s.iopt.Update(ilr)
 		m["dsa/indexer_lr"] = ilr
-		for l, ld := range s.load {
-			if ld != nil {
-				model.UpdateBias(s.params.Get(model.LayerPrefix(l)+"mlp.gate.e_score_correction_bias"), ld, s.params.Config.BiasUpdateSpeed)
-			}
-		}
+		s.load.updateBiases(s.params)
 	}
 	s.tokensSeen += int64(total)
 	return stepResult{metrics: m, tokens: int64(total)}, nil
 }
 
 func bad(v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) }
-
-func accumulate(g *model.Graph[float32], groups []ParamGroup, of []int) {
-	for k, gi := range of {
-		gr := g.Grad(gi)
-		dst := groups[k].Grad
-		for j, v := range gr {
-			dst[j] += v
-		}
-	}
-}
 
 // DSAEval holds the held-out DSA metrics of a model.
 type DSAEval struct {
@@ -505,11 +461,7 @@ func greedy(e *model.Engine, ids []int32, maxNew int, sparse bool, stop []int32)
 // EvaluateEnv loads the checkpoint in dir and returns its held-out accuracy on the task family env (tasks
 // greedy decodes; sparse = decode with DSA), for `trainer eval --env NAME`.
 func EvaluateEnv(dir, env string, st configs.Stage, tasks int, sparse bool, seed int64) (float64, error) {
-	ck, err := checkpoints.Load(dir, checkpoints.LoadOptions{WeightsOnly: true})
-	if err != nil {
-		return 0, err
-	}
-	p, err := ck.ToParams()
+	p, _, err := checkpoints.LoadParams(dir)
 	if err != nil {
 		return 0, err
 	}

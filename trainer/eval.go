@@ -192,11 +192,7 @@ func greedyEval(eng *model.Engine, tok *data.Tokenizer, fam envs.Family, tasks [
 // policy (CheckpointAttention) decodes with DeepSeek Sparse Attention, as it was trained and as it serves.
 func EvaluateTasks(dir string, cfg *configs.Config, st configs.Stage, env string, n, k int) (*TaskEval, error) {
 	start := time.Now()
-	ck, err := checkpoints.Load(dir, checkpoints.LoadOptions{WeightsOnly: true})
-	if err != nil {
-		return nil, err
-	}
-	p, err := ck.ToParams()
+	p, _, err := checkpoints.LoadParams(dir)
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,6 @@ package trainer
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/sparrow-rl/sparrow/checkpoints"
@@ -17,11 +16,6 @@ import (
 	"github.com/sparrow-rl/sparrow/data"
 	"github.com/sparrow-rl/sparrow/model"
 )
-
-// lmState is the part of trainer_state.json's data cursor that an LM stage owns.
-type lmState struct {
-	Packer json.RawMessage `json:"packer"`
-}
 
 // lmStage trains params on next-token prediction for one stage.
 type lmStage struct {
@@ -38,7 +32,7 @@ type lmStage struct {
 	tokensSeen int64
 	batches    []data.Batch
 	in         model.StepInput
-	load       [][]int // per layer, accumulated over the micro-batches of a step
+	load       moeLoad // accumulated over the micro-batches of a step
 }
 
 func corpusConfig(d configs.Data, seed int64) data.CorpusConfig {
@@ -68,12 +62,7 @@ func newLMStage(r *Run, st configs.Stage, params *model.Params) (*lmStage, error
 	s.batches = make([]data.Batch, tr.GradAccum)
 	N := tr.BatchSize * tr.SeqLen
 	s.in = model.StepInput{Lengths: make([]int32, tr.BatchSize), Weights: make([]float32, N)}
-	s.load = make([][]int, params.Config.NumHiddenLayers)
-	for l := range s.load {
-		if params.Config.IsMoE(l) {
-			s.load[l] = make([]int, params.Config.NRoutedExperts)
-		}
-	}
+	s.load = newMoELoad(params.Config)
 	return s, nil
 }
 
@@ -96,23 +85,15 @@ func (s *lmStage) restore(ck *checkpoints.Checkpoint) error {
 	if err := s.opt.LoadState(namedTensors(ck.Optimizer)); err != nil {
 		return fmt.Errorf("resume: optimizer state: %w", err)
 	}
-	var cur lmState
-	if err := json.Unmarshal(ck.State.DataCursor, &cur); err != nil {
-		return fmt.Errorf("resume: data cursor: %w", err)
-	}
-	if err := s.packer.Restore(cur.Packer); err != nil {
-		return fmt.Errorf("resume: %w", err)
+	if err := restoreCursor(s.packer, ck.State.DataCursor); err != nil {
+		return err
 	}
 	s.tokensSeen = ck.State.TokensSeen
 	return nil
 }
 
 func (s *lmStage) checkpoint(int) (*checkpoints.Checkpoint, error) {
-	ps, err := s.packer.State()
-	if err != nil {
-		return nil, err
-	}
-	cur, err := json.Marshal(lmState{Packer: ps})
+	cur, err := cursorOf(s.packer)
 	if err != nil {
 		return nil, err
 	}
@@ -124,22 +105,14 @@ func (s *lmStage) checkpoint(int) (*checkpoints.Checkpoint, error) {
 // is skipped (no update) and reported.
 func (s *lmStage) step(_ context.Context, step int) (stepResult, error) {
 	tr := s.stage.Train
-	total := 0
-	for i := range s.batches {
-		if err := s.packer.Next(&s.batches[i]); err != nil {
-			return stepResult{}, err
-		}
-		total += s.batches[i].Tokens
-	}
-	if total == 0 {
-		return stepResult{}, fmt.Errorf("the accumulated batch has no trained token")
+	total, err := nextBatches(s.packer, s.batches)
+	if err != nil {
+		return stepResult{}, err
 	}
 	for _, g := range s.groups {
 		clear(g.Grad)
 	}
-	for _, l := range s.load {
-		clear(l)
-	}
+	s.load.reset()
 	var loss, aux float64
 	for i := range s.batches {
 		b := &s.batches[i]
@@ -155,35 +128,15 @@ func (s *lmStage) step(_ context.Context, step int) (stepResult, error) {
 		}
 		loss += l
 		aux += s.graph.AuxLoss()
-		for k, gi := range s.gradOf {
-			gr := s.graph.Grad(gi)
-			dst := s.groups[k].Grad
-			for j, v := range gr {
-				dst[j] += v
-			}
-		}
-		for l, r := range s.graph.Routing {
-			if r != nil {
-				for e, c := range r.Load {
-					s.load[l][e] += c
-				}
-			}
-		}
+		accumulate(s.graph, s.groups, s.gradOf)
+		s.load.add(s.graph)
 	}
 	m := map[string]float64{"loss": loss}
 	if s.params.Config.AuxLossAlpha > 0 {
 		m["moe/aux_loss"] = aux
 	}
-	var cv float64
-	nMoE := 0
-	for _, l := range s.load {
-		if l != nil {
-			cv += model.LoadCV(l)
-			nMoE++
-		}
-	}
-	if nMoE > 0 {
-		m["moe/load_cv"] = cv / float64(nMoE)
+	if cv, ok := s.load.cv(); ok {
+		m["moe/load_cv"] = cv
 	}
 	norm := GlobalNorm(s.groups)
 	m["grad_norm"] = norm
@@ -197,11 +150,7 @@ func (s *lmStage) step(_ context.Context, step int) (stepResult, error) {
 	lr := LR(sc.Kind, s.stage.Optimizer.LR, step, sc.WarmupSteps, tr.Steps, sc.MinLRRatio)
 	s.opt.Update(lr)
 	m["lr"] = lr
-	for l, ld := range s.load {
-		if ld != nil {
-			model.UpdateBias(s.params.Get(model.LayerPrefix(l)+"mlp.gate.e_score_correction_bias"), ld, s.params.Config.BiasUpdateSpeed)
-		}
-	}
+	s.load.updateBiases(s.params)
 	s.tokensSeen += int64(total)
 	return stepResult{metrics: m, tokens: int64(total)}, nil
 }

@@ -118,7 +118,7 @@ func newDSAStage(r *Run, st configs.Stage, params *model.Params) (*dsaStage, err
 func (s *dsaStage) plan() plan {
 	tr := s.stage.Train
 	return plan{steps: tr.Steps, logEvery: tr.LogEvery, evalEvery: tr.EvalEvery, evalFirst: true,
-		headline: []string{"loss", "dsa/indexer_kl", "lr", "tokens_per_s"}, progress: "loss"}
+		headline: []string{"loss", "dsa/indexer_kl", "lr", "tokens_per_s"}, progress: "loss", rate: "tokens_per_s"}
 }
 
 func (s *dsaStage) begin(context.Context, int) error { return nil }

@@ -69,7 +69,7 @@ func newLMStage(r *Run, st configs.Stage, params *model.Params) (*lmStage, error
 func (s *lmStage) plan() plan {
 	tr := s.stage.Train
 	return plan{steps: tr.Steps, logEvery: tr.LogEvery, evalEvery: tr.EvalEvery,
-		headline: []string{"loss", "lr", "grad_norm", "tokens_per_s"}, progress: "loss"}
+		headline: []string{"loss", "lr", "grad_norm", "tokens_per_s"}, progress: "loss", rate: "tokens_per_s"}
 }
 
 func (s *lmStage) begin(context.Context, int) error { return nil }

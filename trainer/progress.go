@@ -40,6 +40,7 @@ type Progress struct {
 	total int64
 	loss  atomic.Uint64 // float64 bits; NaN until the first Update
 	tps   atomic.Uint64 // float64 bits
+	label atomic.Value  // string: the name of the metric shown (default "loss")
 }
 
 // NewProgress starts a bar for stage with total steps on stderr according to
@@ -73,10 +74,14 @@ func newProgress(w io.Writer, stage string, total int, opts ...mpb.ContainerOpti
 	stats := decor.Any(func(decor.Statistics) string {
 		loss := math.Float64frombits(pr.loss.Load())
 		tps := math.Float64frombits(pr.tps.Load())
-		if math.IsNaN(loss) && math.IsNaN(tps) {
-			return "loss -"
+		label, _ := pr.label.Load().(string)
+		if label == "" {
+			label = "loss"
 		}
-		return fmt.Sprintf("loss %.4f  %.0f tok/s", loss, tps)
+		if math.IsNaN(loss) && math.IsNaN(tps) {
+			return label + " -"
+		}
+		return fmt.Sprintf("%s %.4f  %.0f tok/s", label, loss, tps)
 	}, decor.WC{W: 28, C: decor.DindentRight})
 	pr.bar = pr.p.AddBar(pr.total,
 		mpb.PrependDecorators(
@@ -95,17 +100,27 @@ func newProgress(w io.Writer, stage string, total int, opts ...mpb.ContainerOpti
 	return pr
 }
 
+// Show names the metric the bar shows next to the throughput (default "loss"; an RL stage shows its reward).
+func (pr *Progress) Show(metric string) {
+	if pr.Enabled() {
+		pr.label.Store(metric)
+	}
+}
+
 // Enabled reports whether the bar is drawn.
 func (pr *Progress) Enabled() bool { return pr != nil && pr.bar != nil }
 
 // Update records that step (counted from 0, as in LR) has finished with the
-// given loss and throughput: the bar shows step+1 of total.
+// given loss and throughput (NaN keeps the last one shown): the bar shows
+// step+1 of total.
 func (pr *Progress) Update(step int, loss float64, tokensPerS float64) {
 	if !pr.Enabled() {
 		return
 	}
 	pr.loss.Store(math.Float64bits(loss))
-	pr.tps.Store(math.Float64bits(tokensPerS))
+	if !math.IsNaN(tokensPerS) {
+		pr.tps.Store(math.Float64bits(tokensPerS))
+	}
 	cur := int64(step) + 1
 	if pr.total > 0 {
 		cur = min(cur, pr.total)

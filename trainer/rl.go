@@ -253,7 +253,7 @@ func CheckpointAttention(dir string) (attention, what string, err error) {
 func (s *rlStage) plan() plan {
 	return plan{steps: s.stage.Train.Steps, logEvery: 1, evalEvery: s.rc.EvalEvery, evalFirst: true,
 		headline: []string{"reward/mean", "reward/accuracy", "response_length/mean", "actor/kl", "actor/pg_clipfrac", "timing_s/rollout", "timing_s/train"},
-		progress: "reward/mean"}
+		progress: "reward/mean", rate: "rollout/tokens_per_s"}
 }
 
 // begin connects the transport (rl_bus.go) and starts the in-process workers, from the policy version

@@ -50,9 +50,10 @@ type plan struct {
 	logEvery  int  // steps between metric records (a step with a skipped update is always logged)
 	evalEvery int  // steps between evaluations (0 = only at the end)
 	evalFirst bool // evaluate before the first step of a fresh stage
-	// headline are the metric keys of the console line; progress names the metric the progress bar shows.
-	headline []string
-	progress string
+	// headline are the metric keys of the console line; the progress bar shows the metric progress and the
+	// throughput rate (tokens per second).
+	headline       []string
+	progress, rate string
 }
 
 // stepResult is what one step reports.
@@ -86,8 +87,9 @@ func (r *Run) runLoop(ctx context.Context, st configs.Stage, s stage, resume *ch
 	}
 	pb := NewProgress(r.Config.Run.Progress, st.Name, p.steps)
 	defer pb.Finish()
+	pb.Show(p.progress)
 	if sr.step > 0 {
-		pb.Update(sr.step, math.NaN(), 0)
+		pb.Update(sr.step-1, math.NaN(), 0)
 	}
 	if err := s.begin(ctx, sr.step); err != nil {
 		return fmt.Errorf("stage %s: %w", st.Name, err)
@@ -155,7 +157,11 @@ func (sr *stageRun) record(res stepResult, rate *throughput, p plan, pb *Progres
 			log.Info("step", headline(sr.step, m, p.headline)...)
 		}
 	}
-	pb.Update(sr.step, m[p.progress], m["tokens_per_s"])
+	rateNow, ok := m[p.rate]
+	if !ok {
+		rateNow = math.NaN() // between metric records: the bar keeps the last rate
+	}
+	pb.Update(sr.step-1, m[p.progress], rateNow)
 	if limit := max(10, p.steps/10); sr.skipped > limit {
 		return fmt.Errorf("stage %s: %d updates skipped for non-finite values; stopping (lower optimizer.lr or check the data)", name, sr.skipped)
 	}

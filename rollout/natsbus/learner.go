@@ -234,7 +234,7 @@ func (l *Learner) receive(m jetstream.Msg) {
 			l.count(reason)
 			l.log.Warn("natsbus: "+reason+" group message terminated", "stream_seq", meta.Sequence.Stream, "group", id, "err", err, reason+"_total", l.counts[reason])
 		}
-		_ = m.TermWithReason("malformed")
+		_ = terminate(l.nc, m, "malformed")
 		return
 	}
 	l.bytes += int64(len(m.Data()))
@@ -262,7 +262,7 @@ func (l *Learner) receive(m jetstream.Msg) {
 			l.count(CountAttention)
 			l.fatal = fmt.Errorf("natsbus: group %s from worker %s: %w", id, hdr.Get(HdrWorker), err)
 			l.log.Error("natsbus: group of another attention terminated; the learner stops", "stream_seq", seq, "err", l.fatal)
-			_ = m.TermWithReason("attention mismatch")
+			_ = terminate(l.nc, m, "attention mismatch")
 			close(l.arrived)
 			l.arrived = make(chan struct{})
 			return

@@ -157,7 +157,8 @@ func (o ConnOptions) String() string {
 func (o ConnOptions) LogValue() slog.Value { return slog.StringValue(o.String()) }
 
 // Connect dials NATS with reconnection forever (every blocking call of this package has its own deadline)
-// and logs disconnects and reconnects.
+// and logs disconnects and reconnects. It refuses a server older than MinServerVersion; whether the server
+// has JetStream is CheckServer's to say (Setup and RunWorkers call it).
 func Connect(o ConnOptions) (*nats.Conn, error) {
 	log := o.Log
 	if log == nil {
@@ -214,6 +215,13 @@ func Connect(o ConnOptions) (*nats.Conn, error) {
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: connecting to %s: %w", o.String(), err)
+	}
+	if v := nc.ConnectedServerVersion(); v != "" {
+		if err := checkVersion(v); err != nil {
+			url := nc.ConnectedUrlRedacted()
+			nc.Close()
+			return nil, fmt.Errorf("natsbus: nats-server at %s: %w", url, err)
+		}
 	}
 	log.Info("nats: connected", "server", nc.ConnectedUrlRedacted(), "max_payload", nc.MaxPayload(), "client", o.Name)
 	return nc, nil

@@ -78,6 +78,9 @@ func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
 		return WorkerReport{}, err
 	}
 	defer nc.Close()
+	if err := CheckServer(ctx, nc); err != nil {
+		return WorkerReport{}, err
+	}
 	b := o.RL.Bus
 	fetcher, err := NewWeightFetcher(nc, o.Names, b, log)
 	if err != nil {

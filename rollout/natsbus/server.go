@@ -65,8 +65,12 @@ func (e *Embedded) Shutdown() {
 	e.srv.WaitForShutdown()
 }
 
-// Setup creates (or updates) the stage's streams and object store.
+// Setup creates (or updates) the stage's streams and object store. It fails at once on a server without
+// JetStream or older than MinServerVersion (CheckServer).
 func Setup(ctx context.Context, js jetstream.JetStream, n Names, b configs.Bus, log *slog.Logger) error {
+	if err := CheckServer(ctx, js.Conn()); err != nil {
+		return err
+	}
 	dup := secs(b.DupWindowS)
 	maxAge := secs(b.MaxAgeS)
 	if maxAge > 0 && dup > maxAge {

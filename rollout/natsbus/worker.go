@@ -151,7 +151,7 @@ func (w *WorkerClient) NextJob(ctx context.Context) (rollout.Job, error) {
 				w.counts[CountMalformed]++
 				w.mu.Unlock()
 				w.log.Warn("natsbus: malformed prompt terminated", "err", err)
-				_ = m.TermWithReason("malformed")
+				_ = terminate(w.nc, m, "malformed")
 				continue
 			}
 			w.mu.Lock()

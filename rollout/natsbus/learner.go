@@ -97,9 +97,9 @@ type Learner struct {
 	step      int              // the watermark: every group of an earlier step is settled
 	committed map[string]bool  // committed groups of steps from the watermark on
 	counts    map[string]int64
-	malformed map[uint64]bool // stream sequences of the malformed messages terminated
-	attention string          // of the policy trained ("" accepts any; SetAttention)
-	fatal     error           // a group of another policy's attention arrived: Collect returns it
+	malformed recentSeqs // stream sequences of the malformed messages terminated lately
+	attention string     // of the policy trained ("" accepts any; SetAttention)
+	fatal     error      // a group of another policy's attention arrived: Collect returns it
 	maxSeq    uint64
 	wait      time.Duration // time spent blocked in Collect
 	decode    time.Duration // time spent decoding groups
@@ -121,7 +121,7 @@ func NewLearner(ctx context.Context, nc *nats.Conn, names Names, b configs.Bus, 
 	}
 	l := &Learner{nc: nc, js: js, names: names, bus: b, vocab: vocab, log: log, arrived: make(chan struct{}),
 		buf: map[string]*held{}, expected: map[string]bool{}, pending: map[string]*held{}, step: step, committed: map[string]bool{},
-		counts: map[string]int64{}, malformed: map[uint64]bool{}}
+		counts: map[string]int64{}, malformed: newRecentSeqs(1 << 14)}
 	err = retry(ctx, log, "creating consumer learner on "+names.TrajStream(), secs(b.WaitS), func(ctx context.Context) error {
 		l.cons, err = js.CreateOrUpdateConsumer(ctx, names.TrajStream(), jetstream.ConsumerConfig{Durable: "learner",
 			AckPolicy: jetstream.AckExplicitPolicy, AckWait: secs(b.AckWaitS), MaxAckPending: 1 << 16, MaxDeliver: -1,
@@ -225,8 +225,7 @@ func (l *Learner) receive(m jetstream.Msg) {
 	if err != nil {
 		// A copy redelivered before the server saw the first termination (a slow consumer past its ack wait)
 		// is terminated again but counted once.
-		if !l.malformed[meta.Sequence.Stream] {
-			l.malformed[meta.Sequence.Stream] = true
+		if l.malformed.add(meta.Sequence.Stream) {
 			reason := CountMalformed
 			if te := (*data.TrajectoryError)(nil); errors.As(err, &te) {
 				reason = CountInvalid
@@ -509,4 +508,32 @@ func (l *Learner) Close() error {
 	}
 	l.Beats.Close()
 	return nil
+}
+
+// recentSeqs remembers the last n stream sequences added: a message redelivered before the server saw its
+// termination is counted once, with memory bounded however many junk messages arrive.
+type recentSeqs struct {
+	seen map[uint64]bool
+	ring []uint64
+	next int
+}
+
+func newRecentSeqs(n int) recentSeqs {
+	return recentSeqs{seen: make(map[uint64]bool, n), ring: make([]uint64, 0, n)}
+}
+
+// add records seq and says whether it is new.
+func (r *recentSeqs) add(seq uint64) bool {
+	if r.seen[seq] {
+		return false
+	}
+	if len(r.ring) < cap(r.ring) {
+		r.ring = append(r.ring, seq)
+	} else {
+		delete(r.seen, r.ring[r.next])
+		r.ring[r.next] = seq
+		r.next = (r.next + 1) % len(r.ring)
+	}
+	r.seen[seq] = true
+	return true
 }

@@ -437,3 +437,19 @@ func TestLearnerExpect(t *testing.T) {
 		t.Fatalf("the job stream holds %d messages after Expect, want none", info.State.Msgs)
 	}
 }
+
+// TestRecentSeqs: a sequence is new once; memory stays at the last n.
+func TestRecentSeqs(t *testing.T) {
+	r := newRecentSeqs(3)
+	for i, c := range []struct {
+		seq  uint64
+		want bool
+	}{{1, true}, {1, false}, {2, true}, {3, true}, {4, true}, {1, true}, {4, false}, {2, true}} {
+		if got := r.add(c.seq); got != c.want {
+			t.Fatalf("add #%d (%d) = %v, want %v", i, c.seq, got, c.want)
+		}
+		if len(r.seen) > 3 {
+			t.Fatalf("remembers %d sequences, want at most 3", len(r.seen))
+		}
+	}
+}

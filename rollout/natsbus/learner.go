@@ -8,9 +8,9 @@
 // or resumed at, then every step it dispatches), whose groups a checkpoint holds. The learner's state is so
 // bounded by the groups of the steps since the last checkpoint, however long the run. A group is checked
 // once, where it enters: decoding (data.DecodeGroup) checks the encoding and the records (data.Group.Validate);
-// a malformed message or an invalid group is terminated and counted. A group decoded with another attention than the learner's policy (HdrAttention;
-// SetAttention) is terminated and stops the run: training a sparse policy on dense rollouts, or the reverse,
-// is a configuration error, never a drop.
+// a malformed message or an invalid group is terminated and counted. A group decoded with another attention
+// than the learner's policy (HdrAttention; SetAttention) is terminated and stops the run: training a sparse
+// policy on dense rollouts, or the reverse, is a configuration error, never a drop.
 
 package natsbus
 

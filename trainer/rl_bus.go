@@ -94,7 +94,12 @@ func (s *rlStage) openTransport(ctx context.Context, step int) (rollout.WorkerTr
 	s.bus.nc = nc
 	names := BusNames(s.run.Config, s.stage)
 	vocab := s.params.Config.VocabSize
-	if s.bus.learner, err = natsbus.NewLearner(ctx, nc, names, b, vocab, step, log); err != nil {
+	// the job tokens' secret outlives the process: groups published before a restart still verify
+	secret, err := natsbus.LoadOrCreateSecret(filepath.Join(s.run.Dir, "nats", "learner-"+names.Stage+".secret"))
+	if err != nil {
+		return nil, err
+	}
+	if s.bus.learner, err = natsbus.NewLearner(ctx, nc, names, b, vocab, step, log, natsbus.WithSecret(secret)); err != nil {
 		return nil, err
 	}
 	pol := s.policy()

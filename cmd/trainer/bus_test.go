@@ -310,8 +310,10 @@ func checkExactlyOnce(t *testing.T, runDir string) {
 }
 
 // TestBusProcessesWorkerKillAndCorruption: learner and two worker processes; one worker is SIGKILLed after
-// the first step (its prompt is redelivered to the other), and a corrupted group message is injected
-// (terminated and counted, the run goes on).
+// the first step (its prompt is redelivered to the other), corrupted group messages with valid job tokens
+// are injected (terminated and counted as malformed, the run goes on), and so is a spoofed failure report
+// for a future group without a token (terminated and counted as forged, never obeyed: the weights equal
+// the in-process run's).
 func TestBusProcessesWorkerKillAndCorruption(t *testing.T) {
 	srv := startNATS(t)
 	dir := t.TempDir()
@@ -329,13 +331,25 @@ func TestBusProcessesWorkerKillAndCorruption(t *testing.T) {
 	}
 	defer nc.Close()
 	names := natsbus.NewNames("tiny", "rl_math")
+	secret, err := natsbus.LoadOrCreateSecret(filepath.Join(runDir, "nats", "learner-rl_math.secret")) // the learner's
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i, body := range [][]byte{[]byte("not arrow at all"), {0xff, 0xff, 0xff, 0xff, 0x10, 0, 0, 0, 1, 2, 3}} {
 		m := &nats.Msg{Subject: names.TrajSubject(), Data: body, Header: nats.Header{}}
-		m.Header.Set(natsbus.HdrGroup, fmt.Sprintf("corrupt-%d", i))
+		id := fmt.Sprintf("corrupt-%d", i)
+		m.Header.Set(natsbus.HdrGroup, id)
 		m.Header.Set(natsbus.HdrStatus, "ok")
+		m.Header.Set(natsbus.HdrToken, natsbus.JobToken(secret, id))
 		if err := nc.PublishMsg(m); err != nil {
 			t.Fatal(err)
 		}
+	}
+	spoof := &nats.Msg{Subject: names.TrajSubject(), Header: nats.Header{}}
+	spoof.Header.Set(natsbus.HdrGroup, fmt.Sprintf("rl_math-%06d-000", busSteps-1))
+	spoof.Header.Set(natsbus.HdrStatus, "failed")
+	if err := nc.PublishMsg(spoof); err != nil {
+		t.Fatal(err)
 	}
 	if err := learner.wait(t, 90*time.Second); err != nil {
 		t.Fatalf("learner: %v", err)
@@ -346,6 +360,9 @@ func TestBusProcessesWorkerKillAndCorruption(t *testing.T) {
 	t.Logf("%v groups redelivered, %v duplicates acked", metricMax(t, runDir, "bus/redelivered"), metricMax(t, runDir, "bus/duplicate"))
 	if n := metricMax(t, runDir, "bus/malformed"); n != 2 {
 		t.Errorf("bus/malformed = %v, want the 2 injected messages", n)
+	}
+	if n := metricMax(t, runDir, "bus/forged"); n != 1 {
+		t.Errorf("bus/forged = %v, want the spoofed failure report", n)
 	}
 	checkExactlyOnce(t, runDir)
 }

@@ -135,6 +135,9 @@ func BenchStream(ctx context.Context, o StreamOptions) (StreamResult, error) {
 		}
 	}
 	l.Expect(ids...) // without publishing prompts (no workers sample here)
+	for _, id := range ids {
+		w.Grant(id, l.JobToken(id))
+	}
 	start := time.Now()
 	errc := make(chan error, 1)
 	go func() {

@@ -5,4 +5,6 @@
 // learner's side (rollout.LearnerTransport) and WorkerClient a worker's (rollout.WorkerTransport); the
 // weight sync is WeightPublisher and WeightFetcher, a worker process is RunWorkers (rollout.Worker loops
 // behind a rollout.Gate), and StartEmbedded runs a loopback server with JetStream for local runs and tests.
+// Every job carries a token only its worker can echo, so no other client can report on a group or occupy
+// its de-duplication slot (auth.go); deploy/nats/sparrow-roles.conf gives each side least-privilege rights.
 package natsbus

@@ -1,12 +1,14 @@
-// learner.go: the learner's side of the bus (rollout.LearnerTransport). Dispatch publishes the step's
-// prompts to the work queue (Nats-Msg-Id = group id), a fetch loop pulls groups from the trajectory stream
-// through a durable pull consumer with explicit acks, and Collect hands the trainer the groups of the ids it
-// dispatched. The invariant: a group is acked only by Commit, which the trainer calls once a checkpoint
+// learner.go: the learner's side of the bus (rollout.LearnerTransport). NewLearner creates the streams and
+// both durable consumers (its own, and the workers' that a worker only binds to). Dispatch publishes the
+// step's prompts to the work queue, each with its job token (auth.go; Nats-Msg-Id = the token), a fetch
+// loop pulls groups from the trajectory stream through a durable pull consumer with explicit acks, and
+// Collect hands the trainer the groups of the ids it dispatched. The invariant: a group is acked only by Commit, which the trainer calls once a checkpoint
 // holding the update that applied (or deliberately dropped) it is on disk; until then InProgress() keeps it
 // from redelivery. A group seen again is acked as a duplicate without reaching the trainer: a copy of a group
 // held or committed in this step, or any group of a step before the watermark (the step the learner started
 // or resumed at, then every step it dispatches), whose groups a checkpoint holds. The learner's state is so
-// bounded by the groups of the steps since the last checkpoint, however long the run. A group is checked
+// bounded by the groups of the steps since the last checkpoint, however long the run. A group or report whose
+// job token does not verify is terminated and counted (CountForged) before anything else. A group is checked
 // once, where it enters: decoding (data.DecodeGroup) checks the encoding and the records (data.Group.Validate);
 // a malformed message or an invalid group is terminated and counted. A group decoded with another attention
 // than the learner's policy (HdrAttention; SetAttention) is terminated and stops the run: training a sparse
@@ -47,6 +49,8 @@ const (
 	// HdrAttention is the attention the group was decoded with: "dense" or "sparse". A group without it
 	// comes from a worker that predates sparse policies, which decodes densely.
 	HdrAttention = "Sparrow-Attention"
+	// HdrToken is the job token (auth.go) a worker echoes in the group or report it publishes.
+	HdrToken = "Sparrow-Token"
 )
 
 // Drop reasons a Learner counts.
@@ -58,11 +62,13 @@ const (
 	CountOversize   = "oversize"
 	CountRedelivery = "redelivered"
 	CountAttention  = "attention_mismatch"
+	CountForged     = "forged" // a job token that does not verify (absent, or not its group id's)
 )
 
 // jobMsg is a prompt on the wire.
 type jobMsg struct {
 	GroupID string          `json:"group_id"`
+	Token   string          `json:"token"` // the job token, echoed in HdrToken
 	Task    json.RawMessage `json:"task"`
 	Version int64           `json:"version"`
 	Seed    uint64          `json:"seed"`
@@ -84,6 +90,8 @@ type Learner struct {
 	vocab int
 	log   *slog.Logger
 	Beats *Heartbeats
+	// secret signs the job tokens (WithSecret)
+	secret []byte
 
 	cons   jetstream.Consumer
 	cancel context.CancelFunc
@@ -97,7 +105,7 @@ type Learner struct {
 	step      int              // the watermark: every group of an earlier step is settled
 	committed map[string]bool  // committed groups of steps from the watermark on
 	counts    map[string]int64
-	malformed recentSeqs // stream sequences of the malformed messages terminated lately
+	malformed recentSeqs // stream sequences of the malformed, invalid or forged messages terminated lately
 	attention string     // of the policy trained ("" accepts any; SetAttention)
 	fatal     error      // a group of another policy's attention arrived: Collect returns it
 	maxSeq    uint64
@@ -108,20 +116,49 @@ type Learner struct {
 	groups    int64
 }
 
-// NewLearner sets up the streams, the durable consumer "learner" and the fetch loop. step is the learner
-// step the stage starts or resumes at: every group of an earlier step is in its checkpoint, and is acked on
-// sight if it is delivered again.
-func NewLearner(ctx context.Context, nc *nats.Conn, names Names, b configs.Bus, vocab int, step int, log *slog.Logger) (*Learner, error) {
+// LearnerOption configures NewLearner.
+type LearnerOption func(*Learner) error
+
+// WithSecret makes the learner sign its jobs with the run secret secret (SecretSize bytes or more, kept
+// where a resumed learner finds it: LoadOrCreateSecret). Without it the learner draws a secret of its own,
+// and the groups published for an earlier learner's jobs are rejected as forged.
+func WithSecret(secret []byte) LearnerOption {
+	return func(l *Learner) error {
+		if len(secret) < SecretSize {
+			return fmt.Errorf("natsbus: a run secret of %d bytes, want %d or more", len(secret), SecretSize)
+		}
+		l.secret = secret
+		return nil
+	}
+}
+
+// NewLearner sets up the streams and the workers' consumer (Setup), its durable consumer "learner" on the
+// trajectory stream, and the fetch loop. step is the learner step the stage starts or resumes at: every
+// group of an earlier step is in its checkpoint, and is acked on sight if it is delivered again. Jobs are
+// signed with the run secret of WithSecret.
+func NewLearner(ctx context.Context, nc *nats.Conn, names Names, b configs.Bus, vocab int, step int, log *slog.Logger, opts ...LearnerOption) (*Learner, error) {
+	l := &Learner{nc: nc, names: names, bus: b, vocab: vocab, log: log, arrived: make(chan struct{}),
+		buf: map[string]*held{}, expected: map[string]bool{}, pending: map[string]*held{}, step: step, committed: map[string]bool{},
+		counts: map[string]int64{}, malformed: newRecentSeqs(1 << 14)}
+	for _, o := range opts {
+		if err := o(l); err != nil {
+			return nil, err
+		}
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: %w", err)
 	}
+	l.js = js
+	if l.secret == nil {
+		if l.secret, err = NewSecret(); err != nil {
+			return nil, err
+		}
+		log.Warn("natsbus: no run secret given: this learner signs its jobs with a secret of its own (groups of an earlier learner's jobs will be rejected as forged)")
+	}
 	if err := Setup(ctx, js, names, b, log); err != nil {
 		return nil, err
 	}
-	l := &Learner{nc: nc, js: js, names: names, bus: b, vocab: vocab, log: log, arrived: make(chan struct{}),
-		buf: map[string]*held{}, expected: map[string]bool{}, pending: map[string]*held{}, step: step, committed: map[string]bool{},
-		counts: map[string]int64{}, malformed: newRecentSeqs(1 << 14)}
 	err = retry(ctx, log, "creating consumer learner on "+names.TrajStream(), secs(b.WaitS), func(ctx context.Context) error {
 		l.cons, err = js.CreateOrUpdateConsumer(ctx, names.TrajStream(), jetstream.ConsumerConfig{Durable: "learner",
 			AckPolicy: jetstream.AckExplicitPolicy, AckWait: secs(b.AckWaitS), MaxAckPending: 1 << 16, MaxDeliver: -1,
@@ -142,7 +179,7 @@ func NewLearner(ctx context.Context, nc *nats.Conn, names Names, b configs.Bus, 
 	return l, nil
 }
 
-// Counts returns the learner's counters (malformed, duplicate, failed, oversize, redelivered).
+// Counts returns the learner's counters (malformed, invalid, forged, duplicate, failed, oversize, redelivered).
 func (l *Learner) Counts() map[string]int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -166,6 +203,11 @@ func (l *Learner) MaxSeq() uint64 {
 }
 
 func (l *Learner) count(k string) { l.counts[k]++ }
+
+// JobToken is the token of the job of group id: what a worker must echo to publish its group. Dispatch
+// puts it in the job; a caller that publishes groups without jobs (Expect) hands it to the worker
+// (WorkerClient.Grant).
+func (l *Learner) JobToken(id string) string { return JobToken(l.secret, id) }
 
 func (l *Learner) fetchLoop(ctx context.Context) {
 	lastErr := time.Time{}
@@ -202,6 +244,10 @@ func (l *Learner) receive(m jetstream.Msg) {
 	hdr := m.Headers()
 	id := hdr.Get(HdrGroup)
 	status := hdr.Get(HdrStatus)
+	if !verifyToken(l.secret, id, hdr.Get(HdrToken)) {
+		l.forged(m, meta.Sequence.Stream, id, hdr)
+		return
+	}
 	t0 := time.Now()
 	var g *data.Group
 	switch status {
@@ -280,6 +326,24 @@ func (l *Learner) receive(m jetstream.Msg) {
 	l.arrived = make(chan struct{})
 }
 
+// forged terminates a message whose job token does not verify, and counts it once (a copy redelivered
+// before the server saw the termination is terminated again). Nothing else of the learner's state changes:
+// such a message is never a duplicate, a report or a group.
+func (l *Learner) forged(m jetstream.Msg, seq uint64, id string, hdr nats.Header) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.malformed.add(seq) {
+		l.count(CountForged)
+		why := "a token that is not its group's"
+		if hdr.Get(HdrToken) == "" {
+			why = "no token (a worker of an older version, or a client that was not given the job)"
+		}
+		l.log.Warn("natsbus: group message with "+why+" terminated", "stream_seq", seq, "group", id, "status", hdr.Get(HdrStatus),
+			"worker", hdr.Get(HdrWorker), CountForged+"_total", l.counts[CountForged])
+	}
+	_ = m.Term()
+}
+
 // settled says whether group id is in a checkpoint already: committed in this step, or of an earlier step
 // than the watermark. An id that does not parse is the trainer's to judge.
 func (l *Learner) settled(id string) bool {
@@ -355,11 +419,13 @@ func (l *Learner) Dispatch(ctx context.Context, step int, jobs []rollout.Job) er
 		if err != nil {
 			return fmt.Errorf("natsbus: job %s: %w", j.GroupID, err)
 		}
-		body, _ := json.Marshal(jobMsg{GroupID: j.GroupID, Task: task, Version: j.Version, Seed: j.Seed})
+		token := l.JobToken(j.GroupID)
+		body, _ := json.Marshal(jobMsg{GroupID: j.GroupID, Token: token, Task: task, Version: j.Version, Seed: j.Seed})
 		msg := &nats.Msg{Subject: l.names.JobSubject(), Data: body, Header: nats.Header{}}
 		msg.Header.Set(HdrGroup, j.GroupID)
 		err = retry(ctx, l.log, "publishing prompt "+j.GroupID, secs(l.bus.WaitS), func(ctx context.Context) error {
-			_, err := l.js.PublishMsg(ctx, msg, jetstream.WithMsgID(j.GroupID))
+			// de-duplicated by token, not by group id: a slot nobody without the secret can occupy first
+			_, err := l.js.PublishMsg(ctx, msg, jetstream.WithMsgID(token))
 			return err
 		})
 		if err != nil {
@@ -370,7 +436,8 @@ func (l *Learner) Dispatch(ctx context.Context, step int, jobs []rollout.Job) er
 }
 
 // Expect makes Collect wait for the groups ids as Dispatch does, without publishing their prompts: for groups
-// published without a job (the transport benchmark pushes its groups itself).
+// published without a job (the transport benchmark pushes its groups itself; its worker needs their tokens,
+// JobToken and WorkerClient.Grant).
 func (l *Learner) Expect(ids ...string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -133,7 +133,11 @@ func TestLearnerWorkerStream(t *testing.T) {
 	}
 	defer nc.Close()
 	names := NewNames("test run", "rl")
-	l, err := NewLearner(ctx, nc, names, b, 272, 0, quiet())
+	secret, err := NewSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLearner(ctx, nc, names, b, 272, 0, quiet(), WithSecret(secret))
 	g0, g1, g2 := "rl-000000-000", "rl-000000-001", "rl-000000-002"
 	if err != nil {
 		t.Fatal(err)
@@ -159,14 +163,17 @@ func TestLearnerWorkerStream(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// a second copy of g0 with other content, outside the server's de-duplication (another msg id)
+	// a second copy of g0 with other content, outside the server's de-duplication (no msg id), and garbage
+	// for g1, both with their jobs' tokens (so neither is forged)
 	dup := &nats.Msg{Subject: names.TrajSubject(), Header: nats.Header{}}
 	dup.Data, _ = data.EncodeGroup(group(g0, 3), 272)
 	dup.Header.Set(HdrGroup, g0)
 	dup.Header.Set(HdrStatus, "ok")
+	dup.Header.Set(HdrToken, l.JobToken(g0))
 	bad := &nats.Msg{Subject: names.TrajSubject(), Data: []byte("garbage"), Header: nats.Header{}}
 	bad.Header.Set(HdrGroup, g1)
 	bad.Header.Set(HdrStatus, "ok")
+	bad.Header.Set(HdrToken, l.JobToken(g1))
 	for _, m := range []*nats.Msg{dup, bad} {
 		if err := nc.PublishMsg(m); err != nil {
 			t.Fatal(err)
@@ -202,7 +209,8 @@ func TestLearnerWorkerStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Close()
-	l2, err := NewLearner(ctx, nc, names, b, 272, 0, quiet())
+	// the resumed learner has the run's secret: g1, published for the first learner's job, still verifies
+	l2, err := NewLearner(ctx, nc, names, b, 272, 0, quiet(), WithSecret(secret))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +223,7 @@ func TestLearnerWorkerStream(t *testing.T) {
 		t.Fatalf("resumed learner collected %v, %v; want g1 redelivered", got, err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	if c := l2.Counts(); c[CountDuplicate] != 0 || c[CountRedelivery] != 1 {
+	if c := l2.Counts(); c[CountDuplicate] != 0 || c[CountRedelivery] != 1 || c[CountForged] != 0 {
 		t.Fatalf("resumed learner counts %v: want g1 redelivered once and nothing committed seen again", c)
 	}
 	// step 1: a late copy of a step-0 group (another message id) is settled by the watermark
@@ -230,6 +238,7 @@ func TestLearnerWorkerStream(t *testing.T) {
 	late.Data, _ = data.EncodeGroup(group(g0, 5), 272)
 	late.Header.Set(HdrGroup, g0)
 	late.Header.Set(HdrStatus, "ok")
+	late.Header.Set(HdrToken, l2.JobToken(g0))
 	if err := nc.PublishMsg(late); err != nil {
 		t.Fatal(err)
 	}
@@ -351,6 +360,7 @@ func TestMalformedCountedOnce(t *testing.T) {
 	bad := &nats.Msg{Subject: names.TrajSubject(), Data: []byte("garbage"), Header: nats.Header{}}
 	bad.Header.Set(HdrGroup, "g1")
 	bad.Header.Set(HdrStatus, "ok")
+	bad.Header.Set(HdrToken, l.JobToken("g1"))
 	if err := nc.PublishMsg(bad); err != nil {
 		t.Fatal(err)
 	}
@@ -410,6 +420,7 @@ func TestLearnerExpect(t *testing.T) {
 	defer w.Close()
 	l.Expect("e1", "e0")
 	for _, id := range []string{"e0", "x", "e1"} { // x: published but not expected, so not collected
+		w.Grant(id, l.JobToken(id))
 		if err := w.Publish(ctx, group(id, 5)); err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 // server.go: the embedded nats-server `trainer run` starts (JetStream on, file store under the run
 // directory, loopback only, random port), and the creation of the stage's streams and object store, which
-// both sides do idempotently so that either may start first.
+// the learner does idempotently (NewLearner, NewWeightPublisher); workers wait for them, and need no right
+// to manage them.
 
 package natsbus
 
@@ -65,8 +66,9 @@ func (e *Embedded) Shutdown() {
 	e.srv.WaitForShutdown()
 }
 
-// Setup creates (or updates) the stage's streams and object store. It fails at once on a server without
-// JetStream or older than MinServerVersion (CheckServer).
+// Setup creates (or updates) the stage's streams, object store and the job queue's consumer "workers": all
+// that workers use and need no right to manage. The learner's side calls it (NewLearner, NewWeightPublisher).
+// It fails at once on a server without JetStream or older than MinServerVersion (CheckServer).
 func Setup(ctx context.Context, js jetstream.JetStream, n Names, b configs.Bus, log *slog.Logger) error {
 	if err := CheckServer(ctx, js.Conn()); err != nil {
 		return err
@@ -93,6 +95,13 @@ func Setup(ctx context.Context, js jetstream.JetStream, n Names, b configs.Bus, 
 		if err != nil {
 			return err
 		}
+	}
+	err := retry(ctx, log, "creating consumer workers on "+n.JobStream(), wait, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateConsumer(ctx, n.JobStream(), workersConsumer(n, b))
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if b.Weights == "objectstore" {
 		err := retry(ctx, log, "creating object store "+n.Bucket(), wait, func(ctx context.Context) error {

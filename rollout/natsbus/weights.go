@@ -188,6 +188,7 @@ type natsStore struct {
 	js     jetstream.JetStream
 	bucket string
 	obs    jetstream.ObjectStore
+	stream jetstream.Stream // the store's stream, OBJ_<bucket>
 }
 
 func (s *natsStore) open(ctx context.Context) error {
@@ -198,7 +199,11 @@ func (s *natsStore) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("object store %s: %w", s.bucket, err)
 	}
-	s.obs = obs
+	st, err := s.js.Stream(ctx, "OBJ_"+s.bucket)
+	if err != nil {
+		return fmt.Errorf("object store %s: %w", s.bucket, err)
+	}
+	s.obs, s.stream = obs, st
 	return nil
 }
 
@@ -210,15 +215,41 @@ func (s *natsStore) put(ctx context.Context, name string, b []byte) (string, err
 	return name, err
 }
 
+// get reads an object chunk by chunk with direct gets (the next message on the object's chunk subject), not
+// through a consumer as jetstream.ObjectStore.Get does: a worker then needs no right to create consumers,
+// which would let it publish anywhere (the server does not check a consumer's deliver subject against its
+// creator's permissions).
 func (s *natsStore) get(ctx context.Context, location string) ([]byte, error) {
 	if err := s.open(ctx); err != nil {
 		return nil, err
 	}
-	b, err := s.obs.GetBytes(ctx, location)
+	info, err := s.obs.GetInfo(ctx, location)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, permanent(err)
 	}
-	return b, err
+	if err != nil {
+		return nil, err
+	}
+	subject := "$O." + s.bucket + ".C." + info.NUID
+	b := make([]byte, 0, info.Size)
+	h := sha256.New()
+	seq := uint64(1)
+	for i := range info.Chunks {
+		m, err := s.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) { // deleted while read: a newer version replaced it
+			return nil, permanent(fmt.Errorf("object %s: chunk %d of %d is gone", location, i+1, info.Chunks))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("object %s: chunk %d of %d: %w", location, i+1, info.Chunks, err)
+		}
+		b = append(b, m.Data...)
+		h.Write(m.Data)
+		seq = m.Sequence + 1
+	}
+	if uint64(len(b)) != info.Size || jetstream.GetObjectDigestValue(h) != info.Digest {
+		return nil, fmt.Errorf("object %s: %d bytes read, digest %s; its info says %d bytes, %s", location, len(b), jetstream.GetObjectDigestValue(h), info.Size, info.Digest)
+	}
+	return b, nil
 }
 
 func (s *natsStore) remove(ctx context.Context, location string) error {

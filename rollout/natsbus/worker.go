@@ -1,8 +1,10 @@
-// worker.go: the rollout workers' side of the bus (rollout.WorkerTransport). NextJob pulls one prompt from the work queue (a durable
-// consumer shared by every worker, so each prompt goes to one of them) and keeps it alive with
-// InProgress() while its group is sampled; Publish encodes the group, refuses (and counts) one over the max
-// payload, publishes it with Nats-Msg-Id = group id, and only then acks the prompt: a worker that dies
-// mid-group leaves its prompt un-acked, and the server hands it to another worker after job_ack_wait_s.
+// worker.go: the rollout workers' side of the bus (rollout.WorkerTransport). A worker binds to the job
+// queue's durable consumer "workers", which the learner creates (a worker needs no right to manage streams
+// or consumers: deploy/nats/sparrow-roles.conf), shared by every worker so that each prompt goes to one of
+// them. NextJob pulls one prompt and keeps it alive with InProgress() while its group is sampled, and keeps
+// the job's token (auth.go); Publish encodes the group, refuses (and counts) one over the max payload,
+// publishes it with the token in HdrToken and as Nats-Msg-Id, and only then acks the prompt: a worker that
+// dies mid-group leaves its prompt un-acked, and the server hands it to another worker after job_ack_wait_s.
 // Each group says with which attention it was decoded (HdrAttention), so that the learner refuses groups
 // of a policy other than its own.
 
@@ -54,27 +56,45 @@ type WorkerClient struct {
 
 	mu       sync.Mutex
 	inflight map[string]jetstream.Msg
+	tokens   map[string]*jobToken // of the jobs taken and not yet published or returned, by group id
 	counts   map[string]int64
 
 	Groups, Tokens, Bytes atomic.Int64
 	EncodeNs, PublishNs   atomic.Int64
 }
 
-// NewWorkerClient sets up the streams and the shared consumer "workers".
+// jobToken is the token of a job taken refs times (a prompt redelivered while this process still samples
+// it is taken twice) and not yet published or returned as often.
+type jobToken struct {
+	token string
+	refs  int
+}
+
+// workersConsumer is the job queue's durable consumer "workers", shared by every worker. The learner's
+// side creates it (Setup); workers only bind to it.
+func workersConsumer(n Names, b configs.Bus) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{Durable: "workers", AckPolicy: jetstream.AckExplicitPolicy, AckWait: secs(b.JobAckWaitS),
+		MaxDeliver: 20, MaxAckPending: 1 << 12, FilterSubject: n.JobSubject()}
+}
+
+// NewWorkerClient binds to the job queue's consumer "workers", which the learner creates: it waits for it
+// (rl.bus.wait_s at most) when the learner has not started yet. It fails at once on a server without
+// JetStream or older than MinServerVersion (CheckServer).
 func NewWorkerClient(ctx context.Context, nc *nats.Conn, names Names, b configs.Bus, vocab int, id string, log *slog.Logger) (*WorkerClient, error) {
+	if err := CheckServer(ctx, nc); err != nil {
+		return nil, err
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("natsbus: %w", err)
 	}
-	if err := Setup(ctx, js, names, b, log); err != nil {
-		return nil, err
-	}
 	w := &WorkerClient{nc: nc, js: js, names: names, bus: b, vocab: vocab, log: log, ID: id,
-		inflight: map[string]jetstream.Msg{}, counts: map[string]int64{}}
-	err = retry(ctx, log, "creating consumer workers on "+names.JobStream(), secs(b.WaitS), func(ctx context.Context) error {
-		w.cons, err = js.CreateOrUpdateConsumer(ctx, names.JobStream(), jetstream.ConsumerConfig{Durable: "workers",
-			AckPolicy: jetstream.AckExplicitPolicy, AckWait: secs(b.JobAckWaitS), MaxDeliver: 20, MaxAckPending: 1 << 12,
-			FilterSubject: names.JobSubject()})
+		inflight: map[string]jetstream.Msg{}, tokens: map[string]*jobToken{}, counts: map[string]int64{}}
+	err = retry(ctx, log, "binding to consumer workers on "+names.JobStream(), secs(b.WaitS), func(ctx context.Context) error {
+		w.cons, err = js.Consumer(ctx, names.JobStream(), "workers")
+		if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("%w: the learner creates the stream and the consumer; is it running, with rl.bus.prefix %q and stage %q?", err, names.Prefix, names.Stage)
+		}
 		return err
 	})
 	if err != nil {
@@ -146,6 +166,9 @@ func (w *WorkerClient) NextJob(ctx context.Context) (rollout.Job, error) {
 			if err == nil && jm.GroupID == "" {
 				err = errors.New("no group id")
 			}
+			if err == nil && jm.Token == "" {
+				err = errors.New("no job token (a learner of an older version?)")
+			}
 			if err != nil {
 				w.mu.Lock()
 				w.counts[CountMalformed]++
@@ -156,10 +179,39 @@ func (w *WorkerClient) NextJob(ctx context.Context) (rollout.Job, error) {
 			}
 			w.mu.Lock()
 			w.inflight[jm.GroupID] = m
+			w.take(jm.GroupID, jm.Token)
 			w.mu.Unlock()
 			return rollout.Job{GroupID: jm.GroupID, Task: task, Version: jm.Version, Seed: jm.Seed}, nil
 		}
 	}
+}
+
+// take records the token of a job taken (w.mu held).
+func (w *WorkerClient) take(id, token string) {
+	jt := w.tokens[id]
+	if jt == nil {
+		jt = &jobToken{}
+		w.tokens[id] = jt
+	}
+	jt.token = token // the same for every delivery of the job
+	jt.refs++
+}
+
+// release forgets one taking of job id's token (w.mu held).
+func (w *WorkerClient) release(id string) {
+	if jt := w.tokens[id]; jt != nil {
+		if jt.refs--; jt.refs <= 0 {
+			delete(w.tokens, id)
+		}
+	}
+}
+
+// Grant lets this client publish group id without having taken its job with NextJob, with the token the
+// learner gives it (Learner.JobToken): for groups the learner Expects (the transport benchmark, tests).
+func (w *WorkerClient) Grant(id, token string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.take(id, token)
 }
 
 // Return gives a job's prompt back for redelivery after delay (at once for 0), so that a worker that
@@ -168,6 +220,7 @@ func (w *WorkerClient) Return(job rollout.Job, delay time.Duration) {
 	w.mu.Lock()
 	m := w.inflight[job.GroupID]
 	delete(w.inflight, job.GroupID)
+	w.release(job.GroupID)
 	w.mu.Unlock()
 	switch {
 	case m == nil:
@@ -178,10 +231,21 @@ func (w *WorkerClient) Return(job rollout.Job, delay time.Duration) {
 	}
 }
 
-// Publish sends a group (an empty one tells the learner that sampling failed) and acks its prompt.
+// Publish sends a group (an empty one tells the learner that sampling failed) and acks its prompt. It
+// refuses a group whose job this client does not hold (not taken with NextJob or granted, or returned).
 func (w *WorkerClient) Publish(ctx context.Context, g *data.Group) error {
+	w.mu.Lock()
+	var token string
+	if jt := w.tokens[g.GroupID]; jt != nil {
+		token = jt.token
+	}
+	w.mu.Unlock()
+	if token == "" {
+		return fmt.Errorf("natsbus: worker %s: group %s: no job token: its job was not taken with NextJob (or was returned)", w.ID, g.GroupID)
+	}
 	msg := &nats.Msg{Subject: w.names.TrajSubject(), Header: nats.Header{}}
 	msg.Header.Set(HdrGroup, g.GroupID)
+	msg.Header.Set(HdrToken, token)
 	msg.Header.Set(HdrWorker, w.ID)
 	if w.Attention != "" {
 		msg.Header.Set(HdrAttention, w.Attention)
@@ -215,7 +279,8 @@ func (w *WorkerClient) Publish(ctx context.Context, g *data.Group) error {
 	w.EncodeNs.Add(int64(time.Since(t0)))
 	t1 := time.Now()
 	err := retry(ctx, w.log, "publishing group "+g.GroupID, secs(w.bus.WaitS), func(ctx context.Context) error {
-		_, err := w.js.PublishMsg(ctx, msg, jetstream.WithMsgID(g.GroupID))
+		// de-duplicated by token: only a holder of the job can occupy its group's slot
+		_, err := w.js.PublishMsg(ctx, msg, jetstream.WithMsgID(token))
 		return err
 	})
 	if err != nil {
@@ -230,9 +295,10 @@ func (w *WorkerClient) Publish(ctx context.Context, g *data.Group) error {
 	w.mu.Lock()
 	m := w.inflight[g.GroupID]
 	delete(w.inflight, g.GroupID)
+	w.release(g.GroupID)
 	w.mu.Unlock()
 	if m != nil {
-		// a lost ack only means the prompt is sampled again; the group is de-duplicated by id
+		// a lost ack only means the prompt is sampled again; the group is de-duplicated by token and id
 		_ = m.Ack()
 	}
 	return nil
@@ -270,5 +336,6 @@ func (w *WorkerClient) Close() error {
 		_ = m.Nak()
 		delete(w.inflight, id)
 	}
+	clear(w.tokens)
 	return nil
 }

@@ -40,6 +40,9 @@ func TestRLBusWrongGroupSizeDropped(t *testing.T) {
 	}
 	defer nc.Close()
 
+	dir := t.TempDir()
+	learnerDone := make(chan error, 1)
+	go func() { learnerDone <- Execute(ctx, cfg, Options{Dir: dir, Log: log}) }()
 	// the rogue worker takes the first prompt and answers it with 2 completions instead of rl.group_size 4
 	rogue, err := natsbus.NewWorkerClient(ctx, nc, names, st.RL.Bus, cfg.Model.VocabSize, "rogue", log)
 	if err != nil {
@@ -72,9 +75,6 @@ func TestRLBusWrongGroupSizeDropped(t *testing.T) {
 		rogueDone <- job.GroupID
 	}()
 
-	dir := t.TempDir()
-	learnerDone := make(chan error, 1)
-	go func() { learnerDone <- Execute(ctx, cfg, Options{Dir: dir, Log: log}) }()
 	var bad string
 	select {
 	case bad = <-rogueDone:

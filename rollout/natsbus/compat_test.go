@@ -149,6 +149,9 @@ func TestJunkFloodTerminated(t *testing.T) {
 
 			start := time.Now()
 			junk(t, nc, names.TrajSubject(), nTraj, map[string]string{HdrGroup: "junk", HdrStatus: "ok"})
+			// and junk that carries a genuine token (a worker's bug): decoded, malformed, terminated
+			const nSigned = 500
+			junk(t, nc, names.TrajSubject(), nSigned, map[string]string{HdrGroup: "rl-000009-000", HdrStatus: "ok", HdrToken: l.JobToken("rl-000009-000")})
 			junk(t, nc, names.JobSubject(), nJobs, nil)
 			g := "rl-000000-000"
 			if err := l.Dispatch(ctx, 0, []rollout.Job{job(g, 0)}); err != nil {
@@ -168,9 +171,10 @@ func TestJunkFloodTerminated(t *testing.T) {
 			if err := l.Commit(ctx, []string{g}); err != nil {
 				t.Fatal(err)
 			}
-			for deadline := time.Now().Add(20 * time.Second); l.Counts()[CountMalformed] < nTraj; time.Sleep(20 * time.Millisecond) {
+			// junk carries no job token: terminated as forged before it is even decoded
+			for deadline := time.Now().Add(20 * time.Second); l.Counts()[CountForged] < nTraj; time.Sleep(20 * time.Millisecond) {
 				if time.Now().After(deadline) {
-					t.Fatalf("learner counts %v after 20 s, want %d malformed", l.Counts(), nTraj)
+					t.Fatalf("learner counts %v after 20 s, want %d forged", l.Counts(), nTraj)
 				}
 			}
 			t.Logf("%d junk groups and %d junk prompts terminated, a real group collected, in %s", nTraj, nJobs, time.Since(start).Round(time.Millisecond))
@@ -194,8 +198,8 @@ func TestJunkFloodTerminated(t *testing.T) {
 				t.Fatalf("after the ack wait: learner consumer ack pending %d, redelivered %d, pending %d; workers consumer %d, %d, %d; want all 0",
 					li.NumAckPending, li.NumRedelivered, li.NumPending, wi.NumAckPending, wi.NumRedelivered, wi.NumPending)
 			}
-			if c := l.Counts(); c[CountMalformed] != nTraj || c[CountRedelivery] != 0 {
-				t.Fatalf("learner counts %v: want %d malformed, each once, and no redelivery", c, nTraj)
+			if c := l.Counts(); c[CountForged] != nTraj || c[CountMalformed] != nSigned || c[CountRedelivery] != 0 {
+				t.Fatalf("learner counts %v: want %d forged and %d malformed, each once, and no redelivery", c, nTraj, nSigned)
 			}
 			if c := w.Counts(); c[CountMalformed] != nJobs {
 				t.Fatalf("worker counts %v: want %d malformed prompts, each once", c, nJobs)

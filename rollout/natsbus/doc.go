@@ -4,5 +4,6 @@
 // through a NATS Object Store (or S3, rl.bus.weights s3) with a small notification message. Learner is the
 // learner's side (rollout.LearnerTransport) and WorkerClient a worker's (rollout.WorkerTransport); the
 // weight sync is WeightPublisher and WeightFetcher, a worker process is RunWorkers (rollout.Worker loops
-// behind a rollout.Gate), and StartEmbedded runs a loopback server with JetStream for local runs and tests.
+// behind a rollout.Gate), Lease is the learner lease (one learner per run and stage, a KV entry renewed by
+// compare-and-set), and StartEmbedded runs a loopback server with JetStream for local runs and tests.
 package natsbus

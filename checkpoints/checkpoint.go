@@ -4,8 +4,9 @@
 // optimizer.safetensors and finally manifest.json into checkpointsDir/.tmp-<name>-<rand>, fsyncs every
 // file and the directory, renames it to checkpointsDir/<name> (moving an older checkpoint of the same name
 // aside first, then deleting it), and only then replaces checkpointsDir/latest through a temporary file
-// and a rename. A crash at any point leaves either the old state or the new one; a half-written
-// directory never carries the final name without its manifest.
+// and a rename; latest never moves back to an older checkpoint (latest.go). A crash at any point leaves
+// either the old state or the new one; a half-written directory never carries the final name without its
+// manifest.
 //
 // Load verifies every file against the manifest while reading it (size, then SHA-256), and every model
 // tensor against model.Specs of the config.json's model (presence, shape, dtype). A directory without
@@ -74,6 +75,11 @@ type Checkpoint struct {
 // SaveOptions tunes Save.
 type SaveOptions struct {
 	ModelDType DType // dtype of model.safetensors: F32 (default, exact resume), BF16 or F16
+	// Stages is the pipeline's stage order, for the rule that latest never moves back (CheckForward).
+	Stages []string
+	// Fence, when set, is called once the files are written and before the checkpoint takes its name and
+	// latest moves: an error (the writer lost its lease) discards the checkpoint.
+	Fence func() error
 }
 
 // LoadOptions tunes Load.
@@ -174,6 +180,9 @@ func SaveWith(checkpointsDir, name string, ck *Checkpoint, opts SaveOptions) (di
 	if !decodable(dtype) {
 		return "", fmt.Errorf("save %s: model dtype %s not supported (F32, BF16 or F16)", name, dtype)
 	}
+	if err := CheckForward(checkpointsDir, name, opts.Stages); err != nil {
+		return "", fmt.Errorf("save %s: %w", name, err)
+	}
 	cfgJSON, err := MarshalConfig(ck.Model) // validates the model first
 	if err != nil {
 		return "", fmt.Errorf("save %s: %w", name, err)
@@ -254,6 +263,15 @@ func SaveWith(checkpointsDir, name string, ck *Checkpoint, opts SaveOptions) (di
 	}
 	if err = syncDir(tmp); err != nil {
 		return "", fmt.Errorf("save %s: %w", name, err)
+	}
+	// the commit point: checked again, right before the checkpoint takes its name
+	if err = CheckForward(checkpointsDir, name, opts.Stages); err != nil {
+		return "", fmt.Errorf("save %s: %w", name, err)
+	}
+	if opts.Fence != nil {
+		if err = opts.Fence(); err != nil {
+			return "", fmt.Errorf("save %s: %w", name, err)
+		}
 	}
 
 	dir = filepath.Join(checkpointsDir, name)

@@ -229,7 +229,7 @@ func TestLatestAndList(t *testing.T) {
 	if _, err := Latest(root); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Latest of an empty dir: %v, want ErrNotExist", err)
 	}
-	for _, name := range []string{"pretrain-100", "pretrain-20", "rl_math-150", "dsa_warmup-120"} {
+	for _, name := range []string{"pretrain-20", "pretrain-100", "rl_math-150", "dsa_warmup-120"} {
 		ck := makeCheckpoint(t, 5)
 		if _, err := Save(root, name, ck); err != nil {
 			t.Fatal(err)
@@ -603,8 +603,9 @@ func TestPrune(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// latest → pretrain-30 (re-saved last); a crash leftover; an .old copy whose checkpoint is back.
-	if _, err := Save(root, "pretrain-30", ck); err != nil {
+	// latest → pretrain-30 (Save never moves it back: written by hand); a crash leftover; an .old copy
+	// whose checkpoint is back.
+	if err := os.WriteFile(filepath.Join(root, LatestFile), []byte("pretrain-30\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	os.MkdirAll(filepath.Join(root, ".tmp-pretrain-110-xyz"), 0o755)

@@ -107,6 +107,9 @@ type evalDecoding struct {
 	passK      int
 	sampling   rollout.SamplingParams
 	sampleSeed func(i int) *rand.Rand
+	// stop, when closed, ends the evaluation between tasks with an error wrapping context.Canceled (a run
+	// that is stopping does not wait for it).
+	stop <-chan struct{}
 }
 
 // evalOutcome is what greedyEval measured.
@@ -141,6 +144,12 @@ func greedyEval(eng *model.Engine, tok *data.Tokenizer, fam envs.Family, tasks [
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(tasks); i += workers {
+				select {
+				case <-d.stop: // nil: never
+					errs[w] = fmt.Errorf("evaluation stopped: %w", context.Canceled)
+					return
+				default:
+				}
 				t := tasks[i]
 				var completion, finish string
 				var err error

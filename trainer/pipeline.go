@@ -1,7 +1,8 @@
 // pipeline.go: the pipeline runner. A run is a directory (docs/architecture.md, "Run directory") and a list
 // of stages; each stage starts from its init_from checkpoint, the previous stage's weights, or a fresh model,
 // and ends with a checkpoint. Resume picks up a checkpoint's stage at its step, with its optimizer state and
-// data cursor, so N steps + resume + N steps equals 2N steps bit for bit.
+// data cursor, so N steps + resume + N steps equals 2N steps bit for bit. One trainer at a time works in a
+// run directory (runlock.go), and checkpoints/latest only moves forward (checkpoints.CheckForward).
 
 package trainer
 
@@ -32,6 +33,9 @@ type Options struct {
 	// newest checkpoint of Dir), or a checkpoint directory.
 	Resume string
 	Log    *slog.Logger
+	// LeaseTTL is the time to live of an rl stage's learner lease on a NATS cluster (0: the default,
+	// natsbus.DefaultLeaseTTL): a learner that stops renewing it is replaced after at most this long.
+	LeaseTTL time.Duration
 }
 
 // Run is one pipeline run in progress.
@@ -42,14 +46,17 @@ type Run struct {
 	Log     *slog.Logger
 
 	uploader *objstore.Uploader // checkpoint.upload: background copies to object storage
+	leaseTTL time.Duration      // Options.LeaseTTL
 }
 
 // CheckpointsDir is <run>/checkpoints.
 func (r *Run) CheckpointsDir() string { return filepath.Join(r.Dir, "checkpoints") }
 
-func (r *Run) saveCheckpoint(ck *checkpoints.Checkpoint) (string, error) {
+// saveCheckpoint writes ck under its name; fence (nil: none) runs right before the checkpoint takes its name
+// and latest moves, and its error (a lost learner lease) discards the checkpoint.
+func (r *Run) saveCheckpoint(ck *checkpoints.Checkpoint, fence func() error) (string, error) {
 	name := checkpoints.Name(ck.State.Stage, ck.State.Step)
-	dir, err := checkpoints.Save(r.CheckpointsDir(), name, ck)
+	dir, err := checkpoints.SaveWith(r.CheckpointsDir(), name, ck, checkpoints.SaveOptions{Stages: r.Config.StageNames(), Fence: fence})
 	if err != nil {
 		return "", fmt.Errorf("saving checkpoint %s: %w", name, err)
 	}
@@ -71,7 +78,8 @@ func (r *Run) saveCheckpoint(ck *checkpoints.Checkpoint) (string, error) {
 }
 
 // Execute runs the pipeline of cfg (already validated) until its last stage ends, ctx is cancelled
-// (ErrInterrupted, after a checkpoint), or an error.
+// (ErrInterrupted, after a checkpoint of the last completed step), or an error. It holds the run
+// directory's lock throughout (ErrRunLocked when another trainer holds it).
 func Execute(ctx context.Context, cfg *configs.Config, opt Options) (err error) {
 	if err := cfg.CheckKinds(ImplementedKinds); err != nil {
 		return err
@@ -86,7 +94,12 @@ func Execute(ctx context.Context, cfg *configs.Config, opt Options) (err error) 
 	if err := os.MkdirAll(opt.Dir, 0o755); err != nil {
 		return fmt.Errorf("trainer: run directory: %w", err)
 	}
-	r := &Run{Config: cfg, Dir: opt.Dir, Log: log}
+	unlock, err := lockRunDir(opt.Dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	r := &Run{Config: cfg, Dir: opt.Dir, Log: log, leaseTTL: opt.LeaseTTL}
 	// object storage: s3:// references are downloaded to the run's cache and verified against their manifest
 	cache := filepath.Join(opt.Dir, "cache")
 	for i := range cfg.Stages {
@@ -94,7 +107,7 @@ func Execute(ctx context.Context, cfg *configs.Config, opt Options) (err error) 
 		if objstore.IsURL(st.InitFrom) {
 			dir, err := objstore.Resolve(ctx, st.InitFrom, cache)
 			if err != nil {
-				return fmt.Errorf("stages[%s].init_from: %w", st.Name, err)
+				return stoppedEarly(ctx, fmt.Errorf("stages[%s].init_from: %w", st.Name, err))
 			}
 			log.Info("init_from downloaded", "stage", st.Name, "from", st.InitFrom, "dir", dir)
 			st.InitFrom = dir
@@ -103,7 +116,7 @@ func Execute(ctx context.Context, cfg *configs.Config, opt Options) (err error) 
 	if objstore.IsURL(opt.Resume) {
 		dir, err := objstore.Resolve(ctx, opt.Resume, cache)
 		if err != nil {
-			return fmt.Errorf("trainer: --resume: %w", err)
+			return stoppedEarly(ctx, fmt.Errorf("trainer: --resume: %w", err))
 		}
 		opt.Resume = dir
 	}
@@ -151,6 +164,10 @@ func Execute(ctx context.Context, cfg *configs.Config, opt Options) (err error) 
 		if _, ok := cfg.Stage(ck.State.Stage); !ok {
 			return fmt.Errorf("trainer: --resume: checkpoint %s belongs to stage %q, which this config does not have (stages: %v)", dir, ck.State.Stage, cfg.StageNames())
 		}
+		// latest never moves back: resuming an older checkpoint into this run directory would, at its first save
+		if err := checkpoints.CheckForward(r.CheckpointsDir(), checkpoints.Name(ck.State.Stage, ck.State.Step), cfg.StageNames()); err != nil {
+			return fmt.Errorf("trainer: --resume %s: %w", dir, err)
+		}
 		if ck.State.ConfigHash != "" && ck.State.ConfigHash != cfg.Hash() {
 			log.Warn("resuming with a config that differs from the checkpoint's", "checkpoint", dir)
 		}
@@ -192,6 +209,15 @@ func Execute(ctx context.Context, cfg *configs.Config, opt Options) (err error) 
 		}
 	}
 	return nil
+}
+
+// stoppedEarly turns an error that ctx's cancellation caused before any step was trained into
+// ErrInterrupted: there is nothing to save.
+func stoppedEarly(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%w before training, nothing to save (%v)", ErrInterrupted, err)
+	}
+	return err
 }
 
 // newStage builds the stage of st's kind over params.

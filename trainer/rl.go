@@ -361,13 +361,23 @@ func labeledRNG(seed int64, label string, stream uint64) *rand.Rand {
 }
 
 // step is one GRPO step: collect the groups, compute their advantages, update on each mini-batch, advance
-// the policy.
+// the policy. ctx stops it only while it collects (errStepStopped: nothing changed, the groups it holds are
+// not acked and come back to a resumed learner); from the update on it runs to its end.
 func (s *rlStage) step(ctx context.Context, step int) (stepResult, error) {
 	t0 := time.Now()
-	groups, zeroStd, err := s.collect(ctx, step)
+	mark := len(s.uncommitted)
+	groups, zeroStd, err := s.collectHeld(ctx, step)
 	if err != nil {
+		s.uncommitted = s.uncommitted[:mark] // not applied: never acked
+		if lerr := s.leaseErr(); lerr != nil {
+			return stepResult{}, lerr
+		}
+		if ctx.Err() != nil {
+			return stepResult{}, fmt.Errorf("%w: %w", errStepStopped, err)
+		}
 		return stepResult{}, err
 	}
+	ctx = context.WithoutCancel(ctx) // the step's own work must not fail because a stop signal came
 	tRollout := time.Since(t0)
 	t1 := time.Now()
 	batch, err := s.advantages(groups)
@@ -404,6 +414,7 @@ func (s *rlStage) step(ctx context.Context, step int) (stepResult, error) {
 		return stepResult{}, err
 	}
 	s.busMetrics(step+1, m)
+	s.stepDone()
 	return stepResult{metrics: m, skipped: upd.skipped}, nil
 }
 
@@ -816,13 +827,13 @@ func (s *rlStage) advancePolicy() error {
 
 // evaluate returns eval/<env>/accuracy: greedy accuracy on the first rl.eval_tasks held-out tasks (the
 // same tasks at every evaluation), decoded by the in-process engine as the workers decode.
-func (s *rlStage) evaluate(context.Context, int) (map[string]float64, error) {
+func (s *rlStage) evaluate(ctx context.Context, _ int) (map[string]float64, error) {
 	n := s.rc.EvalTasks
 	if n == 0 {
 		return nil, nil
 	}
 	tasks, _ := envs.EvalTasks(s.family, labeledRNG(s.run.Config.Seed, "eval/"+s.rc.Env, 2), data.SplitHeldOut, n)
-	res, err := greedyEval(s.engine, s.tok, s.family, tasks, evalDecoding{maxNewTokens: s.rc.MaxNewTokens,
+	res, err := greedyEval(s.engine, s.tok, s.family, tasks, evalDecoding{maxNewTokens: s.rc.MaxNewTokens, stop: ctx.Done(),
 		sparse: s.sparse, sparseTopK: s.layout.selectionK, workers: s.rc.Workers})
 	if err != nil {
 		return nil, err

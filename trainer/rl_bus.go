@@ -9,6 +9,11 @@
 // With out-of-process workers the learner publishes the weights after every update (natsbus.WeightPublisher),
 // each version carrying the policy's attention (and rl.keep_selection) so that the workers decode as the
 // learner trains; the learner refuses any group decoded with another attention (natsbus.Learner.SetAttention).
+//
+// On a NATS cluster (transport nats) the learner holds the stage's lease (natsbus.Lease) from before it
+// touches the streams until the stage ends: it confirms the lease before each step's prompts go out, before
+// each weights version is published and before each checkpoint takes its name (fence), so that a learner
+// that lost it — paused past its TTL while another took over — stops with natsbus.ErrLeaseLost instead.
 
 package trainer
 
@@ -24,6 +29,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/data"
 	"github.com/sparrow-rl/sparrow/envs"
 	"github.com/sparrow-rl/sparrow/rollout"
 	"github.com/sparrow-rl/sparrow/rollout/natsbus"
@@ -36,7 +42,9 @@ type busState struct {
 	learner *natsbus.Learner
 	local   *natsbus.WorkerClient
 	weights *natsbus.WeightPublisher
+	lease   *natsbus.Lease // the learner lease (transport nats)
 	beat    func()
+	heldSeq uint64 // the highest stream sequence of the groups the completed steps applied
 
 	lastStep                   time.Time
 	lastWait, lastDec, lastDis time.Duration
@@ -93,6 +101,15 @@ func (s *rlStage) openTransport(ctx context.Context, step int) (rollout.WorkerTr
 	}
 	s.bus.nc = nc
 	names := BusNames(s.run.Config, s.stage)
+	if b.Transport == "nats" {
+		dir, _ := filepath.Abs(s.run.Dir)
+		lease, err := natsbus.AcquireLease(ctx, nc, names, natsbus.LeaseOptions{TTL: s.run.leaseTTL, RunDir: dir, Log: log})
+		if err != nil {
+			return nil, err
+		}
+		s.bus.lease = lease
+		log.Info("learner lease taken", "bucket", lease.Bucket(), "key", natsbus.LeaseKey, "revision", lease.Revision(), "ttl_s", lease.TTL().Seconds())
+	}
 	vocab := s.params.Config.VocabSize
 	// the job tokens' secret outlives the process: groups published before a restart still verify
 	secret, err := natsbus.LoadOrCreateSecret(filepath.Join(s.run.Dir, "nats", "learner-"+names.Stage+".secret"))
@@ -170,6 +187,18 @@ func (s *rlStage) closeTransport(completed bool) {
 		s.transport.Close()
 	}
 	if s.bus.nc != nil {
+		// the server has the negative acks of the groups not committed (Close) before the lease and the
+		// connection go, so that the next learner gets them at once
+		_ = s.bus.nc.FlushTimeout(2 * time.Second)
+	}
+	if s.bus.lease != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.bus.lease.Release(ctx); err != nil {
+			s.run.Log.Warn("could not release the learner lease", "stage", s.stage.Name, "err", err)
+		}
+		cancel()
+	}
+	if s.bus.nc != nil {
 		s.bus.nc.Close()
 	}
 	if s.bus.server != nil {
@@ -179,10 +208,15 @@ func (s *rlStage) closeTransport(completed bool) {
 	s.transport = nil
 }
 
-// publishWeights sends the new policy version to out-of-process workers.
+// publishWeights sends the new policy version to out-of-process workers, under the lease.
 func (s *rlStage) publishWeights(ctx context.Context, m map[string]float64) error {
 	if s.bus.weights == nil {
 		return nil
+	}
+	if s.bus.lease != nil {
+		if err := s.bus.lease.Check(ctx); err != nil {
+			return fmt.Errorf("weights version %d not published: %w", s.version, err)
+		}
 	}
 	if _, err := s.bus.weights.Publish(ctx, s.version, s.params); err != nil {
 		return fmt.Errorf("publishing weights version %d: %w", s.version, err)
@@ -222,10 +256,51 @@ func (s *rlStage) busMetrics(step int, m map[string]float64) {
 	s.run.Log.Info("rollout workers", "stage", s.stage.Name, "step", step, "live", l.Beats.Summary())
 }
 
-// streamSeq is the highest trajectory-stream sequence among the groups a checkpoint taken now holds.
-func (s *rlStage) streamSeq() uint64 {
-	if s.bus.learner == nil {
-		return 0
+// streamSeq is the highest trajectory-stream sequence among the groups a checkpoint taken now holds: those
+// of the completed steps (a step stopped while collecting holds groups that it did not apply).
+func (s *rlStage) streamSeq() uint64 { return s.bus.heldSeq }
+
+// stepDone records that the groups collected so far are applied.
+func (s *rlStage) stepDone() {
+	if s.bus.learner != nil {
+		s.bus.heldSeq = s.bus.learner.MaxSeq()
 	}
-	return s.bus.learner.MaxSeq()
+}
+
+// collectHeld collects the step's groups under the learner lease: it confirms the lease first, and a lease
+// lost while it waits ends the wait (leaseErr then says why).
+func (s *rlStage) collectHeld(ctx context.Context, step int) ([]*data.Group, int, error) {
+	l := s.bus.lease
+	if l == nil {
+		return s.collect(ctx, step)
+	}
+	if err := l.Check(ctx); err != nil {
+		return nil, 0, err
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-l.Lost():
+			cancel()
+		case <-lctx.Done():
+		}
+	}()
+	return s.collect(lctx, step)
+}
+
+// leaseErr says why the learner lease is lost (nil while it is held, or without one).
+func (s *rlStage) leaseErr() error {
+	if s.bus.lease == nil {
+		return nil
+	}
+	return s.bus.lease.Err()
+}
+
+// fence confirms the learner lease right before a checkpoint takes its name (stage.go, fencer).
+func (s *rlStage) fence() error {
+	if s.bus.lease == nil {
+		return nil
+	}
+	return s.bus.lease.Check(context.Background())
 }

@@ -1,7 +1,15 @@
 // stage.go: the one stage loop. Every stage kind is a type with the methods of stage; runLoop owns what
 // they share: step counting, the skipped-step budget, metrics and console lines, the evaluation cadence,
 // checkpoints (every checkpoint.every steps and at the end), exact resume, and a clean stop on cancellation
-// (Ctrl-C) after a checkpoint of the last completed step. A new stage kind is a new type, not a new loop.
+// (SIGINT, SIGTERM) after a checkpoint of the last completed step. A new stage kind is a new type, not a new
+// loop.
+//
+// Stopping: a step is either completed or not counted. A stage's step watches ctx only while it waits for
+// its inputs, and then returns an error wrapping errStepStopped, having changed nothing; once it changes the
+// model it runs to its end (update, new policy version, weights published) whatever ctx says. The loop then
+// skips the evaluation (or drops one in progress), saves the last completed step (unless saved already; the
+// stage then acks what the checkpoint holds), and returns ErrInterrupted. Any other error while stopping is
+// an error: no checkpoint of a step that may be half done is ever written.
 
 package trainer
 
@@ -18,9 +26,19 @@ import (
 	"github.com/sparrow-rl/sparrow/configs"
 )
 
-// ErrInterrupted is returned when a run stops because its context was cancelled (Ctrl-C); a checkpoint of
-// the last completed step has been written.
-var ErrInterrupted = errors.New("trainer: interrupted (checkpoint saved)")
+// ErrInterrupted is returned (possibly wrapped) when a run stops because its context was cancelled (SIGINT,
+// SIGTERM): a checkpoint of the last completed step has been written, or no step was trained since the
+// checkpoint the run started from.
+var ErrInterrupted = errors.New("trainer: interrupted")
+
+// errStepStopped marks a step that ctx stopped before it changed anything: the loop does not count it.
+var errStepStopped = errors.New("trainer: step stopped before it changed the model")
+
+// fencer is a stage whose checkpoints are fenced (an rl stage holding a NATS learner lease): fence runs
+// right before a checkpoint takes its name, and its error discards the checkpoint.
+type fencer interface {
+	fence() error
+}
 
 // stage is what runLoop drives: one stage kind's training.
 type stage interface {
@@ -92,9 +110,10 @@ func (r *Run) runLoop(ctx context.Context, st configs.Stage, s stage, resume *ch
 		pb.Update(sr.step-1, math.NaN(), 0)
 	}
 	if err := s.begin(ctx, sr.step); err != nil {
-		return fmt.Errorf("stage %s: %w", st.Name, err)
+		// stopped while starting (waiting for the server, the lease, the first weights): nothing was trained
+		return stoppedEarly(ctx, fmt.Errorf("stage %s: %w", st.Name, err))
 	}
-	if sr.step == 0 && p.evalFirst {
+	if sr.step == 0 && p.evalFirst && ctx.Err() == nil {
 		if err := sr.evaluate(ctx); err != nil {
 			return err
 		}
@@ -106,8 +125,8 @@ func (r *Run) runLoop(ctx context.Context, st configs.Stage, s stage, resume *ch
 		}
 		res, err := s.step(ctx, sr.step)
 		if err != nil {
-			if ctx.Err() != nil {
-				continue // interrupted mid-step: the step did not happen
+			if ctx.Err() != nil && errors.Is(err, errStepStopped) {
+				continue // stopped before it changed anything: the step did not happen
 			}
 			return fmt.Errorf("stage %s step %d: %w", st.Name, sr.step, err)
 		}
@@ -118,7 +137,7 @@ func (r *Run) runLoop(ctx context.Context, st configs.Stage, s stage, resume *ch
 		if err := sr.record(res, &rate, p, pb); err != nil {
 			return err
 		}
-		if (p.evalEvery > 0 && sr.step%p.evalEvery == 0) || sr.step == p.steps {
+		if ((p.evalEvery > 0 && sr.step%p.evalEvery == 0) || sr.step == p.steps) && ctx.Err() == nil {
 			if err := sr.evaluate(ctx); err != nil {
 				return err
 			}
@@ -183,6 +202,10 @@ func headline(step int, m map[string]float64, keys []string) []any {
 func (sr *stageRun) evaluate(ctx context.Context) error {
 	m, err := sr.s.evaluate(ctx, sr.step)
 	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			sr.run.Log.Info("evaluation dropped: stopping", "stage", sr.st.Name, "step", sr.step)
+			return nil
+		}
 		return fmt.Errorf("stage %s: eval: %w", sr.st.Name, err)
 	}
 	if len(m) == 0 {
@@ -215,7 +238,11 @@ func (sr *stageRun) save(ctx context.Context) error {
 	st := &ck.State
 	st.Stage, st.Kind, st.Step, st.StageSteps, st.SkippedSteps = sr.st.Name, sr.st.Kind, sr.step, sr.step, sr.skipped
 	st.ConfigHash = sr.run.Config.Hash()
-	if _, err := sr.run.saveCheckpoint(ck); err != nil {
+	var fence func() error
+	if f, ok := sr.s.(fencer); ok {
+		fence = f.fence
+	}
+	if _, err := sr.run.saveCheckpoint(ck, fence); err != nil {
 		return err
 	}
 	sr.lastSaved = sr.step
@@ -230,8 +257,9 @@ func (sr *stageRun) interrupt() error {
 			return fmt.Errorf("saving on interrupt: %w", err)
 		}
 	}
-	sr.run.Log.Info("interrupted", "stage", sr.st.Name, "step", sr.step)
-	return ErrInterrupted
+	name := checkpoints.Name(sr.st.Name, sr.step)
+	sr.run.Log.Info("interrupted", "stage", sr.st.Name, "step", sr.step, "checkpoint", name)
+	return fmt.Errorf("%w after step %d of stage %s (checkpoint %s saved)", ErrInterrupted, sr.step, sr.st.Name, name)
 }
 
 // throughput measures tokens per second between metric records.

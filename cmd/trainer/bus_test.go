@@ -377,7 +377,8 @@ func TestBusProcessesServerRestartAndLearnerResume(t *testing.T) {
 	runDir := filepath.Join(dir, "run")
 	w1 := startTrainer(t, dir, "rollout1", busArgs("rollout", srv.url(), "--workers", "1")...)
 	w2 := startTrainer(t, dir, "rollout2", busArgs("rollout", srv.url(), "--workers", "1")...)
-	learner := startTrainer(t, dir, "learner", busArgs("learn", srv.url(), "--run-dir", runDir)...)
+	// a short lease TTL: the SIGKILLed learner's lease expires soon and the resumed learner takes it over
+	learner := startTrainer(t, dir, "learner", busArgs("learn", srv.url(), "--run-dir", runDir, "--lease-ttl", "3s")...)
 	waitStep(t, runDir, 1, learner)
 	srv.stop()
 	time.Sleep(300 * time.Millisecond)
@@ -387,7 +388,7 @@ func TestBusProcessesServerRestartAndLearnerResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	learner.wait(t, 10*time.Second)
-	resumed := startTrainer(t, dir, "learner2", busArgs("learn", srv.url(), "--run-dir", runDir, "--resume")...)
+	resumed := startTrainer(t, dir, "learner2", busArgs("learn", srv.url(), "--run-dir", runDir, "--resume", "--lease-ttl", "3s")...)
 	if err := resumed.wait(t, 90*time.Second); err != nil {
 		t.Fatalf("resumed learner: %v", err)
 	}

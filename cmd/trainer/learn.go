@@ -4,7 +4,8 @@
 // policy runs: the weights say dense or sparse, and a config that says otherwise is refused). Credentials pass through to
 // nats.go: user and password or a token in the URL (nats://user:pass@host:4222, nats://token@host:4222) or
 // from SPARROW_NATS_PASSWORD / SPARROW_NATS_TOKEN, a .creds file, TLS files. Secrets are taken out of the
-// URL before anything is logged or written to config.yaml.
+// URL before anything is logged or written to config.yaml. SIGINT and SIGTERM stop both gracefully
+// (signals.go); the learner holds the stage's lease on the server (--lease-ttl, natsbus.Lease).
 
 package main
 
@@ -13,9 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -68,6 +67,15 @@ func (f *natsFlags) apply(ctx context.Context, sets []string) ([]string, context
 	return out, natsbus.WithSecrets(ctx, sec), nil
 }
 
+// stopTimeoutOf is the --stop-timeout global flag.
+func stopTimeoutOf(cmd *cobra.Command) time.Duration {
+	d, err := cmd.Flags().GetDuration("stop-timeout")
+	if err != nil {
+		return 2 * time.Minute
+	}
+	return d
+}
+
 func loggerOf(cmd *cobra.Command) (*slog.Logger, error) {
 	lvl, _ := cmd.Flags().GetString("log-level")
 	format, _ := cmd.Flags().GetString("log-format")
@@ -85,12 +93,17 @@ func newLearnCmd() *cobra.Command {
 	var nf natsFlags
 	var sets []string
 	var runDir, resume string
+	var leaseTTL time.Duration
 	c := &cobra.Command{
 		Use:   "learn CONFIG --nats URL",
 		Short: "Run the RL learner alone against a NATS server; rollout workers run as `trainer rollout`",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			log, err := loggerOf(cmd)
+			if err != nil {
+				return err
+			}
+			ctx, stop := stopContext(cmd.Context(), log, stopTimeoutOf(cmd), gracefulTrainer)
 			defer stop()
 			all, ctx, err := nf.apply(ctx, append([]string{"rl.bus.local_workers=false"}, sets...))
 			if err != nil {
@@ -101,12 +114,8 @@ func newLearnCmd() *cobra.Command {
 				return err
 			}
 			runDir = resolveRunDir(runDir, cfg)
-			log, err := loggerOf(cmd)
-			if err != nil {
-				return err
-			}
 			log.Info("learn", "config", cfg.Name, "dir", runDir, "nats", cfg.RL.Bus.URL)
-			return trainer.Execute(ctx, cfg, trainer.Options{Dir: runDir, Resume: resume, Log: log})
+			return trainer.Execute(ctx, cfg, trainer.Options{Dir: runDir, Resume: resume, Log: log, LeaseTTL: leaseTTL})
 		},
 	}
 	nf.register(c)
@@ -114,6 +123,7 @@ func newLearnCmd() *cobra.Command {
 	c.Flags().StringVar(&runDir, "run-dir", "", "run directory (default runs/<name>-<timestamp>)")
 	c.Flags().StringVar(&resume, "resume", "", "continue a run: bare --resume (= auto) takes the newest checkpoint of --run-dir")
 	c.Flags().Lookup("resume").NoOptDefVal = "auto"
+	c.Flags().DurationVar(&leaseTTL, "lease-ttl", natsbus.DefaultLeaseTTL, "TTL of the learner lease on the NATS server: a learner gone this long is replaced by the next one")
 	return c
 }
 
@@ -127,7 +137,11 @@ func newRolloutCmd() *cobra.Command {
 		Short: "Run rollout workers for the learner of CONFIG over NATS; exits when the learner finishes the stage",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			log, err := loggerOf(cmd)
+			if err != nil {
+				return err
+			}
+			ctx, stop := stopContext(cmd.Context(), log, stopTimeoutOf(cmd), gracefulRollout)
 			defer stop()
 			all, ctx, err := nf.apply(ctx, sets)
 			if err != nil {
@@ -150,10 +164,6 @@ func newRolloutCmd() *cobra.Command {
 			if workers <= 0 {
 				workers = st.RL.Workers
 			}
-			log, err := loggerOf(cmd)
-			if err != nil {
-				return err
-			}
 			fam, err := trainer.RLFamily(*st)
 			if err != nil {
 				return err
@@ -169,6 +179,10 @@ func newRolloutCmd() *cobra.Command {
 			rep, err := natsbus.RunWorkers(ctx, natsbus.WorkerOptions{Conn: conn, Names: names, RL: st.RL, Attention: att, AttentionWhy: why,
 				Family: fam, Workers: workers, Log: log})
 			log.Info("rollout finished", "groups", rep.Groups, "tokens", rep.Tokens, "policy_version", rep.Version, "weight_swaps", rep.Swaps, "policy", rep.Policy.String())
+			if sig := stoppedBySignal(ctx); sig != nil && errors.Is(err, context.Canceled) {
+				// a graceful stop: finished groups were published and acked, prompts in flight handed back
+				return fmt.Errorf("rollout: %w; prompts in flight were handed back to the queue", sig)
+			}
 			return err
 		},
 	}

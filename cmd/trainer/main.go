@@ -10,13 +10,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,6 +23,7 @@ import (
 	"github.com/sparrow-rl/sparrow/checkpoints/objstore"
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/internal/kernels"
+	"github.com/sparrow-rl/sparrow/rollout/natsbus"
 	"github.com/sparrow-rl/sparrow/trainer"
 )
 
@@ -34,16 +33,17 @@ var version = "dev"
 func main() {
 	if err := newRootCmd().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
-		if errors.Is(err, trainer.ErrInterrupted) {
-			os.Exit(130)
+		if errors.Is(err, trainer.ErrInterrupted) || errors.As(err, new(*stopSignal)) {
+			os.Exit(exitInterrupted) // a graceful stop (signals.go)
 		}
 		os.Exit(1)
 	}
 }
 
 type globalFlags struct {
-	logLevel  string
-	logFormat string
+	logLevel    string
+	logFormat   string
+	stopTimeout time.Duration
 }
 
 func (g *globalFlags) logger(w io.Writer) (*slog.Logger, error) {
@@ -71,6 +71,8 @@ func newRootCmd() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "text or json (logs go to stderr)")
+	root.PersistentFlags().DurationVar(&g.stopTimeout, "stop-timeout", 2*time.Minute,
+		"after SIGINT/SIGTERM, exit at once (128+signal) if the graceful stop takes longer than this (0: wait)")
 	root.AddCommand(newRunCmd(g), newEvalCmd(g), newVersionCmd())
 	for _, c := range extraCommands {
 		cmd := c()
@@ -98,6 +100,7 @@ func attachBenchSubcommands(bench *cobra.Command) {
 func newRunCmd(g *globalFlags) *cobra.Command {
 	var sets []string
 	var runDir, resume string
+	var leaseTTL time.Duration
 	c := &cobra.Command{
 		Use:   "run CONFIG",
 		Short: "Run a training pipeline (a recipe name such as math, or a YAML file)",
@@ -112,11 +115,11 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := stopContext(cmd.Context(), log, g.stopTimeout, gracefulTrainer)
 			defer stop()
 			log.Info("run", "config", cfg.Name, "dir", runDir, "stages", strings.Join(cfg.StageNames(), ","), "blas", kernels.Backend(), "threads", kernels.Threads())
 			start := time.Now()
-			if err := trainer.Execute(ctx, cfg, trainer.Options{Dir: runDir, Resume: resume, Log: log}); err != nil {
+			if err := trainer.Execute(ctx, cfg, trainer.Options{Dir: runDir, Resume: resume, Log: log, LeaseTTL: leaseTTL}); err != nil {
 				return err
 			}
 			log.Info("run finished", "dir", runDir, "minutes", fmt.Sprintf("%.2f", time.Since(start).Minutes()))
@@ -127,6 +130,7 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 	c.Flags().StringVar(&runDir, "run-dir", "", "run directory (default runs/<name>-<timestamp>)")
 	c.Flags().StringVar(&resume, "resume", "", "continue a run: bare --resume (= auto) takes the newest checkpoint of --run-dir; or a checkpoint directory or s3:// URL")
 	c.Flags().Lookup("resume").NoOptDefVal = "auto"
+	c.Flags().DurationVar(&leaseTTL, "lease-ttl", natsbus.DefaultLeaseTTL, "with rl.bus.transport nats: TTL of the learner lease (a learner gone this long is replaced)")
 	return c
 }
 

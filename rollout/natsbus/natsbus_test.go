@@ -122,12 +122,19 @@ func group(id string, n int) *data.Group {
 // max payload is refused and reported, a second copy of a group is de-duplicated, a malformed message is
 // terminated and counted; committed groups are never delivered again, uncommitted ones are; a copy of a group
 // of a step before the learner's watermark is acked as a duplicate and never collected.
+//
+// It runs on the embedded server and on Debian's nats-server 2.9.10 (testServers).
 func TestLearnerWorkerStream(t *testing.T) {
-	e := embedded(t, EmbeddedOptions{})
+	for _, srv := range testServers {
+		t.Run(srv.name, func(t *testing.T) { testLearnerWorkerStream(t, srv.start(t)) })
+	}
+}
+
+func testLearnerWorkerStream(t *testing.T, url string) {
 	ctx := context.Background()
 	b := testBus()
 	b.MaxPayload = 8 << 10
-	nc, err := Connect(ConnOptions{URL: e.URL(), Log: quiet()})
+	nc, err := Connect(ConnOptions{URL: url, Log: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -120,7 +120,7 @@ func TestChaosSoak(t *testing.T) {
 	workers := []*proc{startWorker(), startWorker(), startWorker()}
 	startLearner := func(resume bool) *proc {
 		rep.LearnerRuns++
-		extra := []string{"--run-dir", runDir, "--lease-ttl", "3s"}
+		extra := []string{"--run-dir", runDir, "--lease-ttl", "10s"}
 		if resume {
 			extra = append(extra, "--resume")
 		}

@@ -293,6 +293,9 @@ func (l *Lease) renew(ctx context.Context) error {
 	h.Renewed = time.Now()
 	val, _ := json.Marshal(h)
 	rev, err := l.kv.Update(ctx, LeaseKey, val, l.rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyExists) {
+		rev, err = l.reassert(ctx, val, err)
+	}
 	if err == nil {
 		l.holder, l.rev, l.lastOK = h, rev, time.Now()
 		return nil
@@ -317,6 +320,29 @@ func (l *Lease) renew(ctx context.Context) error {
 		return l.err
 	}
 	return fmt.Errorf("natsbus: renewing the learner lease: %w", err)
+}
+
+// reassert handles a renewal whose revision did not match. A server restarted without its last writes
+// (killed before they reached its disk) can hand back an older revision of this learner's own entry, or no
+// entry at all: the lease is still this learner's, and it writes it again at the revision the server has
+// (or creates it, which fails if another learner got there first). An entry of another holder is not
+// touched: the mismatch stands and the lease is lost.
+func (l *Lease) reassert(ctx context.Context, val []byte, mismatch error) (uint64, error) {
+	e, err := l.kv.Get(ctx, LeaseKey)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		l.log.Warn("natsbus: the learner lease entry is gone from the server (restarted without its last writes?); creating it again", "bucket", l.bucket)
+		return l.kv.Create(ctx, LeaseKey, val)
+	case err != nil:
+		return 0, err
+	}
+	var cur LeaseHolder
+	if json.Unmarshal(e.Value(), &cur) != nil || cur.ID != l.holder.ID {
+		return 0, mismatch
+	}
+	l.log.Warn("natsbus: the server holds an older revision of this learner's lease (restarted without its last writes?); renewing from it",
+		"bucket", l.bucket, "had", l.rev, "server", e.Revision())
+	return l.kv.Update(ctx, LeaseKey, val, e.Revision())
 }
 
 // lose records why the lease is lost and closes Lost; l.mu is held.

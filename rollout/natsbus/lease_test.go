@@ -43,12 +43,31 @@ func TestLearnerLease(t *testing.T) {
 		t.Errorf("refused after %s, want within a renewal period (%s)", d, ttl/4)
 	}
 
-	// stolen: the holder's next compare-and-set fails
 	js, _ := jetstream.New(nc)
 	kv, err := js.KeyValue(ctx, names.LeaseBucket())
 	if err != nil {
 		t.Fatal(err)
 	}
+	// a server restarted without its last writes: its entry is the holder's own at another revision, or gone;
+	// the holder keeps its lease (it writes it again), as a chaos soak with nats-server SIGKILLs showed
+	own, err := kv.Get(ctx, LeaseKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, LeaseKey, own.Value()); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Check(ctx); err != nil {
+		t.Fatalf("Check after the server moved the holder's own entry to another revision: %v, want the lease kept", err)
+	}
+	if err := kv.Delete(ctx, LeaseKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Check(ctx); err != nil {
+		t.Fatalf("Check after the server lost the entry: %v, want the lease created again", err)
+	}
+
+	// stolen: the holder's next compare-and-set fails
 	if _, err := kv.Put(ctx, LeaseKey, []byte(`{"host":"thief","pid":1}`)); err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,11 @@ type RL struct {
 	EvalTasks int `yaml:"eval_tasks"` // held-out tasks for eval/<env>/accuracy (greedy), default 64
 	EvalEvery int `yaml:"eval_every"` // steps between evaluations (0 = start and end only), default 10
 
+	// LogSamples writes the first LogSamples groups (by id) of every step, and the greedy completions of the
+	// first LogSamples evaluation tasks, to <run>/rollouts.jsonl for people to read; 0 (default) = off. At
+	// most prompts_per_step·4.
+	LogSamples int `yaml:"log_samples"`
+
 	FormatReward float64 `yaml:"format_reward"` // reward for a well-formed reasoning</think>answer completion, default 0.1
 	LengthBudget int     `yaml:"length_budget"` // tokens before the length penalty starts, 0 = no penalty
 	LengthWeight float64 `yaml:"length_weight"` // length penalty weight λ (see envs.RewardOptions)
@@ -244,6 +249,10 @@ func validateRL(k *checker, r *RL) {
 	k.nonNegInt("rl.max_refill", r.MaxRefill)
 	k.nonNegInt("rl.eval_tasks", r.EvalTasks)
 	k.nonNegInt("rl.eval_every", r.EvalEvery)
+	k.nonNegInt("rl.log_samples", r.LogSamples)
+	if r.PromptsPerStep > 0 && r.LogSamples > 4*r.PromptsPerStep {
+		k.addRelated("rl.log_samples", []string{"rl.prompts_per_step"}, "%d exceeds 4·rl.prompts_per_step = %d", r.LogSamples, 4*r.PromptsPerStep)
+	}
 	k.nonNeg("rl.format_reward", r.FormatReward)
 	k.nonNegInt("rl.length_budget", r.LengthBudget)
 	k.nonNeg("rl.length_weight", r.LengthWeight)

@@ -14,7 +14,9 @@
 //     (clipped ratio to π_old, unbiased KL, off-policy sequence masking, aggregation) and chains the returned
 //     ∂L/∂logp into the network in the same pass; applyGradients clips, steps AdamW and balances the MoE
 //     biases.
-//  4. advancePolicy: the policy version advances and the rollout engines get the new weights.
+//  4. advancePolicy: the policy version advances and the rollout engines get the new weights; the step's
+//     groups go to groups.jsonl and, with rl.log_samples, the first of them readable to rollouts.jsonl
+//     (rollouts.go).
 //
 // runLoop (stage.go) logs the verl-style metrics, evaluates greedy accuracy on held-out tasks, checkpoints,
 // and then saved acks the groups the checkpoint holds (rl_bus.go).
@@ -88,6 +90,8 @@ type rlStage struct {
 	tooLong     int                // tasks redrawn because their prompt exceeded rl.max_prompt_tokens
 	uncommitted []string           // groups handled since the last checkpoint (acked once one holds them)
 	ledger      *groupLedger
+	rollouts    *rolloutLog          // rl.log_samples > 0: rollouts.jsonl (rollouts.go); nil = off
+	tasks       map[string]envs.Task // with rollouts: the step's dispatched tasks by group id
 }
 
 func familyOptions(st configs.Stage) envs.Options {
@@ -263,6 +267,12 @@ func (s *rlStage) begin(ctx context.Context, step int) error {
 		return err
 	}
 	s.ledger = openLedger(s.run.Dir)
+	if s.rc.LogSamples > 0 && s.rollouts == nil {
+		var err error
+		if s.rollouts, err = openRolloutLog(s.run.Dir); err != nil {
+			return err
+		}
+	}
 	s.gate = rollout.NewGate(s.version, int64(s.rc.MaxStaleness), secs(s.rc.Bus.WaitS), s.run.Log)
 	local, err := s.openTransport(ctx, step)
 	if err != nil {
@@ -302,6 +312,10 @@ func (s *rlStage) end(completed bool) {
 		s.stopWorkers = nil
 	}
 	s.closeTransport(completed)
+	if err := s.rollouts.close(); err != nil {
+		s.run.Log.Warn("closing the rollout log", "stage", s.stage.Name, "err", err)
+	}
+	s.rollouts = nil
 	s.graph.Close()
 	if s.refGraph != nil {
 		s.refGraph.Close()
@@ -410,6 +424,9 @@ func (s *rlStage) step(ctx context.Context, step int) (stepResult, error) {
 	if err := s.ledger.record(s.stage.Name, step+1, s.version, groups, s.stepDrops); err != nil {
 		return stepResult{}, err
 	}
+	if err := s.logGroups(step+1, groups, batch); err != nil {
+		return stepResult{}, err
+	}
 	if err := s.publishWeights(ctx, m); err != nil {
 		return stepResult{}, err
 	}
@@ -434,6 +451,9 @@ const (
 func (s *rlStage) collect(ctx context.Context, step int) (groups []*data.Group, zeroStd int, err error) {
 	rc := s.rc
 	s.stepDrops = map[string]string{}
+	if s.rollouts != nil {
+		s.tasks = map[string]envs.Task{}
+	}
 	next, refills := 0, 0
 	var spare []*data.Group
 	for len(groups) < rc.PromptsPerStep {
@@ -524,6 +544,9 @@ func (s *rlStage) jobs(step, first, n int) ([]rollout.Job, error) {
 				continue
 			}
 			out[i] = rollout.Job{GroupID: id, Task: task, Version: s.version, Seed: seedOf(seed, "sample/"+id)}
+			if s.tasks != nil {
+				s.tasks[id] = task
+			}
 			break
 		}
 	}
@@ -826,8 +849,9 @@ func (s *rlStage) advancePolicy() error {
 }
 
 // evaluate returns eval/<env>/accuracy: greedy accuracy on the first rl.eval_tasks held-out tasks (the
-// same tasks at every evaluation), decoded by the in-process engine as the workers decode.
-func (s *rlStage) evaluate(ctx context.Context, _ int) (map[string]float64, error) {
+// same tasks at every evaluation), decoded by the in-process engine as the workers decode. With
+// rl.log_samples the first tasks' completions go to rollouts.jsonl.
+func (s *rlStage) evaluate(ctx context.Context, step int) (map[string]float64, error) {
 	n := s.rc.EvalTasks
 	if n == 0 {
 		return nil, nil
@@ -836,6 +860,9 @@ func (s *rlStage) evaluate(ctx context.Context, _ int) (map[string]float64, erro
 	res, err := greedyEval(s.engine, s.tok, s.family, tasks, evalDecoding{maxNewTokens: s.rc.MaxNewTokens, stop: ctx.Done(),
 		sparse: s.sparse, sparseTopK: s.layout.selectionK, workers: s.rc.Workers})
 	if err != nil {
+		return nil, err
+	}
+	if err := s.logEval(step, res.samples); err != nil {
 		return nil, err
 	}
 	return map[string]float64{"eval/" + s.rc.Env + "/accuracy": res.accuracy()}, nil

@@ -76,7 +76,7 @@ type RolloutEval struct {
 	TaskSample
 }
 
-// rolloutGroup renders group g (its tasks's prompt and answer from task when known) with advantages adv
+// rolloutGroup renders group g (the prompt and answer from its task when known) with advantages adv
 // (nil: none) as a line of kind kind.
 func rolloutGroup(tok *data.Tokenizer, kind string, g *data.Group, task *envs.Task, adv []float64) RolloutGroup {
 	out := RolloutGroup{Kind: kind, GroupID: g.GroupID, Completions: make([]RolloutCompletion, len(g.Trajectories))}

@@ -36,12 +36,27 @@ import (
 // MetricsFile is the name of the JSONL metrics file inside a run directory.
 const MetricsFile = "metrics.jsonl"
 
+// Observer receives every metric record after it is written (the Prometheus
+// endpoint, internal/telemetry.Learner). ObserveStep must not keep values.
+type Observer interface {
+	ObserveStep(stage string, step int, values map[string]float64)
+}
+
+// QueueWatcher is an Observer that also reads the rollout queue's depth live:
+// an rl stage on a NATS transport hands it the learner's count of groups
+// dispatched and not yet collected while the stage runs, and nil after.
+type QueueWatcher interface {
+	WatchQueue(depth func() int)
+}
+
 // Metrics writes metric records to metrics.jsonl and optionally TensorBoard.
 // It is safe for concurrent use.
 type Metrics struct {
 	// Now returns the time stamped on each record; time.Now by default
 	// (tests set a fixed clock).
 	Now func() time.Time
+	// Observer, when set, gets each record after the sinks took it.
+	Observer Observer
 
 	mu   sync.Mutex
 	path string
@@ -175,6 +190,9 @@ func (m *Metrics) Log(stage string, step int, values map[string]float64) error {
 		if err := m.tb.WriteScalars(now, int64(step), stage, m.keys, m.vals); err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
+	}
+	if m.Observer != nil {
+		m.Observer.ObserveStep(stage, step, values)
 	}
 	return nil
 }

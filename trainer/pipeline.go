@@ -36,6 +36,9 @@ type Options struct {
 	// LeaseTTL is the time to live of an rl stage's learner lease on a NATS cluster (0: the default,
 	// natsbus.DefaultLeaseTTL): a learner that stops renewing it is replaced after at most this long.
 	LeaseTTL time.Duration
+	// Observer gets every metric record as it is logged (nil: none), e.g. the Prometheus endpoint's
+	// telemetry.Learner; when it is also a QueueWatcher, rl stages on NATS hand it the queue's depth.
+	Observer Observer
 }
 
 // Run is one pipeline run in progress.
@@ -47,6 +50,15 @@ type Run struct {
 
 	uploader *objstore.Uploader // checkpoint.upload: background copies to object storage
 	leaseTTL time.Duration      // Options.LeaseTTL
+}
+
+// queueWatcher is the metrics observer when it reads the rollout queue's depth, or nil.
+func (r *Run) queueWatcher() QueueWatcher {
+	if r.Metrics == nil {
+		return nil
+	}
+	qw, _ := r.Metrics.Observer.(QueueWatcher)
+	return qw
 }
 
 // CheckpointsDir is <run>/checkpoints.
@@ -182,6 +194,7 @@ func Execute(ctx context.Context, cfg *configs.Config, opt Options) (err error) 
 		return fmt.Errorf("trainer: %w", err)
 	}
 	defer m.Close()
+	m.Observer = opt.Observer
 	r.Metrics = m
 	if cfg.Run.Threads > 0 {
 		kernels.SetThreads(cfg.Run.Threads)

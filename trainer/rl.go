@@ -409,6 +409,7 @@ func (s *rlStage) step(ctx context.Context, step int) (stepResult, error) {
 	}
 	m["timing_s/rollout"], m["timing_s/train"] = tRollout.Seconds(), time.Since(t1).Seconds()
 	m["rollout/tokens_per_s"] = float64(batch.completionTokens) / tRollout.Seconds()
+	m["rollout/groups_per_s"] = float64(len(groups)) / tRollout.Seconds()
 	m["policy_version"] = float64(s.version)
 	if s.tooLong > 0 {
 		m["rollout/prompts_too_long"] = float64(s.tooLong)

@@ -122,6 +122,9 @@ func (s *rlStage) openTransport(ctx context.Context, step int) (rollout.WorkerTr
 	pol := s.policy()
 	s.bus.learner.SetAttention(pol.Attention)
 	s.transport = s.bus.learner
+	if qw := s.run.queueWatcher(); qw != nil {
+		qw.WatchQueue(s.bus.learner.Outstanding)
+	}
 	s.bus.lastWait, s.bus.lastDec, s.bus.lastDis, s.bus.lastBytes, _ = s.bus.learner.Timings()
 	if b.Transport == "nats" && b.Weights != "none" {
 		if s.bus.weights, err = natsbus.NewWeightPublisher(ctx, nc, names, b, pol, log); err != nil {
@@ -185,6 +188,9 @@ func (s *rlStage) closeTransport(completed bool) {
 	}
 	if s.transport != nil {
 		s.transport.Close()
+	}
+	if qw := s.run.queueWatcher(); qw != nil && s.bus.learner != nil {
+		qw.WatchQueue(nil)
 	}
 	if s.bus.nc != nil {
 		// the server has the negative acks of the groups not committed (Close) before the lease and the

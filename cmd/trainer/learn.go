@@ -94,6 +94,7 @@ func newLearnCmd() *cobra.Command {
 	var sets []string
 	var runDir, resume string
 	var leaseTTL time.Duration
+	var mf metricsFlags
 	c := &cobra.Command{
 		Use:   "learn CONFIG --nats URL",
 		Short: "Run the RL learner alone against a NATS server; rollout workers run as `trainer rollout`",
@@ -115,7 +116,12 @@ func newLearnCmd() *cobra.Command {
 			}
 			runDir = resolveRunDir(runDir, cfg)
 			log.Info("learn", "config", cfg.Name, "dir", runDir, "nats", cfg.RL.Bus.URL)
-			return trainer.Execute(ctx, cfg, trainer.Options{Dir: runDir, Resume: resume, Log: log, LeaseTTL: leaseTTL})
+			obs, stopMetrics, err := mf.learner(ctx, log)
+			if err != nil {
+				return err
+			}
+			defer stopMetrics()
+			return trainer.Execute(ctx, cfg, trainer.Options{Dir: runDir, Resume: resume, Log: log, LeaseTTL: leaseTTL, Observer: obs})
 		},
 	}
 	nf.register(c)
@@ -124,6 +130,7 @@ func newLearnCmd() *cobra.Command {
 	c.Flags().StringVar(&resume, "resume", "", "continue a run: bare --resume (= auto) takes the newest checkpoint of --run-dir")
 	c.Flags().Lookup("resume").NoOptDefVal = "auto"
 	c.Flags().DurationVar(&leaseTTL, "lease-ttl", natsbus.DefaultLeaseTTL, "TTL of the learner lease on the NATS server: a learner gone this long is replaced by the next one")
+	mf.register(c)
 	return c
 }
 
@@ -132,6 +139,7 @@ func newRolloutCmd() *cobra.Command {
 	var sets []string
 	var stage string
 	var workers int
+	var mf metricsFlags
 	c := &cobra.Command{
 		Use:   "rollout CONFIG --nats URL [--workers N]",
 		Short: "Run rollout workers for the learner of CONFIG over NATS; exits when the learner finishes the stage",
@@ -176,8 +184,13 @@ func newRolloutCmd() *cobra.Command {
 			conn := natsbus.FromConfig(ctx, st.RL.Bus, st.RL.Bus.URL, "", log)
 			log.Info("rollout", "config", cfg.Name, "stage", st.Name, "workers", workers, "conn", conn, "jobs", names.JobSubject(),
 				"attention", att, "why", why, "keep_selection", st.RL.KeepSelection)
+			onStart, stopMetrics, err := mf.worker(ctx, log)
+			if err != nil {
+				return err
+			}
+			defer stopMetrics()
 			rep, err := natsbus.RunWorkers(ctx, natsbus.WorkerOptions{Conn: conn, Names: names, RL: st.RL, Attention: att, AttentionWhy: why,
-				Family: fam, Workers: workers, Log: log})
+				Family: fam, Workers: workers, Log: log, OnStart: onStart})
 			log.Info("rollout finished", "groups", rep.Groups, "tokens", rep.Tokens, "policy_version", rep.Version, "weight_swaps", rep.Swaps, "policy", rep.Policy.String())
 			if sig := stoppedBySignal(ctx); sig != nil && errors.Is(err, context.Canceled) {
 				// a graceful stop: finished groups were published and acked, prompts in flight handed back
@@ -190,5 +203,6 @@ func newRolloutCmd() *cobra.Command {
 	c.Flags().StringArrayVar(&sets, "set", nil, "override a config key (repeatable)")
 	c.Flags().StringVar(&stage, "stage", "", "rl stage to serve (default: the first)")
 	c.Flags().IntVar(&workers, "workers", 0, "workers in this process (default: rl.workers)")
+	mf.register(c)
 	return c
 }

@@ -101,6 +101,7 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 	var sets []string
 	var runDir, resume string
 	var leaseTTL time.Duration
+	var mf metricsFlags
 	c := &cobra.Command{
 		Use:   "run CONFIG",
 		Short: "Run a training pipeline (a recipe name such as math, or a YAML file)",
@@ -118,8 +119,13 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 			ctx, stop := stopContext(cmd.Context(), log, g.stopTimeout, gracefulTrainer)
 			defer stop()
 			log.Info("run", "config", cfg.Name, "dir", runDir, "stages", strings.Join(cfg.StageNames(), ","), "blas", kernels.Backend(), "threads", kernels.Threads())
+			obs, stopMetrics, err := mf.learner(ctx, log)
+			if err != nil {
+				return err
+			}
+			defer stopMetrics()
 			start := time.Now()
-			if err := trainer.Execute(ctx, cfg, trainer.Options{Dir: runDir, Resume: resume, Log: log, LeaseTTL: leaseTTL}); err != nil {
+			if err := trainer.Execute(ctx, cfg, trainer.Options{Dir: runDir, Resume: resume, Log: log, LeaseTTL: leaseTTL, Observer: obs}); err != nil {
 				return err
 			}
 			log.Info("run finished", "dir", runDir, "minutes", fmt.Sprintf("%.2f", time.Since(start).Minutes()))
@@ -131,6 +137,7 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 	c.Flags().StringVar(&resume, "resume", "", "continue a run: bare --resume (= auto) takes the newest checkpoint of --run-dir; or a checkpoint directory or s3:// URL")
 	c.Flags().Lookup("resume").NoOptDefVal = "auto"
 	c.Flags().DurationVar(&leaseTTL, "lease-ttl", natsbus.DefaultLeaseTTL, "with rl.bus.transport nats: TTL of the learner lease (a learner gone this long is replaced)")
+	mf.register(c)
 	return c
 }
 

@@ -194,6 +194,14 @@ func (l *Learner) Timings() (wait, decode, dispatch time.Duration, bytes, groups
 	return l.wait, l.decode, l.dispatch, l.bytes, l.groups
 }
 
+// Outstanding is the number of groups dispatched (or expected) and not collected yet, arrived or not: the
+// depth of the learner's queue.
+func (l *Learner) Outstanding() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.expected)
+}
+
 // MaxSeq is the highest stream sequence of the groups collected so far: between steps, of the groups the
 // updates so far used, which a checkpoint taken then holds.
 func (l *Learner) MaxSeq() uint64 {

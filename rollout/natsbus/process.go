@@ -45,6 +45,37 @@ type WorkerOptions struct {
 	Family                  envs.Family
 	Workers                 int
 	Log                     *slog.Logger
+	// OnStart, when set, is called once with the process's counters as the workers start (after the first
+	// weights arrived): the Prometheus endpoint reads them when scraped (telemetry.Worker.Attach).
+	OnStart func(*WorkerProbe)
+}
+
+// WorkerProbe reads a running worker process's counters; its methods are safe for concurrent use and
+// stay valid after RunWorkers returns.
+type WorkerProbe struct {
+	client *WorkerClient
+	gate   *rollout.Gate
+	sy     *syncer
+}
+
+// Groups is the number of groups published.
+func (p *WorkerProbe) Groups() int64 { return p.client.Groups.Load() }
+
+// Tokens is the number of completion tokens published.
+func (p *WorkerProbe) Tokens() int64 { return p.client.Tokens.Load() }
+
+// Version is the policy version of the weights the workers sample with.
+func (p *WorkerProbe) Version() int64 { return p.gate.Version() }
+
+// Swaps is the number of weight versions swapped in after the first.
+func (p *WorkerProbe) Swaps() int64 { return p.sy.swaps.Load() }
+
+// Errors counts the process's errors by kind: failed (groups reported as not sampled), oversize (over the
+// max payload), malformed (prompts), weights (a version not fetched or not installed).
+func (p *WorkerProbe) Errors() map[string]int64 {
+	c := p.client.Counts()
+	c["weights"] = p.sy.failures.Load()
+	return c
 }
 
 // WorkerReport is what RunWorkers did.
@@ -126,6 +157,9 @@ func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); sy.run(wctx, nc, o.Names) }()
+	if o.OnStart != nil {
+		o.OnStart(&WorkerProbe{client: client, gate: gate, sy: sy})
+	}
 	stopBeat := StartHeartbeat(nc, o.Names, secs(b.HeartbeatS), func() Beat {
 		return Beat{Worker: id, Workers: o.Workers, Groups: client.Groups.Load(), Tokens: client.Tokens.Load(), Version: gate.Version()}
 	})
@@ -140,7 +174,7 @@ func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
 		go func() { defer wg.Done(); errs[w] = worker.Run(wctx, client) }()
 	}
 	wg.Wait()
-	rep := WorkerReport{Groups: client.Groups.Load(), Tokens: client.Tokens.Load(), Version: gate.Version(), Swaps: sy.swaps, Policy: pol}
+	rep := WorkerReport{Groups: client.Groups.Load(), Tokens: client.Tokens.Load(), Version: gate.Version(), Swaps: int(sy.swaps.Load()), Policy: pol}
 	if sy.done.Load() {
 		return rep, nil
 	}
@@ -186,9 +220,10 @@ type syncer struct {
 	stop    context.CancelFunc // ends the workers (stage done, or policy changed)
 	log     *slog.Logger
 
-	done  atomic.Bool // the learner finished the stage
-	swaps int
-	err   error // the last failure (a fetch, a layout mismatch, a policy change)
+	done     atomic.Bool // the learner finished the stage
+	swaps    atomic.Int64
+	failures atomic.Int64 // versions not swapped in
+	err      error        // the last failure (a fetch, a layout mismatch, a policy change)
 }
 
 // run follows notices until ctx ends: they arrive on the subject, and a poll every 2 s covers ones missed
@@ -240,6 +275,7 @@ func (sy *syncer) run(ctx context.Context, nc *nats.Conn, names Names) {
 				return
 			}
 			sy.err = err
+			sy.failures.Add(1)
 			if errors.Is(err, errPolicyChanged) {
 				sy.log.Error("natsbus: the learner's policy changed; workers stop", "err", err)
 				sy.stop()
@@ -268,6 +304,6 @@ func (sy *syncer) swap(ctx context.Context, n Notice) error {
 	if err != nil {
 		return fmt.Errorf("weights version %d do not fit the running model: %w", n.Version, err)
 	}
-	sy.swaps++
+	sy.swaps.Add(1)
 	return nil
 }

@@ -107,7 +107,7 @@ func NewWorkerClient(ctx context.Context, nc *nats.Conn, names Names, b configs.
 	return w, nil
 }
 
-// Counts returns the worker-side counters (oversize, malformed prompts).
+// Counts returns the worker-side counters (failed groups, oversize, malformed prompts).
 func (w *WorkerClient) Counts() map[string]int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -274,6 +274,11 @@ func (w *WorkerClient) Publish(ctx context.Context, g *data.Group) error {
 		}
 	} else {
 		msg.Header.Set(HdrError, "sampling failed (see the worker's log)")
+	}
+	if status == "failed" {
+		w.mu.Lock()
+		w.counts[CountFailed]++
+		w.mu.Unlock()
 	}
 	msg.Header.Set(HdrStatus, status)
 	w.EncodeNs.Add(int64(time.Since(t0)))

@@ -1,11 +1,12 @@
 // roles_test.go: the roles of deploy/nats/sparrow-roles.conf and the job tokens, against real servers:
 // Debian's nats-server 2.9 as a child process (skipped when it is not installed, unless
 // SPARROW_REQUIRE_NATS=1) and the embedded nats-server 2.15 loading the same file. A learner and a worker
-// with their own credentials run the normal flow (weights out, a job out, a group back); the worker's
-// credentials can not publish jobs, weight notices or weight objects, delete a stream, create a consumer or
-// pull the learner's groups; forged reports and groups (no token, another secret's token, another group's
-// token), published before their jobs, are terminated and counted as forged, and the real groups arrive and
-// are collected.
+// with their own credentials run the normal flow (the learner's lease taken, released, taken again and
+// renewed, weights out, a job out, a group back) with no permission violation but the worker's JetStream
+// check; the worker's credentials can not publish jobs, weight notices or weight objects, write or read the
+// lease, delete a stream, create a consumer or pull the learner's groups; forged reports and groups (no
+// token, another secret's token, another group's token), published before their jobs, are terminated and
+// counted as forged, and the real groups arrive and are collected.
 
 package natsbus
 
@@ -16,10 +17,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -181,15 +184,52 @@ func TestRoles(t *testing.T) {
 	}
 }
 
+// workerCheckViolation is the one violation a worker's normal flow logs: its JetStream check's account info
+// request (CheckServer), which the worker role does not allow.
+var workerCheckViolation = regexp.MustCompile(`Permissions Violation for Publish to \\?"\$JS\.API\.INFO\\?"`)
+
+// lockedLog is a log that connections of several goroutines write.
+type lockedLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
 func testRoles(t *testing.T, url string, names Names, pw map[string]string) {
 	ctx := context.Background()
 	b := testBus()
+	// the logs of the normal flow's connections (Connect logs the server's permission violations): none but
+	// the worker's JetStream check (CheckServer), which it may not make and which passes unanswered
+	flowLogs := map[*lockedLog]string{}
+	defer func() {
+		for l, role := range flowLogs {
+			for _, line := range strings.Split(l.String(), "\n") {
+				if strings.Contains(strings.ToLower(line), "permission") && !(role == "worker" && workerCheckViolation.MatchString(line)) {
+					t.Errorf("%s: a permission violation in the normal flow: %s", role, line)
+				}
+			}
+		}
+	}()
 	connect := func(role string, opts ...nats.Option) *nats.Conn {
 		t.Helper()
 		var nc *nats.Conn
 		var err error
 		if opts == nil {
-			nc, err = Connect(ConnOptions{URL: url, User: role, Secrets: Secrets{Password: pw[role]}, Name: role, Log: quiet()})
+			l := &lockedLog{}
+			flowLogs[l] = role
+			nc, err = Connect(ConnOptions{URL: url, User: role, Secrets: Secrets{Password: pw[role]}, Name: role,
+				Log: slog.New(slog.NewTextHandler(l, nil))})
 		} else {
 			nc, err = nats.Connect(url, append(opts, nats.UserInfo(role, pw[role]))...)
 		}
@@ -200,8 +240,30 @@ func testRoles(t *testing.T, url string, names Names, pw map[string]string) {
 		return nc
 	}
 
-	// the learner: streams, both consumers, the weights (four versions: the oldest is deleted)
+	// the learner: its lease (the bucket created, the key taken and released, taken again over the delete
+	// marker with a longer TTL, renewed meanwhile and released at the end), streams, both consumers, the
+	// weights (four versions: the oldest is deleted)
 	lnc := connect("learner")
+	first, err := AcquireLease(ctx, lnc, names, LeaseOptions{TTL: 2 * time.Second, Log: quiet()})
+	if err != nil {
+		t.Fatalf("learner taking its lease: %v", err)
+	}
+	if err := first.Release(ctx); err != nil {
+		t.Fatalf("learner releasing its lease: %v", err)
+	}
+	lease, err := AcquireLease(ctx, lnc, names, LeaseOptions{TTL: 3 * time.Second, Log: quiet()})
+	if err != nil {
+		t.Fatalf("learner taking its released lease: %v", err)
+	}
+	if lease.TTL() != 3*time.Second || lease.Revision() <= first.Revision() {
+		t.Fatalf("lease taken again with TTL %s at revision %d, want the bucket's TTL updated to 3s and a revision after %d",
+			lease.TTL(), lease.Revision(), first.Revision())
+	}
+	defer func() {
+		if err := lease.Release(ctx); err != nil {
+			t.Errorf("learner releasing its lease: %v", err)
+		}
+	}()
 	secret, err := NewSecret()
 	if err != nil {
 		t.Fatal(err)
@@ -284,6 +346,15 @@ func testRoles(t *testing.T, url string, names Names, pw map[string]string) {
 		{"worker pulls the learner's groups", "$JS.API.CONSUMER.MSG.NEXT." + names.TrajStream() + ".learner", &wv, func() error {
 			return anc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+names.TrajStream()+".learner", anc.NewRespInbox(), []byte(`{"batch":1}`))
 		}},
+		{"worker writes the learner lease", "$KV." + names.LeaseBucket() + "." + LeaseKey, &wv, func() error {
+			return anc.Publish("$KV."+names.LeaseBucket()+"."+LeaseKey, []byte(`{"host":"thief"}`))
+		}},
+		{"worker reads the lease bucket", "$JS.API.STREAM.INFO.KV_" + names.LeaseBucket(), &wv, func() error {
+			c, cancel := short()
+			defer cancel()
+			_, err := ajs.KeyValue(c, names.LeaseBucket())
+			return err
+		}},
 		{"tools publish a group", names.TrajSubject(), &tv, func() error {
 			return tnc.Publish(names.TrajSubject(), []byte("junk"))
 		}},
@@ -299,6 +370,9 @@ func testRoles(t *testing.T, url string, names Names, pw map[string]string) {
 	}
 	if n, ok, err := f.Latest(ctx); err != nil || !ok || n != notice {
 		t.Fatalf("the weight notice after the worker's attempts: %+v %v %v, want %+v", n, ok, err, notice)
+	}
+	if err := lease.Check(ctx); err != nil {
+		t.Fatalf("the learner's lease after the worker's attempts: %v", err)
 	}
 
 	// forged reports and groups for the step's groups, published before their jobs with the worker's rights

@@ -1,0 +1,226 @@
+package main
+
+// roles_process_test.go: the least-privilege roles of deploy/nats/sparrow-roles.conf with real processes.
+// Debian's nats-server runs the roles configuration (filled by natsbus.Names.RolesConfig); `trainer learn`
+// connects as the user learner and two `trainer rollout` processes as the user worker. The run completes
+// with every group once and the in-process run's weights, and no process and no server log line reports a
+// permission violation but the workers' JetStream check (CheckServer's account info request, which the
+// worker role does not allow and which passes unanswered). A second `trainer learn` with the worker's
+// credentials can neither take the learner lease nor create the streams: it fails with an error, within the
+// lease's bucket deadline (a minute), and the run goes on. Without nats-server the test skips, or fails
+// when SPARROW_REQUIRE_NATS=1.
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sparrow-rl/sparrow/rollout/natsbus"
+)
+
+// lockedBuffer collects a child process's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startRolesNATS runs Debian's nats-server with the repository's roles template filled for names (a store
+// directory and a passwords file of the test's, a new password for each role) on a free loopback port. It
+// returns the server's host:port, the passwords and the server's output.
+func startRolesNATS(t *testing.T, names natsbus.Names) (string, map[string]string, *lockedBuffer) {
+	t.Helper()
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		if _, serr := os.Stat("/usr/sbin/nats-server"); serr == nil {
+			bin, err = "/usr/sbin/nats-server", nil
+		}
+	}
+	if err != nil {
+		if os.Getenv("SPARROW_REQUIRE_NATS") == "1" {
+			t.Fatal("nats-server is not installed and SPARROW_REQUIRE_NATS=1: run .ci/install-nats.sh")
+		}
+		t.Skip("nats-server not installed (apt-get install nats-server, or .ci/install-nats.sh)")
+	}
+	dir := t.TempDir()
+	tmpl, err := os.ReadFile(filepath.Join("..", "..", "deploy", "nats", "sparrow-roles.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := map[string]string{}
+	var pwConf strings.Builder
+	for _, role := range []string{"learner", "worker", "tools"} {
+		b := make([]byte, 12)
+		_, _ = rand.Read(b)
+		pw[role] = hex.EncodeToString(b)
+		fmt.Fprintf(&pwConf, "%s_PASSWORD: %q\n", strings.ToUpper(role), pw[role])
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sparrow-passwords.conf"), []byte(pwConf.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "roles.conf")
+	filled := strings.Replace(names.RolesConfig(string(tmpl)), "/var/lib/nats/sparrow", filepath.Join(dir, "store"), 1)
+	if err := os.WriteFile(conf, []byte(filled), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	out := &lockedBuffer{}
+	cmd := exec.Command(bin, "-c", conf, "-a", "127.0.0.1", "-p", fmt.Sprint(port))
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("--- nats-server output ---\n%s", tail(out.String(), 6000))
+		}
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for range 100 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr, pw, out
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("nats-server did not listen within 5 s")
+	return "", nil, nil
+}
+
+// workerCheckViolation is the one permission violation the worker role's normal flow causes: CheckServer's
+// account info request (JetStream enabled?), which passes unanswered.
+var workerCheckViolation = regexp.MustCompile(`Publish to \\?"\$JS\.API\.INFO\\?"`)
+
+// permissionLines are the lines of a process log that mention a permission violation, but for the workers'
+// JetStream check when worker is set (counted in checks).
+func permissionLines(t *testing.T, p *proc, worker bool) (lines []string, checks int) {
+	t.Helper()
+	b, err := os.ReadFile(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case !strings.Contains(strings.ToLower(line), "permission"):
+		case worker && workerCheckViolation.MatchString(line):
+			checks++
+		default:
+			lines = append(lines, line)
+		}
+	}
+	return lines, checks
+}
+
+// serverViolation is a violation line of nats-server's log: the client's name, the user and the subject.
+var serverViolation = regexp.MustCompile(`"([^"]*)" - (?:Publish|Subscription) Violation - User "([^"]*)", Subject "([^"]*)"`)
+
+func TestRolesProcesses(t *testing.T) {
+	names := natsbus.NewNames("tiny", "rl_math")
+	addr, pw, srvLog := startRolesNATS(t, names)
+	url := func(role string) string { return fmt.Sprintf("nats://%s:%s@%s", role, pw[role], addr) }
+	dir := t.TempDir()
+	runDir := filepath.Join(dir, "run")
+	start := time.Now()
+	phase := func(what string) { t.Logf("%-58s %6.1f s", what, time.Since(start).Seconds()) }
+
+	w1 := startTrainer(t, dir, "rollout1", busArgs("rollout", url("worker"), "--workers", "1")...)
+	w2 := startTrainer(t, dir, "rollout2", busArgs("rollout", url("worker"), "--workers", "1")...)
+	learner := startTrainer(t, dir, "learner", busArgs("learn", url("learner"), "--run-dir", runDir)...)
+	waitLog(t, learner, "learner lease taken", 60*time.Second)
+	phase("learner (user learner) took the lease")
+
+	// a learner with the workers' credentials, while the real one holds the lease: refused by the server
+	// (the lease bucket's info, then creating it), it gives up after the bucket deadline of AcquireLease
+	// (max(2×TTL, 1 min)) and exits with an error
+	badStart := time.Now()
+	bad := startTrainer(t, dir, "learner-as-worker", busArgs("learn", url("worker"), "--run-dir", filepath.Join(dir, "bad"))...)
+
+	if err := learner.wait(t, 180*time.Second); err != nil {
+		t.Fatalf("learner: %v", err)
+	}
+	phase("learner finished")
+	for i, w := range []*proc{w1, w2} {
+		if err := w.wait(t, 30*time.Second); err != nil {
+			t.Fatalf("worker %d: %v", i+1, err)
+		}
+	}
+	phase("workers finished")
+	checkExactlyOnce(t, runDir)
+
+	const badWithin = 70 * time.Second
+	code := exitCode(bad.wait(t, badWithin-time.Since(badStart)))
+	took := time.Since(badStart)
+	b, _ := os.ReadFile(bad.log)
+	if code <= 0 {
+		t.Fatalf("trainer learn with the worker's credentials exited %d after %s, want an error\n%s", code, took.Round(time.Millisecond), tail(string(b), 3000))
+	}
+	if !strings.Contains(string(b), "lease") || !strings.Contains(string(b), "Permissions Violation") {
+		t.Errorf("trainer learn with the worker's credentials: exit %d, but its log names neither the lease nor the permission violation\n%s", code, tail(string(b), 3000))
+	}
+	t.Logf("trainer learn with the worker's credentials: exit %d after %.1f s: %s", code, took.Seconds(), lastLine(string(b)))
+
+	// the processes of the run: no permission violation but the workers' JetStream check
+	for _, c := range []struct {
+		name   string
+		p      *proc
+		worker bool
+	}{{"learner", learner, false}, {"rollout1", w1, true}, {"rollout2", w2, true}} {
+		lines, checks := permissionLines(t, c.p, c.worker)
+		if len(lines) > 0 {
+			t.Errorf("%s logged %d permission violations:\n%s", c.name, len(lines), strings.Join(lines, "\n"))
+		}
+		if checks > 0 {
+			t.Logf("%s: %d refused JetStream checks ($JS.API.INFO, not in the worker role)", c.name, checks)
+		}
+	}
+	// the server's view: the user learner never, the workers' processes only on their JetStream check, the
+	// worker-credentialed learner on the lease bucket
+	var badViolations int
+	for _, m := range serverViolation.FindAllStringSubmatch(srvLog.String(), -1) {
+		client, user, subject := m[1], m[2], m[3]
+		switch {
+		case user == "worker" && strings.Contains(client, "sparrow-rollout") && subject == "$JS.API.INFO":
+		case user == "worker" && strings.Contains(client, "sparrow-learner"):
+			badViolations++
+		default:
+			t.Errorf("nats-server: a violation of user %q (client %q) on %q", user, client, subject)
+		}
+	}
+	if badViolations == 0 {
+		t.Error("nats-server logged no violation of the learner with the worker's credentials")
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}

@@ -51,3 +51,29 @@ func CheckForward(checkpointsDir, name string, stages []string) error {
 	}
 	return nil
 }
+
+// RetireDamaged lets a run resume from resumeFrom, an older checkpoint than the damaged one latest names: it
+// renames the damaged checkpoint's directory to .damaged-<name> (kept for inspection; List, Prune and Latest
+// skip it, and the name is free for the step to be saved again) and points latest at resumeFrom. The caller
+// has verified that damaged does not load and that resumeFrom does.
+func RetireDamaged(checkpointsDir, damaged, resumeFrom string) error {
+	if _, _, err := ParseName(resumeFrom); err != nil {
+		return err
+	}
+	if _, _, err := ParseName(damaged); err == nil {
+		src := filepath.Join(checkpointsDir, damaged)
+		if _, err := os.Stat(src); err == nil {
+			dst := filepath.Join(checkpointsDir, ".damaged-"+damaged)
+			for i := 1; ; i++ {
+				if _, err := os.Lstat(dst); errors.Is(err, os.ErrNotExist) {
+					break
+				}
+				dst = filepath.Join(checkpointsDir, fmt.Sprintf(".damaged-%s.%d", damaged, i))
+			}
+			if err := os.Rename(src, dst); err != nil {
+				return fmt.Errorf("setting damaged checkpoint %s aside: %w", damaged, err)
+			}
+		}
+	}
+	return writeLatest(checkpointsDir, resumeFrom)
+}

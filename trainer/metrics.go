@@ -12,7 +12,9 @@
 // and ReadMetrics reads null back as NaN. Each line is written with a single
 // write call and no buffering, so the file is complete after every Log. Opening
 // an existing file appends (a resumed run continues its file); a partial last
-// line left by a crash is cut off first, with a warning.
+// line left by a crash is cut off first, with a warning. A resume first removes
+// the records of the steps after its checkpoint (TrimMetrics), which it trains
+// and logs again, so the file holds each step once.
 
 package trainer
 
@@ -265,6 +267,44 @@ func appendJSONString(b []byte, s string) []byte {
 		i += size
 	}
 	return append(b, '"')
+}
+
+// TrimMetrics removes from runDir/metrics.jsonl the records that drop reports true for (a resume from an
+// older checkpoint: the steps after it are trained and logged again), so that the file holds each step once.
+// The file is rewritten atomically (a temporary file renamed over it) only when it loses a line; kept lines
+// are copied byte for byte, and so is a line that does not parse (ReadMetrics reports it). A missing file is
+// nothing to trim. It returns the records removed.
+func TrimMetrics(runDir string, drop func(stage string, step int) bool) (int, error) {
+	path := filepath.Join(runDir, MetricsFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("metrics: %w", err)
+	}
+	keep := make([]byte, 0, len(data))
+	removed := 0
+	for len(data) > 0 {
+		line := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = data[:i+1], data[i+1:]
+		} else {
+			data = nil // an unterminated last line: OpenMetrics cuts it off
+		}
+		if rec, err := parseRecord(bytes.TrimSpace(line)); err == nil && drop(rec.Stage, rec.Step) {
+			removed++
+			continue
+		}
+		keep = append(keep, line...)
+	}
+	if removed == 0 {
+		return 0, nil
+	}
+	if err := writeFileAtomic(path, keep); err != nil {
+		return 0, fmt.Errorf("metrics: %w", err)
+	}
+	return removed, nil
 }
 
 // Record is one line of metrics.jsonl. Values holds every metric of the line;

@@ -30,9 +30,14 @@ type Options struct {
 	// Dir is the run directory (created if missing).
 	Dir string
 	// Resume is "" (start fresh; refuses a run directory that already has checkpoints), "auto" (continue the
-	// newest checkpoint of Dir), or a checkpoint directory.
+	// newest checkpoint of Dir), or a checkpoint directory. Resuming logs every config key that differs from
+	// the checkpoint's, drops the records of the steps after the checkpoint from metrics.jsonl and the
+	// TensorBoard files, and refuses a damaged checkpoint, naming the newest intact one (resume.go).
 	Resume string
 	Log    *slog.Logger
+	// Console, when set, is the writer Log's handler writes to: a stage's progress bar is drawn on its output
+	// and log lines print above the bar (console.go). Without one the bar (run.progress) draws on stderr.
+	Console *Console
 	// LeaseTTL is the time to live of an rl stage's learner lease on a NATS cluster (0: the default,
 	// natsbus.DefaultLeaseTTL): a learner that stops renewing it is replaced after at most this long.
 	LeaseTTL time.Duration
@@ -49,6 +54,7 @@ type Run struct {
 	Log     *slog.Logger
 
 	uploader *objstore.Uploader // checkpoint.upload: background copies to object storage
+	console  *Console           // Options.Console
 	leaseTTL time.Duration      // Options.LeaseTTL
 }
 
@@ -111,7 +117,7 @@ func Execute(ctx context.Context, cfg *configs.Config, opt Options) (err error) 
 		return err
 	}
 	defer unlock()
-	r := &Run{Config: cfg, Dir: opt.Dir, Log: log, leaseTTL: opt.LeaseTTL}
+	r := &Run{Config: cfg, Dir: opt.Dir, Log: log, leaseTTL: opt.LeaseTTL, console: opt.Console}
 	// object storage: s3:// references are downloaded to the run's cache and verified against their manifest
 	cache := filepath.Join(opt.Dir, "cache")
 	for i := range cfg.Stages {
@@ -158,17 +164,9 @@ func Execute(ctx context.Context, cfg *configs.Config, opt Options) (err error) 
 			return fmt.Errorf("trainer: run directory %s already has checkpoint %s: pass --resume to continue it or choose another --run-dir", opt.Dir, filepath.Base(latest))
 		}
 	default:
-		dir := opt.Resume
-		if dir == "auto" {
-			latest, err := checkpoints.Latest(r.CheckpointsDir())
-			if err != nil {
-				return fmt.Errorf("trainer: --resume: no checkpoint to continue in %s: %w", r.CheckpointsDir(), err)
-			}
-			dir = latest
-		}
-		ck, err := checkpoints.Load(dir, checkpoints.LoadOptions{})
+		ck, dir, err := r.openResume(opt.Resume)
 		if err != nil {
-			return fmt.Errorf("trainer: --resume: %w", err)
+			return err
 		}
 		if ck.Foreign {
 			return fmt.Errorf("trainer: --resume: %s is not a Sparrow training checkpoint (no trainer state); use init_from to start a stage from it", dir)
@@ -177,11 +175,23 @@ func Execute(ctx context.Context, cfg *configs.Config, opt Options) (err error) 
 			return fmt.Errorf("trainer: --resume: checkpoint %s belongs to stage %q, which this config does not have (stages: %v)", dir, ck.State.Stage, cfg.StageNames())
 		}
 		// latest never moves back: resuming an older checkpoint into this run directory would, at its first save
-		if err := checkpoints.CheckForward(r.CheckpointsDir(), checkpoints.Name(ck.State.Stage, ck.State.Step), cfg.StageNames()); err != nil {
-			return fmt.Errorf("trainer: --resume %s: %w", dir, err)
+		name := checkpoints.Name(ck.State.Stage, ck.State.Step)
+		if err := checkpoints.CheckForward(r.CheckpointsDir(), name, cfg.StageNames()); err != nil {
+			// unless the checkpoint latest names is damaged (resume.go): it is set aside and latest moves back
+			lname := latestName(r.CheckpointsDir())
+			reason := r.damagedReason(lname)
+			ours := filepath.Clean(filepath.Dir(dir)) == filepath.Clean(r.CheckpointsDir()) && filepath.Base(dir) == name
+			if !errors.Is(err, checkpoints.ErrBehindLatest) || reason == nil || !ours {
+				return fmt.Errorf("trainer: --resume %s: %w", dir, err)
+			}
+			log.Warn("the newest checkpoint is damaged: setting it aside and resuming from an older one", "damaged", lname, "err", reason, "checkpoint", name)
+			if err := checkpoints.RetireDamaged(r.CheckpointsDir(), lname, name); err != nil {
+				return fmt.Errorf("trainer: --resume %s: %w", dir, err)
+			}
 		}
-		if ck.State.ConfigHash != "" && ck.State.ConfigHash != cfg.Hash() {
-			log.Warn("resuming with a config that differs from the checkpoint's", "checkpoint", dir)
+		r.logConfigChanges(ck, dir)
+		if err := r.trimAfter(ck); err != nil {
+			return err
 		}
 		resume = ck
 		log.Info("resuming", "checkpoint", dir, "stage", ck.State.Stage, "step", ck.State.StageSteps)

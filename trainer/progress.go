@@ -2,7 +2,9 @@
 // done of total, percentage, the latest loss and throughput, elapsed time and
 // ETA. Mode "on" always draws it, "off" draws nothing at all (the trainer logs
 // with slog instead), and "auto" draws it only when stderr is a terminal (a
-// termios check, so a redirect to a file or /dev/null turns it off). A nil or
+// termios check, so a redirect to a file or /dev/null turns it off, and so does
+// a terminal that reports no width). Console (console.go) prints log lines
+// above the bar while it is drawn. A nil or
 // disabled *Progress accepts every call and does nothing.
 
 package trainer
@@ -15,7 +17,6 @@ import (
 	"os"
 	"sync/atomic"
 
-	"github.com/vbauerster/cupwriter"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 )
@@ -56,13 +57,18 @@ func NewProgress(mode, stage string, total int) *Progress {
 		if mode != "auto" {
 			slog.Warn("progress: unknown mode, using auto", "mode", mode)
 		}
-		on = cupwriter.New(os.Stderr, false).IsTerminal()
+		on = terminal(os.Stderr)
 	}
 	if !on {
 		return &Progress{}
 	}
-	// ForceTTY and WithAutoRefresh: mode "on" draws even when stderr is not a terminal.
-	return newProgress(os.Stderr, stage, total, mpb.ForceTTY(), mpb.WithAutoRefresh())
+	return newProgress(os.Stderr, stage, total, forceTTY()...)
+}
+
+// forceTTY are the options of a bar that is drawn: ForceTTY and WithAutoRefresh make mode "on" draw even when
+// the output is not a terminal.
+func forceTTY() []mpb.ContainerOption {
+	return []mpb.ContainerOption{mpb.ForceTTY(), mpb.WithAutoRefresh()}
 }
 
 // newProgress draws a bar to w (tests pass a buffer).
@@ -83,7 +89,9 @@ func newProgress(w io.Writer, stage string, total int, opts ...mpb.ContainerOpti
 		}
 		return fmt.Sprintf("%s %.4f  %.0f tok/s", label, loss, tps)
 	}, decor.WC{W: 28, C: decor.DindentRight})
-	pr.bar = pr.p.AddBar(pr.total,
+	// The bar is added without a total that completes it: a bar that completes at its last step stops
+	// printing the lines written above it (the last evaluation's); Finish completes it.
+	pr.bar = pr.p.AddBar(0,
 		mpb.PrependDecorators(
 			decor.Name(stage, decor.WC{C: decor.DindentRight | decor.DextraSpace}),
 			decor.CountersNoUnit("%d/%d", decor.WC{C: decor.DindentRight | decor.DextraSpace}),
@@ -97,6 +105,9 @@ func newProgress(w io.Writer, stage string, total int, opts ...mpb.ContainerOpti
 			decor.OnComplete(decor.AverageETA(decor.ET_STYLE_GO), "done"),
 		),
 	)
+	if pr.total > 0 {
+		pr.bar.SetTotal(pr.total, false)
+	}
 	return pr
 }
 
@@ -134,12 +145,13 @@ func (pr *Progress) Finish() {
 	if !pr.Enabled() {
 		return
 	}
-	if pr.total <= 0 || pr.bar.Current() < pr.total {
-		if pr.total <= 0 {
-			pr.bar.SetTotal(-1, true)
-		} else {
-			pr.bar.Abort(false)
-		}
+	switch {
+	case pr.total <= 0:
+		pr.bar.SetTotal(-1, true)
+	case pr.bar.Current() < pr.total:
+		pr.bar.Abort(false)
+	default:
+		pr.bar.SetTotal(pr.total, true)
 	}
 	pr.p.Wait()
 }

@@ -103,8 +103,8 @@ func (r *Run) runLoop(ctx context.Context, st configs.Stage, s stage, resume *ch
 		}
 		sr.step, sr.skipped = resume.State.StageSteps, resume.State.SkippedSteps
 	}
-	pb := NewProgress(r.Config.Run.Progress, st.Name, p.steps)
-	defer pb.Finish()
+	pb := r.console.progress(r.Config.Run.Progress, st.Name, p.steps)
+	defer r.console.finish(pb)
 	pb.Show(p.progress)
 	if sr.step > 0 {
 		pb.Update(sr.step-1, math.NaN(), 0)
@@ -172,9 +172,8 @@ func (sr *stageRun) record(res stepResult, rate *throughput, p plan, pb *Progres
 		if err := sr.run.Metrics.Log(name, sr.step, m); err != nil {
 			return err
 		}
-		if !pb.Enabled() {
-			log.Info("step", headline(sr.step, m, p.headline)...)
-		}
+		// with a bar drawn, a Console prints the line above it (console.go)
+		log.Info("step", headline(sr.step, m, p.headline)...)
 	}
 	rateNow, ok := m[p.rate]
 	if !ok {

@@ -17,7 +17,9 @@
 // ±Inf are written as such (TensorBoard shows them), unlike metrics.jsonl.
 // Each event is written with one write call, so a reader never sees half a
 // record unless the process dies inside the write. ReadTFEvents parses such
-// files back, checking every CRC.
+// files back, checking every CRC. Every start of a run writes a new file; a
+// resume first removes the events of the steps after its checkpoint from the
+// older files (TrimTFEvents), so TensorBoard shows each step once.
 
 package trainer
 
@@ -27,6 +29,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io/fs"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -181,11 +184,29 @@ type TFEvent struct {
 // other than those TBWriter writes are skipped. Errors name the file and the
 // byte offset of the bad record.
 func ReadTFEvents(path string) ([]TFEvent, error) {
+	recs, err := readTFRecords(path)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TFEvent, len(recs))
+	for i, r := range recs {
+		out[i] = r.ev
+	}
+	return out, nil
+}
+
+// tfRecord is one framed record of an event file and its decoded event.
+type tfRecord struct {
+	raw []byte
+	ev  TFEvent
+}
+
+func readTFRecords(path string) ([]tfRecord, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("tensorboard: %w", err)
 	}
-	var out []TFEvent
+	var out []tfRecord
 	for off := 0; off < len(data); {
 		if len(data)-off < 12 {
 			return nil, fmt.Errorf("tensorboard: %s: offset %d: truncated record header", path, off)
@@ -205,10 +226,79 @@ func ReadTFEvents(path string) ([]TFEvent, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tensorboard: %s: offset %d: %w", path, off, err)
 		}
-		out = append(out, ev)
+		out = append(out, tfRecord{raw: data[off : off+16+int(n)], ev: ev})
 		off += 16 + int(n)
 	}
 	return out, nil
+}
+
+// TrimTFEvents removes from every event file of runDir the events that drop reports true for (a resume from
+// an older checkpoint: the steps after it are trained again, and written again to the run's new event file),
+// so that TensorBoard shows each step once. An event's stage is its tags' prefix before the first "/". A file
+// is rewritten atomically (a temporary file renamed over it) only when it loses an event; a file that does
+// not parse (a write cut short by a crash) is left as it is, with a warning. It returns the events removed.
+func TrimTFEvents(runDir string, drop func(stage string, step int) bool) (int, error) {
+	paths, err := filepath.Glob(filepath.Join(runDir, "events.out.tfevents.*"))
+	if err != nil {
+		return 0, fmt.Errorf("tensorboard: %w", err)
+	}
+	removed := 0
+	for _, path := range paths {
+		if strings.HasPrefix(filepath.Base(path), ".") || strings.Contains(filepath.Base(path), ".tmp") {
+			continue
+		}
+		recs, err := readTFRecords(path)
+		if err != nil {
+			slog.Warn("tensorboard: leaving an event file that does not parse as it is; it may show steps twice", "file", path, "err", err)
+			continue
+		}
+		var keep []byte
+		n := 0
+		for _, r := range recs {
+			if len(r.ev.Scalars) > 0 {
+				stage, _, _ := strings.Cut(r.ev.Scalars[0].Tag, "/")
+				if drop(stage, int(r.ev.Step)) {
+					n++
+					continue
+				}
+			}
+			keep = append(keep, r.raw...)
+		}
+		if n == 0 {
+			continue
+		}
+		if err := writeFileAtomic(path, keep); err != nil {
+			return removed, fmt.Errorf("tensorboard: %w", err)
+		}
+		removed += n
+	}
+	return removed, nil
+}
+
+// writeFileAtomic replaces path with data: a temporary file in the same directory, synced, renamed over it.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("rewrite %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("rewrite %s: %w", path, err)
+	}
+	return nil
 }
 
 // protoFields calls fn for each field of the protobuf message b.

@@ -103,29 +103,45 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 	var leaseTTL time.Duration
 	var mf metricsFlags
 	c := &cobra.Command{
-		Use:   "run CONFIG",
-		Short: "Run a training pipeline (a recipe name such as math, or a YAML file)",
-		Args:  cobra.ExactArgs(1),
+		Use:   "run [CONFIG] [--resume [DIR]]",
+		Short: "Run a training pipeline (a recipe name such as math, or a YAML file), or continue one with --resume",
+		Long: `Run a training pipeline: CONFIG is a recipe name (math, tiny, ...) or a YAML file.
+
+--resume continues a run. Bare, it takes the newest checkpoint of --run-dir; --resume DIR (or --resume=DIR)
+takes a run directory (its newest checkpoint), a checkpoint directory or an s3:// URL. Without CONFIG the
+run directory's resolved config.yaml is used, with --set applied on top; every key that differs from the
+checkpoint's config is logged. Examples:
+
+  trainer run --resume runs/tiny-20260101-120000
+  trainer run --resume --run-dir runs/tiny-20260101-120000 --set train.steps=400
+  trainer run --resume runs/tiny-20260101-120000/checkpoints/pretrain-200
+  trainer run tiny --run-dir runs/x --resume     # the recipe as it is now, differences named`,
+		Args: cobra.RangeArgs(0, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := configs.Load(args[0], sets)
+			config, res, dir, err := runTarget(args, resume, runDir)
 			if err != nil {
 				return err
 			}
-			runDir = resolveRunDir(runDir, cfg)
-			log, err := g.logger(cmd.ErrOrStderr())
+			cfg, err := loadRunConfig(config, sets, config == filepath.Join(dir, "config.yaml"))
+			if err != nil {
+				return err
+			}
+			runDir = resolveRunDir(dir, cfg)
+			console := trainer.NewConsole(cmd.ErrOrStderr())
+			log, err := g.logger(console)
 			if err != nil {
 				return err
 			}
 			ctx, stop := stopContext(cmd.Context(), log, g.stopTimeout, gracefulTrainer)
 			defer stop()
-			log.Info("run", "config", cfg.Name, "dir", runDir, "stages", strings.Join(cfg.StageNames(), ","), "blas", kernels.Backend(), "threads", kernels.Threads())
+			log.Info("run", "config", cfg.Name, "from", config, "dir", runDir, "stages", strings.Join(cfg.StageNames(), ","), "blas", kernels.Backend(), "threads", kernels.Threads())
 			obs, stopMetrics, err := mf.learner(ctx, log)
 			if err != nil {
 				return err
 			}
 			defer stopMetrics()
 			start := time.Now()
-			if err := trainer.Execute(ctx, cfg, trainer.Options{Dir: runDir, Resume: resume, Log: log, LeaseTTL: leaseTTL, Observer: obs}); err != nil {
+			if err := trainer.Execute(ctx, cfg, trainer.Options{Dir: runDir, Resume: res, Log: log, Console: console, LeaseTTL: leaseTTL, Observer: obs}); err != nil {
 				return err
 			}
 			log.Info("run finished", "dir", runDir, "minutes", fmt.Sprintf("%.2f", time.Since(start).Minutes()))
@@ -134,11 +150,90 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 	}
 	c.Flags().StringArrayVar(&sets, "set", nil, "override a config key, e.g. --set optimizer.lr=1e-3 (repeatable)")
 	c.Flags().StringVar(&runDir, "run-dir", "", "run directory (default runs/<name>-<timestamp>)")
-	c.Flags().StringVar(&resume, "resume", "", "continue a run: bare --resume (= auto) takes the newest checkpoint of --run-dir; or a checkpoint directory or s3:// URL")
+	c.Flags().StringVar(&resume, "resume", "", "continue a run: bare --resume takes the newest checkpoint of --run-dir; --resume DIR a run directory, a checkpoint directory or an s3:// URL (CONFIG defaults to the run's config.yaml)")
 	c.Flags().Lookup("resume").NoOptDefVal = "auto"
 	c.Flags().DurationVar(&leaseTTL, "lease-ttl", natsbus.DefaultLeaseTTL, "with rl.bus.transport nats: TTL of the learner lease (a learner gone this long is replaced)")
 	mf.register(c)
 	return c
+}
+
+// loadRunConfig loads the config of `trainer run` with the --set overrides. A run's resolved config.yaml
+// (resolved) gives every stage its own copy of every section, which would shadow a top-level --set: there a
+// --set of a stage section (train.steps=…) applies to every stage as well.
+func loadRunConfig(config string, sets []string, resolved bool) (*configs.Config, error) {
+	if !resolved || len(sets) == 0 {
+		return configs.Load(config, sets)
+	}
+	base, err := configs.Load(config, nil)
+	if err != nil {
+		return nil, err
+	}
+	all := slices.Clone(sets)
+	for _, name := range base.StageNames() {
+		all = append(all, stageSets(sets, name)...)
+	}
+	return configs.Load(config, all)
+}
+
+// runTarget works out what `trainer run` runs from its arguments and its --resume and --run-dir flags: the
+// config (a recipe, a file, or the run directory's config.yaml when resuming without one), the resume target
+// for trainer.Options.Resume ("", "auto", a checkpoint directory or an s3:// URL) and the run directory ("":
+// resolveRunDir picks one).
+//
+// --resume takes an optional value, so `--resume DIR` with a space leaves DIR as a positional argument: with
+// a bare --resume, an argument that is a directory (or an s3:// URL) is the resume target (a config is a
+// recipe name or a file, never a directory). A resume target that is a run directory (no manifest.json, a
+// checkpoints/ directory) is the run directory, resumed from its newest checkpoint.
+func runTarget(args []string, resume, runDir string) (config, res, dir string, err error) {
+	dir = runDir
+	for _, a := range args {
+		isDir := false
+		if fi, err := os.Stat(a); err == nil && fi.IsDir() {
+			isDir = true
+		}
+		switch {
+		case resume == "auto" && (isDir || objstore.IsURL(a)):
+			resume = a
+		case config == "" && !isDir:
+			config = a
+		case isDir:
+			return "", "", "", fmt.Errorf("run: %s is a directory, not a config; to continue the run in it: trainer run --resume %s", a, a)
+		default:
+			return "", "", "", fmt.Errorf("run: unexpected argument %q (one CONFIG; --resume DIR takes one directory)", a)
+		}
+	}
+	res = resume
+	if res != "" && res != "auto" && !objstore.IsURL(res) {
+		_, errMan := os.Stat(filepath.Join(res, checkpoints.ManifestFile))
+		fi, errCk := os.Stat(filepath.Join(res, "checkpoints"))
+		switch {
+		case errMan == nil: // a checkpoint directory: its run directory when it lives in one
+			if dir == "" && config == "" && filepath.Base(filepath.Dir(filepath.Clean(res))) == "checkpoints" {
+				dir = filepath.Dir(filepath.Dir(filepath.Clean(res)))
+			}
+		case errCk == nil && fi.IsDir(): // a run directory
+			if dir != "" && filepath.Clean(dir) != filepath.Clean(res) {
+				return "", "", "", fmt.Errorf("run: --resume %s is a run directory, and --run-dir names another (%s)", res, dir)
+			}
+			dir, res = res, "auto"
+		default:
+			return "", "", "", fmt.Errorf("run: --resume %s: not a checkpoint (no %s) nor a run directory (no checkpoints/)", res, checkpoints.ManifestFile)
+		}
+	}
+	if config != "" {
+		return config, res, dir, nil
+	}
+	if res == "" {
+		return "", "", "", errors.New("run: CONFIG is required (a recipe name such as tiny, or a YAML file), unless you continue a run with --resume")
+	}
+	if dir == "" {
+		return "", "", "", errors.New("run: --resume without CONFIG reads the run directory's config.yaml: name it with --run-dir DIR or --resume RUN_DIR")
+	}
+	config = filepath.Join(dir, "config.yaml")
+	if _, err := os.Stat(config); err != nil {
+		return "", "", "", fmt.Errorf("run: --resume: %s has no resolved config (%w): pass the CONFIG to continue it with", dir, err)
+	}
+	return config, res, dir, nil
 }
 
 func newEvalCmd(g *globalFlags) *cobra.Command {
@@ -146,7 +241,7 @@ func newEvalCmd(g *globalFlags) *cobra.Command {
 	var sets []string
 	var batches, n, k int
 	c := &cobra.Command{
-		Use:   "eval --checkpoint DIR",
+		Use:   "eval --checkpoint DIR|RUN_DIR",
 		Short: "Evaluate a checkpoint: held-out loss and perplexity, or with --env task accuracy and pass@k; prints JSON",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -160,7 +255,14 @@ func newEvalCmd(g *globalFlags) *cobra.Command {
 				}
 				ckpt = dir
 			}
-			if fi, err := os.Stat(filepath.Join(ckpt, "latest")); err == nil && !fi.IsDir() {
+			if fi, err := os.Stat(filepath.Join(ckpt, "checkpoints", checkpoints.LatestFile)); err == nil && !fi.IsDir() {
+				// a run directory: its newest checkpoint
+				d, err := checkpoints.Latest(filepath.Join(ckpt, "checkpoints"))
+				if err != nil {
+					return fmt.Errorf("--checkpoint %s: a run directory without a usable latest checkpoint: %w", ckpt, err)
+				}
+				ckpt = d
+			} else if fi, err := os.Stat(filepath.Join(ckpt, "latest")); err == nil && !fi.IsDir() {
 				// a checkpoints/ directory: take its newest checkpoint
 				if d, err := checkpoints.Latest(ckpt); err == nil {
 					ckpt = d
@@ -220,7 +322,7 @@ func newEvalCmd(g *globalFlags) *cobra.Command {
 			return enc.Encode(res)
 		},
 	}
-	c.Flags().StringVar(&ckpt, "checkpoint", "", "checkpoint directory (or a run's checkpoints/ directory: its newest)")
+	c.Flags().StringVar(&ckpt, "checkpoint", "", "checkpoint directory, or a run directory or its checkpoints/ directory (their newest checkpoint)")
 	c.Flags().StringVar(&config, "config", "", "config for the data and batch shape (default: the run's config.yaml, else the pretrain recipe)")
 	c.Flags().StringVar(&stage, "stage", "", "stage whose data section to evaluate on (default: the first)")
 	c.Flags().IntVar(&batches, "batches", 0, "held-out batches (default: train.eval_batches)")
@@ -236,21 +338,63 @@ func newEvalCmd(g *globalFlags) *cobra.Command {
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version, Go version and BLAS backend",
+		Short: "Print the version, module version, VCS revision, Go version and BLAS backend",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, args []string) {
-			rev := ""
-			if bi, ok := debug.ReadBuildInfo(); ok {
-				for _, s := range bi.Settings {
-					if s.Key == "vcs.revision" {
-						rev = s.Value
-					}
-				}
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "sparrow trainer %s (revision %s) %s %s/%s blas=%s threads=%d\n",
-				version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH, kernels.Backend(), kernels.Threads())
+			bi, ok := debug.ReadBuildInfo()
+			fmt.Fprint(cmd.OutOrStdout(), versionText(version, bi, ok))
 		},
 	}
+}
+
+// versionText is what `trainer version` prints: the version (-ldflags -X main.version, else the module's),
+// the main module's path and version ("(devel)" for a build from a source tree rather than a released
+// module), the VCS revision with its commit time and whether the tree had uncommitted changes, the Go
+// version and platform, and the BLAS backend.
+func versionText(ldVersion string, bi *debug.BuildInfo, ok bool) string {
+	mod, modVer := "github.com/sparrow-rl/sparrow", "unknown (no build information)"
+	settings := map[string]string{}
+	if ok && bi != nil {
+		if bi.Main.Path != "" {
+			mod = bi.Main.Path
+		}
+		switch bi.Main.Version {
+		case "":
+			modVer = "unknown"
+		case "(devel)":
+			modVer = "(devel): built from a source tree, not a released module version"
+		default:
+			modVer = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			settings[s.Key] = s.Value
+		}
+	}
+	v := ldVersion
+	if v == "" || v == "dev" {
+		v = "dev"
+		if ok && bi != nil && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+	}
+	rev := settings["vcs.revision"]
+	if rev == "" {
+		rev = "unknown (built without VCS information: -buildvcs=false, go run, or outside a checkout)"
+	} else {
+		if t := settings["vcs.time"]; t != "" {
+			rev += " (committed " + t + ")"
+		}
+		if settings["vcs.modified"] == "true" {
+			rev += ", modified: built with uncommitted changes"
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "sparrow trainer %s\n", v)
+	fmt.Fprintf(&b, "module   %s %s\n", mod, modVer)
+	fmt.Fprintf(&b, "revision %s\n", rev)
+	fmt.Fprintf(&b, "go       %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(&b, "blas     %s, %d threads\n", kernels.Backend(), kernels.Threads())
+	return b.String()
 }
 
 // writeSamples writes greedy evaluation samples as JSONL, one object per task.

@@ -14,9 +14,9 @@ import (
 	"testing"
 )
 
-// writeRun writes a run directory with the given metrics.jsonl lines and, when
+// writeCompareRun writes a run directory with the given metrics.jsonl lines and, when
 // config is not empty, config.yaml.
-func writeRun(t *testing.T, dir string, lines []string, config string) {
+func writeCompareRun(t *testing.T, dir string, lines []string, config string) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -31,8 +31,8 @@ func writeRun(t *testing.T, dir string, lines []string, config string) {
 	}
 }
 
-// line is one metrics.jsonl line with a fixed time.
-func line(stage string, step int, kv string) string {
+// metricsLine is one metrics.jsonl line with a fixed time.
+func metricsLine(stage string, step int, kv string) string {
 	s := `{"time":"2026-01-01T00:00:00Z","stage":"` + stage + `","step":` + strconv.Itoa(step)
 	if kv != "" {
 		s += "," + kv
@@ -40,18 +40,18 @@ func line(stage string, step int, kv string) string {
 	return s + "}\n"
 }
 
-// twoRuns writes runs "a" and "b" under root and returns their directories.
-func twoRuns(t *testing.T, root string) []string {
+// twoCompareRuns writes runs "a" and "b" under root and returns their directories.
+func twoCompareRuns(t *testing.T, root string) []string {
 	a, b := filepath.Join(root, "a"), filepath.Join(root, "b")
-	writeRun(t, a, []string{
-		line("pretrain", 0, `"grad_norm":1,"loss":3`),
-		line("pretrain", 10, `"eval/loss":2.5,"loss":2`),
-		line("pretrain", 20, `"loss":1.5`),
-		line("pretrain", 30, `"eval/loss":2,"loss":1.8`),
-		line("rl", 0, `"actor/kl":0,"eval/math/accuracy":0.5,"reward/mean":0.2`),
-		line("rl", 1, `"actor/kl":0.01,"reward/mean":0.6`),
-		line("rl", 2, `"actor/kl":0.03,"eval/math/accuracy":0.7,"reward/mean":0.4`),
-		line("rl", 2, `"reward/mean":0.5`), // a resumed run logs step 2 again: the later line wins
+	writeCompareRun(t, a, []string{
+		metricsLine("pretrain", 0, `"grad_norm":1,"loss":3`),
+		metricsLine("pretrain", 10, `"eval/loss":2.5,"loss":2`),
+		metricsLine("pretrain", 20, `"loss":1.5`),
+		metricsLine("pretrain", 30, `"eval/loss":2,"loss":1.8`),
+		metricsLine("rl", 0, `"actor/kl":0,"eval/math/accuracy":0.5,"reward/mean":0.2`),
+		metricsLine("rl", 1, `"actor/kl":0.01,"reward/mean":0.6`),
+		metricsLine("rl", 2, `"actor/kl":0.03,"eval/math/accuracy":0.7,"reward/mean":0.4`),
+		metricsLine("rl", 2, `"reward/mean":0.5`), // a resumed run logs step 2 again: the later line wins
 	}, `# resolved
 name: a
 seed: 1
@@ -64,11 +64,11 @@ stages:
     kind: rl
     rl: {kl: unbiased}
 `)
-	writeRun(t, b, []string{
-		line("pretrain", 0, `"loss":3.2`),
-		line("pretrain", 10, `"loss":null`), // non-finite: left out
-		line("pretrain", 20, `"loss":1`),
-		line("rl", 0, `"reward/mean":0.1`),
+	writeCompareRun(t, b, []string{
+		metricsLine("pretrain", 0, `"loss":3.2`),
+		metricsLine("pretrain", 10, `"loss":null`), // non-finite: left out
+		metricsLine("pretrain", 20, `"loss":1`),
+		metricsLine("rl", 0, `"reward/mean":0.1`),
 	}, `name: b
 seed: 1
 optimizer: {lr: 0.002, betas: [0.9, 0.95]}
@@ -95,7 +95,7 @@ func TestMetricGoal(t *testing.T) {
 }
 
 func TestCompareRuns(t *testing.T) {
-	dirs := twoRuns(t, t.TempDir())
+	dirs := twoCompareRuns(t, t.TempDir())
 	cmp, err := CompareRuns(dirs, nil, 2)
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +159,7 @@ func TestCompareRuns(t *testing.T) {
 }
 
 func TestCompareRunsSelection(t *testing.T) {
-	dirs := twoRuns(t, t.TempDir())
+	dirs := twoCompareRuns(t, t.TempDir())
 	for _, tc := range []struct {
 		name    string
 		metrics []string
@@ -193,7 +193,7 @@ func TestCompareRunsSelection(t *testing.T) {
 }
 
 func TestComparisonWriteText(t *testing.T) {
-	cmp, err := CompareRuns(twoRuns(t, t.TempDir()), nil, 2)
+	cmp, err := CompareRuns(twoCompareRuns(t, t.TempDir()), nil, 2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,11 +14,11 @@ import (
 
 func TestPlotRuns(t *testing.T) {
 	root := t.TempDir()
-	dirs := twoRuns(t, root) // b's rl reward/mean is a single point
+	dirs := twoCompareRuns(t, root) // b's rl reward/mean is a single point
 	torn := filepath.Join(root, "interrupted-run-with-a-rather-long-directory-name")
-	writeRun(t, torn, []string{
-		line("pretrain", 0, `"loss":3.1`),
-		line("pretrain", 10, `"loss":2.2`),
+	writeCompareRun(t, torn, []string{
+		metricsLine("pretrain", 0, `"loss":3.1`),
+		metricsLine("pretrain", 10, `"loss":2.2`),
 		`{"time":"2026-01-01T00:00:00Z","stage":"pretrain","step":20,"lo`, // cut short by a crash
 	}, "")
 	dirs = append(dirs, torn)

@@ -21,8 +21,8 @@ func init() {
 	extraCommands = append(extraCommands, newCompareCmd, newPlotCmd, newAblateCmd)
 }
 
-// splitList splits comma-separated flag values ("a,b" and repeated flags alike), dropping empty items.
-func splitList(vals []string) []string {
+// splitMetricList splits comma-separated flag values ("a,b" and repeated flags alike), dropping empty items.
+func splitMetricList(vals []string) []string {
 	var out []string
 	for _, v := range vals {
 		for _, s := range strings.Split(v, ",") {
@@ -48,7 +48,7 @@ metrics are every eval/*/accuracy, reward/mean, actor/kl, loss and eval/loss; --
 patterns ("*" does not cross "/").`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cmp, err := trainer.CompareRuns(args, splitList(metrics), last)
+			cmp, err := trainer.CompareRuns(args, splitMetricList(metrics), last)
 			if err != nil {
 				return err
 			}
@@ -83,7 +83,7 @@ a series of one point is drawn as a marker. The default metrics are those of tra
 					out = filepath.Join(args[0], trainer.PlotsDir, "runs.png")
 				}
 			}
-			panels, err := trainer.PlotRuns(args, splitList(metrics), out)
+			panels, err := trainer.PlotRuns(args, splitMetricList(metrics), out)
 			if err != nil {
 				return err
 			}

@@ -16,7 +16,7 @@ import (
 	"github.com/sparrow-rl/sparrow/trainer"
 )
 
-func runCLI(t *testing.T, args ...string) (string, string, error) {
+func runCompareCLI(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
 	root := newRootCmd()
 	var out, errw bytes.Buffer
@@ -27,8 +27,8 @@ func runCLI(t *testing.T, args ...string) (string, string, error) {
 	return out.String(), errw.String(), err
 }
 
-// cliRuns writes two small run directories: "base" and "k3" (whose metrics.jsonl ends in a torn line).
-func cliRuns(t *testing.T) []string {
+// compareCLIRuns writes two small run directories: "base" and "k3" (whose metrics.jsonl ends in a torn line).
+func compareCLIRuns(t *testing.T) []string {
 	root := t.TempDir()
 	const ts = `{"time":"2026-01-01T00:00:00Z","stage":"rl_math",`
 	runs := []struct{ name, metrics, config string }{
@@ -56,8 +56,8 @@ func cliRuns(t *testing.T) []string {
 	return dirs
 }
 
-// hasRow reports whether the text has a line whose fields are want.
-func hasRow(text string, want ...string) bool {
+// hasFieldsRow reports whether the text has a line whose fields are want.
+func hasFieldsRow(text string, want ...string) bool {
 	for _, l := range strings.Split(text, "\n") {
 		if reflect.DeepEqual(strings.Fields(l), want) {
 			return true
@@ -67,7 +67,7 @@ func hasRow(text string, want ...string) bool {
 }
 
 func TestCompareCmd(t *testing.T) {
-	dirs := cliRuns(t)
+	dirs := compareCLIRuns(t)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -85,18 +85,18 @@ func TestCompareCmd(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, _, err := runCLI(t, append(append([]string{"compare"}, dirs...), tc.args...)...)
+			out, _, err := runCompareCLI(t, append(append([]string{"compare"}, dirs...), tc.args...)...)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, r := range tc.rows {
-				if !hasRow(out, r...) {
+				if !hasFieldsRow(out, r...) {
 					t.Errorf("no row %q in\n%s", r, out)
 				}
 			}
 		})
 	}
-	out, _, err := runCLI(t, append([]string{"compare", "--json"}, dirs...)...)
+	out, _, err := runCompareCLI(t, append([]string{"compare", "--json"}, dirs...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,15 +107,15 @@ func TestCompareCmd(t *testing.T) {
 	if len(cmp.Metrics) != 2 || len(cmp.Config) != 1 || cmp.Config[0].Key != "rl.kl" {
 		t.Errorf("--json: %+v", cmp)
 	}
-	if _, _, err := runCLI(t, "compare", filepath.Join(t.TempDir(), "nope")); err == nil || !strings.Contains(err.Error(), "nope") {
+	if _, _, err := runCompareCLI(t, "compare", filepath.Join(t.TempDir(), "nope")); err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("missing run: %v", err)
 	}
 }
 
 func TestPlotCmd(t *testing.T) {
-	dirs := cliRuns(t)
+	dirs := compareCLIRuns(t)
 	png := filepath.Join(t.TempDir(), "cmp.png")
-	out, _, err := runCLI(t, append([]string{"plot", "--metrics", "eval/math/accuracy,reward/mean", "--out", png}, dirs...)...)
+	out, _, err := runCompareCLI(t, append([]string{"plot", "--metrics", "eval/math/accuracy,reward/mean", "--out", png}, dirs...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestPlotCmd(t *testing.T) {
 		t.Errorf("png: %v", err)
 	}
 	// One run without --out: into its plots/ folder.
-	if _, _, err := runCLI(t, "plot", dirs[1]); err != nil {
+	if _, _, err := runCompareCLI(t, "plot", dirs[1]); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dirs[1], trainer.PlotsDir, "runs.png")); err != nil {
@@ -140,7 +140,7 @@ func TestAblateCmd(t *testing.T) {
 	}
 	quiet := []string{"--log-level", "error", "--set", "train.steps=2", "--set", "train.log_every=1", "--set", "checkpoint.every=2"}
 	out := filepath.Join(t.TempDir(), "grid")
-	stdout, _, err := runCLI(t, append([]string{"ablate", "tiny", "--out", out,
+	stdout, _, err := runCompareCLI(t, append([]string{"ablate", "tiny", "--out", out,
 		"--arm", "low=optimizer.lr=1e-4", "--arm", "high=optimizer.lr=3e-3,seed=7"}, quiet...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +150,7 @@ func TestAblateCmd(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if !hasRow(stdout, "optimizer.lr", "0.0001", "0.003") || !hasRow(stdout, "stages.pretrain.optimizer.lr", "0.0001", "0.003") {
+	if !hasFieldsRow(stdout, "optimizer.lr", "0.0001", "0.003") || !hasFieldsRow(stdout, "stages.pretrain.optimizer.lr", "0.0001", "0.003") {
 		t.Errorf("no optimizer.lr rows:\n%s", stdout)
 	}
 	seedRow := false
@@ -170,11 +170,11 @@ func TestAblateCmd(t *testing.T) {
 		t.Fatal(err)
 	}
 	out2 := filepath.Join(dir, "out")
-	if _, _, err := runCLI(t, "ablate", file, "--out", out2, "--parallel", "2", "--log-level", "error"); err != nil {
+	if _, _, err := runCompareCLI(t, "ablate", file, "--out", out2, "--parallel", "2", "--log-level", "error"); err != nil {
 		t.Fatal(err)
 	}
 	txt, err := os.ReadFile(filepath.Join(out2, trainer.CompareText))
-	if err != nil || !hasRow(string(txt), "optimizer.lr", "0.003", "0.01") {
+	if err != nil || !hasFieldsRow(string(txt), "optimizer.lr", "0.003", "0.01") {
 		t.Errorf("compare.txt: %v\n%s", err, txt)
 	}
 
@@ -188,7 +188,7 @@ func TestAblateCmd(t *testing.T) {
 		{"bad key", []string{"ablate", "tiny", "--arm", "x=optimizer.nope=1", "--out", filepath.Join(dir, "bad")}, "arm x"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, _, err := runCLI(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, _, err := runCompareCLI(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want %q", err, tc.want)
 			}
 		})

@@ -59,8 +59,8 @@ func TestConsoleLinesWithBar(t *testing.T) {
 	}
 }
 
-// TestConfigDiff names every key whose value differs, a stage's keys under stages.<name>.
-func TestConfigDiff(t *testing.T) {
+// TestConfigChanges names every key whose value differs, a stage's keys under stages.<name>.
+func TestConfigChanges(t *testing.T) {
 	a, err := configs.Load("tiny", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ func TestConfigDiff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := ConfigDiff(a, b)
+	got, err := ConfigChanges(a, b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestConfigDiff(t *testing.T) {
 	if strings.Join(keys, ",") != strings.Join(want, ",") {
 		t.Errorf("changed keys %v, want %v", keys, want)
 	}
-	if none, _ := ConfigDiff(a, a); len(none) != 0 {
+	if none, _ := ConfigChanges(a, a); len(none) != 0 {
 		t.Errorf("a config differs from itself: %v", none)
 	}
 }

@@ -21,7 +21,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -184,20 +183,6 @@ func stageFamilies(ss map[string]*series) []family {
 	return out
 }
 
-// stepTicks places gonum's default ticks on the step axis but labels them as
-// plain integers ("250", not "250.00").
-type stepTicks struct{}
-
-func (stepTicks) Ticks(min, max float64) []plot.Tick {
-	ts := plot.DefaultTicks{}.Ticks(min, max)
-	for i := range ts {
-		if ts[i].Label != "" {
-			ts[i].Label = strconv.FormatFloat(ts[i].Value, 'f', -1, 64)
-		}
-	}
-	return ts
-}
-
 // drawPNG renders the series as lines against step into path (via a temporary
 // file renamed into place).
 func drawPNG(path, title, ylabel string, lines []*series) error {
@@ -217,7 +202,7 @@ func drawPNG(path, title, ylabel string, lines []*series) error {
 		p.Legend.Add(s.name, l)
 	}
 	p.Legend.Top = true
-	p.X.Tick.Marker = stepTicks{}
+	p.X.Tick.Marker = roundStepTicks{} // plotruns.go
 	if p.Y.Min == p.Y.Max {
 		// A flat curve (a constant learning rate): centre it in ±10 %.
 		d := math.Abs(p.Y.Min) * 0.1

@@ -115,9 +115,9 @@ type KeyChange struct {
 	Old, New string
 }
 
-// ConfigDiff compares two configs key by key (their resolved YAML, flattened to dotted keys; a stage's keys are
-// stages.<name>.<key>) and returns the keys whose values differ, sorted.
-func ConfigDiff(old, new *configs.Config) ([]KeyChange, error) {
+// ConfigChanges compares two configs key by key (their resolved YAML, flattened to dotted keys; a stage's keys are
+// stages.<name>.<key>, as compare.go's flatten writes them) and returns the keys whose values differ, sorted.
+func ConfigChanges(old, new *configs.Config) ([]KeyChange, error) {
 	a, err := flatConfig(old)
 	if err != nil {
 		return nil, err
@@ -153,52 +153,6 @@ func flatConfig(c *configs.Config) (map[string]string, error) {
 	out := map[string]string{}
 	flatten("", v, out)
 	return out, nil
-}
-
-// flatten writes v's scalars to out under dotted keys; a list of maps with a "name" is keyed by the names.
-func flatten(prefix string, v any, out map[string]string) {
-	join := func(k string) string {
-		if prefix == "" {
-			return k
-		}
-		return prefix + "." + k
-	}
-	switch t := v.(type) {
-	case map[string]any:
-		for k, e := range t {
-			flatten(join(k), e, out)
-		}
-		return
-	case []any:
-		named := len(t) > 0
-		for _, e := range t {
-			m, ok := e.(map[string]any)
-			if !ok {
-				named = false
-				break
-			}
-			if _, ok := m["name"].(string); !ok {
-				named = false
-				break
-			}
-		}
-		if named {
-			for _, e := range t {
-				m := e.(map[string]any)
-				flatten(join(m["name"].(string)), m, out)
-			}
-			return
-		}
-		if len(t) > 0 {
-			if _, scalar := t[0].(map[string]any); scalar {
-				for i, e := range t {
-					flatten(fmt.Sprintf("%s[%d]", prefix, i), e, out)
-				}
-				return
-			}
-		}
-	}
-	out[prefix] = fmt.Sprint(v)
 }
 
 // logConfigChanges logs every key of cfg that differs from the config the checkpoint ck (in ckDir) was
@@ -237,7 +191,7 @@ func (r *Run) logConfigChanges(ck *checkpoints.Checkpoint, ckDir string) {
 		}
 		return
 	}
-	changes, err := ConfigDiff(prev, r.Config)
+	changes, err := ConfigChanges(prev, r.Config)
 	if err != nil {
 		r.Log.Warn("cannot compare the config with the checkpoint's", "err", err)
 		return

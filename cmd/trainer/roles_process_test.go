@@ -116,28 +116,20 @@ func startRolesNATS(t *testing.T, names natsbus.Names) (string, map[string]strin
 	return "", nil, nil
 }
 
-// workerCheckViolation is the one permission violation the worker role's normal flow causes: CheckServer's
-// account info request (JetStream enabled?), which passes unanswered.
-var workerCheckViolation = regexp.MustCompile(`Publish to \\?"\$JS\.API\.INFO\\?"`)
-
-// permissionLines are the lines of a process log that mention a permission violation, but for the workers'
-// JetStream check when worker is set (counted in checks).
-func permissionLines(t *testing.T, p *proc, worker bool) (lines []string, checks int) {
+// permissionLines are the lines of a process log that mention a permission violation.
+func permissionLines(t *testing.T, p *proc) []string {
 	t.Helper()
 	b, err := os.ReadFile(p.log)
 	if err != nil {
 		t.Fatal(err)
 	}
+	var lines []string
 	for _, line := range strings.Split(string(b), "\n") {
-		switch {
-		case !strings.Contains(strings.ToLower(line), "permission"):
-		case worker && workerCheckViolation.MatchString(line):
-			checks++
-		default:
+		if strings.Contains(strings.ToLower(line), "permission") {
 			lines = append(lines, line)
 		}
 	}
-	return lines, checks
+	return lines
 }
 
 // serverViolation is a violation line of nats-server's log: the client's name, the user and the subject.
@@ -188,27 +180,22 @@ func TestRolesProcesses(t *testing.T) {
 	}
 	t.Logf("trainer learn with the worker's credentials: exit %d after %.1f s: %s", code, took.Seconds(), lastLine(string(b)))
 
-	// the processes of the run: no permission violation but the workers' JetStream check
+	// the processes of the run: no permission violation
 	for _, c := range []struct {
-		name   string
-		p      *proc
-		worker bool
-	}{{"learner", learner, false}, {"rollout1", w1, true}, {"rollout2", w2, true}} {
-		lines, checks := permissionLines(t, c.p, c.worker)
+		name string
+		p    *proc
+	}{{"learner", learner}, {"rollout1", w1}, {"rollout2", w2}} {
+		lines := permissionLines(t, c.p)
 		if len(lines) > 0 {
 			t.Errorf("%s logged %d permission violations:\n%s", c.name, len(lines), strings.Join(lines, "\n"))
 		}
-		if checks > 0 {
-			t.Logf("%s: %d refused JetStream checks ($JS.API.INFO, not in the worker role)", c.name, checks)
-		}
 	}
-	// the server's view: the user learner never, the workers' processes only on their JetStream check, the
+	// the server's view: the user learner never, the workers' processes never, the
 	// worker-credentialed learner on the lease bucket
 	var badViolations int
 	for _, m := range serverViolation.FindAllStringSubmatch(srvLog.String(), -1) {
 		client, user, subject := m[1], m[2], m[3]
 		switch {
-		case user == "worker" && strings.Contains(client, "sparrow-rollout") && subject == "$JS.API.INFO":
 		case user == "worker" && strings.Contains(client, "sparrow-learner"):
 			badViolations++
 		default:

@@ -22,7 +22,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -184,10 +183,6 @@ func TestRoles(t *testing.T) {
 	}
 }
 
-// workerCheckViolation is the one violation a worker's normal flow logs: its JetStream check's account info
-// request (CheckServer), which the worker role does not allow.
-var workerCheckViolation = regexp.MustCompile(`Permissions Violation for Publish to \\?"\$JS\.API\.INFO\\?"`)
-
 // lockedLog is a log that connections of several goroutines write.
 type lockedLog struct {
 	mu  sync.Mutex
@@ -209,13 +204,12 @@ func (l *lockedLog) String() string {
 func testRoles(t *testing.T, url string, names Names, pw map[string]string) {
 	ctx := context.Background()
 	b := testBus()
-	// the logs of the normal flow's connections (Connect logs the server's permission violations): none but
-	// the worker's JetStream check (CheckServer), which it may not make and which passes unanswered
+	// the logs of the normal flow's connections (Connect logs the server's permission violations): none
 	flowLogs := map[*lockedLog]string{}
 	defer func() {
 		for l, role := range flowLogs {
 			for _, line := range strings.Split(l.String(), "\n") {
-				if strings.Contains(strings.ToLower(line), "permission") && !(role == "worker" && workerCheckViolation.MatchString(line)) {
+				if strings.Contains(strings.ToLower(line), "permission") {
 					t.Errorf("%s: a permission violation in the normal flow: %s", role, line)
 				}
 			}

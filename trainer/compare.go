@@ -188,41 +188,22 @@ func CompareRuns(dirs []string, metrics []string, k int) (*Comparison, error) {
 	}
 	names := runNames(dirs)
 	cmp := &Comparison{Last: k}
-	runs := make([]*runSeries, len(dirs))
-	var stages []string
-	stageSeen := map[string]bool{}
-	for i, d := range dirs {
-		rs, err := readRunSeries(d)
-		if err != nil {
-			return nil, fmt.Errorf("compare: run %s: %w", d, err)
-		}
-		runs[i] = rs
-		cmp.Runs = append(cmp.Runs, CompareRun{Name: names[i], Dir: d, Records: rs.records})
-		for _, s := range rs.stages {
-			if !stageSeen[s] {
-				stageSeen[s] = true
-				stages = append(stages, s)
-			}
-		}
+	runs, err := readRuns(dirs)
+	if err != nil {
+		return nil, fmt.Errorf("compare: %w", err)
 	}
-	for _, stage := range stages {
-		present := map[string]bool{}
-		for _, rs := range runs {
-			for m, s := range rs.byStage[stage] {
-				if len(s.pts) > 0 {
-					present[m] = true
-				}
+	for i, rs := range runs {
+		cmp.Runs = append(cmp.Runs, CompareRun{Name: names[i], Dir: dirs[i], Records: rs.records})
+	}
+	for _, sm := range stageMetrics(runs, metrics) {
+		stage, m := sm[0], sm[1]
+		row := MetricRow{Stage: stage, Metric: m, Goal: MetricGoal(m), Runs: make([]*RunStat, len(runs))}
+		for i, rs := range runs {
+			if s := rs.byStage[stage][m]; s != nil && len(s.pts) > 0 {
+				row.Runs[i] = summarize(s.xys(), row.Goal, k)
 			}
 		}
-		for _, m := range matchMetrics(metrics, present) {
-			row := MetricRow{Stage: stage, Metric: m, Goal: MetricGoal(m), Runs: make([]*RunStat, len(runs))}
-			for i, rs := range runs {
-				if s := rs.byStage[stage][m]; s != nil && len(s.pts) > 0 {
-					row.Runs[i] = summarize(s.xys(), row.Goal, k)
-				}
-			}
-			cmp.Metrics = append(cmp.Metrics, row)
-		}
+		cmp.Metrics = append(cmp.Metrics, row)
 	}
 	flat := make([]map[string]string, len(dirs))
 	for i, d := range dirs {
@@ -235,6 +216,49 @@ func CompareRuns(dirs []string, metrics []string, k int) (*Comparison, error) {
 	}
 	cmp.Config = diffConfigs(flat)
 	return cmp, nil
+}
+
+// readRuns reads the metrics of each run directory.
+func readRuns(dirs []string) ([]*runSeries, error) {
+	runs := make([]*runSeries, len(dirs))
+	for i, d := range dirs {
+		rs, err := readRunSeries(d)
+		if err != nil {
+			return nil, fmt.Errorf("run %s: %w", d, err)
+		}
+		runs[i] = rs
+	}
+	return runs, nil
+}
+
+// stageMetrics lists the (stage, metric) pairs to show: stages in the order the runs first have them, and
+// in each the metrics matching patterns that at least one run has points of.
+func stageMetrics(runs []*runSeries, patterns []string) [][2]string {
+	var stages []string
+	seen := map[string]bool{}
+	for _, rs := range runs {
+		for _, s := range rs.stages {
+			if !seen[s] {
+				seen[s] = true
+				stages = append(stages, s)
+			}
+		}
+	}
+	var out [][2]string
+	for _, stage := range stages {
+		present := map[string]bool{}
+		for _, rs := range runs {
+			for m, s := range rs.byStage[stage] {
+				if len(s.pts) > 0 {
+					present[m] = true
+				}
+			}
+		}
+		for _, m := range matchMetrics(patterns, present) {
+			out = append(out, [2]string{stage, m})
+		}
+	}
+	return out
 }
 
 // summarize computes a series' final, best and last-k mean (xy sorted by step, non-empty).

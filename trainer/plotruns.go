@@ -89,41 +89,19 @@ func PlotRuns(dirs []string, metrics []string, out string) ([]string, error) {
 		metrics = DefaultCompareMetrics
 	}
 	names := runNames(dirs)
-	runs := make([]*runSeries, len(dirs))
-	var stages []string
-	seen := map[string]bool{}
-	for i, d := range dirs {
-		rs, err := readRunSeries(d)
-		if err != nil {
-			return nil, fmt.Errorf("plot: run %s: %w", d, err)
-		}
-		runs[i] = rs
-		for _, s := range rs.stages {
-			if !seen[s] {
-				seen[s] = true
-				stages = append(stages, s)
-			}
-		}
+	runs, err := readRuns(dirs)
+	if err != nil {
+		return nil, fmt.Errorf("plot: %w", err)
 	}
 	var panels []*plot.Plot
 	var titles []string
-	for _, stage := range stages {
-		present := map[string]bool{}
-		for _, rs := range runs {
-			for m, s := range rs.byStage[stage] {
-				if len(s.pts) > 0 {
-					present[m] = true
-				}
-			}
+	for _, sm := range stageMetrics(runs, metrics) {
+		p, err := runsPanel(sm[0], sm[1], names, runs)
+		if err != nil {
+			return nil, fmt.Errorf("plot: %s: %w", out, err)
 		}
-		for _, m := range matchMetrics(metrics, present) {
-			p, err := runsPanel(stage, m, names, runs)
-			if err != nil {
-				return nil, fmt.Errorf("plot: %s: %w", out, err)
-			}
-			panels = append(panels, p)
-			titles = append(titles, stage+": "+m)
-		}
+		panels = append(panels, p)
+		titles = append(titles, sm[0]+": "+sm[1])
 	}
 	if len(panels) == 0 {
 		return nil, fmt.Errorf("plot: none of the metrics %v in runs %v", metrics, dirs)

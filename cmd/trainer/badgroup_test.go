@@ -23,7 +23,7 @@ func TestBusProcessesWrongGroupSize(t *testing.T) {
 	srv := startNATS(t)
 	dir := t.TempDir()
 	runDir := filepath.Join(dir, "run")
-	learner := startTrainer(t, dir, "learner", busArgs("learn", srv.url(), "--run-dir", runDir, "--lease-ttl", "3s")...)
+	learner := startTrainer(t, dir, "learner", busArgs("learn", srv.URL(), "--run-dir", runDir, "--lease-ttl", "3s")...)
 
 	cfg, err := configs.Load("tiny", busSets)
 	if err != nil {
@@ -32,7 +32,7 @@ func TestBusProcessesWrongGroupSize(t *testing.T) {
 	st := cfg.Stages[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nc, err := natsbus.Connect(natsbus.ConnOptions{URL: srv.url(), Log: quietLogger()})
+	nc, err := natsbus.Connect(natsbus.ConnOptions{URL: srv.URL(), Log: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func TestBusProcessesWrongGroupSize(t *testing.T) {
 	if err := rogue.Publish(ctx, g); err != nil {
 		t.Fatal(err)
 	}
-	worker := startTrainer(t, dir, "rollout", busArgs("rollout", srv.url(), "--workers", "1")...)
+	worker := startTrainer(t, dir, "rollout", busArgs("rollout", srv.URL(), "--workers", "1")...)
 	if err := learner.wait(t, 90*time.Second); err != nil {
 		t.Fatalf("the learner stopped on a group of the wrong size: %v", err)
 	}
@@ -85,8 +85,8 @@ func TestBusProcessesWrongGroupSize(t *testing.T) {
 	}
 
 	// resume with two more steps: the learner does not meet the bad group again
-	worker = startTrainer(t, dir, "rollout2", busArgs("rollout", srv.url(), "--workers", "1", "--set", "train.steps=8")...)
-	resumed := startTrainer(t, dir, "learner2", busArgs("learn", srv.url(), "--run-dir", runDir, "--resume", "--set", "train.steps=8")...)
+	worker = startTrainer(t, dir, "rollout2", busArgs("rollout", srv.URL(), "--workers", "1", "--set", "train.steps=8")...)
+	resumed := startTrainer(t, dir, "learner2", busArgs("learn", srv.URL(), "--run-dir", runDir, "--resume", "--set", "train.steps=8")...)
 	if err := resumed.wait(t, 90*time.Second); err != nil {
 		t.Fatalf("resumed learner: %v", err)
 	}

@@ -15,7 +15,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +29,7 @@ import (
 
 	"github.com/sparrow-rl/sparrow/checkpoints"
 	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/internal/natstest"
 	"github.com/sparrow-rl/sparrow/rollout/natsbus"
 	"github.com/sparrow-rl/sparrow/trainer"
 )
@@ -107,59 +107,9 @@ func flatWeights(dir string) ([]float32, error) {
 	return out, nil
 }
 
-// natsServer is Debian's nats-server as a child process.
-type natsServer struct {
-	bin, dir string
-	port     int
-	cmd      *exec.Cmd
-}
-
-func startNATS(t *testing.T) *natsServer {
-	t.Helper()
-	bin, err := exec.LookPath("nats-server")
-	if err != nil {
-		if os.Getenv("SPARROW_REQUIRE_NATS") == "1" {
-			t.Fatal("nats-server is not in $PATH and SPARROW_REQUIRE_NATS=1: run .ci/install-nats.sh")
-		}
-		t.Skip("nats-server not installed (apt-get install nats-server, or .ci/install-nats.sh)")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	s := &natsServer{bin: bin, dir: t.TempDir(), port: port}
-	s.start(t)
-	t.Cleanup(func() { s.stop() })
-	return s
-}
-
-func (s *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
-
-func (s *natsServer) start(t *testing.T) {
-	t.Helper()
-	s.cmd = exec.Command(s.bin, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(s.port), "-sd", filepath.Join(s.dir, "store"))
-	s.cmd.Stdout, s.cmd.Stderr = nil, nil
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", s.port)); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("nats-server did not listen within 5 s")
-}
-
-func (s *natsServer) stop() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		_ = s.cmd.Wait()
-		s.cmd = nil
-	}
+// startNATS starts Debian's nats-server with JetStream on loopback (natstest).
+func startNATS(t *testing.T) *natstest.Server {
+	return natstest.Start(t, natstest.Options{JetStream: true})
 }
 
 // proc is a trainer child process with its log.
@@ -318,14 +268,14 @@ func TestBusProcessesWorkerKillAndCorruption(t *testing.T) {
 	srv := startNATS(t)
 	dir := t.TempDir()
 	runDir := filepath.Join(dir, "run")
-	w1 := startTrainer(t, dir, "rollout1", busArgs("rollout", srv.url(), "--workers", "1")...)
-	w2 := startTrainer(t, dir, "rollout2", busArgs("rollout", srv.url(), "--workers", "1")...)
-	learner := startTrainer(t, dir, "learner", busArgs("learn", srv.url(), "--run-dir", runDir)...)
+	w1 := startTrainer(t, dir, "rollout1", busArgs("rollout", srv.URL(), "--workers", "1")...)
+	w2 := startTrainer(t, dir, "rollout2", busArgs("rollout", srv.URL(), "--workers", "1")...)
+	learner := startTrainer(t, dir, "learner", busArgs("learn", srv.URL(), "--run-dir", runDir)...)
 	waitStep(t, runDir, 1, learner)
 	if err := w1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(srv.url())
+	nc, err := nats.Connect(srv.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,20 +325,20 @@ func TestBusProcessesServerRestartAndLearnerResume(t *testing.T) {
 	srv := startNATS(t)
 	dir := t.TempDir()
 	runDir := filepath.Join(dir, "run")
-	w1 := startTrainer(t, dir, "rollout1", busArgs("rollout", srv.url(), "--workers", "1")...)
-	w2 := startTrainer(t, dir, "rollout2", busArgs("rollout", srv.url(), "--workers", "1")...)
+	w1 := startTrainer(t, dir, "rollout1", busArgs("rollout", srv.URL(), "--workers", "1")...)
+	w2 := startTrainer(t, dir, "rollout2", busArgs("rollout", srv.URL(), "--workers", "1")...)
 	// a short lease TTL: the SIGKILLed learner's lease expires soon and the resumed learner takes it over
-	learner := startTrainer(t, dir, "learner", busArgs("learn", srv.url(), "--run-dir", runDir, "--lease-ttl", "3s")...)
+	learner := startTrainer(t, dir, "learner", busArgs("learn", srv.URL(), "--run-dir", runDir, "--lease-ttl", "3s")...)
 	waitStep(t, runDir, 1, learner)
-	srv.stop()
+	srv.Stop()
 	time.Sleep(300 * time.Millisecond)
-	srv.start(t)
+	srv.Restart(t)
 	waitStep(t, runDir, 3, learner)
 	if err := learner.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	learner.wait(t, 10*time.Second)
-	resumed := startTrainer(t, dir, "learner2", busArgs("learn", srv.url(), "--run-dir", runDir, "--resume", "--lease-ttl", "3s")...)
+	resumed := startTrainer(t, dir, "learner2", busArgs("learn", srv.URL(), "--run-dir", runDir, "--resume", "--lease-ttl", "3s")...)
 	if err := resumed.wait(t, 90*time.Second); err != nil {
 		t.Fatalf("resumed learner: %v", err)
 	}

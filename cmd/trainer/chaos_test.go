@@ -115,7 +115,7 @@ func TestChaosSoak(t *testing.T) {
 	n := 0
 	startWorker := func() *proc {
 		n++
-		return startTrainer(t, dir, fmt.Sprintf("rollout%d", n), chaosArgs("rollout", srv.url(), steps, "--workers", "1")...)
+		return startTrainer(t, dir, fmt.Sprintf("rollout%d", n), chaosArgs("rollout", srv.URL(), steps, "--workers", "1")...)
 	}
 	workers := []*proc{startWorker(), startWorker(), startWorker()}
 	startLearner := func(resume bool) *proc {
@@ -124,10 +124,10 @@ func TestChaosSoak(t *testing.T) {
 		if resume {
 			extra = append(extra, "--resume")
 		}
-		return startTrainer(t, dir, fmt.Sprintf("learner%d", rep.LearnerRuns), chaosArgs("learn", srv.url(), steps, extra...)...)
+		return startTrainer(t, dir, fmt.Sprintf("learner%d", rep.LearnerRuns), chaosArgs("learn", srv.URL(), steps, extra...)...)
 	}
 	learner := startLearner(false)
-	nc, err := nats.Connect(srv.url(), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
+	nc, err := nats.Connect(srv.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,15 +192,13 @@ func TestChaosSoak(t *testing.T) {
 			time.Sleep(time.Duration(2+rng.IntN(6)) * time.Second)
 			_ = w.cmd.Process.Signal(syscall.SIGCONT)
 		case "server_term":
-			srv.stop()
+			srv.Stop()
 			time.Sleep(time.Duration(200+rng.IntN(1500)) * time.Millisecond)
-			srv.start(t)
+			srv.Restart(t)
 		case "server_kill":
-			_ = srv.cmd.Process.Kill()
-			_ = srv.cmd.Wait()
-			srv.cmd = nil
+			srv.Kill()
 			time.Sleep(time.Duration(200+rng.IntN(1500)) * time.Millisecond)
-			srv.start(t)
+			srv.Restart(t)
 		case "learner_kill":
 			_ = learner.cmd.Process.Signal(syscall.SIGKILL)
 			<-learner.done

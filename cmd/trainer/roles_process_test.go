@@ -11,109 +11,29 @@ package main
 // when SPARROW_REQUIRE_NATS=1.
 
 import (
-	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sparrow-rl/sparrow/internal/natstest"
 	"github.com/sparrow-rl/sparrow/rollout/natsbus"
 )
 
-// lockedBuffer collects a child process's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startRolesNATS runs Debian's nats-server with the repository's roles template filled for names (a store
-// directory and a passwords file of the test's, a new password for each role) on a free loopback port. It
-// returns the server's host:port, the passwords and the server's output.
-func startRolesNATS(t *testing.T, names natsbus.Names) (string, map[string]string, *lockedBuffer) {
+// directory and a passwords file of the test's, a new password for each role). It returns the server and
+// the passwords.
+func startRolesNATS(t *testing.T, names natsbus.Names) (*natstest.Server, map[string]string) {
 	t.Helper()
-	bin, err := exec.LookPath("nats-server")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/nats-server"); serr == nil {
-			bin, err = "/usr/sbin/nats-server", nil
-		}
-	}
-	if err != nil {
-		if os.Getenv("SPARROW_REQUIRE_NATS") == "1" {
-			t.Fatal("nats-server is not installed and SPARROW_REQUIRE_NATS=1: run .ci/install-nats.sh")
-		}
-		t.Skip("nats-server not installed (apt-get install nats-server, or .ci/install-nats.sh)")
-	}
-	dir := t.TempDir()
 	tmpl, err := os.ReadFile(filepath.Join("..", "..", "deploy", "nats", "sparrow-roles.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	pw := map[string]string{}
-	var pwConf strings.Builder
-	for _, role := range []string{"learner", "worker", "tools"} {
-		b := make([]byte, 12)
-		_, _ = rand.Read(b)
-		pw[role] = hex.EncodeToString(b)
-		fmt.Fprintf(&pwConf, "%s_PASSWORD: %q\n", strings.ToUpper(role), pw[role])
-	}
-	if err := os.WriteFile(filepath.Join(dir, "sparrow-passwords.conf"), []byte(pwConf.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(dir, "roles.conf")
-	filled := strings.Replace(names.RolesConfig(string(tmpl)), "/var/lib/nats/sparrow", filepath.Join(dir, "store"), 1)
-	if err := os.WriteFile(conf, []byte(filled), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	out := &lockedBuffer{}
-	cmd := exec.Command(bin, "-c", conf, "-a", "127.0.0.1", "-p", fmt.Sprint(port))
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("--- nats-server output ---\n%s", tail(out.String(), 6000))
-		}
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for range 100 {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return addr, pw, out
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("nats-server did not listen within 5 s")
-	return "", nil, nil
+	conf, pw := natstest.RolesConfig(t, names.RolesConfig(string(tmpl)))
+	return natstest.Start(t, natstest.Options{Config: conf}), pw
 }
 
 // permissionLines are the lines of a process log that mention a permission violation.
@@ -137,7 +57,8 @@ var serverViolation = regexp.MustCompile(`"([^"]*)" - (?:Publish|Subscription) V
 
 func TestRolesProcesses(t *testing.T) {
 	names := natsbus.NewNames("tiny", "rl_math")
-	addr, pw, srvLog := startRolesNATS(t, names)
+	srv, pw := startRolesNATS(t, names)
+	addr := srv.Addr()
 	url := func(role string) string { return fmt.Sprintf("nats://%s:%s@%s", role, pw[role], addr) }
 	dir := t.TempDir()
 	runDir := filepath.Join(dir, "run")
@@ -193,7 +114,7 @@ func TestRolesProcesses(t *testing.T) {
 	// the server's view: the user learner never, the workers' processes never, the
 	// worker-credentialed learner on the lease bucket
 	var badViolations int
-	for _, m := range serverViolation.FindAllStringSubmatch(srvLog.String(), -1) {
+	for _, m := range serverViolation.FindAllStringSubmatch(srv.Output(), -1) {
 		client, user, subject := m[1], m[2], m[3]
 		switch {
 		case user == "worker" && strings.Contains(client, "sparrow-learner"):

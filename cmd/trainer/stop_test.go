@@ -118,14 +118,14 @@ func TestBusSIGTERM(t *testing.T) {
 	referenceWeights(t)
 	dir := t.TempDir()
 	runDir := filepath.Join(dir, "run")
-	w1 := startTrainer(t, dir, "rollout1", busArgs("rollout", srv.url(), "--workers", "1")...)
-	w2 := startTrainer(t, dir, "rollout2", busArgs("rollout", srv.url(), "--workers", "1")...)
+	w1 := startTrainer(t, dir, "rollout1", busArgs("rollout", srv.URL(), "--workers", "1")...)
+	w2 := startTrainer(t, dir, "rollout2", busArgs("rollout", srv.URL(), "--workers", "1")...)
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 1))
 	t.Logf("random moments from seed %d", seed)
 	stops := 0
 	for round := 0; ; round++ {
-		args := busArgs("learn", srv.url(), "--run-dir", runDir)
+		args := busArgs("learn", srv.URL(), "--run-dir", runDir)
 		if latestName(runDir) != "" {
 			args = append(args, "--resume")
 		}
@@ -184,7 +184,7 @@ func TestBusLearnerLease(t *testing.T) {
 	srv := startNATS(t)
 	dir := t.TempDir()
 	learn := func(name, runDir string, extra ...string) *proc {
-		return startTrainer(t, dir, name, busArgs("learn", srv.url(), append([]string{"--run-dir", filepath.Join(dir, runDir), "--lease-ttl", "2s"}, extra...)...)...)
+		return startTrainer(t, dir, name, busArgs("learn", srv.URL(), append([]string{"--run-dir", filepath.Join(dir, runDir), "--lease-ttl", "2s"}, extra...)...)...)
 	}
 	mark := time.Now()
 	phase := func(what string) {
@@ -222,7 +222,7 @@ func TestBusLearnerLease(t *testing.T) {
 	}
 
 	// a stolen lease: the holder stops at its next renewal
-	nc, err := nats.Connect(srv.url())
+	nc, err := nats.Connect(srv.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,10 +246,10 @@ func TestBusLearnerLease(t *testing.T) {
 	e := learn("e", "run-e", "--lease-ttl", "20s", "--set", "rl.bus.prefix=second-signal")
 	waitLog(t, e, "weights published", 30*time.Second)
 	phase("learner e started")
-	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := srv.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = srv.cmd.Process.Signal(syscall.SIGCONT) }()
+	defer func() { _ = srv.Signal(syscall.SIGCONT) }()
 	if err := e.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestBusLearnerLease(t *testing.T) {
 	}
 	expectExit(t, e, 5*time.Second, 143, "second signal")
 	t.Logf("second SIGTERM: exit 143 after %s", time.Since(sent).Round(time.Millisecond))
-	if err := srv.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := srv.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 
@@ -268,7 +268,7 @@ func TestBusLearnerLease(t *testing.T) {
 	f := learn("f", "run-f", "--lease-ttl", "20s", "--stop-timeout", "1s", "--set", "rl.bus.prefix=stop-timeout")
 	waitLog(t, f, "weights published", 60*time.Second)
 	phase("learner f started")
-	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := srv.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	sent = time.Now()

@@ -10,12 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,49 +20,13 @@ import (
 
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/envs"
+	"github.com/sparrow-rl/sparrow/internal/natstest"
 	"github.com/sparrow-rl/sparrow/rollout"
 )
 
-// externalNATS starts Debian's nats-server as a child process on loopback, with JetStream (-js and a
-// store directory) or without, and returns its URL. Without nats-server in $PATH the test skips, or fails
-// when SPARROW_REQUIRE_NATS=1.
+// externalNATS starts Debian's nats-server with JetStream or without (natstest) and returns its URL.
 func externalNATS(t *testing.T, jetStream bool) string {
-	t.Helper()
-	bin, err := exec.LookPath("nats-server")
-	if err != nil {
-		if os.Getenv("SPARROW_REQUIRE_NATS") == "1" {
-			t.Fatal("nats-server is not in $PATH and SPARROW_REQUIRE_NATS=1: run .ci/install-nats.sh")
-		}
-		t.Skip("nats-server not installed (apt-get install nats-server, or .ci/install-nats.sh)")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	args := []string{"-a", "127.0.0.1", "-p", fmt.Sprint(port)}
-	if jetStream {
-		args = append(args, "-js", "-sd", filepath.Join(t.TempDir(), "store"))
-	}
-	cmd := exec.Command(bin, args...)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", bin, err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return "nats://" + addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not listen on %s within 10 s", bin, addr)
-		}
-	}
+	return natstest.Start(t, natstest.Options{JetStream: jetStream}).URL()
 }
 
 // testServers are the servers each compatibility test runs against: name and a function that starts one

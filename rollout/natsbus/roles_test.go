@@ -13,18 +13,13 @@ package natsbus
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +29,7 @@ import (
 
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/data"
+	"github.com/sparrow-rl/sparrow/internal/natstest"
 	"github.com/sparrow-rl/sparrow/model"
 	"github.com/sparrow-rl/sparrow/rollout"
 )
@@ -47,49 +43,9 @@ var rolesServers = []struct {
 	{"embedded nats-server 2.15", startEmbeddedConf},
 }
 
-// startDebianNATS runs Debian's nats-server with conf on a free loopback port.
+// startDebianNATS runs Debian's nats-server with conf (natstest) and returns its URL.
 func startDebianNATS(t *testing.T, conf string) string {
-	t.Helper()
-	bin, err := exec.LookPath("nats-server")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/nats-server"); serr == nil {
-			bin, err = "/usr/sbin/nats-server", nil
-		}
-	}
-	if err != nil {
-		if os.Getenv("SPARROW_REQUIRE_NATS") == "1" {
-			t.Fatal("nats-server is not installed and SPARROW_REQUIRE_NATS=1: run .ci/install-nats.sh")
-		}
-		t.Skip("nats-server not installed (apt-get install nats-server, or .ci/install-nats.sh)")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	var out bytes.Buffer
-	cmd := exec.Command(bin, "-c", conf, "-a", "127.0.0.1", "-p", fmt.Sprint(port))
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("--- nats-server output ---\n%s", out.String())
-		}
-	})
-	for range 100 {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			return fmt.Sprintf("nats://127.0.0.1:%d", port)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("nats-server did not listen within 5 s")
-	return ""
+	return natstest.Start(t, natstest.Options{Config: conf}).URL()
 }
 
 // startEmbeddedConf runs the embedded server with the options conf gives, on a random loopback port.
@@ -113,32 +69,14 @@ func startEmbeddedConf(t *testing.T, conf string) string {
 	return srv.ClientURL()
 }
 
-// rolesConf writes the repository's roles template filled for names, with a store directory of the test's,
-// and the passwords file it includes, with a new password for each role.
+// rolesConf writes the repository's roles template filled for names (natstest.RolesConfig).
 func rolesConf(t *testing.T, names Names) (path string, passwords map[string]string) {
 	t.Helper()
-	dir := t.TempDir()
 	tmpl, err := os.ReadFile(filepath.Join("..", "..", "deploy", "nats", "sparrow-roles.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	passwords = map[string]string{}
-	var pwConf strings.Builder
-	for _, role := range []string{"learner", "worker", "tools"} {
-		b := make([]byte, 12)
-		_, _ = rand.Read(b)
-		passwords[role] = hex.EncodeToString(b)
-		fmt.Fprintf(&pwConf, "%s_PASSWORD: %q\n", strings.ToUpper(role), passwords[role])
-	}
-	if err := os.WriteFile(filepath.Join(dir, "sparrow-passwords.conf"), []byte(pwConf.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	path = filepath.Join(dir, "roles.conf")
-	conf := strings.Replace(names.RolesConfig(string(tmpl)), "/var/lib/nats/sparrow", filepath.Join(dir, "store"), 1)
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, passwords
+	return natstest.RolesConfig(t, names.RolesConfig(string(tmpl)))
 }
 
 // violations records the permission violations the server reports to one connection.

@@ -46,6 +46,7 @@ function groupOf(name) {
 }
 
 function fmtDur(ms) {
+  if (ms < 10000) return (ms / 1000).toFixed(2) + "s";
   const s = Math.round(ms / 1000);
   if (s < 60) return s + "s";
   const m = Math.floor(s / 60);
@@ -170,6 +171,18 @@ function groupBox(g) {
   return box.querySelector(".charts");
 }
 
+// yRange pads a series' range; a range below float precision (is_ratio_mean: 1 ± 1e-8) is widened, since
+// uPlot's ticks cannot step through it.
+function yRange(u, min, max) {
+  if (min == null || max == null || !isFinite(min) || !isFinite(max)) return [0, 1];
+  const span = max - min, mag = Math.max(Math.abs(min), Math.abs(max));
+  if (span <= mag * 1e-6 || span === 0) {
+    const pad = mag > 0 ? mag * 1e-3 : 1;
+    return [min - pad, max + pad];
+  }
+  return [min - span * 0.05, max + span * 0.05];
+}
+
 function ensureChart(metric) {
   const data = chartData(metric);
   const c = state.charts.get(metric);
@@ -179,9 +192,9 @@ function ensureChart(metric) {
   const after = [...charts.children].find(ch => ch.dataset.metric > metric);
   charts.insertBefore(holder, after || null);
   const opts = {
-    width: 440, height: 200,
-    scales: { x: { time: false } },
-    legend: { show: state.runs.length > 1 },
+    width: 316, height: 170,
+    scales: { x: { time: false }, y: { range: yRange } },
+    legend: { show: false }, // the runs' colours are in the header
     cursor: { points: { size: 6 } },
     series: [{ label: "step" }, ...state.runs.map((r, i) => ({
       label: r.name, stroke: colour(i), width: 1.5, spanGaps: true,
@@ -211,9 +224,10 @@ async function pollMetrics() {
 
 // ---- rollouts ----
 
+// lpColour: green for a likely token (log π_old near 0) through yellow to red for log π_old <= -8.
 function lpColour(lp) {
-  const p = Math.exp(lp);
-  return `hsl(${Math.round(120 * p)},70%,82%)`;
+  const t = Math.min(1, Math.max(0, 1 + lp / 8));
+  return `hsl(${Math.round(120 * t)},70%,80%)`;
 }
 
 function advColour(a, scale) {
@@ -376,6 +390,10 @@ async function main() {
     await pollMetrics();
     await setupRollouts();
     document.getElementById("status").textContent = `${state.runs.length} run(s) · live`;
+    if (location.hash) { // #SECTION puts that section first (a page built after the browser looked for the anchor)
+      const target = document.getElementById(location.hash.slice(1));
+      if (target && target.tagName === "SECTION") target.parentNode.prepend(target);
+    }
   } catch (e) {
     showError(e);
   }

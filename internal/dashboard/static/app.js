@@ -201,7 +201,7 @@ function ensureChart(metric) {
       points: { show: data[0].length < 40, size: 4, fill: colour(i) },
       value: (u, v) => fmtNum(v),
     }))],
-    axes: [{}, { size: 60, values: (u, vals) => vals.map(fmtNum) }],
+    axes: [{}, { size: 72, values: (u, vals) => vals.map(fmtNum) }],
   };
   const u = new uPlot(opts, data, holder);
   state.charts.set(metric, { u, el: holder });

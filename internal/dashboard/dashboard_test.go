@@ -250,3 +250,44 @@ func TestRunStarting(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestLiveMetrics: records a run appends after a poll come back from since=next, and a torn last line (a
+// write in progress) is left for the next poll.
+func TestLiveMetrics(t *testing.T) {
+	dir := t.TempDir()
+	m, err := trainer.OpenMetrics(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	h, err := New([]string{dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	var got Metrics
+	for step := 1; step <= 2; step++ {
+		if err := m.Log("rl_math", step, map[string]float64{"reward/mean": float64(step) / 4}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	getJSON(t, srv.URL+"/api/metrics?run=0", &got)
+	if got.Next != 2 || len(got.Records) != 2 {
+		t.Fatalf("after 2 steps: next %d, %d records", got.Next, len(got.Records))
+	}
+	if err := m.Log("rl_math", 3, map[string]float64{"reward/mean": 0.75}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "metrics.jsonl"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"time":"2026-01-01T00:00:00Z","stage":"rl_ma`)
+	f.Close()
+	since := got.Next
+	getJSON(t, srv.URL+"/api/metrics?run=0&since="+strconv.Itoa(since), &got)
+	if got.Next != 3 || len(got.Records) != 1 || got.Records[0].Step != 3 || *got.Records[0].Values["reward/mean"] != 0.75 {
+		t.Errorf("after step 3: next %d, records %+v", got.Next, got.Records)
+	}
+}

@@ -339,14 +339,33 @@ async function loadRollouts(keepStep) {
     q += `&stage=${encodeURIComponent(stage)}&step=${step}`;
   }
   const data = await getJSON(q);
+  fillSteps(data, kind);
+  lastRollouts = data;
+  renderRollouts(data);
+}
+
+// fillSteps lists the steps of the kind in the step selector, the answer's step selected.
+function fillSteps(data, kind) {
+  const sel = document.getElementById("ro-step");
   const steps = data.steps.filter(s => s.kind === kind);
   sel.replaceChildren(...steps.map(s => {
     const o = el("option", { value: JSON.stringify([s.stage, s.step]) }, `${s.stage} · step ${s.step} (${s.lines})`);
     if (s.stage === data.stage && s.step === data.step) o.selected = true;
     return o;
   }));
-  lastRollouts = data;
-  renderRollouts(data);
+}
+
+// refreshRollouts, while a run runs: new steps join the selector; the shown step is re-drawn only when it
+// had no lines yet (the newest step is shown once there is one).
+async function refreshRollouts() {
+  const run = document.getElementById("ro-run").value;
+  const kind = document.getElementById("ro-kind").value;
+  const sel = document.getElementById("ro-step");
+  if (run === "") return;
+  if (!lastRollouts || !lastRollouts.lines.length || !sel.value) return loadRollouts(false);
+  const [stage, step] = JSON.parse(sel.value);
+  const data = await getJSON(`api/rollouts?run=${run}&kind=${kind}&stage=${encodeURIComponent(stage)}&step=${step}`);
+  fillSteps(data, kind);
 }
 
 function setupRollouts() {
@@ -370,7 +389,10 @@ function showError(e) {
 
 async function tick() {
   try {
-    if (state.polls % 5 === 0) renderRuns(await getJSON("api/runs"));
+    if (state.polls % 5 === 0) {
+      renderRuns(await getJSON("api/runs"));
+      await refreshRollouts();
+    }
     await pollMetrics();
     state.polls++;
     const n = state.since.reduce((a, b) => a + b, 0);

@@ -194,7 +194,7 @@ function ensureChart(metric) {
   const opts = {
     width: 316, height: 170,
     scales: { x: { time: false }, y: { range: yRange } },
-    legend: { show: false }, // the runs' colours are in the header
+    legend: { show: true, live: true }, // the values under the cursor
     cursor: { points: { size: 6 } },
     series: [{ label: "step" }, ...state.runs.map((r, i) => ({
       label: r.name, stroke: colour(i), width: 1.5, spanGaps: true,

@@ -1,5 +1,6 @@
 // The dashboard in a real headless browser (Chromium): over the two tiny runs the page renders the metric
-// charts (uPlot canvases) and the rollout viewer (coloured token spans), and a screenshot is a non-blank PNG
+// charts (uPlot canvases) and the rollout viewer (token spans coloured by log-prob, or with ?colour=adv by
+// advantage), and a screenshot is a non-blank PNG
 // of the window's size. Skipped without Chromium unless SPARROW_REQUIRE_CHROMIUM=1.
 // SPARROW_DASHBOARD_SCREENSHOT=FILE keeps the screenshot (docs/img/dashboard.png).
 
@@ -15,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +98,21 @@ func TestBrowser(t *testing.T) {
 		t.Logf("DOM:\n%.4000s", dom)
 	}
 
+	// Tokens are coloured by log-prob (many shades), and with ?colour=adv by advantage: one shade per
+	// completion, green (>= 0: red and blue equal) or red (< 0: green and blue equal).
+	if bgs := tokenBackgrounds(dom); len(bgs) < 3 {
+		t.Errorf("log-prob colouring: %d distinct token backgrounds; want several", len(bgs))
+	}
+	advBGs := tokenBackgrounds(string(runChromium(t, bin, url+"?colour=adv", "--dump-dom")))
+	if len(advBGs) == 0 {
+		t.Error("advantage colouring: no token spans")
+	}
+	for bg := range advBGs {
+		if r, g, b := bg[0], bg[1], bg[2]; !(r == b && g >= r) && !(g == b && r >= g) {
+			t.Errorf("advantage colouring: token background rgb%v is neither green nor red", bg)
+		}
+	}
+
 	shot := filepath.Join(t.TempDir(), "dashboard.png")
 	runChromium(t, bin, url, "--screenshot="+shot)
 	f, err := os.Open(shot)
@@ -130,4 +147,19 @@ func TestBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// tokenBackgrounds returns the distinct background colours of the token spans of a dumped DOM (Chromium
+// writes them as rgb(r, g, b)).
+func tokenBackgrounds(dom string) map[[3]int]bool {
+	out := map[[3]int]bool{}
+	re := regexp.MustCompile(`class="tok" title="[^"]*" style="background: rgb\((\d+), (\d+), (\d+)\)`)
+	for _, m := range re.FindAllStringSubmatch(dom, -1) {
+		var c [3]int
+		for i := range c {
+			c[i], _ = strconv.Atoi(m[i+1])
+		}
+		out[c] = true
+	}
+	return out
 }

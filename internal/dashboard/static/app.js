@@ -376,7 +376,9 @@ function setupRollouts() {
   sel.onchange = () => loadRollouts(false).catch(showError);
   document.getElementById("ro-kind").onchange = () => loadRollouts(false).catch(showError);
   document.getElementById("ro-step").onchange = () => loadRollouts(true).catch(showError);
-  document.getElementById("ro-colour").onchange = () => lastRollouts && renderRollouts(lastRollouts);
+  const colourSel = document.getElementById("ro-colour");
+  if (new URLSearchParams(location.search).get("colour") === "adv") colourSel.value = "adv"; // ?colour=adv
+  colourSel.onchange = () => lastRollouts && renderRollouts(lastRollouts);
   return loadRollouts(false);
 }
 

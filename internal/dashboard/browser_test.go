@@ -1,7 +1,7 @@
 // The dashboard in a real headless browser (Chromium): over the two tiny runs the page renders the metric
 // charts (uPlot canvases) and the rollout viewer (token spans coloured by log-prob, or with ?colour=adv by
-// advantage), and a screenshot is a non-blank PNG of the window's size. Skipped without Chromium unless SPARROW_REQUIRE_CHROMIUM=1.
-// SPARROW_DASHBOARD_SCREENSHOT=FILE keeps the screenshot (docs/img/dashboard.png).
+// advantage), and a screenshot is a non-blank PNG of the window's size. Skipped without Chromium unless
+// SPARROW_REQUIRE_CHROMIUM=1. SPARROW_DASHBOARD_SCREENSHOT=FILE keeps the screenshot.
 
 package dashboard
 

@@ -172,6 +172,24 @@ func runNames(dirs []string) []string {
 	return out
 }
 
+// RunNames labels run directories as compare does: by base name, or by the cleaned path when two base
+// names are equal.
+func RunNames(dirs []string) []string { return runNames(dirs) }
+
+// DiffRunConfigs returns the config.yaml keys (flattened as compare flattens them) whose values differ
+// between the run directories; a run without a config.yaml is left out of the comparison.
+func DiffRunConfigs(dirs []string) ([]ConfigDiff, error) {
+	flat := make([]map[string]string, len(dirs))
+	for i, d := range dirs {
+		f, err := readFlatConfig(filepath.Join(d, "config.yaml"))
+		if err != nil {
+			return nil, fmt.Errorf("config of run %s: %w", d, err)
+		}
+		flat[i] = f
+	}
+	return diffConfigs(flat), nil
+}
+
 // CompareRuns compares the runs in dirs on the metrics (names or path.Match
 // patterns, whose "*" does not cross a "/"; DefaultCompareMetrics when empty) with last-k means over k
 // records (DefaultCompareLast when k <= 0). Every directory needs a readable

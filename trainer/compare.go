@@ -179,6 +179,15 @@ func RunNames(dirs []string) []string { return runNames(dirs) }
 // DiffRunConfigs returns the config.yaml keys (flattened as compare flattens them) whose values differ
 // between the run directories; a run without a config.yaml is left out of the comparison.
 func DiffRunConfigs(dirs []string) ([]ConfigDiff, error) {
+	flat, err := readFlatConfigs(dirs)
+	if err != nil {
+		return nil, err
+	}
+	return diffConfigs(flat), nil
+}
+
+// readFlatConfigs reads each run's config.yaml flattened (nil for a run without one).
+func readFlatConfigs(dirs []string) ([]map[string]string, error) {
 	flat := make([]map[string]string, len(dirs))
 	for i, d := range dirs {
 		f, err := readFlatConfig(filepath.Join(d, "config.yaml"))
@@ -187,7 +196,7 @@ func DiffRunConfigs(dirs []string) ([]ConfigDiff, error) {
 		}
 		flat[i] = f
 	}
-	return diffConfigs(flat), nil
+	return flat, nil
 }
 
 // CompareRuns compares the runs in dirs on the metrics (names or path.Match
@@ -223,13 +232,11 @@ func CompareRuns(dirs []string, metrics []string, k int) (*Comparison, error) {
 		}
 		cmp.Metrics = append(cmp.Metrics, row)
 	}
-	flat := make([]map[string]string, len(dirs))
-	for i, d := range dirs {
-		f, err := readFlatConfig(filepath.Join(d, "config.yaml"))
-		if err != nil {
-			return nil, fmt.Errorf("compare: run %s: %w", d, err)
-		}
-		flat[i] = f
+	flat, err := readFlatConfigs(dirs)
+	if err != nil {
+		return nil, fmt.Errorf("compare: %w", err)
+	}
+	for i, f := range flat {
 		cmp.Runs[i].Config = f != nil
 	}
 	cmp.Config = diffConfigs(flat)

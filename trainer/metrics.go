@@ -327,29 +327,40 @@ func ReadMetrics(path string) ([]Record, error) {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	var out []Record
+	err = EachJSONLine(data, func(lineNo int, line []byte, terminated bool) error {
+		rec, err := parseRecord(line)
+		if err != nil {
+			if !terminated {
+				slog.Warn("metrics: skipping an unterminated last line that does not parse", "file", path, "line", lineNo, "err", err)
+				return nil
+			}
+			return fmt.Errorf("metrics: %s:%d: %w", path, lineNo, err)
+		}
+		out = append(out, rec)
+		return nil
+	})
+	return out, err
+}
+
+// EachJSONLine calls f with each non-blank line of a JSON-lines file's content, its line number, and whether
+// it ends with a newline: an unterminated last line may be a write cut short (a crash, or a file read while
+// it is written), which callers skip rather than refuse.
+func EachJSONLine(data []byte, f func(lineNo int, line []byte, terminated bool) error) error {
 	for lineNo := 1; len(data) > 0; lineNo++ {
-		line := data
-		terminated := false
+		line, terminated := data, false
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
 			line, data, terminated = data[:i], data[i+1:], true
 		} else {
 			data = nil
 		}
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 {
+		if line = bytes.TrimSpace(line); len(line) == 0 {
 			continue
 		}
-		rec, err := parseRecord(line)
-		if err != nil {
-			if !terminated {
-				slog.Warn("metrics: skipping an unterminated last line that does not parse", "file", path, "line", lineNo, "err", err)
-				break
-			}
-			return nil, fmt.Errorf("metrics: %s:%d: %w", path, lineNo, err)
+		if err := f(lineNo, line, terminated); err != nil {
+			return err
 		}
-		out = append(out, rec)
 	}
-	return out, nil
+	return nil
 }
 
 // parseRecord decodes one metrics.jsonl line.

@@ -184,7 +184,7 @@ func TestChaosSoak(t *testing.T) {
 		case "worker_kill":
 			i := rng.IntN(len(workers))
 			_ = workers[i].cmd.Process.Signal(syscall.SIGKILL)
-			<-workers[i].done
+			_ = workers[i].wait(t, 30*time.Second)
 			workers[i] = startWorker()
 		case "worker_pause":
 			w := workers[rng.IntN(len(workers))]
@@ -201,18 +201,13 @@ func TestChaosSoak(t *testing.T) {
 			srv.Restart(t)
 		case "learner_kill":
 			_ = learner.cmd.Process.Signal(syscall.SIGKILL)
-			<-learner.done
+			_ = learner.wait(t, 30*time.Second)
 			restartLearner()
 		case "learner_term":
 			_ = learner.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case err := <-learner.done:
-				if code := exitCode(err); code != 130 && code != 0 {
-					b, _ := os.ReadFile(learner.log)
-					t.Fatalf("learner after SIGTERM: exit %d (%v), want 130\n%s", code, err, tail(string(b), 3000))
-				}
-			case <-time.After(60 * time.Second):
-				t.Fatal("learner still running 60 s after SIGTERM")
+			if err := learner.wait(t, 60*time.Second); exitCode(err) != 130 && err != nil {
+				b, _ := os.ReadFile(learner.log)
+				t.Fatalf("learner after SIGTERM: exit %d (%v), want 130\n%s", exitCode(err), err, tail(string(b), 3000))
 			}
 			restartLearner()
 		case "hostile":
@@ -220,10 +215,8 @@ func TestChaosSoak(t *testing.T) {
 		}
 	}
 	for i, w := range workers {
-		select {
-		case <-w.done:
-		case <-time.After(60 * time.Second):
-			t.Errorf("worker %d still running 60 s after the stage ended", i)
+		if err := w.wait(t, 60*time.Second); err != nil {
+			t.Errorf("worker %d: %v", i, err)
 		}
 	}
 	rep.Minutes = time.Since(start).Minutes()

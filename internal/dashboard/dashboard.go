@@ -3,7 +3,6 @@
 package dashboard
 
 import (
-	"bytes"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -269,27 +268,18 @@ func readRollouts(dir string) ([]rolloutLine, error) {
 		return nil, fmt.Errorf("dashboard: %w", err)
 	}
 	var out []rolloutLine
-	for lineNo := 1; len(data) > 0; lineNo++ {
-		line, terminated := data, false
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			line, data, terminated = data[:i], data[i+1:], true
-		} else {
-			data = nil
-		}
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 {
-			continue
-		}
+	err = trainer.EachJSONLine(data, func(lineNo int, line []byte, terminated bool) error {
 		var h rolloutHead
 		if err := json.Unmarshal(line, &h); err != nil {
 			if !terminated {
-				break
+				return nil // a line being written
 			}
-			return nil, fmt.Errorf("dashboard: %s:%d: %w", path, lineNo, err)
+			return fmt.Errorf("dashboard: %s:%d: %w", path, lineNo, err)
 		}
 		out = append(out, rolloutLine{head: h, raw: json.RawMessage(line)})
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 func (h *Handler) rollouts(w http.ResponseWriter, r *http.Request) {

@@ -86,7 +86,8 @@ func TestBusProcessesWrongGroupSize(t *testing.T) {
 
 	// resume with two more steps: the learner does not meet the bad group again
 	worker = startTrainer(t, dir, "rollout2", busArgs("rollout", srv.URL(), "--workers", "1", "--set", "train.steps=8")...)
-	resumed := startTrainer(t, dir, "learner2", busArgs("learn", srv.URL(), "--run-dir", runDir, "--resume", "--set", "train.steps=8")...)
+	// (--resume RUN_DIR with a space: the run directory is the resume target)
+	resumed := startTrainer(t, dir, "learner2", busArgs("learn", srv.URL(), "--resume", runDir, "--set", "train.steps=8")...)
 	if err := resumed.wait(t, 90*time.Second); err != nil {
 		t.Fatalf("resumed learner: %v", err)
 	}

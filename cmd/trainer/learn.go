@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -96,9 +97,12 @@ func newLearnCmd() *cobra.Command {
 	var leaseTTL time.Duration
 	var mf metricsFlags
 	c := &cobra.Command{
-		Use:   "learn CONFIG --nats URL",
+		Use:   "learn [CONFIG] --nats URL [--resume [DIR]]",
 		Short: "Run the RL learner alone against a NATS server; rollout workers run as `trainer rollout`",
-		Args:  cobra.ExactArgs(1),
+		Long: `Run the RL learner alone against a NATS server; rollout workers run as ` + "`trainer rollout`" + `.
+--resume continues a run as for ` + "`trainer run`" + `: bare, the newest checkpoint of --run-dir; --resume DIR a run
+directory, a checkpoint directory or an s3:// URL; without CONFIG the run's config.yaml with --set on top.`,
+		Args: cobra.RangeArgs(0, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log, err := loggerOf(cmd)
 			if err != nil {
@@ -110,24 +114,28 @@ func newLearnCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg, err := configs.Load(args[0], all)
+			config, res, dir, err := runTarget("learn", args, resume, runDir)
 			if err != nil {
 				return err
 			}
-			runDir = resolveRunDir(runDir, cfg)
-			log.Info("learn", "config", cfg.Name, "dir", runDir, "nats", cfg.RL.Bus.URL)
+			cfg, err := loadRunConfig(config, all, config == filepath.Join(dir, "config.yaml"))
+			if err != nil {
+				return err
+			}
+			runDir = resolveRunDir(dir, cfg)
+			log.Info("learn", "config", cfg.Name, "from", config, "dir", runDir, "nats", cfg.RL.Bus.URL)
 			obs, stopMetrics, err := mf.learner(ctx, log)
 			if err != nil {
 				return err
 			}
 			defer stopMetrics()
-			return trainer.Execute(ctx, cfg, trainer.Options{Dir: runDir, Resume: resume, Log: log, LeaseTTL: leaseTTL, Observer: obs})
+			return trainer.Execute(ctx, cfg, trainer.Options{Dir: runDir, Resume: res, Log: log, LeaseTTL: leaseTTL, Observer: obs})
 		},
 	}
 	nf.register(c)
 	c.Flags().StringArrayVar(&sets, "set", nil, "override a config key (repeatable)")
 	c.Flags().StringVar(&runDir, "run-dir", "", "run directory (default runs/<name>-<timestamp>)")
-	c.Flags().StringVar(&resume, "resume", "", "continue a run: bare --resume (= auto) takes the newest checkpoint of --run-dir")
+	c.Flags().StringVar(&resume, "resume", "", "continue a run: bare --resume takes the newest checkpoint of --run-dir; --resume DIR a run directory, a checkpoint directory or an s3:// URL (CONFIG defaults to the run's config.yaml)")
 	c.Flags().Lookup("resume").NoOptDefVal = "auto"
 	c.Flags().DurationVar(&leaseTTL, "lease-ttl", natsbus.DefaultLeaseTTL, "TTL of the learner lease on the NATS server: a learner gone this long is replaced by the next one")
 	mf.register(c)

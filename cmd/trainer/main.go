@@ -118,7 +118,7 @@ checkpoint's config is logged. Examples:
   trainer run tiny --run-dir runs/x --resume     # the recipe as it is now, differences named`,
 		Args: cobra.RangeArgs(0, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			config, res, dir, err := runTarget(args, resume, runDir)
+			config, res, dir, err := runTarget("run", args, resume, runDir)
 			if err != nil {
 				return err
 			}
@@ -175,7 +175,7 @@ func loadRunConfig(config string, sets []string, resolved bool) (*configs.Config
 	return configs.Load(config, all)
 }
 
-// runTarget works out what `trainer run` runs from its arguments and its --resume and --run-dir flags: the
+// runTarget works out what `trainer run` (or `learn`, command) runs from its arguments and its --resume and --run-dir flags: the
 // config (a recipe, a file, or the run directory's config.yaml when resuming without one), the resume target
 // for trainer.Options.Resume ("", "auto", a checkpoint directory or an s3:// URL) and the run directory ("":
 // resolveRunDir picks one).
@@ -184,7 +184,7 @@ func loadRunConfig(config string, sets []string, resolved bool) (*configs.Config
 // a bare --resume, an argument that is a directory (or an s3:// URL) is the resume target (a config is a
 // recipe name or a file, never a directory). A resume target that is a run directory (no manifest.json, a
 // checkpoints/ directory) is the run directory, resumed from its newest checkpoint.
-func runTarget(args []string, resume, runDir string) (config, res, dir string, err error) {
+func runTarget(command string, args []string, resume, runDir string) (config, res, dir string, err error) {
 	dir = runDir
 	for _, a := range args {
 		isDir := false
@@ -197,9 +197,9 @@ func runTarget(args []string, resume, runDir string) (config, res, dir string, e
 		case config == "" && !isDir:
 			config = a
 		case isDir:
-			return "", "", "", fmt.Errorf("run: %s is a directory, not a config; to continue the run in it: trainer run --resume %s", a, a)
+			return "", "", "", fmt.Errorf("%s: %s is a directory, not a config; to continue the run in it: trainer %s --resume %s", command, a, command, a)
 		default:
-			return "", "", "", fmt.Errorf("run: unexpected argument %q (one CONFIG; --resume DIR takes one directory)", a)
+			return "", "", "", fmt.Errorf("%s: unexpected argument %q (one CONFIG; --resume DIR takes one directory)", command, a)
 		}
 	}
 	res = resume
@@ -213,25 +213,25 @@ func runTarget(args []string, resume, runDir string) (config, res, dir string, e
 			}
 		case errCk == nil && fi.IsDir(): // a run directory
 			if dir != "" && filepath.Clean(dir) != filepath.Clean(res) {
-				return "", "", "", fmt.Errorf("run: --resume %s is a run directory, and --run-dir names another (%s)", res, dir)
+				return "", "", "", fmt.Errorf("%s: --resume %s is a run directory, and --run-dir names another (%s)", command, res, dir)
 			}
 			dir, res = res, "auto"
 		default:
-			return "", "", "", fmt.Errorf("run: --resume %s: not a checkpoint (no %s) nor a run directory (no checkpoints/)", res, checkpoints.ManifestFile)
+			return "", "", "", fmt.Errorf("%s: --resume %s: not a checkpoint (no %s) nor a run directory (no checkpoints/)", command, res, checkpoints.ManifestFile)
 		}
 	}
 	if config != "" {
 		return config, res, dir, nil
 	}
 	if res == "" {
-		return "", "", "", errors.New("run: CONFIG is required (a recipe name such as tiny, or a YAML file), unless you continue a run with --resume")
+		return "", "", "", fmt.Errorf("%s: CONFIG is required (a recipe name such as tiny, or a YAML file), unless you continue a run with --resume", command)
 	}
 	if dir == "" {
-		return "", "", "", errors.New("run: --resume without CONFIG reads the run directory's config.yaml: name it with --run-dir DIR or --resume RUN_DIR")
+		return "", "", "", fmt.Errorf("%s: --resume without CONFIG reads the run directory's config.yaml: name it with --run-dir DIR or --resume RUN_DIR", command)
 	}
 	config = filepath.Join(dir, "config.yaml")
 	if _, err := os.Stat(config); err != nil {
-		return "", "", "", fmt.Errorf("run: --resume: %s has no resolved config (%w): pass the CONFIG to continue it with", dir, err)
+		return "", "", "", fmt.Errorf("%s: --resume: %s has no resolved config (%w): pass the CONFIG to continue it with", command, dir, err)
 	}
 	return config, res, dir, nil
 }

@@ -236,7 +236,7 @@ func TestRunTarget(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			config, res, dir, err := runTarget(c.args, c.resume, c.dir)
+			config, res, dir, err := runTarget("run", c.args, c.resume, c.dir)
 			if c.werr != "" {
 				if err == nil || !strings.Contains(err.Error(), c.werr) {
 					t.Fatalf("err %v, want %q", err, c.werr)

@@ -5,7 +5,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -15,17 +14,6 @@ import (
 
 	"github.com/sparrow-rl/sparrow/trainer"
 )
-
-func runCompareCLI(t *testing.T, args ...string) (string, string, error) {
-	t.Helper()
-	root := newRootCmd()
-	var out, errw bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errw)
-	root.SetArgs(args)
-	err := root.Execute()
-	return out.String(), errw.String(), err
-}
 
 // compareCLIRuns writes two small run directories: "base" and "k3" (whose metrics.jsonl ends in a torn line).
 func compareCLIRuns(t *testing.T) []string {
@@ -85,7 +73,7 @@ func TestCompareCmd(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, _, err := runCompareCLI(t, append(append([]string{"compare"}, dirs...), tc.args...)...)
+			out, _, err := cli(t, append(append([]string{"compare"}, dirs...), tc.args...)...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -96,7 +84,7 @@ func TestCompareCmd(t *testing.T) {
 			}
 		})
 	}
-	out, _, err := runCompareCLI(t, append([]string{"compare", "--json"}, dirs...)...)
+	out, _, err := cli(t, append([]string{"compare", "--json"}, dirs...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +95,7 @@ func TestCompareCmd(t *testing.T) {
 	if len(cmp.Metrics) != 2 || len(cmp.Config) != 1 || cmp.Config[0].Key != "rl.kl" {
 		t.Errorf("--json: %+v", cmp)
 	}
-	if _, _, err := runCompareCLI(t, "compare", filepath.Join(t.TempDir(), "nope")); err == nil || !strings.Contains(err.Error(), "nope") {
+	if _, _, err := cli(t, "compare", filepath.Join(t.TempDir(), "nope")); err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("missing run: %v", err)
 	}
 }
@@ -115,7 +103,7 @@ func TestCompareCmd(t *testing.T) {
 func TestPlotCmd(t *testing.T) {
 	dirs := compareCLIRuns(t)
 	png := filepath.Join(t.TempDir(), "cmp.png")
-	out, _, err := runCompareCLI(t, append([]string{"plot", "--metrics", "eval/math/accuracy,reward/mean", "--out", png}, dirs...)...)
+	out, _, err := cli(t, append([]string{"plot", "--metrics", "eval/math/accuracy,reward/mean", "--out", png}, dirs...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +114,7 @@ func TestPlotCmd(t *testing.T) {
 		t.Errorf("png: %v", err)
 	}
 	// One run without --out: into its plots/ folder.
-	if _, _, err := runCompareCLI(t, "plot", dirs[1]); err != nil {
+	if _, _, err := cli(t, "plot", dirs[1]); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dirs[1], trainer.PlotsDir, "runs.png")); err != nil {
@@ -140,7 +128,7 @@ func TestAblateCmd(t *testing.T) {
 	}
 	quiet := []string{"--log-level", "error", "--set", "train.steps=2", "--set", "train.log_every=1", "--set", "checkpoint.every=2"}
 	out := filepath.Join(t.TempDir(), "grid")
-	stdout, _, err := runCompareCLI(t, append([]string{"ablate", "tiny", "--out", out,
+	stdout, _, err := cli(t, append([]string{"ablate", "tiny", "--out", out,
 		"--arm", "low=optimizer.lr=1e-4", "--arm", "high=optimizer.lr=3e-3,seed=7"}, quiet...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +158,7 @@ func TestAblateCmd(t *testing.T) {
 		t.Fatal(err)
 	}
 	out2 := filepath.Join(dir, "out")
-	if _, _, err := runCompareCLI(t, "ablate", file, "--out", out2, "--parallel", "2", "--log-level", "error"); err != nil {
+	if _, _, err := cli(t, "ablate", file, "--out", out2, "--parallel", "2", "--log-level", "error"); err != nil {
 		t.Fatal(err)
 	}
 	txt, err := os.ReadFile(filepath.Join(out2, trainer.CompareText))
@@ -188,7 +176,7 @@ func TestAblateCmd(t *testing.T) {
 		{"bad key", []string{"ablate", "tiny", "--arm", "x=optimizer.nope=1", "--out", filepath.Join(dir, "bad")}, "arm x"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, _, err := runCompareCLI(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, _, err := cli(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want %q", err, tc.want)
 			}
 		})

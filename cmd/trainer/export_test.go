@@ -4,7 +4,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"path/filepath"
 	"slices"
@@ -20,13 +19,7 @@ import (
 
 func runExport(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
-	root := newRootCmd()
-	var out, errw bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errw)
-	root.SetArgs(append([]string{"export"}, args...))
-	err := root.Execute()
-	return out.String(), errw.String(), err
+	return cli(t, append([]string{"export"}, args...)...)
 }
 
 // saveTinyCheckpoint saves a small real checkpoint <stage>-<step> under checkpointsDir.

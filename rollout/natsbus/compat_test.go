@@ -95,16 +95,7 @@ func TestJunkFloodTerminated(t *testing.T) {
 				t.Fatal(err)
 			}
 			names := NewNames("flood", "rl")
-			l, err := NewLearner(ctx, nc, names, b, 272, 0, quiet())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer l.Close()
-			w, err := NewWorkerClient(ctx, nc, names, b, 272, "w", quiet())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer w.Close()
+			l, w := learnerAndWorker(t, ctx, nc, names, b)
 
 			start := time.Now()
 			junk(t, nc, names.TrajSubject(), nTraj, map[string]string{HdrGroup: "junk", HdrStatus: "ok"})

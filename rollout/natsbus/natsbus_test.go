@@ -144,16 +144,8 @@ func testLearnerWorkerStream(t *testing.T, url string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := NewLearner(ctx, nc, names, b, 272, 0, quiet(), WithSecret(secret))
+	l, w := learnerAndWorker(t, ctx, nc, names, b, WithSecret(secret))
 	g0, g1, g2 := "rl-000000-000", "rl-000000-001", "rl-000000-002"
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := NewWorkerClient(ctx, nc, names, b, 272, "w", quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
 	if err := l.Dispatch(ctx, 0, []rollout.Job{job(g0, 0), job(g1, 0), job(g2, 0)}); err != nil {
 		t.Fatal(err)
 	}
@@ -415,16 +407,7 @@ func TestLearnerExpect(t *testing.T) {
 	}
 	defer nc.Close()
 	names := NewNames("expect run", "rl")
-	l, err := NewLearner(ctx, nc, names, b, 272, 0, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	w, err := NewWorkerClient(ctx, nc, names, b, 272, "w", quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	l, w := learnerAndWorker(t, ctx, nc, names, b)
 	l.Expect("e1", "e0")
 	for _, id := range []string{"e0", "x", "e1"} { // x: published but not expected, so not collected
 		w.Grant(id, l.JobToken(id))
@@ -470,4 +453,21 @@ func TestRecentSeqs(t *testing.T) {
 			t.Fatalf("remembers %d sequences, want at most 3", len(r.seen))
 		}
 	}
+}
+
+// learnerAndWorker sets up a learner (vocabulary 272, from step 0, with opts) and a worker client "w" on nc,
+// closed when the test ends.
+func learnerAndWorker(t *testing.T, ctx context.Context, nc *nats.Conn, names Names, b configs.Bus, opts ...LearnerOption) (*Learner, *WorkerClient) {
+	t.Helper()
+	l, err := NewLearner(ctx, nc, names, b, 272, 0, quiet(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	w, err := NewWorkerClient(ctx, nc, names, b, 272, "w", quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	return l, w
 }

@@ -8,9 +8,7 @@ package main
 // tests skip, or fail when SPARROW_REQUIRE_NATS=1 (.ci/install-nats.sh installs it).
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -172,24 +170,7 @@ func busArgs(cmd string, url string, extra ...string) []string {
 }
 
 // lastStep is the highest step with a reward in metrics.jsonl.
-func lastStep(runDir string) int {
-	f, err := os.Open(filepath.Join(runDir, "metrics.jsonl"))
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	best := -1
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil {
-			if _, ok := m["reward/mean"]; ok {
-				best = max(best, int(m["step"].(float64)))
-			}
-		}
-	}
-	return best
-}
+func lastStep(runDir string) int { return lastLogged(runDir, "reward/mean") }
 
 func waitStep(t *testing.T, runDir string, step int, learner *proc) {
 	t.Helper()

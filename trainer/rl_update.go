@@ -1,0 +1,258 @@
+// rl_update.go: the rl stage's update on a batch of groups (dsv32-spec.md §3.2): the advantages per group,
+// then per mini-batch the frozen reference's log-probabilities (β > 0), the policy pass whose head hands
+// log π_θ to grpo.Loss (Eq. 5–9) and chains ∂L/∂logp back through the network in the same graph run, and the
+// optimizer step; then the new policy version for the rollout engines.
+
+package trainer
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/sparrow-rl/sparrow/data"
+	"github.com/sparrow-rl/sparrow/grpo"
+	"github.com/sparrow-rl/sparrow/model"
+)
+
+// groupBatch is a step's groups flattened, with their advantages and rollout statistics.
+type groupBatch struct {
+	trajs            []*data.Trajectory
+	adv              []float64 // [trajectories]
+	stats            grpo.AdvantageStats
+	completionTokens int
+	groups           int
+}
+
+// advantages computes R − mean(R) per group (grpo.Config.Advantages) over groups sorted by id.
+func (s *rlStage) advantages(groups []*data.Group) (*groupBatch, error) {
+	b := &groupBatch{groups: len(groups)}
+	var rewards []float64
+	for _, g := range groups {
+		for i := range g.Trajectories {
+			tr := &g.Trajectories[i]
+			b.trajs = append(b.trajs, tr)
+			rewards = append(rewards, float64(tr.Reward))
+			b.completionTokens += len(tr.CompletionTokens)
+		}
+	}
+	var err error
+	b.adv, b.stats, err = s.loss.Advantages(rewards, s.rc.GroupSize)
+	return b, err
+}
+
+// metrics are the batch's reward, length and staleness metrics (learner at policy version).
+func (b *groupBatch) metrics(version int64) map[string]float64 {
+	var respLen, clipped, correct, stale, staleMax float64
+	for _, tr := range b.trajs {
+		respLen += float64(len(tr.CompletionTokens))
+		if tr.FinishReason == "length" {
+			clipped++
+		}
+		correct += float64(tr.RewardParts["correct"])
+		lag := float64(version - tr.PolicyVersion)
+		stale += lag
+		staleMax = math.Max(staleMax, lag)
+	}
+	n := float64(len(b.trajs))
+	return map[string]float64{
+		"reward/mean": b.stats.RewardMean, "reward/std": b.stats.RewardStd, "reward/frac_zero_std": b.stats.FracZeroStd,
+		"reward/accuracy": correct / n, "response_length/mean": respLen / n, "response_length/clip_ratio": clipped / n,
+		"staleness/mean": stale / n, "staleness/max": staleMax,
+	}
+}
+
+// updateResult sums a step's mini-batch updates.
+type updateResult struct {
+	grpo        grpo.Metrics // merged over the mini-batches
+	mismatch    float64      // rollout/logp_mismatch of the first mini-batch (same policy version as the sampler)
+	updates     int          // mini-batches run
+	skipped     int          // of those, skipped for a non-finite loss or gradient norm
+	loss, gnorm float64      // sums over the mini-batches
+	entropy     float64      // sum over the loss tokens
+	tokens      int          // loss positions
+	lr          float64      // of the last applied update (NaN: none)
+}
+
+// addTo adds the update's metrics to m: grpo.Metrics' names, the surrogate and KL terms and the gradient
+// norm as means over the mini-batches, entropy per loss token.
+func (u updateResult) addTo(m map[string]float64) {
+	for k, v := range u.grpo.Map() {
+		m[k] = v
+	}
+	n := float64(max(u.updates, 1))
+	m["actor/pg_loss"], m["actor/kl_loss"] = u.grpo.PGLoss/n, u.grpo.KLLoss/n
+	m["rollout/logp_mismatch"] = u.mismatch
+	m["actor/loss"], m["grad_norm"] = u.loss/n, u.gnorm/n
+	m["actor/entropy"] = u.entropy / float64(max(u.tokens, 1))
+	if !math.IsNaN(u.lr) {
+		m["lr"] = u.lr
+	}
+}
+
+// update runs the optimizer steps of one batch: whole groups per mini-batch, ceil(groups / mini_batches)
+// of them (the last mini-batches may be shorter).
+func (s *rlStage) update(step int, b *groupBatch) (updateResult, error) {
+	G, mbs := s.rc.GroupSize, s.rc.MiniBatches
+	u := updateResult{lr: math.NaN()}
+	gpm := (b.groups + mbs - 1) / mbs
+	for mb := range mbs {
+		lo, hi := min(mb*gpm, b.groups)*G, min((mb+1)*gpm, b.groups)*G
+		if lo == hi {
+			break
+		}
+		if err := s.batch.lay(b.trajs[lo:hi], b.adv[lo:hi], s.layout); err != nil {
+			return u, err
+		}
+		ref, err := s.referenceLogp(s.batch)
+		if err != nil {
+			return u, fmt.Errorf("reference pass: %w", err)
+		}
+		pass, err := s.policyPass(s.batch, ref)
+		if err != nil {
+			return u, err
+		}
+		u.updates++
+		u.grpo.Merge(pass.result.Metrics)
+		if mb == 0 {
+			u.mismatch = pass.mismatch
+		}
+		u.loss, u.entropy, u.tokens = u.loss+pass.loss, u.entropy+pass.entropy, u.tokens+len(s.batch.LossPos)
+		norm, lr, applied := s.applyGradients(step, pass.loss)
+		u.gnorm += norm
+		if !applied {
+			u.skipped++
+			continue
+		}
+		u.lr = lr
+	}
+	return u, nil
+}
+
+// referenceLogp returns ln π_ref at b's loss positions from the frozen reference (nil when β = 0): the
+// reference graph replays the sampler's experts, kept sets and selections as the policy's does.
+func (s *rlStage) referenceLogp(b *RLBatch) ([]float64, error) {
+	if s.refGraph == nil {
+		return nil, nil
+	}
+	rec := &logpRecorder{batch: b, dlogp: make([]float64, b.Rows*b.T)}
+	b.replay(s.refGraph, s.rc.Temperature, s.layout.moeLayers)
+	s.refGraph.Policy.Loss = rec.loss
+	if _, err := s.refGraph.Run(b.Input); err != nil {
+		return nil, err
+	}
+	return rec.logp, nil
+}
+
+// logpRecorder is the reference pass's policy loss: it records ln π at the loss positions and returns a zero
+// gradient (nothing is trained).
+type logpRecorder struct {
+	batch *RLBatch
+	dlogp []float64
+	logp  []float64
+}
+
+func (r *logpRecorder) loss(all []float64) (float64, []float64, error) {
+	r.logp = r.batch.atLoss(nil, all)
+	return 0, r.dlogp, nil
+}
+
+// policyOutcome is what one policy pass gives.
+type policyOutcome struct {
+	loss     float64     // the graph's loss (the GRPO loss; the frozen indexers add nothing)
+	result   grpo.Result // grpo.Loss's result
+	mismatch float64     // mean |ln π_θ − ln π_old| over the loss tokens
+	entropy  float64     // sum of the kept-set entropy over the loss positions
+}
+
+// policyPass runs the training graph on b with the sampler's experts, kept sets, selections and temperature
+// replayed. Its policy head computes ln π_θ of every sampled token, hands it to grpo.Loss (objective) and
+// chains the returned ∂L/∂logp through the network in the same pass, leaving the gradient in the graph.
+func (s *rlStage) policyPass(b *RLBatch, logpRef []float64) (policyOutcome, error) {
+	norm, err := grpo.NormalizerOf(b.Layout)
+	if err != nil {
+		return policyOutcome{}, err
+	}
+	obj := &objective{cfg: s.loss, batch: b, logpRef: logpRef, norm: norm, dlogp: make([]float64, b.Rows*b.T)}
+	b.replay(s.graph, s.rc.Temperature, s.layout.moeLayers)
+	s.graph.Policy.Loss = obj.loss
+	for _, g := range s.groups {
+		clear(g.Grad)
+	}
+	lossV, err := s.graph.Run(b.Input)
+	if err != nil {
+		return policyOutcome{}, err
+	}
+	out := policyOutcome{loss: lossV, result: obj.result, mismatch: obj.mismatch()}
+	for _, p := range b.LossPos {
+		out.entropy += float64(s.graph.Policy.Entropy[p])
+	}
+	return out, nil
+}
+
+// objective is the GRPO loss as the policy head's loss: ln π_θ at the loss positions in, the loss and
+// ∂L/∂logp at every position out (grpo.Loss, dsv32-spec.md §3.2 Eq. 5–9).
+type objective struct {
+	cfg     grpo.Config
+	batch   *RLBatch
+	logpRef []float64 // nil when β = 0
+	norm    grpo.Normalizer
+	dlogp   []float64 // [Rows·T]
+	logp    []float64 // ln π_θ at the loss positions, after the pass
+	result  grpo.Result
+}
+
+func (o *objective) loss(all []float64) (float64, []float64, error) {
+	b := o.batch
+	o.logp = b.atLoss(nil, all)
+	var err error
+	if o.result, err = grpo.Loss(o.cfg, &grpo.Batch{Layout: b.Layout, Logp: o.logp, LogpOld: b.LogpOld, LogpRef: o.logpRef, Adv: b.Adv}, o.norm); err != nil {
+		return 0, nil, err
+	}
+	clear(o.dlogp)
+	for k, p := range b.LossPos {
+		o.dlogp[p] = o.result.DLossDLogp[k]
+	}
+	return o.result.Loss, o.dlogp, nil
+}
+
+// mismatch is the mean |ln π_θ − ln π_old| over the trained tokens: at the sampler's policy version, the
+// training–inference mismatch.
+func (o *objective) mismatch() float64 {
+	var d, n float64
+	for k, lp := range o.logp {
+		if o.batch.Layout.LossMask[k] == 1 {
+			d += math.Abs(lp - o.batch.LogpOld[k])
+			n++
+		}
+	}
+	return d / math.Max(n, 1)
+}
+
+// applyGradients reads the policy pass's gradient and, when it and the pass's loss are finite, clips it,
+// steps AdamW at the schedule's rate and moves the MoE balance biases (dsv32-spec.md §5.2). It returns the
+// gradient norm, the rate, and whether the update was applied.
+func (s *rlStage) applyGradients(step int, loss float64) (norm, lr float64, applied bool) {
+	for k, gi := range s.gradOf {
+		copy(s.groups[k].Grad, s.graph.Grad(gi))
+	}
+	norm = GlobalNorm(s.groups)
+	if bad(loss) || bad(norm) {
+		return norm, 0, false
+	}
+	if clip := s.stage.Optimizer.GradClip; clip > 0 {
+		ClipGrads(s.groups, clip)
+	}
+	sc := s.stage.Schedule
+	lr = LR(sc.Kind, s.stage.Optimizer.LR, step, sc.WarmupSteps, s.stage.Train.Steps, sc.MinLRRatio)
+	s.opt.Update(lr)
+	for _, l := range s.layout.moeLayers {
+		model.UpdateBias(s.params.Get(model.LayerPrefix(l)+"mlp.gate.e_score_correction_bias"), s.graph.Routing[l].Load, s.params.Config.BiasUpdateSpeed)
+	}
+	return norm, lr, true
+}
+
+// advancePolicy makes the updated weights the next policy version for the in-process workers.
+func (s *rlStage) advancePolicy() error {
+	s.version++
+	return s.gate.Swap(s.version, s.syncRollout)
+}

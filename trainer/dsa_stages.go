@@ -21,7 +21,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"slices"
 	"strings"
 
@@ -345,7 +344,7 @@ func (s *dsaStage) evaluate(_ context.Context, step int) (map[string]float64, er
 	}
 	m := e.Metrics()
 	if step == tr.Steps && s.stage.DSA.EvalEnv != "" {
-		acc, err := EnvAccuracy(s.params, s.stage.DSA.EvalEnv, s.stage.Data, s.stage.DSA.EvalTasks, s.sparse, s.run.Config.Seed)
+		acc, err := EnvAccuracy(s.params, s.stage.DSA.EvalEnv, s.stage, s.stage.DSA.EvalTasks, s.sparse, s.run.Config.Seed)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", s.stage.DSA.EvalEnv, err)
 		}
@@ -358,8 +357,12 @@ func (s *dsaStage) evaluate(_ context.Context, step int) (map[string]float64, er
 // accepts. Prompts are rendered the way the stage's data renders documents: for data.format chat the chat
 // encoding with special ids (as RL prompts), otherwise as the synthetic text corpus does ("<｜User｜>prompt
 // <｜Assistant｜><think>" as text after BOS), so a model pre-trained on the family is evaluated on its own format.
-// sparse decodes with DSA (the model's index_topk), else with dense attention.
-func EnvAccuracy(p *model.Params, env string, d configs.Data, n int, sparse bool, seed int64) (float64, error) {
+// sparse decodes with DSA (the model's index_topk), else with dense attention. The tasks are the held-out
+// tasks the rl stage's evaluation and `trainer eval --env` draw for the same seed, and a completion may be as
+// long as the stage's rl.max_new_tokens (or four times the longest answer plus 64, if that is longer), so a
+// DSA stage's accuracy and an rl stage's are measured on the same problems with the same budget.
+func EnvAccuracy(p *model.Params, env string, st configs.Stage, n int, sparse bool, seed int64) (float64, error) {
+	d := st.Data
 	opts := envs.Options{HeldOut: d.HeldOut}
 	if d.Generator == env { // the stage's own task distribution, without the document-only follow-ups
 		opts.Params = dataFamilyParams(d)
@@ -377,12 +380,12 @@ func EnvAccuracy(p *model.Params, env string, d configs.Data, n int, sparse bool
 	if err != nil {
 		return 0, err
 	}
-	tasks, _ := envs.EvalTasks(fam, rand.New(rand.NewPCG(uint64(seed), 0xd5a)), data.SplitHeldOut, n)
-	longest := 0
+	tasks, _ := envs.EvalTasks(fam, labeledRNG(seed, "eval/"+env, 2), data.SplitHeldOut, n)
+	budget := st.RL.MaxNewTokens
 	for _, t := range tasks {
-		longest = max(longest, len(t.Answer))
+		budget = max(budget, 4*len(t.Answer)+64)
 	}
-	o, err := greedyEval(model.NewEngine(p), tok, fam, tasks, evalDecoding{maxNewTokens: 4*longest + 64, text: d.Format != "chat",
+	o, err := greedyEval(model.NewEngine(p), tok, fam, tasks, evalDecoding{maxNewTokens: budget, text: d.Format != "chat",
 		sparse: sparse, workers: kernels.Threads()})
 	if err != nil {
 		return 0, err
@@ -456,14 +459,4 @@ func greedy(e *model.Engine, ids []int32, maxNew int, sparse bool, stop []int32)
 		}
 	}
 	return out, nil
-}
-
-// EvaluateEnv loads the checkpoint in dir and returns its held-out accuracy on the task family env (tasks
-// greedy decodes; sparse = decode with DSA), for `trainer eval --env NAME`.
-func EvaluateEnv(dir, env string, st configs.Stage, tasks int, sparse bool, seed int64) (float64, error) {
-	p, _, err := checkpoints.LoadParams(dir)
-	if err != nil {
-		return 0, err
-	}
-	return EnvAccuracy(p, env, st.Data, tasks, sparse, seed)
 }

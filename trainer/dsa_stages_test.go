@@ -96,7 +96,7 @@ func TestEnvAccuracyFamilyParams(t *testing.T) {
 		{Source: "synthetic", Generator: "kvretrieval", Format: "text", HeldOut: 0.05, Ops: []string{"single"},
 			Params: map[string]string{"length": "32", "followups": "2"}},
 	} {
-		acc, err := EnvAccuracy(p, d.Generator, d, 2, false, 1)
+		acc, err := EnvAccuracy(p, d.Generator, configs.Stage{Data: d, RL: configs.RL{MaxNewTokens: 96}}, 2, false, 1)
 		if err != nil || acc < 0 || acc > 1 {
 			t.Errorf("%s (%s): accuracy %v, err %v", d.Generator, d.Format, acc, err)
 		}

@@ -306,7 +306,9 @@ func TestRecipes(t *testing.T) {
 			switch name {
 			case "dsa":
 				want = []string{"pretrain", "pretrain_long", "dsa_warmup", "dsa_sparse"}
-			case "math", "logic", "code":
+			case "math": // DeepSeek-V3.2's shape: RL on the sparse-attention policy
+				want = []string{"pretrain", "dsa_warmup", "dsa_sparse", "rl_math"}
+			case "logic", "code":
 				want = []string{"pretrain", "rl_" + name}
 			}
 			if names := c.StageNames(); !slices.Equal(names, want) || c.Stages[0].Kind != KindPretrain {

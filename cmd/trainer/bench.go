@@ -104,6 +104,9 @@ Times are medians over --reps repetitions (at least 5 for a result worth quoting
 	train.Flags().IntVar(&o.Batch, "batch", 0, "sequences per step (0 = the recipe's train.batch_size)")
 	train.Flags().IntVar(&o.SeqLen, "seq-len", 0, "tokens per sequence (0 = the recipe's train.seq_len)")
 	train.Flags().IntVar(&o.Warmup, "warmup", 1, "untimed steps after the one that records the GEMM shapes")
+	train.Flags().StringVar(&o.CPUProfile, "cpu-profile", "", "after the timed steps, profile --profile-steps more steps (CPU) into this file")
+	train.Flags().StringVar(&o.MemProfile, "mem-profile", "", "heap profiles of the profiled steps: FILE.base before, FILE after (pprof -base)")
+	train.Flags().IntVar(&o.ProfileSteps, "profile-steps", 0, "steps run under --cpu-profile/--mem-profile (0 = --reps)")
 
 	decode := &cobra.Command{
 		Use:   "decode",

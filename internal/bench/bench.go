@@ -26,6 +26,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,6 +54,11 @@ type BenchOptions struct {
 	MinTime time.Duration // gemm: least time per shape and repetition; 0 = 20 ms
 	Seed    uint64        // weights and synthetic data; 0 = the recipe's seed
 	Log     *slog.Logger  // progress lines; nil = none
+	// train-step: after the timed steps, ProfileSteps (0 = Reps) more steps run with a CPU profile written to
+	// CPUProfile and/or heap profiles written to MemProfile.base (before them) and MemProfile (after them);
+	// `go tool pprof -sample_index=alloc_space -base FILE.base BIN FILE` shows what those steps allocated.
+	CPUProfile, MemProfile string
+	ProfileSteps           int
 }
 
 const (
@@ -108,7 +114,7 @@ type benchSetup struct {
 
 func newBenchSetup(opts BenchOptions) (*benchSetup, error) {
 	o := opts.withDefaults()
-	cfg, err := configs.Load(o.Config, o.Sets)
+	cfg, err := loadRecipe(o.Config, o.Sets)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
@@ -509,7 +515,58 @@ func BenchTrainStep(opts BenchOptions) (TrainStepResult, error) {
 		Gemms: stats, Weights: fmt.Sprintf("random init (seed %d), synthetic byte tokens", s.seed),
 	}
 	res.Ratio = res.StepGFLOPS / res.SgemmGFLOPS
+	if err := profileSteps(tb, o); err != nil {
+		return TrainStepResult{}, err
+	}
 	return res, nil
+}
+
+// profileSteps runs the profiled steps of BenchOptions.CPUProfile and MemProfile (none when both are empty).
+func profileSteps(tb *TrainStepBench, o BenchOptions) error {
+	if o.CPUProfile == "" && o.MemProfile == "" {
+		return nil
+	}
+	n := o.ProfileSteps
+	if n <= 0 {
+		n = o.Reps
+	}
+	writeHeap := func(path string) error {
+		runtime.GC() // the allocation profile is as of the last collection
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("bench: memory profile: %w", err)
+		}
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			f.Close()
+			return fmt.Errorf("bench: memory profile %s: %w", path, err)
+		}
+		return f.Close()
+	}
+	if o.MemProfile != "" {
+		if err := writeHeap(o.MemProfile + ".base"); err != nil {
+			return err
+		}
+	}
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("bench: CPU profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("bench: CPU profile %s: %w", o.CPUProfile, err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	for range n {
+		if err := tb.Step(); err != nil {
+			return err
+		}
+	}
+	if o.MemProfile != "" {
+		return writeHeap(o.MemProfile)
+	}
+	return nil
 }
 
 // replay times GEMM shapes alone through kernels.Gemm on float32 buffers, with the recorder off.

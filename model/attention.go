@@ -143,10 +143,9 @@ func (k *attnKernel[T]) Forward(in [][]T, out []T) error {
 					row[s] = negInf
 				}
 			}
-			for s := lim; s < T_; s++ {
-				row[s] = negInf
-			}
-			kernels.SoftmaxRow(row)
+			// softmax over the visible prefix [0, lim) (vectorised exp); the keys after it get probability 0
+			kernels.SoftmaxRowFast(row[:lim])
+			clear(row[lim:])
 		}
 		// O = P·V written straight into out[b, :, h·dv : (h+1)·dv].
 		kernels.Gemm(false, false, T_, dv, T_, 1, P, T_, V, dv, 0, out[b*T_*H*dv+h*dv:], H*dv)

@@ -151,6 +151,17 @@ type swiglu[T Float] struct {
 	dh, da, du []T // [n, I] backward work space
 }
 
+// swigluBuffers is the number of [n, I] buffers a swiglu keeps (bind hands it 6·n·I elements).
+const swigluBuffers = 6
+
+// bind places the activations and work space of n rows in buf (at least swigluBuffers·n·I elements), which
+// the caller owns and reuses: the MoE lays every expert's rows side by side in one buffer of the layer.
+func (s *swiglu[T]) bind(buf []T, n int) {
+	m := n * s.I
+	part := func(i int) []T { return buf[i*m : (i+1)*m : (i+1)*m] }
+	s.a, s.u, s.h, s.dh, s.da, s.du = part(0), part(1), part(2), part(3), part(4), part(5)
+}
+
 func (s *swiglu[T]) ensure(n int) {
 	if cap(s.a) < n*s.I {
 		c := n * s.I

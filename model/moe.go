@@ -53,6 +53,7 @@ type expertWork[T Float] struct {
 	f      swiglu[T]
 	rows   []int // token index of each dispatched row
 	slots  []int // n·K + k of each row
+	off    int   // first row of this expert in the layer's dispatch buffers
 	x, o   []T   // gathered inputs and outputs [ne, D]
 	dx, do []T
 }
@@ -69,6 +70,10 @@ type moeKernel[T Float] struct {
 	sel     []float64
 	ex      []expertWork[T]
 	shared  swiglu[T]
+	// Dispatch buffers, allocated once: the experts' rows lie side by side in token-slot order of expert,
+	// N·K rows in all whatever the routing, so a step allocates nothing (expert e owns rows [off_e, off_e+ne)).
+	xs, os, dxs, dos []T // [N·K, D]
+	act              []T // [swigluBuffers·N·K·I] the experts' SwiGLU activations and work space
 }
 
 func (k *moeKernel[T]) Name() string           { return "moe" }
@@ -109,8 +114,12 @@ func (k *moeKernel[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
 	k.sel = make([]float64, c.E)
 	k.ex = make([]expertWork[T], c.E)
 	for j := range k.ex {
-		k.ex[j].f = swiglu[T]{D: c.D, I: c.I}
+		// an expert receives each token at most once: at most N rows
+		k.ex[j] = expertWork[T]{f: swiglu[T]{D: c.D, I: c.I}, rows: make([]int, 0, k.N), slots: make([]int, 0, k.N)}
 	}
+	NK := k.N * c.K
+	k.xs, k.os, k.dxs, k.dos = make([]T, NK*c.D), make([]T, NK*c.D), make([]T, NK*c.D), make([]T, NK*c.D)
+	k.act = make([]T, swigluBuffers*NK*c.I)
 	k.shared = swiglu[T]{D: c.D, I: c.SharedI}
 	if len(k.route.Chosen) != k.N*c.K {
 		k.route.Chosen = make([]int32, k.N*c.K)
@@ -251,13 +260,22 @@ func (k *moeKernel[T]) Forward(in [][]T, out []T) error {
 			}
 		}
 	}
+	off := 0
+	for j := range k.ex {
+		w := &k.ex[j]
+		ne := len(w.rows)
+		w.off = off
+		w.x, w.o = k.xs[off*D:(off+ne)*D], k.os[off*D:(off+ne)*D]
+		w.dx, w.do = k.dxs[off*D:(off+ne)*D], k.dos[off*D:(off+ne)*D]
+		w.f.bind(k.act[swigluBuffers*off*c.I:swigluBuffers*(off+ne)*c.I], ne)
+		off += ne
+	}
 	kernels.For(E, 1<<16, func(e int) {
 		w := &k.ex[e]
 		ne := len(w.rows)
 		if ne == 0 {
 			return
 		}
-		w.x, w.o = grow(w.x, ne*D), grow(w.o, ne*D)
 		for i, n := range w.rows {
 			copy(w.x[i*D:(i+1)*D], x[n*D:(n+1)*D])
 		}
@@ -288,13 +306,6 @@ func (k *moeKernel[T]) Forward(in [][]T, out []T) error {
 // rowOf finds the row of token n in expert w's batch (rows are sorted by token).
 func (k *moeKernel[T]) rowOf(w *expertWork[T], n int) int {
 	return sort.SearchInts(w.rows, n)
-}
-
-func grow[T Float](b []T, n int) []T {
-	if cap(b) < n {
-		return make([]T, n)
-	}
-	return b[:n]
 }
 
 // auxLoss returns the sequence-wise balance loss α·mean_b Σ_i f_i P_i (times AuxScale) and, when ds is not nil,
@@ -378,7 +389,6 @@ func (k *moeKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error {
 		if ne == 0 {
 			return
 		}
-		w.do, w.dx = grow(w.do, ne*D), grow(w.dx, ne*D)
 		clear(w.dx)
 		for i, n := range w.rows {
 			slot := w.slots[i]

@@ -270,17 +270,19 @@ func (k *moeKernel[T]) Forward(in [][]T, out []T) error {
 		w.f.bind(k.act[swigluBuffers*off*c.I:swigluBuffers*(off+ne)*c.I], ne)
 		off += ne
 	}
-	kernels.For(E, 1<<16, func(e int) {
+	// One expert after another, each product split over the kernel workers by rows (experts on separate
+	// workers would leave one idle when loads differ, and a split inside would start more GEMMs than cores).
+	for e := range k.ex {
 		w := &k.ex[e]
 		ne := len(w.rows)
 		if ne == 0 {
-			return
+			continue
 		}
 		for i, n := range w.rows {
 			copy(w.x[i*D:(i+1)*D], x[n*D:(n+1)*D])
 		}
 		w.f.forward(w.o, w.x, in[3+3*e], in[4+3*e], in[5+3*e], ne, false)
-	})
+	}
 	if c.SharedI > 0 {
 		b := 3 + 3*E
 		k.shared.forward(out, x, in[b], in[b+1], in[b+2], N, false)
@@ -383,11 +385,11 @@ func (k *moeKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error {
 		b := 3 + 3*E
 		k.shared.backward(dx, din[b], din[b+1], din[b+2], dout, x, in[b], in[b+1], in[b+2], N)
 	}
-	kernels.For(E, 1<<16, func(e int) {
+	for e := range k.ex { // one expert after another, as in the forward pass
 		w := &k.ex[e]
 		ne := len(w.rows)
 		if ne == 0 {
-			return
+			continue
 		}
 		clear(w.dx)
 		for i, n := range w.rows {
@@ -401,7 +403,7 @@ func (k *moeKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error {
 			k.dw[slot] = kernels.Dot(dy, w.o[i*D:(i+1)*D])
 		}
 		w.f.backward(w.dx, din[3+3*e], din[4+3*e], din[5+3*e], w.do, w.x, in[3+3*e], in[4+3*e], in[5+3*e], ne)
-	})
+	}
 	for e := range k.ex {
 		w := &k.ex[e]
 		for i, n := range w.rows {

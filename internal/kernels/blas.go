@@ -82,6 +82,23 @@ func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b 
 	gemmOne(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
+// GemmSerial is Gemm on the calling goroutine only, never split over the workers: for callers that already
+// run on the workers of For (per attention head, per batch row), where a split would start more OpenBLAS
+// calls than there are cores.
+func GemmSerial[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		Scale(beta, c[:(m-1)*ldc+n])
+		return
+	}
+	if GemmRecorder != nil {
+		GemmRecorder(GemmShape{transA, transB, m, n, k})
+	}
+	gemmOne(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
 func gemmOne[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	tA, tB := blas.NoTrans, blas.NoTrans
 	if transA {

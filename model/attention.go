@@ -39,7 +39,7 @@ type AttnMask struct {
 
 type attnKernel[T Float] struct {
 	B, T, H, Dn, Dr, Dv, KVr int
-	block                    int // query block of the causal GEMMs (attnBlock; tests set small ones)
+	block                    int // query block of the causal GEMMs (AttnBlock; tests set small ones)
 	scale                    T
 	rope                     *kernels.RopeTable
 	mask                     *AttnMask
@@ -54,7 +54,7 @@ type attnKernel[T Float] struct {
 func (k *attnKernel[T]) SetInts(ints [][]int32) { k.lengths = ints[3] }
 
 func newAttnKernel[T Float](B, T_ int, c mlaDims, rope *kernels.RopeTable, mask *AttnMask) *attnKernel[T] {
-	return &attnKernel[T]{B: B, T: T_, H: c.H, Dn: c.Dn, Dr: c.Dr, Dv: c.Dv, KVr: c.KVr, block: attnBlock,
+	return &attnKernel[T]{B: B, T: T_, H: c.H, Dn: c.Dn, Dr: c.Dr, Dv: c.Dv, KVr: c.KVr, block: AttnBlock,
 		scale: T(1 / math.Sqrt(float64(c.Dn+c.Dr))), rope: rope, mask: mask}
 }
 
@@ -65,10 +65,10 @@ func NewAttentionKernel[T Float](B, T_ int, d dsa.MLADims, rope *kernels.RopeTab
 	return newAttnKernel[T](B, T_, mlaDims(d), rope, mask)
 }
 
-// attnBlock is the query block of the causal attention GEMMs: block [r0, r0+attnBlock) multiplies only the
-// keys [0, r0+attnBlock) it can see (and none past the row's length), which skips about 3/8 of the products
-// at T = 256 (T·(T+attnBlock)/2 of T² entries).
-const attnBlock = 64
+// AttnBlock is the query block of the causal attention GEMMs of the training graph: block [r0, r0+AttnBlock)
+// multiplies only the keys [0, r0+AttnBlock) it can see (and none past the row's length), which skips 3/8 of
+// the products at T = 256 (T·(T+AttnBlock)/2 of T² entries).
+const AttnBlock = 64
 
 // mlaDims are the attention widths of a layer.
 type mlaDims struct{ H, Dn, Dr, Dv, KVr int }

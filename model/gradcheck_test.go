@@ -173,7 +173,7 @@ func TestGradFusedKernels(t *testing.T) {
 				return apply[float64](k, in...)
 			}},
 	}
-	// The causal row blocks (attnBlock = 64 in the model) at sizes that split T = 4 unevenly, with padded
+	// The causal row blocks (AttnBlock = 64 in the model) at sizes that split T = 4 unevenly, with padded
 	// rows (c1 < r1), document masks and allowed-key sets.
 	for _, blk := range []int{1, 3} {
 		cases = append(cases,

@@ -828,8 +828,9 @@ type StepGemm struct {
 }
 
 // StepGemms lists the GEMMs of one training step of model c on B×T tokens as the fused kernels issue them
-// (y = x·Wᵀ forward, dx = dy·W and dW = dyᵀ·x backward for every projection; per batch row and head
-// S = Q·Kᵀ and O = P·V forward and dV = Pᵀ·dO, dP = dO·Vᵀ, dQ = dS·K, dK = dSᵀ·Q backward). The rows of
+// (y = x·Wᵀ forward, dx = dy·W and dW = dyᵀ·x backward for every projection; per batch row, head and causal
+// query block of model.AttnBlock rows S = Q·Kᵀ and O = P·V forward and dV = Pᵀ·dO, dP = dO·Vᵀ, dQ = dS·K,
+// dK = dSᵀ·Q backward, over the keys the block sees). The rows of
 // a routed expert depend on the routing; they are given at the mean load N·K/E (rounded down), so the FLOP
 // total is exact whenever E divides N·K.
 func StepGemms(c configs.Model, B, T int) []StepGemm {
@@ -852,12 +853,17 @@ func StepGemms(c configs.Model, B, T int) []StepGemm {
 		linear(layer("q_b_proj"), N, c.QLoraRank, H*dq, 1, false)
 		linear(layer("kv_a_proj_with_mqa"), N, D, c.KVLoraRank+dr, 1, false)
 		linear(layer("kv_b_proj"), N, c.KVLoraRank, H*(dn+dv), 1, false)
-		add(layer("attn.qk"), false, true, T, T, dq, B*H, false)
-		add(layer("attn.pv"), false, false, T, dv, T, B*H, false)
-		add(layer("attn.dv"), true, false, T, dv, T, B*H, false)
-		add(layer("attn.dp"), false, true, T, T, dv, B*H, false)
-		add(layer("attn.dq"), false, false, T, dq, T, B*H, false)
-		add(layer("attn.dk"), true, false, T, dq, T, B*H, false)
+		// causal attention per query block [r0, r0+m) over the keys [0, c1) it sees (full-length rows)
+		for r0 := 0; r0 < T; r0 += model.AttnBlock {
+			m := min(model.AttnBlock, T-r0)
+			c1 := r0 + m
+			add(layer("attn.qk"), false, true, m, c1, dq, B*H, false)
+			add(layer("attn.pv"), false, false, m, dv, c1, B*H, false)
+			add(layer("attn.dv"), true, false, c1, dv, m, B*H, false)
+			add(layer("attn.dp"), false, true, m, c1, dv, B*H, false)
+			add(layer("attn.dq"), false, false, m, dq, c1, B*H, false)
+			add(layer("attn.dk"), true, false, c1, dq, m, B*H, false)
+		}
 		linear(layer("o_proj"), N, H*dv, D, 1, false)
 		if !c.IsMoE(l) {
 			linear(layer("mlp.gate_proj"), N, D, c.IntermediateSize, 1, false)

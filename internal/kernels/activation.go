@@ -15,11 +15,9 @@ import (
 // Sigmoid is 1/(1+e^−x).
 func Sigmoid[T Float](x T) T { return T(1 / (1 + math.Exp(-float64(x)))) }
 
-// sigmoidClamp bounds −a before the vectorised exp: e^87 is finite in float32, and σ(a) for a < −87 is below
-// 2e-38 (it becomes 1/(1+e^87) ≈ 1.6e-38 instead of a smaller subnormal).
-const sigmoidClamp = 87
-
-// SigmoidVec sets s[i] = σ(a[i]) = 1/(1+e^−a[i]) for i < len(a); s and a may be the same slice.
+// SigmoidVec sets s[i] = σ(a[i]) = 1/(1+e^−a[i]) for i < len(a); s and a may be the same slice. The float32
+// assembly clamps −a at 87 (σ(a) for a < −87 is 1.6e-38 instead of a smaller subnormal) and turns a NaN into
+// 0 or 1; SwiGLU multiplies by a, which carries the NaN on.
 func SigmoidVec[T Float](s, a []T) {
 	s = s[:len(a)]
 	sf, ok := any(s).([]float32)
@@ -31,13 +29,7 @@ func SigmoidVec[T Float](s, a []T) {
 	}
 	af := any(a).([]float32)
 	n8 := len(af) &^ 7
-	for i, x := range af[:n8] {
-		sf[i] = min(-x, sigmoidClamp)
-	}
-	simd.ExpSub(unsafe.SliceData(sf), n8, 0) // sf[i] = e^−a[i]
-	for i, e := range sf[:n8] {
-		sf[i] = 1 / (1 + e)
-	}
+	simd.Sigmoid(unsafe.SliceData(sf), unsafe.SliceData(af), n8)
 	for i := n8; i < len(af); i++ {
 		sf[i] = Sigmoid(af[i])
 	}

@@ -46,6 +46,12 @@ func ReluBackward(dst, grad *float32, n int, w float32) float32
 //go:noescape
 func ExpSub(x *float32, n int, m float32) float32
 
+// Sigmoid sets s[i] = 1/(1+exp(−x[i])) for i < n (n a multiple of 8; the exp of ExpSub, −x clamped to ≤ 87;
+// a NaN gives 0 or 1). s and x may be the same.
+//
+//go:noescape
+func Sigmoid(s, x *float32, n int)
+
 // GatherDotHeads sets out[h·ldo + i] = alpha · x[h·n:(h+1)·n] · (row idx[i] of base)[h·n:(h+1)·n] for h < hg,
 // i < m: hg heads whose rows lie side by side (ldob = ldo·4 bytes).
 //

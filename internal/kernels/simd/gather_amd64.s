@@ -641,3 +641,51 @@ sg_8:
 sg_done:
 	VZEROUPPER
 	RET
+
+// func Max(x *float32, n int) float32
+// The largest of x[0:n] (n ≥ 8, a multiple of 8).
+TEXT ·Max(SB), NOSPLIT, $0-20
+	MOVQ         x+0(FP), DI
+	MOVQ         n+8(FP), CX
+	VMOVUPS      (DI), Y0
+	ADDQ         $32, DI
+	SUBQ         $8, CX
+
+mx_8:
+	CMPQ         CX, $8
+	JLT          mx_red
+	VMAXPS       (DI), Y0, Y0
+	ADDQ         $32, DI
+	SUBQ         $8, CX
+	JMP          mx_8
+
+mx_red:
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0x4e, X0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0xb1, X0, X1
+	VMAXPS       X1, X0, X0
+	VMOVSS       X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func Scale(x *float32, n int, a float32)
+// x[i] *= a for i < n (n a multiple of 8).
+TEXT ·Scale(SB), NOSPLIT, $0-20
+	MOVQ         x+0(FP), DI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS a+16(FP), Y1
+
+sc_8:
+	CMPQ         CX, $8
+	JLT          sc_done
+	VMULPS       (DI), Y1, Y0
+	VMOVUPS      Y0, (DI)
+	ADDQ         $32, DI
+	SUBQ         $8, CX
+	JMP          sc_8
+
+sc_done:
+	VZEROUPPER
+	RET

@@ -52,6 +52,16 @@ func ExpSub(x *float32, n int, m float32) float32
 //go:noescape
 func Sigmoid(s, x *float32, n int)
 
+// Max returns the largest of x[0:n] (n ≥ 8, a multiple of 8).
+//
+//go:noescape
+func Max(x *float32, n int) float32
+
+// Scale multiplies x[i] by a for i < n (n a multiple of 8).
+//
+//go:noescape
+func Scale(x *float32, n int, a float32)
+
 // GatherDotHeads sets out[h·ldo + i] = alpha · x[h·n:(h+1)·n] · (row idx[i] of base)[h·n:(h+1)·n] for h < hg,
 // i < m: hg heads whose rows lie side by side (ldob = ldo·4 bytes).
 //

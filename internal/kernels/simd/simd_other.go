@@ -54,3 +54,9 @@ func ScatterAxpyHeads(base *float32, stride int, idx *int32, m int, a *float32, 
 
 // Sigmoid has no assembly on this architecture: Available is false, so package kernels runs its Go loop instead and never calls this.
 func Sigmoid(s, x *float32, n int) { panic("simd: no assembly on this architecture") }
+
+// Max has no assembly on this architecture: Available is false, so package kernels runs its Go loop instead and never calls this.
+func Max(x *float32, n int) float32 { panic("simd: no assembly on this architecture") }
+
+// Scale has no assembly on this architecture: Available is false, so package kernels runs its Go loop instead and never calls this.
+func Scale(x *float32, n int, a float32) { panic("simd: no assembly on this architecture") }

@@ -1,5 +1,5 @@
 // activation_test.go: the vectorised float32 sigmoid and SwiGLU kernels against float64 math.Exp, with
-// golden values and the clamp at the ends of the range.
+// golden values and the clamp at the ends of the range; the assembly Axpy against the Go loop, bit for bit.
 package kernels
 
 import (
@@ -92,5 +92,29 @@ func TestSwiGLUFloat32(t *testing.T) {
 	SwiGLUBackward(daz, duz, one, z, one)
 	if hz[3] != 0 || duz[3] != 0 || daz[3] != 2 {
 		t.Fatalf("SwiGLU at 0: h %v du %v da %v, want 0 0 2", hz[3], duz[3], daz[3])
+	}
+}
+
+// TestAxpyAssemblyBits: the float32 assembly path of Axpy gives the bits of the Go loop (lengths around the
+// 8-wide step, values over several magnitudes).
+func TestAxpyAssemblyBits(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, n := range []int{1, 7, 8, 9, 16, 31, 48, 257} {
+		x, y := make([]float32, n), make([]float32, n)
+		for i := range x {
+			x[i] = float32(rng.NormFloat64() * math.Pow(10, float64(rng.IntN(7)-3)))
+			y[i] = float32(rng.NormFloat64())
+		}
+		a := float32(rng.NormFloat64())
+		ref := append([]float32(nil), y...)
+		for i, v := range x {
+			ref[i] += a * v
+		}
+		Axpy(a, x, y)
+		for i := range y {
+			if math.Float32bits(y[i]) != math.Float32bits(ref[i]) {
+				t.Fatalf("n=%d [%d]: %v, Go loop %v", n, i, y[i], ref[i])
+			}
+		}
 	}
 }

@@ -5,8 +5,12 @@
 package kernels
 
 import (
+	"unsafe"
+
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
+
+	"github.com/sparrow-rl/sparrow/internal/kernels/simd"
 )
 
 // Float is the element type of every kernel.
@@ -145,9 +149,14 @@ func Scale[T Float](a T, x []T) {
 	}
 }
 
-// Axpy computes y += a·x.
+// Axpy computes y += a·x (float32 rows of 8 or more in the assembly of package simd, with the same bits).
 func Axpy[T Float](a T, x, y []T) {
 	y = y[:len(x)]
+	if xf, ok := any(x).([]float32); ok && gatherASM && len(x) >= 8 {
+		n8 := len(xf) &^ 7
+		simd.Axpy(unsafe.SliceData(any(y).([]float32)), unsafe.SliceData(xf), n8, float32(a))
+		x, y = x[n8:], y[n8:]
+	}
 	for i, v := range x {
 		y[i] += a * v
 	}

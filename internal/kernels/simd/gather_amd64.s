@@ -689,3 +689,26 @@ sc_8:
 sc_done:
 	VZEROUPPER
 	RET
+
+// func Axpy(y, x *float32, n int, a float32)
+// y[i] += a·x[i] for i < n (n a multiple of 8), the product rounded before the sum (no FMA), as Go's loop.
+TEXT ·Axpy(SB), NOSPLIT, $0-28
+	MOVQ         y+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS a+24(FP), Y1
+
+ax_8:
+	CMPQ         CX, $8
+	JLT          ax_done
+	VMULPS       (SI), Y1, Y0
+	VADDPS       (DI), Y0, Y0
+	VMOVUPS      Y0, (DI)
+	ADDQ         $32, DI
+	ADDQ         $32, SI
+	SUBQ         $8, CX
+	JMP          ax_8
+
+ax_done:
+	VZEROUPPER
+	RET

@@ -62,6 +62,12 @@ func Max(x *float32, n int) float32
 //go:noescape
 func Scale(x *float32, n int, a float32)
 
+// Axpy accumulates y[i] += a·x[i] for i < n (n a multiple of 8; product and sum rounded separately, as Go's
+// loop on amd64).
+//
+//go:noescape
+func Axpy(y, x *float32, n int, a float32)
+
 // GatherDotHeads sets out[h·ldo + i] = alpha · x[h·n:(h+1)·n] · (row idx[i] of base)[h·n:(h+1)·n] for h < hg,
 // i < m: hg heads whose rows lie side by side (ldob = ldo·4 bytes).
 //

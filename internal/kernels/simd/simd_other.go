@@ -60,3 +60,6 @@ func Max(x *float32, n int) float32 { panic("simd: no assembly on this architect
 
 // Scale has no assembly on this architecture: Available is false, so package kernels runs its Go loop instead and never calls this.
 func Scale(x *float32, n int, a float32) { panic("simd: no assembly on this architecture") }
+
+// Axpy has no assembly on this architecture: Available is false, so package kernels runs its Go loop instead and never calls this.
+func Axpy(y, x *float32, n int, a float32) { panic("simd: no assembly on this architecture") }

@@ -29,7 +29,7 @@ func TestBenchCmdJSON(t *testing.T) {
 		keys []string
 	}{
 		{[]string{"train-step", "--config", "tiny", "--reps", "1", "--warmup", "0", "--json"},
-			[]string{"tokens_per_s", "step_gflops", "sgemm_gflops", "ratio", "step_ms", "backend", "threads", "params", "alloc_bytes_per_step"}},
+			[]string{"tokens_per_s", "step_gflops", "sgemm_gflops", "ratio", "step_ms", "backend", "threads", "params", "alloc_bytes_per_step", "cpu_ms_per_step"}},
 		{[]string{"decode", "--config", "tiny", "--reps", "1", "--tokens", "8", "--json"},
 			[]string{"tokens_per_s", "ms_per_token", "weights"}},
 		{[]string{"gemm", "--config", "tiny", "--reps", "1", "--sizes", "16,32", "--min-time", "1ms", "--json"},

@@ -414,11 +414,14 @@ type TrainStepResult struct {
 	StepMSMax   float64 `json:"step_ms_max"`
 	FwdBwdMS    float64 `json:"fwd_bwd_ms"`   // median graph run (forward+backward)
 	OptimizerMS float64 `json:"optimizer_ms"` // median norm + clipping + AdamW
-	StepFlops   int64   `json:"step_flops"`   // GEMM FLOPs of one step (forward+backward, attention included)
-	StepGFLOPS  float64 `json:"step_gflops"`  // step_flops / median step time
-	SgemmGFLOPS float64 `json:"sgemm_gflops"` // median over replay passes of Σ count·flops / Σ count·time per call
-	GemmMS      float64 `json:"gemm_ms"`      // step_flops / sgemm rate: the step's matmuls as pure sgemm
-	Ratio       float64 `json:"ratio"`        // step_gflops / sgemm_gflops
+	// CPUMSPerStep is the median process CPU time (user + system, every thread, OpenBLAS's included) of a step:
+	// unlike step_ms it does not count time spent waiting for a core, so it compares runs on a loaded machine.
+	CPUMSPerStep float64 `json:"cpu_ms_per_step"`
+	StepFlops    int64   `json:"step_flops"`   // GEMM FLOPs of one step (forward+backward, attention included)
+	StepGFLOPS   float64 `json:"step_gflops"`  // step_flops / median step time
+	SgemmGFLOPS  float64 `json:"sgemm_gflops"` // median over replay passes of Σ count·flops / Σ count·time per call
+	GemmMS       float64 `json:"gemm_ms"`      // step_flops / sgemm rate: the step's matmuls as pure sgemm
+	Ratio        float64 `json:"ratio"`        // step_gflops / sgemm_gflops
 
 	AllocBytesPerStep float64 `json:"alloc_bytes_per_step"` // runtime.MemStats.TotalAlloc delta per timed step
 	AllocsPerStep     float64 `json:"allocs_per_step"`      // runtime.MemStats.Mallocs delta per timed step
@@ -470,6 +473,7 @@ func BenchTrainStep(opts BenchOptions) (TrainStepResult, error) {
 	rp := newReplay(stats, s.seed)
 	rp.calibrate(replayMinTime)
 	stepT := make([]float64, 0, o.Reps)
+	cpuT := make([]float64, 0, o.Reps)
 	runT := make([]float64, 0, o.Reps)
 	optT := make([]float64, 0, o.Reps)
 	rates := make([]float64, 0, o.Reps)
@@ -477,12 +481,13 @@ func BenchTrainStep(opts BenchOptions) (TrainStepResult, error) {
 	var m0, m1 runtime.MemStats
 	for r := 0; r < o.Reps; r++ {
 		runtime.ReadMemStats(&m0)
-		t0 := time.Now()
+		c0, t0 := cpuNow(), time.Now()
 		if err := tb.Step(); err != nil {
 			return TrainStepResult{}, err
 		}
-		el := time.Since(t0).Seconds()
+		el, cpu := time.Since(t0).Seconds(), (cpuNow() - c0).Seconds()
 		runtime.ReadMemStats(&m1)
+		cpuT = append(cpuT, cpu)
 		allocB += m1.TotalAlloc - m0.TotalAlloc
 		allocN += m1.Mallocs - m0.Mallocs
 		gcs += uint64(m1.NumGC - m0.NumGC)
@@ -508,7 +513,7 @@ func BenchTrainStep(opts BenchOptions) (TrainStepResult, error) {
 		Env: s.env(), Batch: s.B, SeqLen: s.T, Params: total, ActiveParams: active, TrainedParams: trained,
 		Reps: o.Reps, Warmup: o.Warmup,
 		TokensPerS: float64(s.B*s.T) / med, StepMS: med * 1e3, StepMSMin: slices.Min(stepT) * 1e3, StepMSMax: slices.Max(stepT) * 1e3,
-		FwdBwdMS: median(runT) * 1e3, OptimizerMS: median(optT) * 1e3,
+		FwdBwdMS: median(runT) * 1e3, OptimizerMS: median(optT) * 1e3, CPUMSPerStep: median(cpuT) * 1e3,
 		StepFlops: flops, StepGFLOPS: float64(flops) / med / 1e9, SgemmGFLOPS: sg / 1e9, GemmMS: float64(flops) / sg * 1e3,
 		AllocBytesPerStep: float64(allocB) / n, AllocsPerStep: float64(allocN) / n, GCPerStep: float64(gcs) / n,
 		Loss: tb.Loss, GradNorm: tb.GradNorm, SkippedSteps: tb.Skipped, GemmCalls: calls, DistinctGemms: len(stats),

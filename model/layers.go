@@ -132,16 +132,28 @@ func (addKernel[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
 }
 func (addKernel[T]) Forward(in [][]T, out []T) error {
 	a, b := in[0], in[1][:len(in[0])]
-	for i := range a {
-		out[i] = a[i] + b[i]
-	}
+	chunks := (len(a) + addChunk - 1) / addChunk
+	kernels.For(chunks, 2*addChunk, func(c int) {
+		lo, hi := c*addChunk, min((c+1)*addChunk, len(a))
+		o, x, y := out[lo:hi], a[lo:hi], b[lo:hi]
+		for i := range x {
+			o[i] = x[i] + y[i]
+		}
+	})
 	return nil
 }
 func (addKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error {
-	copy(din[0], dout)
-	copy(din[1], dout)
+	chunks := (len(dout) + addChunk - 1) / addChunk
+	kernels.For(chunks, 2*addChunk, func(c int) {
+		lo, hi := c*addChunk, min((c+1)*addChunk, len(dout))
+		copy(din[0][lo:hi], dout[lo:hi])
+		copy(din[1][lo:hi], dout[lo:hi])
+	})
 	return nil
 }
+
+// addChunk is the number of elements one kernel worker adds or copies at a time.
+const addChunk = 1 << 14
 
 // swiglu is the SwiGLU FFN E(x) = W_down(SiLU(W_gate x) ⊙ W_up x) on n rows, with its activations kept for the
 // backward pass. It serves the dense MLP, the shared experts and each routed expert.

@@ -278,9 +278,10 @@ func (k *moeKernel[T]) Forward(in [][]T, out []T) error {
 		if ne == 0 {
 			continue
 		}
-		for i, n := range w.rows {
+		kernels.For(ne, 2*D, func(i int) { // gather the expert's rows
+			n := w.rows[i]
 			copy(w.x[i*D:(i+1)*D], x[n*D:(n+1)*D])
-		}
+		})
 		w.f.forward(w.o, w.x, in[3+3*e], in[4+3*e], in[5+3*e], ne, false)
 	}
 	if c.SharedI > 0 {
@@ -289,7 +290,8 @@ func (k *moeKernel[T]) Forward(in [][]T, out []T) error {
 	} else {
 		clear(out)
 	}
-	for n := 0; n < N; n++ {
+	// combine: each token adds its experts' outputs in its own slot order (tokens are independent)
+	kernels.For(N, 4*K*D, func(n int) {
 		y := out[n*D : (n+1)*D]
 		for kk := 0; kk < K; kk++ {
 			e := r.Chosen[n*K+kk]
@@ -297,7 +299,7 @@ func (k *moeKernel[T]) Forward(in [][]T, out []T) error {
 			row := k.rowOf(w, n)
 			kernels.Axpy(k.w[n*K+kk], w.o[row*D:(row+1)*D], y)
 		}
-	}
+	})
 	r.AuxLoss = 0
 	if c.AuxAlpha > 0 {
 		r.AuxLoss = k.auxLoss(s, nil)

@@ -18,6 +18,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"gorgonia.org/tensor"
@@ -394,8 +395,8 @@ func (k *moeKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error {
 			continue
 		}
 		clear(w.dx)
-		for i, n := range w.rows {
-			slot := w.slots[i]
+		kernels.For(ne, 4*D, func(i int) { // the expert's output gradients and its gate weights' gradients
+			n, slot := w.rows[i], w.slots[i]
 			dy := dout[n*D : (n+1)*D]
 			g := w.do[i*D : (i+1)*D]
 			gw := k.w[slot]
@@ -403,15 +404,20 @@ func (k *moeKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error {
 				g[j] = gw * dy[j]
 			}
 			k.dw[slot] = kernels.Dot(dy, w.o[i*D:(i+1)*D])
-		}
+		})
 		w.f.backward(w.dx, din[3+3*e], din[4+3*e], din[5+3*e], w.do, w.x, in[3+3*e], in[4+3*e], in[5+3*e], ne)
 	}
-	for e := range k.ex {
-		w := &k.ex[e]
-		for i, n := range w.rows {
+	// scatter: each token adds its experts' input gradients in ascending expert order (tokens are independent)
+	kernels.For(N, 4*K*D, func(n int) {
+		var buf [16]int32
+		ids := append(buf[:0], r.Chosen[n*K:(n+1)*K]...)
+		slices.Sort(ids)
+		for _, e := range ids {
+			w := &k.ex[e]
+			i := k.rowOf(w, n)
 			kernels.Axpy(1, w.dx[i*D:(i+1)*D], dx[n*D:(n+1)*D])
 		}
-	}
+	})
 	// router: gate weights → affinities → logits.
 	s := k.logits
 	clear(k.ds)

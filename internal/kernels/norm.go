@@ -43,8 +43,9 @@ func RMSNormBackward[T Float](dx, dg, dy, x, rstd []T, n, w, ldx, col0 int, g []
 		})
 	}
 	if dg != nil {
-		// column blocks on the workers: each dg[j] still sums the rows in order (the bits of one loop)
-		const cols = 32
+		// one column block per worker, each dg[j] still summing the rows in order (the bits of one loop); wide
+		// blocks keep the row reads contiguous
+		cols := max(16, (w+threads-1)/threads)
 		For((w+cols-1)/cols, 3*cols*n, func(c int) {
 			j0, j1 := c*cols, min((c+1)*cols, w)
 			g := dg[j0:j1]

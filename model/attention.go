@@ -4,6 +4,8 @@
 //	Q_t = [q^C_{t,i} ; RoPE(q^R_{t,i}, t)],  K_s = [k^C_{s,i} ; RoPE(k^R_s, s)],  V_s = v_{s,i}
 //	S = Q·Kᵀ·τ, τ = (qk_nope + qk_rope)^−½;  P = softmax(S + mask);  O = P·V
 //
+// computed per block of attnBlock queries over the keys the block can see (causal, unpadded), so the masked
+// upper triangle is not multiplied.
 // with the interleaved RoPE layout of MLA (§8). The mask is causal, hides padded keys (s ≥ length of the row),
 // keys of earlier documents when the row packs several (AttnMask.DocStart), and, when an allowed-key set is
 // given (DSA's top-k selection), every key outside the query's set.
@@ -37,6 +39,7 @@ type AttnMask struct {
 
 type attnKernel[T Float] struct {
 	B, T, H, Dn, Dr, Dv, KVr int
+	block                    int // query block of the causal GEMMs (AttnBlock; tests set small ones)
 	scale                    T
 	rope                     *kernels.RopeTable
 	mask                     *AttnMask
@@ -51,7 +54,7 @@ type attnKernel[T Float] struct {
 func (k *attnKernel[T]) SetInts(ints [][]int32) { k.lengths = ints[3] }
 
 func newAttnKernel[T Float](B, T_ int, c mlaDims, rope *kernels.RopeTable, mask *AttnMask) *attnKernel[T] {
-	return &attnKernel[T]{B: B, T: T_, H: c.H, Dn: c.Dn, Dr: c.Dr, Dv: c.Dv, KVr: c.KVr,
+	return &attnKernel[T]{B: B, T: T_, H: c.H, Dn: c.Dn, Dr: c.Dr, Dv: c.Dv, KVr: c.KVr, block: AttnBlock,
 		scale: T(1 / math.Sqrt(float64(c.Dn+c.Dr))), rope: rope, mask: mask}
 }
 
@@ -61,6 +64,11 @@ func newAttnKernel[T Float](B, T_ int, c mlaDims, rope *kernels.RopeTable, mask 
 func NewAttentionKernel[T Float](B, T_ int, d dsa.MLADims, rope *kernels.RopeTable, mask *AttnMask) Kernel[T] {
 	return newAttnKernel[T](B, T_, mlaDims(d), rope, mask)
 }
+
+// AttnBlock is the query block of the causal attention GEMMs of the training graph: block [r0, r0+AttnBlock)
+// multiplies only the keys [0, r0+AttnBlock) it can see (and none past the row's length), which skips 3/8 of
+// the products at T = 256 (T·(T+AttnBlock)/2 of T² entries).
+const AttnBlock = 64
 
 // mlaDims are the attention widths of a layer.
 type mlaDims struct{ H, Dn, Dr, Dv, KVr int }
@@ -114,42 +122,47 @@ func (k *attnKernel[T]) Forward(in [][]T, out []T) error {
 			copy(V[t*dv:(t+1)*dv], kvr[dn:])
 		}
 		P := k.p[bh*T_*T_ : (bh+1)*T_*T_]
-		kernels.Gemm(false, true, T_, T_, dq, k.scale, Q, dq, K, dq, 0, P, T_)
 		L := k.length(b)
+		vis := max(L, 1) // keys any query of the row sees (a padded query sees the valid prefix)
 		allow := k.allow[bh*T_ : (bh+1)*T_]
 		negInf := T(math.Inf(-1))
-		for t := 0; t < T_; t++ {
-			row := P[t*T_ : (t+1)*T_]
-			lim := min(t+1, L)
-			if t >= L { // a padded query: let it see the valid prefix so its row stays finite (its loss is masked)
-				lim = max(L, 1)
-			}
-			if m := k.mask; m != nil && m.Allowed != nil {
-				clear(allow)
-				n := b*T_ + t
-				for _, s := range m.Allowed[n*m.K : (n+1)*m.K] {
-					if s >= 0 && int(s) < T_ {
-						allow[s] = true
+		for r0 := 0; r0 < T_; r0 += k.block {
+			r1 := min(r0+k.block, T_)
+			c1 := min(r1, vis) // causal and unpadded: the queries [r0, r1) see at most the keys [0, c1)
+			// S[r0:r1, 0:c1] = τ·Q[r0:r1]·K[0:c1]ᵀ
+			kernels.GemmSerial(false, true, r1-r0, c1, dq, k.scale, Q[r0*dq:], dq, K, dq, 0, P[r0*T_:], T_)
+			for t := r0; t < r1; t++ {
+				row := P[t*T_ : (t+1)*T_]
+				lim := min(t+1, L)
+				if t >= L { // a padded query: let it see the valid prefix so its row stays finite (its loss is masked)
+					lim = vis
+				}
+				if m := k.mask; m != nil && m.Allowed != nil {
+					clear(allow)
+					n := b*T_ + t
+					for _, s := range m.Allowed[n*m.K : (n+1)*m.K] {
+						if s >= 0 && int(s) < T_ {
+							allow[s] = true
+						}
+					}
+					for s := 0; s < lim; s++ {
+						if !allow[s] {
+							row[s] = negInf
+						}
 					}
 				}
-				for s := 0; s < lim; s++ {
-					if !allow[s] {
+				if m := k.mask; m != nil && len(m.DocStart) > 0 && t < L {
+					for s := 0; s < min(int(m.DocStart[b*T_+t]), lim); s++ {
 						row[s] = negInf
 					}
 				}
+				// softmax over the visible prefix [0, lim) (vectorised exp); the keys after it get probability 0
+				kernels.SoftmaxRowFast(row[:lim])
+				clear(row[lim:])
 			}
-			if m := k.mask; m != nil && len(m.DocStart) > 0 && t < L {
-				for s := 0; s < min(int(m.DocStart[b*T_+t]), lim); s++ {
-					row[s] = negInf
-				}
-			}
-			for s := lim; s < T_; s++ {
-				row[s] = negInf
-			}
-			kernels.SoftmaxRow(row)
+			// O[r0:r1] = P[r0:r1, 0:c1]·V[0:c1] written straight into out[b, r0:r1, h·dv : (h+1)·dv].
+			kernels.GemmSerial(false, false, r1-r0, dv, c1, 1, P[r0*T_:], T_, V, dv, 0, out[(b*T_+r0)*H*dv+h*dv:], H*dv)
 		}
-		// O = P·V written straight into out[b, :, h·dv : (h+1)·dv].
-		kernels.Gemm(false, false, T_, dv, T_, 1, P, T_, V, dv, 0, out[b*T_*H*dv+h*dv:], H*dv)
 	})
 	return nil
 }
@@ -163,20 +176,31 @@ func (k *attnKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error {
 		Q, K, V := k.q[bh*T_*dq:(bh+1)*T_*dq], k.k[bh*T_*dq:(bh+1)*T_*dq], k.v[bh*T_*dv:(bh+1)*T_*dv]
 		P, dP := k.p[bh*T_*T_:(bh+1)*T_*T_], k.dp[bh*T_*T_:(bh+1)*T_*T_]
 		dQ, dK, dV := k.dq[bh*T_*dq:(bh+1)*T_*dq], k.dk[bh*T_*dq:(bh+1)*T_*dq], k.dv[bh*T_*dv:(bh+1)*T_*dv]
-		dO := dout[b*T_*H*dv+h*dv:]
-		// dV = Pᵀ·dO, dP = dO·Vᵀ
-		kernels.Gemm(true, false, T_, dv, T_, 1, P, T_, dO, H*dv, 0, dV, dv)
-		kernels.Gemm(false, true, T_, T_, dv, 1, dO, H*dv, V, dv, 0, dP, T_)
-		// dS = P ⊙ (dP − rowsum(dP ⊙ P)), scaled by τ here so that dQ = dS·K, dK = dSᵀ·Q.
-		for t := 0; t < T_; t++ {
-			pr, dr_ := P[t*T_:(t+1)*T_], dP[t*T_:(t+1)*T_]
-			s := kernels.Dot(pr, dr_)
-			for j := range pr {
-				dr_[j] = pr[j] * (dr_[j] - s) * k.scale
+		vis := max(k.length(b), 1)
+		// Row blocks as in the forward pass: dV and dK accumulate over them.
+		clear(dV)
+		clear(dK)
+		for r0 := 0; r0 < T_; r0 += k.block {
+			r1 := min(r0+k.block, T_)
+			c1 := min(r1, vis)
+			m := r1 - r0
+			Pb, dPb := P[r0*T_:], dP[r0*T_:]
+			dO := dout[(b*T_+r0)*H*dv+h*dv:]
+			// dV[0:c1] += P[r0:r1, 0:c1]ᵀ·dO[r0:r1], dP[r0:r1, 0:c1] = dO[r0:r1]·V[0:c1]ᵀ
+			kernels.GemmSerial(true, false, c1, dv, m, 1, Pb, T_, dO, H*dv, 1, dV, dv)
+			kernels.GemmSerial(false, true, m, c1, dv, 1, dO, H*dv, V, dv, 0, dPb, T_)
+			// dS = P ⊙ (dP − rowsum(dP ⊙ P)), scaled by τ here so that dQ = dS·K, dK = dSᵀ·Q (P is 0 past c1).
+			for t := r0; t < r1; t++ {
+				pr, dr_ := P[t*T_:t*T_+c1], dP[t*T_:t*T_+c1]
+				s := kernels.Dot(pr, dr_)
+				for j := range pr {
+					dr_[j] = pr[j] * (dr_[j] - s) * k.scale
+				}
 			}
+			// dQ[r0:r1] = dS[r0:r1, 0:c1]·K[0:c1], dK[0:c1] += dS[r0:r1, 0:c1]ᵀ·Q[r0:r1]
+			kernels.GemmSerial(false, false, m, dq, c1, 1, dPb, T_, K, dq, 0, dQ[r0*dq:], dq)
+			kernels.GemmSerial(true, false, c1, dq, m, 1, dPb, T_, Q[r0*dq:], dq, 1, dK, dq)
 		}
-		kernels.Gemm(false, false, T_, dq, T_, 1, dP, T_, K, dq, 0, dQ, dq)
-		kernels.Gemm(true, false, T_, dq, T_, 1, dP, T_, Q, dq, 0, dK, dq)
 		dkr := k.dkr[bh*T_*dr : (bh+1)*T_*dr]
 		for t := 0; t < T_; t++ {
 			n := b*T_ + t

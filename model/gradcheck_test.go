@@ -3,6 +3,7 @@
 package model
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -171,6 +172,31 @@ func TestGradFusedKernels(t *testing.T) {
 				k := newAttnKernel[float64](2, 4, mlaDims{H: 2, Dn: 2, Dr: 4, Dv: 3, KVr: 3}, rope, &AttnMask{Allowed: allowed, K: 2})
 				return apply[float64](k, in...)
 			}},
+	}
+	// The causal row blocks (AttnBlock = 64 in the model) at sizes that split T = 4 unevenly, with padded
+	// rows (c1 < r1), document masks and allowed-key sets.
+	for _, blk := range []int{1, 3} {
+		cases = append(cases,
+			gradCase{name: fmt.Sprintf("mla_attention_block%d", blk), shapes: [][]int{{2 * 4, 3 * 6}, {2 * 4, 3 * (2 + 3)}, {2 * 4, 5 + 4}}, ints: [][]int32{{4, 2}},
+				build: func(in []*G.Node) (*G.Node, error) {
+					k := newAttnKernel[float64](2, 4, mlaDims{H: 3, Dn: 2, Dr: 4, Dv: 3, KVr: 5}, rope, &AttnMask{})
+					k.block = blk
+					return apply[float64](k, in...)
+				}},
+			gradCase{name: fmt.Sprintf("mla_attention_doc_masked_block%d", blk), shapes: [][]int{{2 * 4, 2 * 6}, {2 * 4, 2 * 5}, {2 * 4, 3 + 4}}, ints: [][]int32{{4, 3}},
+				build: func(in []*G.Node) (*G.Node, error) {
+					docStart := []int32{0, 0, 2, 2, 0, 1, 1, 0}
+					k := newAttnKernel[float64](2, 4, mlaDims{H: 2, Dn: 2, Dr: 4, Dv: 3, KVr: 3}, rope, &AttnMask{DocStart: docStart})
+					k.block = blk
+					return apply[float64](k, in...)
+				}},
+			gradCase{name: fmt.Sprintf("mla_attention_allowed_keys_block%d", blk), shapes: [][]int{{2 * 4, 2 * 6}, {2 * 4, 2 * 5}, {2 * 4, 3 + 4}}, ints: [][]int32{{4, 1}},
+				build: func(in []*G.Node) (*G.Node, error) {
+					allowed := []int32{0, -1, 1, 0, 2, 1, 0, 3, 0, -1, 0, 1, 1, 2, 3, 2}
+					k := newAttnKernel[float64](2, 4, mlaDims{H: 2, Dn: 2, Dr: 4, Dv: 3, KVr: 3}, rope, &AttnMask{Allowed: allowed, K: 2})
+					k.block = blk
+					return apply[float64](k, in...)
+				}})
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { runGradCase(t, c) })

@@ -132,16 +132,28 @@ func (addKernel[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
 }
 func (addKernel[T]) Forward(in [][]T, out []T) error {
 	a, b := in[0], in[1][:len(in[0])]
-	for i := range a {
-		out[i] = a[i] + b[i]
-	}
+	chunks := (len(a) + addChunk - 1) / addChunk
+	kernels.For(chunks, 2*addChunk, func(c int) {
+		lo, hi := c*addChunk, min((c+1)*addChunk, len(a))
+		o, x, y := out[lo:hi], a[lo:hi], b[lo:hi]
+		for i := range x {
+			o[i] = x[i] + y[i]
+		}
+	})
 	return nil
 }
 func (addKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error {
-	copy(din[0], dout)
-	copy(din[1], dout)
+	chunks := (len(dout) + addChunk - 1) / addChunk
+	kernels.For(chunks, 2*addChunk, func(c int) {
+		lo, hi := c*addChunk, min((c+1)*addChunk, len(dout))
+		copy(din[0][lo:hi], dout[lo:hi])
+		copy(din[1][lo:hi], dout[lo:hi])
+	})
 	return nil
 }
+
+// addChunk is the number of elements one kernel worker adds or copies at a time.
+const addChunk = 1 << 14
 
 // swiglu is the SwiGLU FFN E(x) = W_down(SiLU(W_gate x) ⊙ W_up x) on n rows, with its activations kept for the
 // backward pass. It serves the dense MLP, the shared experts and each routed expert.
@@ -149,6 +161,17 @@ type swiglu[T Float] struct {
 	D, I       int
 	a, u, h    []T // [n, I] activations
 	dh, da, du []T // [n, I] backward work space
+}
+
+// swigluBuffers is the number of [n, I] buffers a swiglu keeps (bind hands it 6·n·I elements).
+const swigluBuffers = 6
+
+// bind places the activations and work space of n rows in buf (at least swigluBuffers·n·I elements), which
+// the caller owns and reuses: the MoE lays every expert's rows side by side in one buffer of the layer.
+func (s *swiglu[T]) bind(buf []T, n int) {
+	m := n * s.I
+	part := func(i int) []T { return buf[i*m : (i+1)*m : (i+1)*m] }
+	s.a, s.u, s.h, s.dh, s.da, s.du = part(0), part(1), part(2), part(3), part(4), part(5)
 }
 
 func (s *swiglu[T]) ensure(n int) {

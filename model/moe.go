@@ -18,6 +18,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"gorgonia.org/tensor"
@@ -53,6 +54,7 @@ type expertWork[T Float] struct {
 	f      swiglu[T]
 	rows   []int // token index of each dispatched row
 	slots  []int // n·K + k of each row
+	off    int   // first row of this expert in the layer's dispatch buffers
 	x, o   []T   // gathered inputs and outputs [ne, D]
 	dx, do []T
 }
@@ -69,6 +71,10 @@ type moeKernel[T Float] struct {
 	sel     []float64
 	ex      []expertWork[T]
 	shared  swiglu[T]
+	// Dispatch buffers, allocated once: the experts' rows lie side by side in token-slot order of expert,
+	// N·K rows in all whatever the routing, so a step allocates nothing (expert e owns rows [off_e, off_e+ne)).
+	xs, os, dxs, dos []T // [N·K, D]
+	act              []T // [swigluBuffers·N·K·I] the experts' SwiGLU activations and work space
 }
 
 func (k *moeKernel[T]) Name() string           { return "moe" }
@@ -109,8 +115,12 @@ func (k *moeKernel[T]) OutShape(in []tensor.Shape) (tensor.Shape, error) {
 	k.sel = make([]float64, c.E)
 	k.ex = make([]expertWork[T], c.E)
 	for j := range k.ex {
-		k.ex[j].f = swiglu[T]{D: c.D, I: c.I}
+		// an expert receives each token at most once: at most N rows
+		k.ex[j] = expertWork[T]{f: swiglu[T]{D: c.D, I: c.I}, rows: make([]int, 0, k.N), slots: make([]int, 0, k.N)}
 	}
+	NK := k.N * c.K
+	k.xs, k.os, k.dxs, k.dos = make([]T, NK*c.D), make([]T, NK*c.D), make([]T, NK*c.D), make([]T, NK*c.D)
+	k.act = make([]T, swigluBuffers*NK*c.I)
 	k.shared = swiglu[T]{D: c.D, I: c.SharedI}
 	if len(k.route.Chosen) != k.N*c.K {
 		k.route.Chosen = make([]int32, k.N*c.K)
@@ -251,25 +261,38 @@ func (k *moeKernel[T]) Forward(in [][]T, out []T) error {
 			}
 		}
 	}
-	kernels.For(E, 1<<16, func(e int) {
+	off := 0
+	for j := range k.ex {
+		w := &k.ex[j]
+		ne := len(w.rows)
+		w.off = off
+		w.x, w.o = k.xs[off*D:(off+ne)*D], k.os[off*D:(off+ne)*D]
+		w.dx, w.do = k.dxs[off*D:(off+ne)*D], k.dos[off*D:(off+ne)*D]
+		w.f.bind(k.act[swigluBuffers*off*c.I:swigluBuffers*(off+ne)*c.I], ne)
+		off += ne
+	}
+	// One expert after another, each product split over the kernel workers by rows (experts on separate
+	// workers would leave one idle when loads differ, and a split inside would start more GEMMs than cores).
+	for e := range k.ex {
 		w := &k.ex[e]
 		ne := len(w.rows)
 		if ne == 0 {
-			return
+			continue
 		}
-		w.x, w.o = grow(w.x, ne*D), grow(w.o, ne*D)
-		for i, n := range w.rows {
+		kernels.For(ne, 2*D, func(i int) { // gather the expert's rows
+			n := w.rows[i]
 			copy(w.x[i*D:(i+1)*D], x[n*D:(n+1)*D])
-		}
+		})
 		w.f.forward(w.o, w.x, in[3+3*e], in[4+3*e], in[5+3*e], ne, false)
-	})
+	}
 	if c.SharedI > 0 {
 		b := 3 + 3*E
 		k.shared.forward(out, x, in[b], in[b+1], in[b+2], N, false)
 	} else {
 		clear(out)
 	}
-	for n := 0; n < N; n++ {
+	// combine: each token adds its experts' outputs in its own slot order (tokens are independent)
+	kernels.For(N, 4*K*D, func(n int) {
 		y := out[n*D : (n+1)*D]
 		for kk := 0; kk < K; kk++ {
 			e := r.Chosen[n*K+kk]
@@ -277,7 +300,7 @@ func (k *moeKernel[T]) Forward(in [][]T, out []T) error {
 			row := k.rowOf(w, n)
 			kernels.Axpy(k.w[n*K+kk], w.o[row*D:(row+1)*D], y)
 		}
-	}
+	})
 	r.AuxLoss = 0
 	if c.AuxAlpha > 0 {
 		r.AuxLoss = k.auxLoss(s, nil)
@@ -288,13 +311,6 @@ func (k *moeKernel[T]) Forward(in [][]T, out []T) error {
 // rowOf finds the row of token n in expert w's batch (rows are sorted by token).
 func (k *moeKernel[T]) rowOf(w *expertWork[T], n int) int {
 	return sort.SearchInts(w.rows, n)
-}
-
-func grow[T Float](b []T, n int) []T {
-	if cap(b) < n {
-		return make([]T, n)
-	}
-	return b[:n]
 }
 
 // auxLoss returns the sequence-wise balance loss α·mean_b Σ_i f_i P_i (times AuxScale) and, when ds is not nil,
@@ -372,16 +388,15 @@ func (k *moeKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error {
 		b := 3 + 3*E
 		k.shared.backward(dx, din[b], din[b+1], din[b+2], dout, x, in[b], in[b+1], in[b+2], N)
 	}
-	kernels.For(E, 1<<16, func(e int) {
+	for e := range k.ex { // one expert after another, as in the forward pass
 		w := &k.ex[e]
 		ne := len(w.rows)
 		if ne == 0 {
-			return
+			continue
 		}
-		w.do, w.dx = grow(w.do, ne*D), grow(w.dx, ne*D)
 		clear(w.dx)
-		for i, n := range w.rows {
-			slot := w.slots[i]
+		kernels.For(ne, 4*D, func(i int) { // the expert's output gradients and its gate weights' gradients
+			n, slot := w.rows[i], w.slots[i]
 			dy := dout[n*D : (n+1)*D]
 			g := w.do[i*D : (i+1)*D]
 			gw := k.w[slot]
@@ -389,15 +404,20 @@ func (k *moeKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error {
 				g[j] = gw * dy[j]
 			}
 			k.dw[slot] = kernels.Dot(dy, w.o[i*D:(i+1)*D])
-		}
+		})
 		w.f.backward(w.dx, din[3+3*e], din[4+3*e], din[5+3*e], w.do, w.x, in[3+3*e], in[4+3*e], in[5+3*e], ne)
-	})
-	for e := range k.ex {
-		w := &k.ex[e]
-		for i, n := range w.rows {
+	}
+	// scatter: each token adds its experts' input gradients in ascending expert order (tokens are independent)
+	kernels.For(N, 4*K*D, func(n int) {
+		var buf [16]int32
+		ids := append(buf[:0], r.Chosen[n*K:(n+1)*K]...)
+		slices.Sort(ids)
+		for _, e := range ids {
+			w := &k.ex[e]
+			i := k.rowOf(w, n)
 			kernels.Axpy(1, w.dx[i*D:(i+1)*D], dx[n*D:(n+1)*D])
 		}
-	}
+	})
 	// router: gate weights → affinities → logits.
 	s := k.logits
 	clear(k.ds)

@@ -25,6 +25,8 @@ import (
 	"fmt"
 	"math"
 	"sort"
+
+	"github.com/sparrow-rl/sparrow/internal/kernels"
 )
 
 // ParamGroup is one parameter tensor seen by the optimiser: its flat values, the
@@ -132,18 +134,41 @@ func (o *AdamW) Update(lr float64) {
 		if len(val) == 0 {
 			continue
 		}
-		_ = grad[len(val)-1:]
-		_ = m[len(val)-1:]
-		_ = v[len(val)-1:]
-		for i := range val {
-			gr := float64(grad[i])
-			mi := float32(b1*float64(m[i]) + (1-b1)*gr)
-			vi := float32(b2*float64(v[i]) + (1-b2)*gr*gr)
-			m[i], v[i] = mi, vi
-			p := float64(val[i]) * decay
-			denom := math.Sqrt(float64(vi))/bc2Sqrt + eps
-			val[i] = float32(p - stepSize*float64(mi)/denom)
+		u := adamwStep{b1: b1, b2: b2, eps: eps, bc2Sqrt: bc2Sqrt, stepSize: stepSize, decay: decay}
+		// elementwise and independent: chunks on the kernel workers give the same bits as one loop (a small
+		// group runs inline, without the closure and goroutines of kernels.For)
+		chunks := (len(val) + adamwChunk - 1) / adamwChunk
+		if chunks < 2 {
+			u.apply(val, grad, m, v)
+			continue
 		}
+		kernels.For(chunks, 8*adamwChunk, func(c int) {
+			lo, hi := c*adamwChunk, min((c+1)*adamwChunk, len(val))
+			u.apply(val[lo:hi], grad[lo:hi], m[lo:hi], v[lo:hi])
+		})
+	}
+}
+
+// adamwChunk is the number of elements one kernel worker updates at a time.
+const adamwChunk = 1 << 14
+
+// adamwStep is one AdamW update's constants for a group.
+type adamwStep struct{ b1, b2, eps, bc2Sqrt, stepSize, decay float64 }
+
+// apply updates val, m, v in place from grad (all the same length).
+func (u adamwStep) apply(val, grad, m, v []float32) {
+	_ = grad[len(val)-1:]
+	_ = m[len(val)-1:]
+	_ = v[len(val)-1:]
+	b1, b2 := u.b1, u.b2
+	for i := range val {
+		gr := float64(grad[i])
+		mi := float32(b1*float64(m[i]) + (1-b1)*gr)
+		vi := float32(b2*float64(v[i]) + (1-b2)*gr*gr)
+		m[i], v[i] = mi, vi
+		p := float64(val[i]) * u.decay
+		denom := math.Sqrt(float64(vi))/u.bc2Sqrt + u.eps
+		val[i] = float32(p - u.stepSize*float64(mi)/denom)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+
+	"github.com/sparrow-rl/sparrow/internal/kernels"
 )
 
 // TestAdamWGolden checks two steps on a 3-element parameter against values
@@ -361,5 +363,36 @@ func TestAdamWUpdateAllocs(t *testing.T) {
 	fillGrads(o.groups, 1)
 	if a := testing.AllocsPerRun(10, func() { o.Update(1e-3) }); a != 0 {
 		t.Errorf("Update allocates %v times per step", a)
+	}
+}
+
+// TestAdamWChunkedEqualsSerial: a group larger than one chunk is updated by the kernel workers in chunks;
+// the result must equal the one-worker update bit for bit (the update is elementwise).
+func TestAdamWChunkedEqualsSerial(t *testing.T) {
+	n := 3*adamwChunk + 5
+	mk := func() []ParamGroup {
+		rng := rand.New(rand.NewPCG(11, 12))
+		g := ParamGroup{Name: "big.weight", Value: make([]float32, n), Grad: make([]float32, n), Decay: true}
+		for j := range g.Value {
+			g.Value[j] = float32(rng.NormFloat64())
+		}
+		return []ParamGroup{g}
+	}
+	run := func(threads int) []float32 {
+		prev := kernels.Threads()
+		kernels.SetThreads(threads)
+		defer kernels.SetThreads(prev)
+		o := NewAdamW(mk(), 0.9, 0.95, 1e-8, 0.1)
+		for s := 1; s <= 3; s++ {
+			fillGrads(o.groups, s)
+			o.Update(1e-3)
+		}
+		return o.groups[0].Value
+	}
+	one, two := run(1), run(2)
+	for i := range one {
+		if math.Float32bits(one[i]) != math.Float32bits(two[i]) {
+			t.Fatalf("element %d: one worker %v, two workers %v", i, one[i], two[i])
+		}
 	}
 }

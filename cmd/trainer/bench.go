@@ -104,6 +104,9 @@ Times are medians over --reps repetitions (at least 5 for a result worth quoting
 	train.Flags().IntVar(&o.Batch, "batch", 0, "sequences per step (0 = the recipe's train.batch_size)")
 	train.Flags().IntVar(&o.SeqLen, "seq-len", 0, "tokens per sequence (0 = the recipe's train.seq_len)")
 	train.Flags().IntVar(&o.Warmup, "warmup", 1, "untimed steps after the one that records the GEMM shapes")
+	train.Flags().StringVar(&o.CPUProfile, "cpu-profile", "", "after the timed steps, profile --profile-steps more steps (CPU) into this file")
+	train.Flags().StringVar(&o.MemProfile, "mem-profile", "", "heap profiles of the profiled steps: FILE.base before, FILE after (pprof -base)")
+	train.Flags().IntVar(&o.ProfileSteps, "profile-steps", 0, "steps run under --cpu-profile/--mem-profile (0 = --reps)")
 
 	decode := &cobra.Command{
 		Use:   "decode",
@@ -166,6 +169,7 @@ func trainStepTable(w io.Writer, r bench.TrainStepResult) {
 	fmt.Fprintf(w, "repetitions\t%d (+%d warm-up)\n", r.Reps, r.Warmup)
 	fmt.Fprintf(w, "tokens/s\t%.0f\n", r.TokensPerS)
 	fmt.Fprintf(w, "step\t%.1f ms median (%.1f–%.1f): forward+backward %.1f, optimizer %.1f\n", r.StepMS, r.StepMSMin, r.StepMSMax, r.FwdBwdMS, r.OptimizerMS)
+	fmt.Fprintf(w, "CPU per step\t%.1f ms median (process CPU time, all threads; not counting waits for a core)\n", r.CPUMSPerStep)
 	fmt.Fprintf(w, "GEMM per step\t%.3f GFLOP in %d calls, %d shapes\n", float64(r.StepFlops)/1e9, r.GemmCalls, r.DistinctGemms)
 	fmt.Fprintf(w, "step GFLOP/s\t%.2f\n", r.StepGFLOPS)
 	fmt.Fprintf(w, "sgemm GFLOP/s\t%.2f (same shapes, same run: %.1f ms of pure sgemm per step)\n", r.SgemmGFLOPS, r.GemmMS)

@@ -6,6 +6,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -27,7 +29,7 @@ func TestBenchCmdJSON(t *testing.T) {
 		keys []string
 	}{
 		{[]string{"train-step", "--config", "tiny", "--reps", "1", "--warmup", "0", "--json"},
-			[]string{"tokens_per_s", "step_gflops", "sgemm_gflops", "ratio", "step_ms", "backend", "threads", "params", "alloc_bytes_per_step"}},
+			[]string{"tokens_per_s", "step_gflops", "sgemm_gflops", "ratio", "step_ms", "backend", "threads", "params", "alloc_bytes_per_step", "cpu_ms_per_step"}},
 		{[]string{"decode", "--config", "tiny", "--reps", "1", "--tokens", "8", "--json"},
 			[]string{"tokens_per_s", "ms_per_token", "weights"}},
 		{[]string{"gemm", "--config", "tiny", "--reps", "1", "--sizes", "16,32", "--min-time", "1ms", "--json"},
@@ -108,5 +110,30 @@ func TestBenchCmdErrors(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestBenchCmdProfiles: --cpu-profile and --mem-profile write gzip-compressed pprof files (the CPU profile,
+// and the heap profiles before and after the profiled steps), and an unwritable path is an error naming it.
+func TestBenchCmdProfiles(t *testing.T) {
+	dir := t.TempDir()
+	cpu, mem := filepath.Join(dir, "step.cpu"), filepath.Join(dir, "step.mem")
+	if _, errOut, err := runBench(t, "train-step", "--config", "tiny", "--reps", "1", "--warmup", "0", "--batch", "2", "--seq-len", "16",
+		"--cpu-profile", cpu, "--mem-profile", mem, "--profile-steps", "2", "--json"); err != nil {
+		t.Fatalf("%v (stderr %s)", err, errOut)
+	}
+	for _, p := range []string{cpu, mem, mem + ".base"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+			t.Errorf("%s is not a gzip-compressed profile (%d bytes)", p, len(b))
+		}
+	}
+	bad := filepath.Join(dir, "no-such-dir", "x.cpu")
+	_, _, err := runBench(t, "train-step", "--config", "tiny", "--reps", "1", "--warmup", "0", "--batch", "2", "--seq-len", "16", "--cpu-profile", bad)
+	if err == nil || !strings.Contains(err.Error(), bad) {
+		t.Fatalf("unwritable --cpu-profile: error %v, want one naming %s", err, bad)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,6 +54,11 @@ type BenchOptions struct {
 	MinTime time.Duration // gemm: least time per shape and repetition; 0 = 20 ms
 	Seed    uint64        // weights and synthetic data; 0 = the recipe's seed
 	Log     *slog.Logger  // progress lines; nil = none
+	// train-step: after the timed steps, ProfileSteps (0 = Reps) more steps run with a CPU profile written to
+	// CPUProfile and/or heap profiles written to MemProfile.base (before them) and MemProfile (after them);
+	// `go tool pprof -sample_index=alloc_space -base FILE.base BIN FILE` shows what those steps allocated.
+	CPUProfile, MemProfile string
+	ProfileSteps           int
 }
 
 const (
@@ -108,7 +114,7 @@ type benchSetup struct {
 
 func newBenchSetup(opts BenchOptions) (*benchSetup, error) {
 	o := opts.withDefaults()
-	cfg, err := configs.Load(o.Config, o.Sets)
+	cfg, err := loadRecipe(o.Config, o.Sets)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
@@ -408,11 +414,14 @@ type TrainStepResult struct {
 	StepMSMax   float64 `json:"step_ms_max"`
 	FwdBwdMS    float64 `json:"fwd_bwd_ms"`   // median graph run (forward+backward)
 	OptimizerMS float64 `json:"optimizer_ms"` // median norm + clipping + AdamW
-	StepFlops   int64   `json:"step_flops"`   // GEMM FLOPs of one step (forward+backward, attention included)
-	StepGFLOPS  float64 `json:"step_gflops"`  // step_flops / median step time
-	SgemmGFLOPS float64 `json:"sgemm_gflops"` // median over replay passes of Σ count·flops / Σ count·time per call
-	GemmMS      float64 `json:"gemm_ms"`      // step_flops / sgemm rate: the step's matmuls as pure sgemm
-	Ratio       float64 `json:"ratio"`        // step_gflops / sgemm_gflops
+	// CPUMSPerStep is the median process CPU time (user + system, every thread, OpenBLAS's included) of a step:
+	// unlike step_ms it does not count time spent waiting for a core, so it compares runs on a loaded machine.
+	CPUMSPerStep float64 `json:"cpu_ms_per_step"`
+	StepFlops    int64   `json:"step_flops"`   // GEMM FLOPs of one step (forward+backward, attention included)
+	StepGFLOPS   float64 `json:"step_gflops"`  // step_flops / median step time
+	SgemmGFLOPS  float64 `json:"sgemm_gflops"` // median over replay passes of Σ count·flops / Σ count·time per call
+	GemmMS       float64 `json:"gemm_ms"`      // step_flops / sgemm rate: the step's matmuls as pure sgemm
+	Ratio        float64 `json:"ratio"`        // step_gflops / sgemm_gflops
 
 	AllocBytesPerStep float64 `json:"alloc_bytes_per_step"` // runtime.MemStats.TotalAlloc delta per timed step
 	AllocsPerStep     float64 `json:"allocs_per_step"`      // runtime.MemStats.Mallocs delta per timed step
@@ -464,6 +473,7 @@ func BenchTrainStep(opts BenchOptions) (TrainStepResult, error) {
 	rp := newReplay(stats, s.seed)
 	rp.calibrate(replayMinTime)
 	stepT := make([]float64, 0, o.Reps)
+	cpuT := make([]float64, 0, o.Reps)
 	runT := make([]float64, 0, o.Reps)
 	optT := make([]float64, 0, o.Reps)
 	rates := make([]float64, 0, o.Reps)
@@ -471,12 +481,13 @@ func BenchTrainStep(opts BenchOptions) (TrainStepResult, error) {
 	var m0, m1 runtime.MemStats
 	for r := 0; r < o.Reps; r++ {
 		runtime.ReadMemStats(&m0)
-		t0 := time.Now()
+		c0, t0 := cpuNow(), time.Now()
 		if err := tb.Step(); err != nil {
 			return TrainStepResult{}, err
 		}
-		el := time.Since(t0).Seconds()
+		el, cpu := time.Since(t0).Seconds(), (cpuNow() - c0).Seconds()
 		runtime.ReadMemStats(&m1)
+		cpuT = append(cpuT, cpu)
 		allocB += m1.TotalAlloc - m0.TotalAlloc
 		allocN += m1.Mallocs - m0.Mallocs
 		gcs += uint64(m1.NumGC - m0.NumGC)
@@ -502,14 +513,65 @@ func BenchTrainStep(opts BenchOptions) (TrainStepResult, error) {
 		Env: s.env(), Batch: s.B, SeqLen: s.T, Params: total, ActiveParams: active, TrainedParams: trained,
 		Reps: o.Reps, Warmup: o.Warmup,
 		TokensPerS: float64(s.B*s.T) / med, StepMS: med * 1e3, StepMSMin: slices.Min(stepT) * 1e3, StepMSMax: slices.Max(stepT) * 1e3,
-		FwdBwdMS: median(runT) * 1e3, OptimizerMS: median(optT) * 1e3,
+		FwdBwdMS: median(runT) * 1e3, OptimizerMS: median(optT) * 1e3, CPUMSPerStep: median(cpuT) * 1e3,
 		StepFlops: flops, StepGFLOPS: float64(flops) / med / 1e9, SgemmGFLOPS: sg / 1e9, GemmMS: float64(flops) / sg * 1e3,
 		AllocBytesPerStep: float64(allocB) / n, AllocsPerStep: float64(allocN) / n, GCPerStep: float64(gcs) / n,
 		Loss: tb.Loss, GradNorm: tb.GradNorm, SkippedSteps: tb.Skipped, GemmCalls: calls, DistinctGemms: len(stats),
 		Gemms: stats, Weights: fmt.Sprintf("random init (seed %d), synthetic byte tokens", s.seed),
 	}
 	res.Ratio = res.StepGFLOPS / res.SgemmGFLOPS
+	if err := profileSteps(tb, o); err != nil {
+		return TrainStepResult{}, err
+	}
 	return res, nil
+}
+
+// profileSteps runs the profiled steps of BenchOptions.CPUProfile and MemProfile (none when both are empty).
+func profileSteps(tb *TrainStepBench, o BenchOptions) error {
+	if o.CPUProfile == "" && o.MemProfile == "" {
+		return nil
+	}
+	n := o.ProfileSteps
+	if n <= 0 {
+		n = o.Reps
+	}
+	writeHeap := func(path string) error {
+		runtime.GC() // the allocation profile is as of the last collection
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("bench: memory profile: %w", err)
+		}
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			f.Close()
+			return fmt.Errorf("bench: memory profile %s: %w", path, err)
+		}
+		return f.Close()
+	}
+	if o.MemProfile != "" {
+		if err := writeHeap(o.MemProfile + ".base"); err != nil {
+			return err
+		}
+	}
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("bench: CPU profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("bench: CPU profile %s: %w", o.CPUProfile, err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	for range n {
+		if err := tb.Step(); err != nil {
+			return err
+		}
+	}
+	if o.MemProfile != "" {
+		return writeHeap(o.MemProfile)
+	}
+	return nil
 }
 
 // replay times GEMM shapes alone through kernels.Gemm on float32 buffers, with the recorder off.
@@ -771,8 +833,9 @@ type StepGemm struct {
 }
 
 // StepGemms lists the GEMMs of one training step of model c on B×T tokens as the fused kernels issue them
-// (y = x·Wᵀ forward, dx = dy·W and dW = dyᵀ·x backward for every projection; per batch row and head
-// S = Q·Kᵀ and O = P·V forward and dV = Pᵀ·dO, dP = dO·Vᵀ, dQ = dS·K, dK = dSᵀ·Q backward). The rows of
+// (y = x·Wᵀ forward, dx = dy·W and dW = dyᵀ·x backward for every projection; per batch row, head and causal
+// query block of model.AttnBlock rows S = Q·Kᵀ and O = P·V forward and dV = Pᵀ·dO, dP = dO·Vᵀ, dQ = dS·K,
+// dK = dSᵀ·Q backward, over the keys the block sees). The rows of
 // a routed expert depend on the routing; they are given at the mean load N·K/E (rounded down), so the FLOP
 // total is exact whenever E divides N·K.
 func StepGemms(c configs.Model, B, T int) []StepGemm {
@@ -795,12 +858,17 @@ func StepGemms(c configs.Model, B, T int) []StepGemm {
 		linear(layer("q_b_proj"), N, c.QLoraRank, H*dq, 1, false)
 		linear(layer("kv_a_proj_with_mqa"), N, D, c.KVLoraRank+dr, 1, false)
 		linear(layer("kv_b_proj"), N, c.KVLoraRank, H*(dn+dv), 1, false)
-		add(layer("attn.qk"), false, true, T, T, dq, B*H, false)
-		add(layer("attn.pv"), false, false, T, dv, T, B*H, false)
-		add(layer("attn.dv"), true, false, T, dv, T, B*H, false)
-		add(layer("attn.dp"), false, true, T, T, dv, B*H, false)
-		add(layer("attn.dq"), false, false, T, dq, T, B*H, false)
-		add(layer("attn.dk"), true, false, T, dq, T, B*H, false)
+		// causal attention per query block [r0, r0+m) over the keys [0, c1) it sees (full-length rows)
+		for r0 := 0; r0 < T; r0 += model.AttnBlock {
+			m := min(model.AttnBlock, T-r0)
+			c1 := r0 + m
+			add(layer("attn.qk"), false, true, m, c1, dq, B*H, false)
+			add(layer("attn.pv"), false, false, m, dv, c1, B*H, false)
+			add(layer("attn.dv"), true, false, c1, dv, m, B*H, false)
+			add(layer("attn.dp"), false, true, m, c1, dv, B*H, false)
+			add(layer("attn.dq"), false, false, m, dq, c1, B*H, false)
+			add(layer("attn.dk"), true, false, c1, dq, m, B*H, false)
+		}
 		linear(layer("o_proj"), N, H*dv, D, 1, false)
 		if !c.IsMoE(l) {
 			linear(layer("mlp.gate_proj"), N, D, c.IntermediateSize, 1, false)

@@ -32,7 +32,13 @@ func wantStepFlops(c configs.Model, B, T int) int64 {
 	for l := 0; l < c.NumHiddenLayers; l++ {
 		proj := D*qr + qr*H*dq + D*(kvr+dr) + kvr*H*(dn+dv) + H*dv*D
 		total += 3 * 2 * N * proj
-		total += 3 * int64(B) * H * 2 * int64(T) * int64(T) * (dq + dv)
+		// causal query blocks: Σ over blocks of rows·keys seen (T² without blocking)
+		var seen int64
+		for r0 := 0; r0 < T; r0 += model.AttnBlock {
+			m := min(model.AttnBlock, T-r0)
+			seen += int64(m) * int64(r0+m)
+		}
+		total += 3 * int64(B) * H * 2 * seen * (dq + dv)
 		if c.IsMoE(l) {
 			E, K, I := int64(c.NRoutedExperts), int64(c.NumExpertsPerTok), int64(c.MoEIntermediateSize)
 			shared := I * int64(c.NSharedExperts)
@@ -124,6 +130,7 @@ func TestStepGemmsMatchRecorder(t *testing.T) {
 		{"tiny without shared experts", "tiny", []string{"model.n_shared_experts=0"}, 2, 16},
 		{"tiny all dense", "tiny", []string{"model.first_k_dense_replace=2"}, 2, 16},
 		{"pretrain model, small batch", "pretrain", nil, 2, 16},
+		{"pretrain model, two uneven attention blocks", "pretrain", nil, 1, 100},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

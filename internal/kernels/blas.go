@@ -5,8 +5,12 @@
 package kernels
 
 import (
+	"unsafe"
+
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
+
+	"github.com/sparrow-rl/sparrow/internal/kernels/simd"
 )
 
 // Float is the element type of every kernel.
@@ -82,6 +86,23 @@ func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b 
 	gemmOne(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
 
+// GemmSerial is Gemm on the calling goroutine only, never split over the workers: for callers that already
+// run on the workers of For (per attention head, per batch row), where a split would start more OpenBLAS
+// calls than there are cores.
+func GemmSerial[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		Scale(beta, c[:(m-1)*ldc+n])
+		return
+	}
+	if GemmRecorder != nil {
+		GemmRecorder(GemmShape{transA, transB, m, n, k})
+	}
+	gemmOne(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
 func gemmOne[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	tA, tB := blas.NoTrans, blas.NoTrans
 	if transA {
@@ -128,9 +149,14 @@ func Scale[T Float](a T, x []T) {
 	}
 }
 
-// Axpy computes y += a·x.
+// Axpy computes y += a·x (float32 rows of 8 or more in the assembly of package simd, with the same bits).
 func Axpy[T Float](a T, x, y []T) {
 	y = y[:len(x)]
+	if xf, ok := any(x).([]float32); ok && gatherASM && len(x) >= 8 {
+		n8 := len(xf) &^ 7
+		simd.Axpy(unsafe.SliceData(any(y).([]float32)), unsafe.SliceData(xf), n8, float32(a))
+		x, y = x[n8:], y[n8:]
+	}
 	for i, v := range x {
 		y[i] += a * v
 	}

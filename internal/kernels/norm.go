@@ -43,13 +43,20 @@ func RMSNormBackward[T Float](dx, dg, dy, x, rstd []T, n, w, ldx, col0 int, g []
 		})
 	}
 	if dg != nil {
-		for i := 0; i < n; i++ {
-			row := x[i*ldx+col0 : i*ldx+col0+w]
-			d := dy[i*w : (i+1)*w]
-			r := rstd[i]
-			for j, v := range row {
-				dg[j] += d[j] * v * r
+		// one column block per worker, each dg[j] still summing the rows in order (the bits of one loop); wide
+		// blocks keep the row reads contiguous
+		cols := max(16, (w+threads-1)/threads)
+		For((w+cols-1)/cols, 3*cols*n, func(c int) {
+			j0, j1 := c*cols, min((c+1)*cols, w)
+			g := dg[j0:j1]
+			for i := 0; i < n; i++ {
+				row := x[i*ldx+col0+j0 : i*ldx+col0+j1]
+				d := dy[i*w+j0 : i*w+j1]
+				r := rstd[i]
+				for j, v := range row {
+					g[j] += d[j] * v * r
+				}
 			}
-		}
+		})
 	}
 }

@@ -1,5 +1,6 @@
 // softmax.go: a softmax row for the hot loops of sparse attention. The float32 version exponentiates with the
-// AVX2 polynomial of package simd (relative error about 2e-7, the precision of float32 itself); float64 and
+// AVX2 polynomial of package simd (relative error about 2e-7, the precision of float32 itself), and takes the
+// row maximum and the normalisation there too; float64 and
 // CPUs without AVX2 use SoftmaxRow.
 
 package kernels
@@ -19,15 +20,15 @@ func SoftmaxRowFast[T Float](x []T) {
 		SoftmaxRow(x)
 		return
 	}
-	m := float32(math.Inf(-1))
-	for _, v := range xf {
+	n8 := len(xf) &^ 7
+	m := simd.Max(unsafe.SliceData(xf), n8)
+	for _, v := range xf[n8:] {
 		m = max(m, v)
 	}
 	if math.IsInf(float64(m), -1) {
 		clear(xf)
 		return
 	}
-	n8 := len(xf) &^ 7
 	s := simd.ExpSub(unsafe.SliceData(xf), n8, m)
 	for i := n8; i < len(xf); i++ {
 		e := float32(math.Exp(float64(xf[i] - m)))
@@ -35,7 +36,8 @@ func SoftmaxRowFast[T Float](x []T) {
 		s += e
 	}
 	inv := 1 / s
-	for i := range xf {
+	simd.Scale(unsafe.SliceData(xf), n8, inv)
+	for i := n8; i < len(xf); i++ {
 		xf[i] *= inv
 	}
 }

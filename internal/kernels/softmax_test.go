@@ -41,3 +41,29 @@ func TestSoftmaxRowFast(t *testing.T) {
 		t.Fatalf("softmax(0, ln 3, −Inf…) = %v, want (0.25, 0.75, 0…)", x)
 	}
 }
+
+// TestSoftmaxRowFastMaxAnywhere puts a dominant entry (20 above the rest) at every position of rows of 16 and
+// 19 entries, in the vectorised part and in the tail, and a row whose only finite entry is in the tail: the
+// maximum search of the assembly and of the tail loop must both find it.
+func TestSoftmaxRowFastMaxAnywhere(t *testing.T) {
+	for _, n := range []int{16, 19} {
+		for j := 0; j < n; j++ {
+			x := make([]float32, n)
+			x[j] = 20
+			SoftmaxRowFast(x)
+			want := 1 / (1 + float64(n-1)*math.Exp(-20))
+			if math.Abs(float64(x[j])-want) > 1e-7 {
+				t.Fatalf("n=%d max at %d: p = %v, want %v", n, j, x[j], want)
+			}
+		}
+	}
+	x := make([]float32, 19)
+	for i := range x {
+		x[i] = float32(math.Inf(-1))
+	}
+	x[17] = -3
+	SoftmaxRowFast(x)
+	if x[17] != 1 || x[0] != 0 || x[18] != 0 {
+		t.Fatalf("one finite entry in the tail: %v", x)
+	}
+}

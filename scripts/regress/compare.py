@@ -2,7 +2,7 @@
 # value in NEW; timings left out; keys new in NEW listed) and the SHA-256 of every checkpoint safetensors.
 import json,sys,os,hashlib,glob
 a,b=sys.argv[1],sys.argv[2]
-VOL=('timing_s/','tokens_per_s','rollout/tokens_per_s','bus/data_wait_frac','bus/transport_frac','bus/redelivered')
+VOL=('timing_s/','tokens_per_s','rollout/tokens_per_s','rollout/groups_per_s','bus/data_wait_frac','bus/transport_frac','bus/redelivered')
 def load(p):
     out=[]
     for l in open(p):

@@ -581,3 +581,134 @@ sah_next:
 	JNE  sah_row
 	VZEROUPPER
 	RET
+
+// func Sigmoid(s, x *float32, n int)
+// s[i] = 1/(1 + exp(−x[i])) for i < n (n a multiple of 8), the exp as in ExpSub with −x clamped to at most
+// 87 (σ(x) for x < −87 comes out as 1/(1+e^87) ≈ 1.6e-38) and exp(−x) = 0 for x > 87 (σ = 1). A NaN in x
+// gives 0 or 1, not NaN: callers multiply the result by x (SiLU), which carries the NaN on.
+TEXT ·Sigmoid(SB), NOSPLIT, $0-24
+	MOVQ         s+0(FP), SI
+	MOVQ         x+8(FP), DI
+	MOVQ         n+16(FP), CX
+	BCAST($0x3fb8aa3b, Y14)
+	BCAST($0x3f318000, Y13)
+	BCAST($0xb95e8083, Y12)
+	BCAST($0xc2ae0000, Y11)
+	BCAST($0x39506967, Y4)
+	BCAST($0x3ab743ce, Y5)
+	BCAST($0x3c088908, Y6)
+	BCAST($0x3d2aa9c1, Y7)
+	BCAST($0x3e2aaaaa, Y8)
+	BCAST($0x3f000000, Y9)
+	BCAST($0x42ae0000, Y10)
+	VXORPS       Y15, Y15, Y15
+
+sg_8:
+	CMPQ         CX, $8
+	JLT          sg_done
+	VMOVUPS      (DI), Y0
+	VSUBPS       Y0, Y15, Y0
+	VMINPS       Y10, Y0, Y0
+	VCMPPS       $0x1d, Y11, Y0, Y3
+	VMAXPS       Y11, Y0, Y0
+	VMULPS       Y14, Y0, Y1
+	VROUNDPS     $0, Y1, Y1
+	VFNMADD231PS Y13, Y1, Y0
+	VFNMADD231PS Y12, Y1, Y0
+	VMOVAPS      Y4, Y2
+	VFMADD213PS  Y5, Y0, Y2
+	VFMADD213PS  Y6, Y0, Y2
+	VFMADD213PS  Y7, Y0, Y2
+	VFMADD213PS  Y8, Y0, Y2
+	VFMADD213PS  Y9, Y0, Y2
+	VMULPS       Y0, Y2, Y2
+	VFMADD213PS  Y0, Y0, Y2
+	VADDPS       expc<>+0(SB), Y2, Y2
+	VCVTPS2DQ    Y1, Y1
+	VPADDD       expc<>+32(SB), Y1, Y1
+	VPSLLD       $23, Y1, Y1
+	VMULPS       Y1, Y2, Y2
+	VANDPS       Y3, Y2, Y2
+	VADDPS       expc<>+0(SB), Y2, Y2
+	VMOVUPS      expc<>+0(SB), Y1
+	VDIVPS       Y2, Y1, Y1
+	VMOVUPS      Y1, (SI)
+	ADDQ         $32, DI
+	ADDQ         $32, SI
+	SUBQ         $8, CX
+	JMP          sg_8
+
+sg_done:
+	VZEROUPPER
+	RET
+
+// func Max(x *float32, n int) float32
+// The largest of x[0:n] (n ≥ 8, a multiple of 8).
+TEXT ·Max(SB), NOSPLIT, $0-20
+	MOVQ         x+0(FP), DI
+	MOVQ         n+8(FP), CX
+	VMOVUPS      (DI), Y0
+	ADDQ         $32, DI
+	SUBQ         $8, CX
+
+mx_8:
+	CMPQ         CX, $8
+	JLT          mx_red
+	VMAXPS       (DI), Y0, Y0
+	ADDQ         $32, DI
+	SUBQ         $8, CX
+	JMP          mx_8
+
+mx_red:
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0x4e, X0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0xb1, X0, X1
+	VMAXPS       X1, X0, X0
+	VMOVSS       X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func Scale(x *float32, n int, a float32)
+// x[i] *= a for i < n (n a multiple of 8).
+TEXT ·Scale(SB), NOSPLIT, $0-20
+	MOVQ         x+0(FP), DI
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS a+16(FP), Y1
+
+sc_8:
+	CMPQ         CX, $8
+	JLT          sc_done
+	VMULPS       (DI), Y1, Y0
+	VMOVUPS      Y0, (DI)
+	ADDQ         $32, DI
+	SUBQ         $8, CX
+	JMP          sc_8
+
+sc_done:
+	VZEROUPPER
+	RET
+
+// func Axpy(y, x *float32, n int, a float32)
+// y[i] += a·x[i] for i < n (n a multiple of 8), the product rounded before the sum (no FMA), as Go's loop.
+TEXT ·Axpy(SB), NOSPLIT, $0-28
+	MOVQ         y+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS a+24(FP), Y1
+
+ax_8:
+	CMPQ         CX, $8
+	JLT          ax_done
+	VMULPS       (SI), Y1, Y0
+	VADDPS       (DI), Y0, Y0
+	VMOVUPS      Y0, (DI)
+	ADDQ         $32, DI
+	ADDQ         $32, SI
+	SUBQ         $8, CX
+	JMP          ax_8
+
+ax_done:
+	VZEROUPPER
+	RET

@@ -46,6 +46,28 @@ func ReluBackward(dst, grad *float32, n int, w float32) float32
 //go:noescape
 func ExpSub(x *float32, n int, m float32) float32
 
+// Sigmoid sets s[i] = 1/(1+exp(−x[i])) for i < n (n a multiple of 8; the exp of ExpSub, −x clamped to ≤ 87;
+// a NaN gives 0 or 1). s and x may be the same.
+//
+//go:noescape
+func Sigmoid(s, x *float32, n int)
+
+// Max returns the largest of x[0:n] (n ≥ 8, a multiple of 8).
+//
+//go:noescape
+func Max(x *float32, n int) float32
+
+// Scale multiplies x[i] by a for i < n (n a multiple of 8).
+//
+//go:noescape
+func Scale(x *float32, n int, a float32)
+
+// Axpy accumulates y[i] += a·x[i] for i < n (n a multiple of 8; product and sum rounded separately, as Go's
+// loop on amd64).
+//
+//go:noescape
+func Axpy(y, x *float32, n int, a float32)
+
 // GatherDotHeads sets out[h·ldo + i] = alpha · x[h·n:(h+1)·n] · (row idx[i] of base)[h·n:(h+1)·n] for h < hg,
 // i < m: hg heads whose rows lie side by side (ldob = ldo·4 bytes).
 //

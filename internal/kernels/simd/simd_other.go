@@ -51,3 +51,15 @@ func GatherAxpyHeads(y *float32, n, hg int, a *float32, ldab int, base *float32,
 func ScatterAxpyHeads(base *float32, stride int, idx *int32, m int, a *float32, ldab int, x *float32, n, hg int) {
 	panic("simd: no assembly on this architecture")
 }
+
+// Sigmoid has no assembly on this architecture: Available is false, so package kernels runs its Go loop instead and never calls this.
+func Sigmoid(s, x *float32, n int) { panic("simd: no assembly on this architecture") }
+
+// Max has no assembly on this architecture: Available is false, so package kernels runs its Go loop instead and never calls this.
+func Max(x *float32, n int) float32 { panic("simd: no assembly on this architecture") }
+
+// Scale has no assembly on this architecture: Available is false, so package kernels runs its Go loop instead and never calls this.
+func Scale(x *float32, n int, a float32) { panic("simd: no assembly on this architecture") }
+
+// Axpy has no assembly on this architecture: Available is false, so package kernels runs its Go loop instead and never calls this.
+func Axpy(y, x *float32, n int, a float32) { panic("simd: no assembly on this architecture") }

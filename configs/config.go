@@ -145,7 +145,10 @@ type Run struct {
 type Stage struct {
 	Name     string `yaml:"name"`      // instance name, unique, [a-z0-9_]+, e.g. "pretrain", "rl_math"
 	Kind     string `yaml:"kind"`      // one of StageKinds
-	InitFrom string `yaml:"init_from"` // "" = the previous stage's final checkpoint (a fresh model for the first stage); else a checkpoint dir or s3:// URL
+	// InitFrom is "" (the previous stage's final weights; a fresh model for the first stage), "stage:<name>"
+	// (the final checkpoint of an earlier stage of this recipe, so several stages branch from one), a
+	// checkpoint directory, or an s3:// URL.
+	InitFrom string `yaml:"init_from"`
 	// Each stage has its own resolved copy of these; a stage's YAML section overlays the top-level one key by key.
 	Data      Data      `yaml:"data"`
 	Optimizer Optimizer `yaml:"optimizer"`
@@ -278,6 +281,23 @@ func (c *Config) Stage(name string) (*Stage, bool) {
 		}
 	}
 	return nil, false
+}
+
+// StageRefPrefix starts an init_from (or a distill teacher's checkpoint) that names an earlier stage of the
+// same recipe: "stage:pretrain".
+const StageRefPrefix = "stage:"
+
+// StageRef returns the stage name of a "stage:<name>" reference, and whether ref is one.
+func StageRef(ref string) (string, bool) { return strings.CutPrefix(ref, StageRefPrefix) }
+
+// stageIndex is the index of the stage called name, or −1.
+func (c *Config) stageIndex(name string) int {
+	for i := range c.Stages {
+		if c.Stages[i].Name == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // StageNames returns the instance names of the stages, in order.

@@ -195,6 +195,12 @@ func (c *Config) PolicyAttention(i int) (attention, checkpoint, why string) {
 				return AttentionDense, "", fmt.Sprintf("stage %s (%s) trains it with dense attention", s.Name, s.Kind)
 			}
 		}
+		if ref, ok := StageRef(s.InitFrom); ok {
+			if k := c.stageIndex(ref); k >= 0 && k < j {
+				j = k + 1 // continue the walk at the named stage (the loop's j-- lands on it)
+				continue
+			}
+		}
 		if s.InitFrom != "" {
 			return "", s.InitFrom, fmt.Sprintf("stage %s starts from init_from %s", s.Name, s.InitFrom)
 		}

@@ -137,6 +137,9 @@ func (c *Config) Validate() error {
 		} else {
 			sk.oneOf("kind", s.Kind, StageKinds)
 		}
+		if ref, ok := StageRef(s.InitFrom); ok {
+			checkStageRef(sk, c, "init_from", ref, i)
+		}
 		if strings.Contains(s.InitFrom, "://") {
 			if err := checkS3URL(s.InitFrom); err != nil {
 				sk.add("init_from", "%v", err)
@@ -299,4 +302,16 @@ func checkS3URL(u string) error {
 		return fmt.Errorf("prefix %q of %q must not contain whitespace, backslashes or empty segments", prefix, u)
 	}
 	return nil
+}
+
+// checkStageRef checks a "stage:<name>" reference of stage i: the named stage exists and comes before it.
+func checkStageRef(k *checker, c *Config, key, ref string, i int) {
+	switch j := c.stageIndex(ref); {
+	case ref == "":
+		k.add(key, "stage: names no stage (want stage:<name> of an earlier stage)")
+	case j < 0:
+		k.add(key, "stage:%s: no stage of this recipe is called %q (stages: %s)", ref, ref, strings.Join(c.StageNames(), ", "))
+	case j >= i:
+		k.add(key, "stage:%s: the stage must come before this one (it is stage %d, this is stage %d)", ref, j, i)
+	}
 }

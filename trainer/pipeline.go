@@ -84,7 +84,7 @@ func (r *Run) saveCheckpoint(ck *checkpoints.Checkpoint, fence func() error) (st
 	}
 	c := r.Config.Checkpoint
 	if c.KeepLast > 0 {
-		removed, err := checkpoints.Prune(r.CheckpointsDir(), c.KeepLast, c.KeepEvery)
+		removed, err := checkpoints.PruneKeeping(r.CheckpointsDir(), c.KeepLast, c.KeepEvery, r.isBranchPoint)
 		if err != nil {
 			return dir, fmt.Errorf("pruning checkpoints: %w", err)
 		}
@@ -258,9 +258,18 @@ func (r *Run) newStage(st configs.Stage, params *model.Params) (stage, error) {
 
 // stageParams returns the weights a stage starts from.
 func (r *Run) stageParams(st configs.Stage, prev *model.Params) (*model.Params, error) {
+	from := st.InitFrom
+	if ref, ok := configs.StageRef(from); ok {
+		dir, err := r.stageFinal(ref)
+		if err != nil {
+			return nil, fmt.Errorf("stages[%s].init_from: %w", st.Name, err)
+		}
+		r.Log.Info("branching from an earlier stage", "stage", st.Name, "from", ref, "checkpoint", dir)
+		from = dir
+	}
 	switch {
-	case st.InitFrom != "":
-		p, warns, err := checkpoints.LoadParams(st.InitFrom)
+	case from != "":
+		p, warns, err := checkpoints.LoadParams(from)
 		if err != nil {
 			return nil, fmt.Errorf("stages[%s].init_from: %w", st.Name, err)
 		}

@@ -143,8 +143,8 @@ type Run struct {
 
 // Stage is one step of the pipeline with its own resolved copy of the training sections.
 type Stage struct {
-	Name     string `yaml:"name"`      // instance name, unique, [a-z0-9_]+, e.g. "pretrain", "rl_math"
-	Kind     string `yaml:"kind"`      // one of StageKinds
+	Name string `yaml:"name"` // instance name, unique, [a-z0-9_]+, e.g. "pretrain", "rl_math"
+	Kind string `yaml:"kind"` // one of StageKinds
 	// InitFrom is "" (the previous stage's final weights; a fresh model for the first stage), "stage:<name>"
 	// (the final checkpoint of an earlier stage of this recipe, so several stages branch from one), a
 	// checkpoint directory, or an s3:// URL.

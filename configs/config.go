@@ -67,6 +67,7 @@ type Config struct {
 	Run        Run        `yaml:"run"`
 	RL         RL         `yaml:"rl"`
 	DSA        DSA        `yaml:"dsa"`
+	Distill    Distill    `yaml:"distill"`
 	Stages     []Stage    `yaml:"stages"`
 }
 
@@ -156,6 +157,7 @@ type Stage struct {
 	Train     Train     `yaml:"train"`
 	RL        RL        `yaml:"rl"`
 	DSA       DSA       `yaml:"dsa"`
+	Distill   Distill   `yaml:"distill"`
 }
 
 // Default returns the defaults every recipe starts from, with the one default stage {pretrain, pretrain}.
@@ -196,6 +198,7 @@ func Default() *Config {
 		Run:        Run{Progress: "auto", TensorBoard: true, Plots: true},
 		RL:         DefaultRL(),
 		DSA:        DefaultDSA(),
+		Distill:    DefaultDistill(),
 	}
 	c.Stages = []Stage{c.newStage(KindPretrain, KindPretrain)}
 	return c

@@ -149,9 +149,12 @@ func (c *Config) Validate() error {
 
 		ss := &checker{prefix: label + "."}
 		validateSections(ss, sections{&s.Data, &s.Optimizer, &s.Schedule, &s.Train}, &c.Model)
-		if s.Kind == KindRL {
+		if s.Kind == KindRL || s.Kind == KindDistill {
 			validateRL(ss, &s.RL)
 			validateKeepSelection(ss, c, i)
+		}
+		if s.Kind == KindDistill {
+			validateDistill(ss, c, i)
 		}
 		if s.Kind == KindDSAWarmup || s.Kind == KindDSASparse {
 			validateDSA(ss, &s.DSA)

@@ -27,6 +27,7 @@ type Mix struct {
 	Weights []float64 // > 0, one per member
 	cum     []float64 // cumulative normalised weights
 	byName  map[string]Family
+	flaw    map[string]float64 // "<member>.flaw" of a pre-training corpus, by member
 }
 
 // MixMember is one member of a mixture as its params name it.
@@ -89,14 +90,24 @@ func NewMix(opts Options) (*Mix, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Mix{byName: map[string]Family{}}
+	m := &Mix{byName: map[string]Family{}, flaw: map[string]float64{}}
 	for _, mm := range ms {
 		o := opts
-		o.Params = mm.Params
+		o.Params = map[string]string{}
+		for k, v := range mm.Params {
+			if k != "flaw" {
+				o.Params[k] = v
+			}
+		}
 		f, err := New(mm.Name, o)
 		if err != nil {
 			return nil, fmt.Errorf("params.families: %s: %w", mm.Name, err)
 		}
+		flaw, err := Flaw(mm.Params, f, 0)
+		if err != nil {
+			return nil, fmt.Errorf("params.%s.%s", mm.Name, strings.TrimPrefix(err.Error(), "data.params."))
+		}
+		m.flaw[mm.Name] = flaw
 		m.Members = append(m.Members, f)
 		m.Weights = append(m.Weights, mm.Weight)
 		m.byName[mm.Name] = f
@@ -177,6 +188,13 @@ func (m *Mix) Solution(t Task) (reasoning, answer string) {
 	return "", ""
 }
 
+// FlawRate is the share of a pre-training corpus's documents of t's member that follow the member's flawed
+// procedure ("<member>.flaw"), and whether t belongs to a member.
+func (m *Mix) FlawRate(t Task) (float64, bool) {
+	r, ok := m.flaw[t.Family]
+	return r, ok
+}
+
 // FlawedSolution is the member's flawed solution (ok false when the member has none).
 func (m *Mix) FlawedSolution(t Task) (reasoning, answer string, ok bool) {
 	if fs, isFS := m.member(t).(FlawedSolver); isFS {
@@ -202,34 +220,17 @@ func (g MixGenerator) Generate(rng *rand.Rand) data.Problem {
 
 // newMixGenerator reads data.params (families and prefixed knobs, flaw included) into a MixGenerator.
 func newMixGenerator(cfg data.CorpusConfig) (data.Generator, error) {
-	ms, err := ParseMix(cfg.Params)
-	if err != nil {
-		return nil, fmt.Errorf("data.%w", err)
-	}
 	heldOut := cfg.HeldOut
 	if !(heldOut > 0 && heldOut < 1) {
 		heldOut = 0
 	}
-	var g MixGenerator
-	var w []float64
-	for _, mm := range ms {
-		p := map[string]string{}
-		for k, v := range mm.Params {
-			if k != "flaw" {
-				p[k] = v
-			}
-		}
-		f, err := New(mm.Name, Options{HeldOut: heldOut, Params: p})
-		if err != nil {
-			return nil, fmt.Errorf("data.params.families: %s: %w", mm.Name, err)
-		}
-		flaw, err := Flaw(mm.Params, f, 0)
-		if err != nil {
-			return nil, fmt.Errorf("data.params.%s.%s", mm.Name, strings.TrimPrefix(err.Error(), "data.params."))
-		}
-		g.Gens = append(g.Gens, Generator{Family: f, Flaw: flaw})
-		w = append(w, mm.Weight)
+	m, err := NewMix(Options{HeldOut: heldOut, Params: cfg.Params})
+	if err != nil {
+		return nil, fmt.Errorf("data.%w", err)
 	}
-	g.cum = cumulative(w)
+	g := MixGenerator{cum: m.cum}
+	for _, f := range m.Members {
+		g.Gens = append(g.Gens, Generator{Family: f, Flaw: m.flaw[f.Name()]})
+	}
 	return g, nil
 }

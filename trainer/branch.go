@@ -22,7 +22,7 @@ func branchRefs(cfg *configs.Config) map[string]bool {
 			refs[ref] = true
 		}
 		for _, t := range st.Distill.Teachers {
-			if ref, ok := configs.StageRef(t.Checkpoint); ok {
+			if ref, ok := configs.StageRef(t); ok {
 				refs[ref] = true
 			}
 		}

@@ -23,7 +23,7 @@ import (
 )
 
 // ImplementedKinds are the stage kinds this build can run.
-var ImplementedKinds = map[string]bool{configs.KindPretrain: true, configs.KindSFT: true, configs.KindRL: true, configs.KindDSAWarmup: true, configs.KindDSASparse: true}
+var ImplementedKinds = map[string]bool{configs.KindPretrain: true, configs.KindSFT: true, configs.KindRL: true, configs.KindDSAWarmup: true, configs.KindDSASparse: true, configs.KindDistill: true}
 
 // Options configure a pipeline run.
 type Options struct {
@@ -244,7 +244,7 @@ func stoppedEarly(ctx context.Context, err error) error {
 }
 
 // newStage builds the stage of st's kind over params.
-func (r *Run) newStage(st configs.Stage, params *model.Params) (stage, error) {
+func (r *Run) newStage(ctx context.Context, st configs.Stage, params *model.Params) (stage, error) {
 	switch st.Kind {
 	case configs.KindPretrain, configs.KindSFT:
 		return newLMStage(r, st, params)
@@ -252,6 +252,8 @@ func (r *Run) newStage(st configs.Stage, params *model.Params) (stage, error) {
 		return newDSAStage(r, st, params)
 	case configs.KindRL:
 		return newRLStage(r, st, params)
+	case configs.KindDistill:
+		return newDistillStage(ctx, r, st, params)
 	}
 	return nil, fmt.Errorf("stages[%s].kind: %s is not implemented by this build", st.Name, st.Kind)
 }
@@ -302,7 +304,7 @@ func (r *Run) runStage(ctx context.Context, st configs.Stage, prev *model.Params
 	total, active := params.Count()
 	r.Log.Info("stage start", "stage", st.Name, "kind", st.Kind, "params", total, "active_params", active,
 		"steps", st.Train.Steps, "batch", st.Train.BatchSize, "seq_len", st.Train.SeqLen, "grad_accum", st.Train.GradAccum, "blas", kernels.Backend())
-	s, err := r.newStage(st, params)
+	s, err := r.newStage(ctx, st, params)
 	if err != nil {
 		return nil, err
 	}

@@ -165,27 +165,23 @@ func (m *Mix) Draw(rng *rand.Rand) Task {
 	return f.Sample(rng, data.SplitTrain)
 }
 
+// member is the member t belongs to; a task of no member goes to the first member, which treats it as
+// the foreign task it is (never correct, never a panic).
 func (m *Mix) member(t Task) Family {
 	if f, ok := m.byName[t.Family]; ok {
 		return f
 	}
-	return nil
+	return m.Members[0]
 }
 
-// Verify scores with the task's member; a task of no member scores as unverifiable (0, not correct).
+// Verify scores with the task's member.
 func (m *Mix) Verify(t Task, completion, finishReason string) Reward {
-	if f := m.member(t); f != nil {
-		return f.Verify(t, completion, finishReason)
-	}
-	return Reward{Parts: map[string]float64{"correctness": 0, "format": 0, "length_penalty": 0}}
+	return m.member(t).Verify(t, completion, finishReason)
 }
 
 // Solution is the member's worked solution.
 func (m *Mix) Solution(t Task) (reasoning, answer string) {
-	if f := m.member(t); f != nil {
-		return f.Solution(t)
-	}
-	return "", ""
+	return m.member(t).Solution(t)
 }
 
 // FlawRate is the share of a pre-training corpus's documents of t's member that follow the member's flawed

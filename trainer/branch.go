@@ -40,6 +40,13 @@ func (r *Run) isBranchPoint(inf checkpoints.Info) bool {
 	return ok && inf.Step == st.Train.Steps
 }
 
+// StageFinal resolves stage:<name> references of cfg against the run directory runDir (the final
+// checkpoint of the named stage), for processes other than the learner (`trainer rollout --run-dir`).
+func StageFinal(cfg *configs.Config, runDir string) func(string) (string, error) {
+	r := &Run{Config: cfg, Dir: runDir}
+	return r.stageFinal
+}
+
 // stageFinal returns the directory of the final checkpoint of stage name in this run (its step is the
 // stage's train.steps).
 func (r *Run) stageFinal(name string) (string, error) {

@@ -223,3 +223,21 @@ func TestDistillRefusesForeignTeacher(t *testing.T) {
 		}
 	}
 }
+
+// TestDistillOverEmbeddedBus: the distill stage over the embedded NATS bus: teacher log-probabilities
+// travel in the trajectory record (Arrow, teacher_logp) and the run ends with the weights of the in-process
+// transport.
+func TestDistillOverEmbeddedBus(t *testing.T) {
+	var got [2][]float32
+	for i, transport := range []string{"inproc", "embedded"} {
+		dir := t.TempDir()
+		cfg := branchConfig(t, "stages.distill.rl.bus.transport="+transport)
+		if err := Execute(context.Background(), cfg, Options{Dir: dir, Log: quietLog()}); err != nil {
+			t.Fatalf("%s: %v", transport, err)
+		}
+		got[i] = finalWeights(t, dir, cfg)["distill"]
+	}
+	if !slices.Equal(got[0], got[1]) {
+		t.Fatal("the distilled student differs between the in-process transport and the embedded bus")
+	}
+}

@@ -38,11 +38,13 @@ type Distill struct {
 	RewardWeight float64 `yaml:"reward_weight"`
 	// SFTSamples (sft): completions each teacher draws per training prompt before rejection, default 4.
 	SFTSamples int `yaml:"sft_samples"`
+	// SFTPrompts (sft): training prompts per teacher family, default 256.
+	SFTPrompts int `yaml:"sft_prompts"`
 }
 
 // DefaultDistill returns the defaults of the distill section.
 func DefaultDistill() Distill {
-	return Distill{Method: DistillOnPolicy, Teachers: map[string]string{}, KLCoef: 1, SFTSamples: 4}
+	return Distill{Method: DistillOnPolicy, Teachers: map[string]string{}, KLCoef: 1, SFTSamples: 4, SFTPrompts: 256}
 }
 
 // TeacherFamilies returns the families of Teachers, sorted.
@@ -89,4 +91,5 @@ func validateDistill(k *checker, c *Config, i int) {
 		k.add("distill.kl_coef", "0 with distill.reward_weight 0 leaves nothing to learn")
 	}
 	k.positiveInt("distill.sft_samples", d.SFTSamples)
+	k.positiveInt("distill.sft_prompts", d.SFTPrompts)
 }

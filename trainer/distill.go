@@ -45,8 +45,8 @@ type distillState struct {
 // newDistillStage builds the distill stage of st over the student params.
 func newDistillStage(ctx context.Context, r *Run, st configs.Stage, params *model.Params) (stage, error) {
 	d := st.Distill
-	if d.Method != configs.DistillOnPolicy {
-		return nil, fmt.Errorf("stages[%s].distill.method: %s is not implemented by this build (use %s)", st.Name, d.Method, configs.DistillOnPolicy)
+	if d.Method == configs.DistillSFT {
+		return newSFTDistillStage(ctx, r, st, params)
 	}
 	ds := &distillState{klCoef: d.KLCoef, rewardWeight: d.RewardWeight}
 	if st.RL.Bus.Transport == "inproc" || st.RL.Bus.LocalWorkers {

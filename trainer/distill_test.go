@@ -8,7 +8,9 @@ package trainer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/sparrow-rl/sparrow/checkpoints"
 	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/data"
 )
 
 const branchYAML = `
@@ -239,5 +242,61 @@ func TestDistillOverEmbeddedBus(t *testing.T) {
 	}
 	if !slices.Equal(got[0], got[1]) {
 		t.Fatal("the distilled student differs between the in-process transport and the embedded bus")
+	}
+}
+
+// TestDistillSFT: the sft method. With untrained teachers no sampled completion verifies, and the stage
+// refuses to train on nothing, saying so; with the distillation file in place (here the families' own worked
+// solutions, as verified teachers would write them) the student trains on it as chat SFT.
+func TestDistillSFT(t *testing.T) {
+	sets := []string{"stages.distill.distill.method=sft", "stages.distill.distill.sft_prompts=4", "stages.distill.distill.sft_samples=2"}
+	dir := t.TempDir()
+	err := Execute(context.Background(), branchConfig(t, sets...), Options{Dir: dir, Log: quietLog()})
+	if err == nil || !strings.Contains(err.Error(), "no teacher completion of 4 prompts × 2 samples per family was correct") {
+		t.Fatalf("untrained teachers: %v", err)
+	}
+	// a run whose distillation data exist: the stage trains on them
+	dir = t.TempDir()
+	cfg := branchConfig(t, sets...)
+	fam, err := RLFamily(cfg.Stages[3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for i := range 40 {
+		task := fam.Sample(labeledRNG(1, fmt.Sprint(i), 1), data.SplitTrain)
+		reasoning, answer := fam.Solution(task)
+		b, err := json.Marshal(sftExample{Messages: []data.Message{{Role: "user", Content: task.Prompt}, {Role: "assistant", ReasoningContent: reasoning, Content: answer}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, string(b))
+	}
+	path := filepath.Join(dir, "distill", "distill", "sft.jsonl")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Execute(context.Background(), cfg, Options{Dir: dir, Log: quietLog()}); err != nil {
+		t.Fatal(err)
+	}
+	w := finalWeights(t, dir, cfg)
+	if slices.Equal(w["distill"], w["pretrain"]) {
+		t.Fatal("the sft student did not train")
+	}
+	recs, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	losses := 0
+	for _, r := range recs {
+		if _, ok := r.Values["loss"]; ok && r.Stage == "distill" {
+			losses++
+		}
+	}
+	if losses != 2 {
+		t.Fatalf("%d loss records of the sft distill stage, want 2", losses)
 	}
 }

@@ -140,6 +140,9 @@ type Run struct {
 	TensorBoard bool   `yaml:"tensorboard"` // default true
 	Plots       bool   `yaml:"plots"`       // default true
 	Threads     int    `yaml:"threads"`     // kernel threads, 0 = GOMAXPROCS
+	// AccuracyTable is the number of held-out tasks per family of the end-of-run accuracy table (every
+	// trained stage's final checkpoint × every family the rl and distill stages sample); 0 = off (default).
+	AccuracyTable int `yaml:"accuracy_table"`
 }
 
 // Stage is one step of the pipeline with its own resolved copy of the training sections.

@@ -288,6 +288,7 @@ func validateCheckpoint(k *checker, c *Checkpoint) {
 func validateRun(k *checker, r *Run) {
 	k.oneOf("run.progress", r.Progress, ProgressModes)
 	k.nonNegInt("run.threads", r.Threads)
+	k.nonNegInt("run.accuracy_table", r.AccuracyTable)
 }
 
 // checkS3URL checks the shape s3://bucket[/prefix] (bucket: 3–63 of a-z 0-9 . -, starting and ending with

@@ -7,6 +7,7 @@
 package trainer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -91,12 +92,29 @@ func finalWeights(t *testing.T, dir string, cfg *configs.Config) map[string][]fl
 
 // TestBranchingDistillPipeline: the whole branching recipe runs; the branch point survives pruning
 // (keep_last 1); each specialist starts from the base, not from the stage before it; the distill stage
-// logs the per-family KL and every family's accuracy.
+// logs the per-family KL and every family's accuracy; the run ends with the accuracy table of every
+// stage on both families.
 func TestBranchingDistillPipeline(t *testing.T) {
 	dir := t.TempDir()
-	cfg := branchConfig(t)
-	if err := Execute(context.Background(), cfg, Options{Dir: dir, Log: quietLog()}); err != nil {
+	cfg := branchConfig(t, "run.accuracy_table=3")
+	var printed bytes.Buffer
+	if err := Execute(context.Background(), cfg, Options{Dir: dir, Log: quietLog(), TableOut: &printed}); err != nil {
 		t.Fatal(err)
+	}
+	var table AccuracyTable
+	b, err := os.ReadFile(filepath.Join(dir, "accuracy_table.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &table); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(table.Models, []string{"pretrain", "rl_math", "rl_logic", "distill"}) || !slices.Equal(table.Families, []string{"math", "logic"}) || table.N != 3 {
+		t.Fatalf("table %+v", table)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "accuracy_table.md"))
+	if err != nil || string(md) != strings.TrimPrefix(printed.String(), "\n") || !strings.Contains(string(md), "| rl_logic |") {
+		t.Fatalf("accuracy_table.md %q (%v), printed %q", md, err, printed.String())
 	}
 	w := finalWeights(t, dir, cfg) // fails if any stage's final checkpoint was pruned
 	for _, pair := range [][2]string{{"rl_math", "pretrain"}, {"rl_logic", "pretrain"}, {"rl_math", "rl_logic"}, {"distill", "pretrain"}} {

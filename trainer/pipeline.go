@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -44,6 +45,8 @@ type Options struct {
 	// Observer gets every metric record as it is logged (nil: none), e.g. the Prometheus endpoint's
 	// telemetry.Learner; when it is also a QueueWatcher, rl stages on NATS hand it the queue's depth.
 	Observer Observer
+	// TableOut receives the end-of-run accuracy table (run.accuracy_table > 0); nil = standard output.
+	TableOut io.Writer
 }
 
 // Run is one pipeline run in progress.
@@ -229,6 +232,15 @@ func Execute(ctx context.Context, cfg *configs.Config, opt Options) (err error) 
 			if _, err := PlotRun(opt.Dir); err != nil {
 				log.Warn("plotting failed", "err", err)
 			}
+		}
+	}
+	if n := cfg.Run.AccuracyTable; n > 0 {
+		out := opt.TableOut
+		if out == nil {
+			out = os.Stdout
+		}
+		if err := r.writeAccuracyTable(n, out); err != nil {
+			return err
 		}
 	}
 	return nil

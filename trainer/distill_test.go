@@ -18,10 +18,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sparrow-rl/sparrow/checkpoints"
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/data"
+	"github.com/sparrow-rl/sparrow/rollout/natsbus"
 )
 
 const branchYAML = `
@@ -316,5 +318,63 @@ func TestDistillSFT(t *testing.T) {
 	}
 	if losses != 2 {
 		t.Fatalf("%d loss records of the sft distill stage, want 2", losses)
+	}
+}
+
+// TestDistillWorkerProcess: the distill learner over NATS with its workers in another "process"
+// (natsbus.RunWorkers, as `trainer rollout` runs them): the learner loads no teacher, the workers hold them
+// and attach their log-probabilities, and the student ends with the weights of the in-process run.
+func TestDistillWorkerProcess(t *testing.T) {
+	whole := t.TempDir()
+	ref := branchConfig(t)
+	if err := Execute(context.Background(), ref, Options{Dir: whole, Log: quietLog()}); err != nil {
+		t.Fatal(err)
+	}
+	want := finalWeights(t, whole, ref)["distill"]
+
+	e, err := natsbus.StartEmbedded(natsbus.EmbeddedOptions{StoreDir: t.TempDir(), MaxPayload: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown()
+	ck := func(name string) string { return filepath.Join(whole, "checkpoints", name) }
+	cfg := branchConfig(t, "stages.distill.rl.bus.transport=nats", "stages.distill.rl.bus.url="+e.URL(), "stages.distill.rl.bus.local_workers=false",
+		"stages.distill.rl.bus.wait_s=60")
+	cfg.Stages = cfg.Stages[3:] // the distill stage alone, from the first run's checkpoints
+	st := &cfg.Stages[0]
+	st.InitFrom = ck("pretrain-4")
+	st.Distill.Teachers = map[string]string{"math": ck("rl_math-3"), "logic": ck("rl_logic-3")}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	scorer, err := LoadTeacherScorer(ctx, *st, cfg.Model, nil, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fam, err := RLFamily(*st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	att, why, err := WorkerAttention(cfg, *st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, stopWorkers := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, err := natsbus.RunWorkers(wctx, natsbus.WorkerOptions{Conn: natsbus.ConnOptions{URL: e.URL()}, Names: BusNames(cfg, *st),
+			RL: st.RL, Attention: att, AttentionWhy: why, Family: fam, Workers: 2, Log: quietLog(), Scorer: scorer})
+		done <- err
+	}()
+	dir := t.TempDir()
+	if err := Execute(ctx, cfg, Options{Dir: dir, Log: quietLog()}); err != nil {
+		t.Fatal(err)
+	}
+	stopWorkers()
+	<-done
+	if got := finalWeights(t, dir, cfg)["distill"]; !slices.Equal(got, want) {
+		t.Fatal("the student distilled over NATS with out-of-process teachers differs from the in-process run")
 	}
 }

@@ -81,6 +81,11 @@ func validateDistill(k *checker, c *Config, i int) {
 			}
 		}
 	}
+	for _, f := range sampledFamilies(c.Stages[i].RL) {
+		if _, ok := d.Teachers[f]; !ok {
+			k.add("distill.teachers", "no teacher for family %s, which rl.env samples (teachers: %s)", f, strings.Join(d.TeacherFamilies(), ", "))
+		}
+	}
 	if !(d.KLCoef >= 0) || math.IsInf(d.KLCoef, 0) {
 		k.add("distill.kl_coef", "must be a finite number >= 0, got %g", d.KLCoef)
 	}
@@ -92,4 +97,19 @@ func validateDistill(k *checker, c *Config, i int) {
 	}
 	k.positiveInt("distill.sft_samples", d.SFTSamples)
 	k.positiveInt("distill.sft_prompts", d.SFTPrompts)
+}
+
+// sampledFamilies are the task families an rl section samples: rl.env, or for a mix the names of
+// env_params.families ("math:1,logic:1").
+func sampledFamilies(r RL) []string {
+	if r.Env != "mix" {
+		return []string{r.Env}
+	}
+	var out []string
+	for _, part := range strings.Split(r.EnvParams["families"], ",") {
+		if name, _, _ := strings.Cut(strings.TrimSpace(part), ":"); name != "" {
+			out = append(out, name)
+		}
+	}
+	return out
 }

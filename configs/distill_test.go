@@ -30,13 +30,15 @@ func TestStageRefAndDistillErrors(t *testing.T) {
 			[]string{"stages[d].distill.method"}},
 		{"distill negative kl_coef", branchRecipe + "  - {name: d, kind: distill, distill: {kl_coef: -1, teachers: {math: \"stage:rl_a\"}}}\n", nil,
 			[]string{"stages[d].distill.kl_coef", ">= 0"}},
+		{"distill family without teacher", branchRecipe + "  - {name: d, kind: distill, rl: {env: mix, env_params: {families: \"math:1,logic:2\"}}, distill: {teachers: {math: \"stage:rl_a\"}}}\n", nil,
+			[]string{"stages[d].distill.teachers", "no teacher for family logic"}},
 		{"distill nothing to learn", branchRecipe + "  - {name: d, kind: distill, distill: {kl_coef: 0, teachers: {math: \"stage:rl_a\"}}}\n", nil,
 			[]string{"stages[d].distill.kl_coef", "nothing to learn"}},
 	})
 }
 
 func TestBranchRecipeValid(t *testing.T) {
-	c, err := Parse([]byte(branchRecipe+"  - {name: d, kind: distill, init_from: \"stage:pretrain\", distill: {teachers: {math: \"stage:rl_a\", logic: \"stage:rl_b\"}}}\n"), "x.yaml", nil)
+	c, err := Parse([]byte(branchRecipe+"  - {name: d, kind: distill, init_from: \"stage:pretrain\", rl: {env: mix, env_params: {families: \"math,logic\"}}, distill: {teachers: {math: \"stage:rl_a\", logic: \"stage:rl_b\"}}}\n"), "x.yaml", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

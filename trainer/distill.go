@@ -147,12 +147,16 @@ func distillCheck(g *data.Group) error {
 	return nil
 }
 
-// distillMetrics are distill/<env>/kl (the sampled-token reverse KL per token, ℓ_old − ℓ_T, per family)
-// and distill/kl over the batch.
+// distillMetrics are distill/<env>/kl (the sampled-token reverse KL per token, ℓ_old − ℓ_T, per family),
+// distill/kl over the batch, and distill/<env>/accuracy (the share of the family's sampled completions the
+// verifier found correct).
 func distillMetrics(trajs []*data.Trajectory) (map[string]float64, error) {
 	byEnv := map[string]grpo.ReverseKL{}
 	var all grpo.ReverseKL
+	correct, count := map[string]float64{}, map[string]float64{}
 	for _, tr := range trajs {
+		correct[tr.Env] += float64(tr.RewardParts["correct"])
+		count[tr.Env]++
 		n := len(tr.CompletionTokens)
 		l := grpo.Layout{Seq: make([]int, n), LossMask: tr.LossMask, NumSeqs: 1}
 		old, teacher := make([]float64, n), make([]float64, n)
@@ -176,6 +180,7 @@ func distillMetrics(trajs []*data.Trajectory) (map[string]float64, error) {
 	slices.Sort(envNames)
 	for _, e := range envNames {
 		m["distill/"+e+"/kl"] = byEnv[e].Mean()
+		m["distill/"+e+"/accuracy"] = correct[e] / count[e]
 	}
 	return m, nil
 }

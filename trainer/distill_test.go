@@ -140,7 +140,7 @@ func TestBranchingDistillPipeline(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"distill/kl", "distill/math/kl", "distill/logic/kl", "eval/math/accuracy", "eval/logic/accuracy"} {
+	for _, k := range []string{"distill/kl", "distill/math/kl", "distill/logic/kl", "distill/math/accuracy", "distill/logic/accuracy", "eval/math/accuracy", "eval/logic/accuracy"} {
 		if !slices.Contains(seen, k) {
 			t.Errorf("distill stage: metric %s not logged (have %v)", k, seen)
 		}

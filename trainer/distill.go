@@ -107,6 +107,11 @@ func LoadTeacherScorer(ctx context.Context, st configs.Stage, student configs.Mo
 		if err := checkTeacherVocab(p.Config, student, dir, wantTok); err != nil {
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}
+		if att, what, err := CheckpointAttention(dir); err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		} else if att != configs.AttentionDense {
+			return nil, fmt.Errorf("%s: teacher %s is %s; teacher scoring reads completions with dense attention, so a sparse-attention teacher is not supported", key, dir, what)
+		}
 		e := model.NewEngine(p)
 		engines[dir], sc.Teachers[fam] = e, e
 		if log != nil {

@@ -6,7 +6,8 @@
 // before publishing, so the learner never loads a teacher and teachers scale with the workers.
 //
 // The scorer runs after GroupSampler.Sample and outside its decode loop: it prefills the prompt once per
-// group and forks the cached prompt for each completion, as the sampler does.
+// group and forks the cached prompt for each completion, as the sampler does. Each trajectory's scoring
+// time goes to Timings["teacher_s"] (the first one's includes the prompt's prefill).
 
 package rollout
 
@@ -14,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/sparrow-rl/sparrow/data"
 	"github.com/sparrow-rl/sparrow/envs"
@@ -57,6 +59,7 @@ func (s *TeacherScorer) Score(ctx context.Context, g *data.Group) error {
 			return err
 		}
 		tr := &g.Trajectories[i]
+		t0 := time.Now()
 		e, ok := s.Teachers[tr.Env]
 		if !ok {
 			return fmt.Errorf("teacher scoring: group %s trajectory %d: no teacher for task family %q (teachers: %v)", g.GroupID, i, tr.Env, s.families())
@@ -81,6 +84,10 @@ func (s *TeacherScorer) Score(ctx context.Context, g *data.Group) error {
 			return fmt.Errorf("teacher scoring: group %s trajectory %d: %w", g.GroupID, i, err)
 		}
 		tr.TeacherLogp = lp
+		if tr.Timings == nil {
+			tr.Timings = map[string]float32{}
+		}
+		tr.Timings["teacher_s"] = float32(time.Since(t0).Seconds())
 	}
 	return nil
 }

@@ -15,7 +15,8 @@
 //     distill.reward_weight, λ = distill.kl_coef).
 //
 // Metrics besides the rl ones: distill/<env>/kl (the sampled-token reverse KL per token, per family),
-// distill/kl, and eval/<env>/accuracy for every family of the mixture.
+// distill/kl, distill/<env>/accuracy, distill/teacher_vs_decode, and eval/<env>/accuracy for every family of
+// the mixture.
 
 package trainer
 
@@ -154,12 +155,21 @@ func distillCheck(g *data.Group) error {
 
 // distillMetrics are distill/<env>/kl (the sampled-token reverse KL per token, ℓ_old − ℓ_T, per family),
 // distill/kl over the batch, and distill/<env>/accuracy (the share of the family's sampled completions the
-// verifier found correct).
+// verifier found correct), and distill/teacher_vs_decode: the workers' time scoring with the teachers over
+// their time sampling, summed over the batch's trajectories (both measured in the same workers).
 func distillMetrics(trajs []*data.Trajectory) (map[string]float64, error) {
 	byEnv := map[string]grpo.ReverseKL{}
 	var all grpo.ReverseKL
 	correct, count := map[string]float64{}, map[string]float64{}
+	var teacherS, sampleS float64
+	prefilled := map[string]bool{} // the sampler's prompt prefill is once per group (every trajectory records it)
 	for _, tr := range trajs {
+		teacherS += float64(tr.Timings["teacher_s"])
+		sampleS += float64(tr.Timings["decode_s"])
+		if !prefilled[tr.GroupID] {
+			prefilled[tr.GroupID] = true
+			sampleS += float64(tr.Timings["prefill_s"])
+		}
 		correct[tr.Env] += float64(tr.RewardParts["correct"])
 		count[tr.Env]++
 		n := len(tr.CompletionTokens)
@@ -178,6 +188,9 @@ func distillMetrics(trajs []*data.Trajectory) (map[string]float64, error) {
 		all.Sum, all.Tokens = all.Sum+k.Sum, all.Tokens+k.Tokens
 	}
 	m := map[string]float64{"distill/kl": all.Mean()}
+	if sampleS > 0 {
+		m["distill/teacher_vs_decode"] = teacherS / sampleS
+	}
 	envNames := make([]string, 0, len(byEnv))
 	for e := range byEnv {
 		envNames = append(envNames, e)

@@ -7,7 +7,9 @@
 package trainer
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/sparrow-rl/sparrow/checkpoints"
 	"github.com/sparrow-rl/sparrow/configs"
@@ -55,7 +57,7 @@ func (r *Run) stageFinal(name string) (string, error) {
 		return "", fmt.Errorf("stage:%s: no stage of this recipe is called %q", name, name)
 	}
 	infos, err := checkpoints.List(r.CheckpointsDir())
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("stage:%s: %w", name, err)
 	}
 	for _, inf := range infos {

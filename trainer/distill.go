@@ -87,7 +87,7 @@ func LoadTeacherScorer(ctx context.Context, st configs.Stage, student configs.Mo
 		dir := ref
 		switch name, isStage := configs.StageRef(ref); {
 		case isStage && stageFinal == nil:
-			return nil, fmt.Errorf("%s: %s names a stage of the run, which this process cannot resolve (give the checkpoint directory or s3:// URL)", key, ref)
+			return nil, fmt.Errorf("%s: %s names a stage of the run, which this process cannot resolve: pass the run directory (trainer rollout --run-dir), or give the checkpoint directory or an s3:// URL", key, ref)
 		case isStage:
 			if dir, err = stageFinal(name); err != nil {
 				return nil, fmt.Errorf("%s: %w", key, err)

@@ -169,3 +169,25 @@ func TestEvalSeveralFamilies(t *testing.T) {
 		t.Fatalf("--env math,,logic: %v", err)
 	}
 }
+
+// TestRolloutDistillTeachers: `trainer rollout` serving a distill stage loads its teachers before it
+// connects: stage:<name> teachers need --run-dir, and a run directory without the stage's final checkpoint
+// is refused naming it.
+func TestRolloutDistillTeachers(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "pass the run directory (trainer rollout --run-dir)"},
+		{[]string{"--run-dir", t.TempDir()}, "stage:rl_code: no final checkpoint rl_code-30"},
+	} {
+		root := newRootCmd()
+		var out, errw bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&errw)
+		root.SetArgs(append([]string{"rollout", "specialists", "--stage", "distill", "--nats", "nats://127.0.0.1:1"}, c.args...))
+		if err := root.Execute(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error with %q", c.args, err, c.want)
+		}
+	}
+}

@@ -161,9 +161,9 @@ func (s *stopAt) ObserveStep(stage string, step int, _ map[string]float64) {
 	}
 }
 
-// TestBranchingResume: a run stopped during the second specialist and resumed continues that stage,
-// redoes neither the base nor the first specialist (their checkpoints are untouched, their steps logged
-// once), and ends with the weights of an uninterrupted run, stage by stage.
+// TestBranchingResume: a run stopped during the second specialist, or during the distill stage, and resumed
+// continues that stage, redoes neither the base nor the first specialist (their checkpoints are untouched,
+// their steps logged once), and ends with the weights of an uninterrupted run, stage by stage.
 func TestBranchingResume(t *testing.T) {
 	cfg := branchConfig(t)
 	whole := t.TempDir()
@@ -171,52 +171,53 @@ func TestBranchingResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := finalWeights(t, whole, cfg)
-
-	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	err := Execute(ctx, branchConfig(t), Options{Dir: dir, Log: quietLog(), Observer: &stopAt{stage: "rl_logic", step: 1, cancel: cancel}})
-	if !errors.Is(err, ErrInterrupted) {
-		t.Fatalf("stopped run: %v, want ErrInterrupted", err)
-	}
-	mathCk := filepath.Join(dir, "checkpoints", "rl_math-3", checkpoints.ManifestFile)
-	before, err := os.Stat(mathCk)
-	if err != nil {
-		t.Fatalf("the first specialist's final checkpoint: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "checkpoints", "distill-2")); err == nil {
-		t.Fatal("the stop came after the distill stage: nothing was interrupted")
-	}
-	if err := Execute(context.Background(), branchConfig(t), Options{Dir: dir, Resume: "auto", Log: quietLog()}); err != nil {
-		t.Fatalf("resume: %v", err)
-	}
-	after, err := os.Stat(mathCk)
-	if err != nil || !after.ModTime().Equal(before.ModTime()) {
-		t.Fatalf("the first specialist's checkpoint was rewritten on resume (%v)", err)
-	}
-	got := finalWeights(t, dir, cfg)
-	for _, st := range cfg.Stages {
-		if !slices.Equal(got[st.Name], want[st.Name]) {
-			t.Errorf("stage %s: final weights differ from the uninterrupted run", st.Name)
-		}
-	}
-	recs, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	logged := map[string]int{}
-	for _, r := range recs {
-		if r.Stage == "pretrain" || r.Stage == "rl_math" {
-			if _, ok := r.Values["loss"]; ok {
-				logged[r.Stage]++
+	for _, stop := range []string{"rl_logic", "distill"} {
+		t.Run("stop_in_"+stop, func(t *testing.T) {
+			dir := t.TempDir()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			err := Execute(ctx, branchConfig(t), Options{Dir: dir, Log: quietLog(), Observer: &stopAt{stage: stop, step: 1, cancel: cancel}})
+			if !errors.Is(err, ErrInterrupted) {
+				t.Fatalf("stopped run: %v, want ErrInterrupted", err)
 			}
-			if _, ok := r.Values["reward/mean"]; ok {
-				logged[r.Stage]++
+			mathCk := filepath.Join(dir, "checkpoints", "rl_math-3", checkpoints.ManifestFile)
+			before, err := os.Stat(mathCk)
+			if err != nil {
+				t.Fatalf("the first specialist's final checkpoint: %v", err)
 			}
-		}
-	}
-	if logged["pretrain"] != 4 || logged["rl_math"] != 3 {
-		t.Fatalf("training records of the finished stages after resume: %v, want pretrain 4 and rl_math 3 (redone?)", logged)
+			if _, err := os.Stat(filepath.Join(dir, "checkpoints", "distill-2")); err == nil {
+				t.Fatal("the stop came after the distill stage: nothing was interrupted")
+			}
+			if err := Execute(context.Background(), branchConfig(t), Options{Dir: dir, Resume: "auto", Log: quietLog()}); err != nil {
+				t.Fatalf("resume: %v", err)
+			}
+			after, err := os.Stat(mathCk)
+			if err != nil || !after.ModTime().Equal(before.ModTime()) {
+				t.Fatalf("the first specialist's checkpoint was rewritten on resume (%v)", err)
+			}
+			got := finalWeights(t, dir, cfg)
+			for _, st := range cfg.Stages {
+				if !slices.Equal(got[st.Name], want[st.Name]) {
+					t.Errorf("stage %s: final weights differ from the uninterrupted run", st.Name)
+				}
+			}
+			recs, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			logged := map[string]int{}
+			for _, r := range recs {
+				if _, ok := r.Values["loss"]; ok {
+					logged[r.Stage]++
+				}
+				if _, ok := r.Values["reward/mean"]; ok {
+					logged[r.Stage]++
+				}
+			}
+			if logged["pretrain"] != 4 || logged["rl_math"] != 3 || logged["rl_logic"] != 3 || logged["distill"] != 2 {
+				t.Fatalf("training records per stage after resume: %v, want pretrain 4, rl_math 3, rl_logic 3, distill 2 (a step redone or lost?)", logged)
+			}
+		})
 	}
 }
 

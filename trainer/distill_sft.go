@@ -139,8 +139,8 @@ func teacherExamples(ctx context.Context, r *Run, st configs.Stage, eng *model.E
 					if !ok {
 						continue
 					}
-					per[i] = append(per[i], sftExample{Messages: []data.Message{{Role: "user", Content: task.Prompt},
-						{Role: "assistant", ReasoningContent: reasoning, Content: answer}}})
+					per[i] = append(per[i], sftExample{Messages: append(envs.Messages(task, ""),
+						data.Message{Role: "assistant", ReasoningContent: reasoning, Content: answer})})
 				}
 			}
 		}()

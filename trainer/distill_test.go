@@ -340,7 +340,7 @@ func TestDistillWorkerProcess(t *testing.T) {
 	defer e.Shutdown()
 	ck := func(name string) string { return filepath.Join(whole, "checkpoints", name) }
 	cfg := branchConfig(t, "stages.distill.rl.bus.transport=nats", "stages.distill.rl.bus.url="+e.URL(), "stages.distill.rl.bus.local_workers=false",
-		"stages.distill.rl.bus.wait_s=60")
+		"stages.distill.rl.bus.wait_s=60", "stages.distill.rl.bus.ack_wait_s=3", "stages.distill.rl.bus.job_ack_wait_s=2", "stages.distill.rl.bus.heartbeat_s=0.5")
 	cfg.Stages = cfg.Stages[3:] // the distill stage alone, from the first run's checkpoints
 	st := &cfg.Stages[0]
 	st.InitFrom = ck("pretrain-4")

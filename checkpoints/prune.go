@@ -18,6 +18,12 @@ import (
 // never leaves a partial directory under a checkpoint's name. It must not run concurrently with Save
 // on the same directory. It returns the names removed.
 func Prune(checkpointsDir string, keepLast, keepEvery int) (removed []string, err error) {
+	return PruneKeeping(checkpointsDir, keepLast, keepEvery, nil)
+}
+
+// PruneKeeping is Prune that also keeps every checkpoint keep says true of (nil: none), e.g. the final
+// checkpoint of a stage that later stages branch from (init_from: stage:<name>).
+func PruneKeeping(checkpointsDir string, keepLast, keepEvery int, keep func(Info) bool) (removed []string, err error) {
 	if keepLast < 0 {
 		return nil, fmt.Errorf("prune %s: keepLast must be >= 0, got %d", checkpointsDir, keepLast)
 	}
@@ -32,8 +38,8 @@ func Prune(checkpointsDir string, keepLast, keepEvery int) (removed []string, er
 		return nil, fmt.Errorf("prune: %w", err)
 	}
 	for i, inf := range infos {
-		keep := i >= len(infos)-keepLast || inf.Name == latest || (keepEvery > 0 && inf.Step%keepEvery == 0)
-		if keep {
+		kept := i >= len(infos)-keepLast || inf.Name == latest || (keepEvery > 0 && inf.Step%keepEvery == 0) || (keep != nil && keep(inf))
+		if kept {
 			continue
 		}
 		if err := removeDir(checkpointsDir, inf.Name); err != nil {

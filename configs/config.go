@@ -36,7 +36,7 @@ var StageKinds = []string{KindPretrain, KindSFT, KindDSAWarmup, KindDSASparse, K
 var DataSources = []string{"synthetic", "jsonl", "parquet"}
 
 // DataGenerators lists the synthetic corpus generators data.generator may name.
-var DataGenerators = []string{"arithmetic", "math", "math_flawed", "logic", "code", "kvretrieval", "needle"}
+var DataGenerators = []string{"arithmetic", "math", "math_flawed", "logic", "code", "kvretrieval", "needle", "mix"}
 
 // ArithmeticOps lists the operators data.ops may contain.
 var ArithmeticOps = []string{"+", "-", "*"}
@@ -67,6 +67,7 @@ type Config struct {
 	Run        Run        `yaml:"run"`
 	RL         RL         `yaml:"rl"`
 	DSA        DSA        `yaml:"dsa"`
+	Distill    Distill    `yaml:"distill"`
 	Stages     []Stage    `yaml:"stages"`
 }
 
@@ -139,13 +140,19 @@ type Run struct {
 	TensorBoard bool   `yaml:"tensorboard"` // default true
 	Plots       bool   `yaml:"plots"`       // default true
 	Threads     int    `yaml:"threads"`     // kernel threads, 0 = GOMAXPROCS
+	// AccuracyTable is the number of held-out tasks per family of the end-of-run accuracy table (every
+	// trained stage's final checkpoint × every family the rl and distill stages sample); 0 = off (default).
+	AccuracyTable int `yaml:"accuracy_table"`
 }
 
 // Stage is one step of the pipeline with its own resolved copy of the training sections.
 type Stage struct {
-	Name     string `yaml:"name"`      // instance name, unique, [a-z0-9_]+, e.g. "pretrain", "rl_math"
-	Kind     string `yaml:"kind"`      // one of StageKinds
-	InitFrom string `yaml:"init_from"` // "" = the previous stage's final checkpoint (a fresh model for the first stage); else a checkpoint dir or s3:// URL
+	Name string `yaml:"name"` // instance name, unique, [a-z0-9_]+, e.g. "pretrain", "rl_math"
+	Kind string `yaml:"kind"` // one of StageKinds
+	// InitFrom is "" (the previous stage's final weights; a fresh model for the first stage), "stage:<name>"
+	// (the final checkpoint of an earlier stage of this recipe, so several stages branch from one), a
+	// checkpoint directory, or an s3:// URL.
+	InitFrom string `yaml:"init_from"`
 	// Each stage has its own resolved copy of these; a stage's YAML section overlays the top-level one key by key.
 	Data      Data      `yaml:"data"`
 	Optimizer Optimizer `yaml:"optimizer"`
@@ -153,6 +160,7 @@ type Stage struct {
 	Train     Train     `yaml:"train"`
 	RL        RL        `yaml:"rl"`
 	DSA       DSA       `yaml:"dsa"`
+	Distill   Distill   `yaml:"distill"`
 }
 
 // Default returns the defaults every recipe starts from, with the one default stage {pretrain, pretrain}.
@@ -193,6 +201,7 @@ func Default() *Config {
 		Run:        Run{Progress: "auto", TensorBoard: true, Plots: true},
 		RL:         DefaultRL(),
 		DSA:        DefaultDSA(),
+		Distill:    DefaultDistill(),
 	}
 	c.Stages = []Stage{c.newStage(KindPretrain, KindPretrain)}
 	return c
@@ -278,6 +287,23 @@ func (c *Config) Stage(name string) (*Stage, bool) {
 		}
 	}
 	return nil, false
+}
+
+// StageRefPrefix starts an init_from (or a distill teacher's checkpoint) that names an earlier stage of the
+// same recipe: "stage:pretrain".
+const StageRefPrefix = "stage:"
+
+// StageRef returns the stage name of a "stage:<name>" reference, and whether ref is one.
+func StageRef(ref string) (string, bool) { return strings.CutPrefix(ref, StageRefPrefix) }
+
+// stageIndex is the index of the stage called name, or −1.
+func (c *Config) stageIndex(name string) int {
+	for i := range c.Stages {
+		if c.Stages[i].Name == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // StageNames returns the instance names of the stages, in order.

@@ -286,7 +286,7 @@ stages:
 }
 
 func TestRecipes(t *testing.T) {
-	if got, want := Recipes(), []string{"code", "dsa", "logic", "math", "pretrain", "tiny"}; !slices.Equal(got, want) {
+	if got, want := Recipes(), []string{"code", "dsa", "logic", "math", "pretrain", "specialists", "tiny"}; !slices.Equal(got, want) {
 		t.Fatalf("Recipes() = %v, want %v", got, want)
 	}
 	for _, name := range Recipes() {
@@ -310,6 +310,8 @@ func TestRecipes(t *testing.T) {
 				want = []string{"pretrain", "dsa_warmup", "dsa_sparse", "rl_math"}
 			case "logic", "code":
 				want = []string{"pretrain", "rl_" + name}
+			case "specialists":
+				want = []string{"pretrain", "rl_math", "rl_logic", "rl_code", "distill"}
 			}
 			if names := c.StageNames(); !slices.Equal(names, want) || c.Stages[0].Kind != KindPretrain {
 				t.Errorf("Load(%q): stages %v, want %v", form, names, want)

@@ -13,7 +13,7 @@ import (
 
 // RL configures GRPO post-training: the task environment, rollout sampling and the loss.
 type RL struct {
-	Env       string            `yaml:"env"`        // task family: math, logic, code, dataset, kvretrieval, needle
+	Env       string            `yaml:"env"`        // task family: math, logic, code, dataset, kvretrieval, needle, or mix (weighted families, envs.Mix)
 	EnvParams map[string]string `yaml:"env_params"` // the family's difficulty knobs (see envs)
 
 	GroupSize       int     `yaml:"group_size"`        // G completions per prompt, default 8
@@ -154,7 +154,7 @@ func validateBus(k *checker, b *Bus) {
 var RLRolloutDtypes = []string{"float32", "bfloat16"}
 
 // RLEnvs lists the task families rl.env may name (the envs registry adds to it).
-var RLEnvs = []string{"math", "logic", "code", "dataset", "kvretrieval", "needle"}
+var RLEnvs = []string{"math", "logic", "code", "dataset", "kvretrieval", "needle", "mix"}
 
 // RLKL lists the values of rl.kl.
 var RLKL = []string{"none", "k1", "k2", "k3", "unbiased"}
@@ -193,6 +193,12 @@ func (c *Config) PolicyAttention(i int) (attention, checkpoint, why string) {
 				return AttentionSparse, "", fmt.Sprintf("stage %s (%s) trains it with sparse attention", s.Name, s.Kind)
 			case KindPretrain, KindSFT, KindDSAWarmup, KindDistill:
 				return AttentionDense, "", fmt.Sprintf("stage %s (%s) trains it with dense attention", s.Name, s.Kind)
+			}
+		}
+		if ref, ok := StageRef(s.InitFrom); ok {
+			if k := c.stageIndex(ref); k >= 0 && k < j {
+				j = k + 1 // continue the walk at the named stage (the loop's j-- lands on it)
+				continue
 			}
 		}
 		if s.InitFrom != "" {

@@ -137,6 +137,9 @@ func (c *Config) Validate() error {
 		} else {
 			sk.oneOf("kind", s.Kind, StageKinds)
 		}
+		if ref, ok := StageRef(s.InitFrom); ok {
+			checkStageRef(sk, c, "init_from", ref, i)
+		}
 		if strings.Contains(s.InitFrom, "://") {
 			if err := checkS3URL(s.InitFrom); err != nil {
 				sk.add("init_from", "%v", err)
@@ -146,9 +149,12 @@ func (c *Config) Validate() error {
 
 		ss := &checker{prefix: label + "."}
 		validateSections(ss, sections{&s.Data, &s.Optimizer, &s.Schedule, &s.Train}, &c.Model)
-		if s.Kind == KindRL {
+		if s.Kind == KindRL || s.Kind == KindDistill {
 			validateRL(ss, &s.RL)
 			validateKeepSelection(ss, c, i)
+		}
+		if s.Kind == KindDistill {
+			validateDistill(ss, c, i)
 		}
 		if s.Kind == KindDSAWarmup || s.Kind == KindDSASparse {
 			validateDSA(ss, &s.DSA)
@@ -282,6 +288,7 @@ func validateCheckpoint(k *checker, c *Checkpoint) {
 func validateRun(k *checker, r *Run) {
 	k.oneOf("run.progress", r.Progress, ProgressModes)
 	k.nonNegInt("run.threads", r.Threads)
+	k.nonNegInt("run.accuracy_table", r.AccuracyTable)
 }
 
 // checkS3URL checks the shape s3://bucket[/prefix] (bucket: 3–63 of a-z 0-9 . -, starting and ending with
@@ -299,4 +306,16 @@ func checkS3URL(u string) error {
 		return fmt.Errorf("prefix %q of %q must not contain whitespace, backslashes or empty segments", prefix, u)
 	}
 	return nil
+}
+
+// checkStageRef checks a "stage:<name>" reference of stage i: the named stage exists and comes before it.
+func checkStageRef(k *checker, c *Config, key, ref string, i int) {
+	switch j := c.stageIndex(ref); {
+	case ref == "":
+		k.add(key, "stage: names no stage (want stage:<name> of an earlier stage)")
+	case j < 0:
+		k.add(key, "stage:%s: no stage of this recipe is called %q (stages: %s)", ref, ref, strings.Join(c.StageNames(), ", "))
+	case j >= i:
+		k.add(key, "stage:%s: the stage must come before this one (it is stage %d, this is stage %d)", ref, j, i)
+	}
 }

@@ -31,7 +31,7 @@ import (
 )
 
 // TrajSchemaVersion names the trajectory schema in the stream's metadata ("sparrow.schema").
-const TrajSchemaVersion = "trajectory/2" // 2: dsa_topk, dsa_layers, dsa_k
+const TrajSchemaVersion = "trajectory/3" // 2: dsa_topk, dsa_layers, dsa_k; 3: teacher_logp
 
 // Metadata keys of an encoded group.
 const (
@@ -78,6 +78,7 @@ var (
 		{Name: "reward_parts", Type: mapStrF},
 		{Name: "finish_reason", Type: arrow.BinaryTypes.String},
 		{Name: "timings", Type: mapStrF},
+		{Name: "teacher_logp", Type: listF32}, // distillation: the family's teacher's log-probabilities (empty: not scored)
 	}
 )
 
@@ -105,6 +106,7 @@ const (
 	cParts
 	cFinish
 	cTimings
+	cTeacherLogp
 	nCols
 )
 
@@ -230,6 +232,9 @@ func appendRow(b *array.RecordBuilder, t *Trajectory, vocab int) {
 	appendMap(b.Field(cParts), t.RewardParts)
 	b.Field(cFinish).(*array.StringBuilder).Append(t.FinishReason)
 	appendMap(b.Field(cTimings), t.Timings)
+	tl := b.Field(cTeacherLogp).(*array.ListBuilder)
+	tl.Append(true)
+	tl.ValueBuilder().(*array.Float32Builder).AppendValues(t.TeacherLogp, nil)
 }
 
 func schemaFor(vocab int) *arrow.Schema {
@@ -391,6 +396,12 @@ func readRow(rec arrow.RecordBatch, i int, t *Trajectory, vocab int) error {
 		return fmt.Errorf("logp_old: %w", err)
 	}
 	t.LogpOld = slices.Clone(rec.Column(cLogp).(*array.List).ListValues().(*array.Float32).Float32Values()[s:e])
+	if s, e, err = listRange(rec.Column(cTeacherLogp), i); err != nil {
+		return fmt.Errorf("teacher_logp: %w", err)
+	}
+	if e > s {
+		t.TeacherLogp = slices.Clone(rec.Column(cTeacherLogp).(*array.List).ListValues().(*array.Float32).Float32Values()[s:e])
+	}
 	n := len(t.CompletionTokens)
 	if bmCol := rec.Column(cKeptBitmap).(*array.Binary); !bmCol.IsNull(i) {
 		bm, w := bmCol.Value(i), bitmapBytes(vocab)

@@ -28,7 +28,7 @@ const (
 
 // goldenGroup is a fixed group of two completions of one 4-token prompt over a 64-id vocabulary, with
 // MoE expert ids (1 layer × top-2) and DSA selections (1 layer × k 2) over every position, reward parts,
-// timings and both finish reasons. Trajectory 0 (5 tokens, an inserted loss_mask-0 token, 3 kept ids) is
+// timings, teacher log-probabilities (trajectory 0 only) and both finish reasons. Trajectory 0 (5 tokens, an inserted loss_mask-0 token, 3 kept ids) is
 // encoded with CSR kept sets; trajectory 1 (3 tokens, 7 kept ids) with the kept-set bitmap.
 func goldenGroup() *Group {
 	const id = "rl-000007-002"
@@ -40,6 +40,7 @@ func goldenGroup() *Group {
 			CompletionTokens: []int32{33, 17, 9, 50, 2},
 			LossMask:         []uint8{1, 1, 0, 1, 1},
 			LogpOld:          []float32{-0.25, -1.5, 0, -0.125, -0.5},
+			TeacherLogp:      []float32{-0.5, -2, -0.25, -0.125, -1},
 			KeptOffsets:      []int32{0, 1, 1, 1, 3, 3}, // {33}, whole vocabulary, whole, {21 50}, whole
 			KeptIDs:          []int32{33, 21, 50},
 			ExpertIDs:        []uint16{0, 3, 1, 2, 4, 5, 0, 7, 2, 6, 1, 3, 5, 7, 0, 1, 4, 6},

@@ -28,6 +28,10 @@ type Trajectory struct {
 	// LogpOld[i] is the sampler's log-probability of completion token i under the truncated,
 	// temperature-scaled distribution it actually sampled from (π_old).
 	LogpOld []float32
+	// TeacherLogp[i], in on-policy distillation, is the log-probability the task family's teacher gives
+	// completion token i after the prompt and the completion before it (full vocabulary, temperature 1),
+	// attached by the rollout worker (rollout.TeacherScorer); empty when the group was not scored.
+	TeacherLogp []float32
 	// Kept set of completion token i (the sampling mask), CSR: KeptIDs[KeptOffsets[i]:KeptOffsets[i+1]],
 	// sorted ascending; an empty range means the whole vocabulary. len(KeptOffsets) = len(CompletionTokens)+1.
 	KeptOffsets []int32
@@ -164,6 +168,14 @@ func (t *Trajectory) validate(vocab, index int) error {
 	for i, lp := range t.LogpOld {
 		if !(lp <= 0) || math.IsInf(float64(lp), -1) {
 			return bad("logp_old", "token %d is %v, want a finite log-probability ≤ 0", i, lp)
+		}
+	}
+	if len(t.TeacherLogp) != 0 && len(t.TeacherLogp) != n {
+		return bad("teacher_logp", "%d entries for %d completion tokens (want one per token, or none)", len(t.TeacherLogp), n)
+	}
+	for i, lp := range t.TeacherLogp {
+		if !(lp <= 0) || math.IsInf(float64(lp), -1) {
+			return bad("teacher_logp", "token %d is %v, want a finite log-probability ≤ 0", i, lp)
 		}
 	}
 	if err := t.validateKept(vocab, bad); err != nil {

@@ -63,6 +63,9 @@ func TestTrajectoryValidate(t *testing.T) {
 		{"logp_old NaN", 0, func(tr *Trajectory) { tr.LogpOld[1] = nan }, "logp_old", "token 1 is NaN"},
 		{"logp_old −Inf", 0, func(tr *Trajectory) { tr.LogpOld[1] = -inf }, "logp_old", "token 1 is -Inf"},
 		{"logp_old positive", 0, func(tr *Trajectory) { tr.LogpOld[0] = 0.5 }, "logp_old", "≤ 0"},
+		{"teacher_logp too short", 0, func(tr *Trajectory) { tr.TeacherLogp = tr.TeacherLogp[:4] }, "teacher_logp", "4 entries for 5"},
+		{"teacher_logp NaN", 0, func(tr *Trajectory) { tr.TeacherLogp[2] = nan }, "teacher_logp", "token 2 is NaN"},
+		{"teacher_logp positive", 0, func(tr *Trajectory) { tr.TeacherLogp[0] = 0.5 }, "teacher_logp", "≤ 0"},
 		{"kept_offsets too short", 0, func(tr *Trajectory) { tr.KeptOffsets = tr.KeptOffsets[:5] }, "kept_offsets", "5 entries for 5 completion tokens, want 6"},
 		{"kept_offsets not starting at 0", 0, func(tr *Trajectory) { tr.KeptOffsets[0] = 1 }, "kept_offsets", "starts at 1"},
 		{"kept_offsets decreasing", 0, func(tr *Trajectory) { tr.KeptOffsets[2] = 0 }, "kept_offsets", "decreasing at token 1"},
@@ -137,7 +140,7 @@ func TestTrajectoryValidateAccepts(t *testing.T) {
 	}{
 		{"untouched", func(tr *Trajectory) {}},
 		{"empty completion", func(tr *Trajectory) {
-			tr.CompletionTokens, tr.LossMask, tr.LogpOld, tr.KeptOffsets, tr.KeptIDs = nil, nil, nil, []int32{0}, nil
+			tr.CompletionTokens, tr.LossMask, tr.LogpOld, tr.TeacherLogp, tr.KeptOffsets, tr.KeptIDs = nil, nil, nil, nil, []int32{0}, nil
 			tr.ExpertIDs, tr.DSATopK = tr.ExpertIDs[:8], tr.DSATopK[:8]
 		}},
 		{"inserted token outside its kept set", func(tr *Trajectory) {
@@ -158,6 +161,7 @@ func TestTrajectoryValidateAccepts(t *testing.T) {
 			tr.KeptOffsets, tr.KeptIDs = []int32{0, 1, 2, 3, 4, 5}, []int32{33, 17, 9, 50, 2}
 		}},
 		{"no reward parts or timings", func(tr *Trajectory) { tr.RewardParts, tr.Timings = nil, nil }},
+		{"not scored by a teacher", func(tr *Trajectory) { tr.TeacherLogp = nil }},
 		{"policy version 0, negative reward", func(tr *Trajectory) { tr.PolicyVersion, tr.Reward = 0, -1 }},
 	}
 	for _, c := range cases {

@@ -219,6 +219,7 @@ func init() {
 		"dataset":     func(o Options) (Family, error) { return NewDataset(o) },
 		"kvretrieval": func(o Options) (Family, error) { return NewKV(o) },
 		"needle":      func(o Options) (Family, error) { return NewNeedle(o) },
+		MixName:       func(o Options) (Family, error) { return NewMix(o) },
 	} {
 		if err := Register(name, f); err != nil {
 			panic(err)

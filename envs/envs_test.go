@@ -42,6 +42,7 @@ func allFamilies(t testing.TB) []Family {
 		"dataset":     {"path": testDataset(t, 600), "reasoning_column": "reasoning"},
 		"kvretrieval": {"length": "256"},
 		"needle":      {"length": "256"},
+		"mix":         {"families": "math:1,logic:1,code:1"},
 	}
 	var fams []Family
 	for _, name := range Names() {
@@ -59,7 +60,7 @@ func allFamilies(t testing.TB) []Family {
 }
 
 func TestNames(t *testing.T) {
-	want := []string{"code", "dataset", "kvretrieval", "logic", "math", "needle"}
+	want := []string{"code", "dataset", "kvretrieval", "logic", "math", "mix", "needle"}
 	if got := Names(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Names() = %v, want %v", got, want)
 	}
@@ -74,7 +75,7 @@ func TestNewErrors(t *testing.T) {
 		opts Options
 		want string
 	}{
-		{"chess", Options{}, `envs: unknown family "chess" (registered: code, dataset, kvretrieval, logic, math, needle)`},
+		{"chess", Options{}, `envs: unknown family "chess" (registered: code, dataset, kvretrieval, logic, math, mix, needle)`},
 		{"math", Options{Params: map[string]string{"digit": "3"}}, "params.digit: unknown key (the math family knows digits, mul_digits_a, mul_digits_b, ops, style)"},
 		{"math", Options{Params: map[string]string{"digits": "x"}}, `params.digits: want an integer, got "x"`},
 		{"math", Options{Params: map[string]string{"digits": "40"}}, "params.digits: 40 is outside [1, 18]"},
@@ -118,7 +119,11 @@ func TestSplitsDisjoint(t *testing.T) {
 					if got := data.InSplit(task.ID, DefaultHeldOut); got != split {
 						t.Fatalf("task %q drawn for %s hashes into %s", task.ID, split, got)
 					}
-					if task.Family != f.Name() {
+					if m, ok := f.(*Mix); ok { // a mixture hands out its members' tasks
+						if _, ok := m.Member(task.Family); !ok {
+							t.Fatalf("task %q has family %q, no member of the mix", task.ID, task.Family)
+						}
+					} else if task.Family != f.Name() {
 						t.Fatalf("task %q has family %q", task.ID, task.Family)
 					}
 					ids[split][task.ID] = true

@@ -260,4 +260,7 @@ func registerGenerators() {
 			panic(err)
 		}
 	}
+	if err := data.RegisterGenerator(MixName, newMixGenerator); err != nil {
+		panic(err)
+	}
 }

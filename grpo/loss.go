@@ -90,6 +90,10 @@ type Batch struct {
 	LogpOld []float64 // [T] ln π_old, the sampler's log-probability
 	LogpRef []float64 // [T] ln π_ref; may be nil when KL is none
 	Adv     []float64 // [NumSeqs] advantage Â_i of each sequence
+	// TokenAdv, when not nil, is a per-token advantage added to its sequence's: token t is trained with
+	// Â_{Seq[t]} + TokenAdv[t] ([T]; on-policy distillation's −λ·(ℓ_old − ℓ_T), DistillAdvantages).
+	// Off-policy sequence masking still decides on the sequence advantage Â_i alone.
+	TokenAdv []float64
 }
 
 // Result is the loss of one micro-batch.
@@ -219,6 +223,11 @@ func Loss(cfg Config, b *Batch, norm Normalizer) (Result, error) {
 	if err := b.checkSeqs("adv", b.Adv); err != nil {
 		return Result{}, err
 	}
+	if b.TokenAdv != nil {
+		if err := b.checkTokens("token_adv", b.TokenAdv); err != nil {
+			return Result{}, err
+		}
+	}
 	w, err := Aggregator{Mode: cfg.Agg, Norm: norm, MaxLen: cfg.MaxLen}.Weights(b.Layout)
 	if err != nil {
 		return Result{}, err
@@ -234,7 +243,11 @@ func Loss(cfg Config, b *Batch, norm Normalizer) (Result, error) {
 			continue
 		}
 		logp, logpOld := b.Logp[t], b.LogpOld[t]
-		s, ds, rho, state := Surrogate(logp, logpOld, b.Adv[i], clip)
+		adv := b.Adv[i]
+		if b.TokenAdv != nil {
+			adv += b.TokenAdv[t]
+		}
+		s, ds, rho, state := Surrogate(logp, logpOld, adv, clip)
 		var kl, dkl float64
 		if cfg.KL != KLNone {
 			kl, dkl = cfg.KL.Term(logp, logpOld, b.LogpRef[t])

@@ -196,7 +196,7 @@ func (g *GroupSampler) Sample(ctx context.Context, t envs.Task, groupID string, 
 		} else {
 			s.CopyFrom(g.prefix)
 		}
-		tr := data.Trajectory{GroupID: groupID, PromptID: t.ID, Env: g.Family.Name(), PolicyVersion: version, WorkerID: g.WorkerID,
+		tr := data.Trajectory{GroupID: groupID, PromptID: t.ID, Env: TaskEnv(g.Family, t), PolicyVersion: version, WorkerID: g.WorkerID,
 			PromptTokens: prompt, KeptOffsets: []int32{0}, MoELayers: len(g.moeLayer), TopK: g.Engine.Cfg.NumExpertsPerTok}
 		tr.ExpertIDs = append(make([]uint16, 0, len(promptExperts)+g.MaxNewTokens*len(g.moeLayer)*tr.TopK), promptExperts...)
 		if len(g.moeLayer) == 0 {

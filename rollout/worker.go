@@ -110,6 +110,9 @@ type Worker struct {
 	// nil logs them instead.
 	Errors chan<- error
 	Log    *slog.Logger
+	// Scorer, when set, completes each sampled group before it is published (distillation: the teachers'
+	// log-probabilities, TeacherScorer); a scoring error fails the group like a sampling error.
+	Scorer Scorer
 }
 
 // Run takes jobs from t and publishes their groups until ctx ends or t closes (nil), or t fails.
@@ -141,6 +144,9 @@ func (w *Worker) do(ctx context.Context, t WorkerTransport, job Job) error {
 	}
 	g, err := w.Sampler.Sample(ctx, job.Task, job.GroupID, version, job.RNG())
 	release()
+	if err == nil && w.Scorer != nil {
+		err = w.Scorer.Score(ctx, g)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			t.Return(job, 0)

@@ -143,12 +143,23 @@ func newFamilyDocs(d configs.Data, seed int64, tok *data.Tokenizer, split data.S
 	return &familyDocs{fam: fam, tok: tok, split: split, seed: seed, flaw: flaw, sftMask: sftMask, name: d.Generator}, nil
 }
 
+// flawRater is a family whose flaw rate depends on the task (envs.Mix: each member's "<member>.flaw").
+type flawRater interface {
+	FlawRate(t envs.Task) (float64, bool)
+}
+
 func (f *familyDocs) Next() (data.Doc, error) {
 	rng := rand.New(rand.NewPCG(uint64(f.seed), uint64(f.draws)<<1|uint64(f.split)))
 	f.draws++
 	t := f.fam.Sample(rng, f.split)
 	conv := envs.Conversation(f.fam, t, "")
-	if f.flaw > 0 && rng.Float64() < f.flaw {
+	flaw := f.flaw
+	if fr, ok := f.fam.(flawRater); ok { // a mixture: the task's member's own rate
+		if r, ok := fr.FlawRate(t); ok {
+			flaw = r
+		}
+	}
+	if flaw > 0 && rng.Float64() < flaw {
 		if r, a, ok := f.fam.(envs.FlawedSolver).FlawedSolution(t); ok {
 			conv[len(conv)-1].ReasoningContent, conv[len(conv)-1].Content = r, a
 		}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -23,7 +24,7 @@ import (
 )
 
 // ImplementedKinds are the stage kinds this build can run.
-var ImplementedKinds = map[string]bool{configs.KindPretrain: true, configs.KindSFT: true, configs.KindRL: true, configs.KindDSAWarmup: true, configs.KindDSASparse: true}
+var ImplementedKinds = map[string]bool{configs.KindPretrain: true, configs.KindSFT: true, configs.KindRL: true, configs.KindDSAWarmup: true, configs.KindDSASparse: true, configs.KindDistill: true}
 
 // Options configure a pipeline run.
 type Options struct {
@@ -44,6 +45,8 @@ type Options struct {
 	// Observer gets every metric record as it is logged (nil: none), e.g. the Prometheus endpoint's
 	// telemetry.Learner; when it is also a QueueWatcher, rl stages on NATS hand it the queue's depth.
 	Observer Observer
+	// TableOut receives the end-of-run accuracy table (run.accuracy_table > 0); nil = standard output.
+	TableOut io.Writer
 }
 
 // Run is one pipeline run in progress.
@@ -84,7 +87,7 @@ func (r *Run) saveCheckpoint(ck *checkpoints.Checkpoint, fence func() error) (st
 	}
 	c := r.Config.Checkpoint
 	if c.KeepLast > 0 {
-		removed, err := checkpoints.Prune(r.CheckpointsDir(), c.KeepLast, c.KeepEvery)
+		removed, err := checkpoints.PruneKeeping(r.CheckpointsDir(), c.KeepLast, c.KeepEvery, r.isBranchPoint)
 		if err != nil {
 			return dir, fmt.Errorf("pruning checkpoints: %w", err)
 		}
@@ -231,6 +234,15 @@ func Execute(ctx context.Context, cfg *configs.Config, opt Options) (err error) 
 			}
 		}
 	}
+	if n := cfg.Run.AccuracyTable; n > 0 {
+		out := opt.TableOut
+		if out == nil {
+			out = os.Stdout
+		}
+		if err := r.writeAccuracyTable(n, out); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -244,7 +256,7 @@ func stoppedEarly(ctx context.Context, err error) error {
 }
 
 // newStage builds the stage of st's kind over params.
-func (r *Run) newStage(st configs.Stage, params *model.Params) (stage, error) {
+func (r *Run) newStage(ctx context.Context, st configs.Stage, params *model.Params) (stage, error) {
 	switch st.Kind {
 	case configs.KindPretrain, configs.KindSFT:
 		return newLMStage(r, st, params)
@@ -252,15 +264,26 @@ func (r *Run) newStage(st configs.Stage, params *model.Params) (stage, error) {
 		return newDSAStage(r, st, params)
 	case configs.KindRL:
 		return newRLStage(r, st, params)
+	case configs.KindDistill:
+		return newDistillStage(ctx, r, st, params)
 	}
 	return nil, fmt.Errorf("stages[%s].kind: %s is not implemented by this build", st.Name, st.Kind)
 }
 
 // stageParams returns the weights a stage starts from.
 func (r *Run) stageParams(st configs.Stage, prev *model.Params) (*model.Params, error) {
+	from := st.InitFrom
+	if ref, ok := configs.StageRef(from); ok {
+		dir, err := r.stageFinal(ref)
+		if err != nil {
+			return nil, fmt.Errorf("stages[%s].init_from: %w", st.Name, err)
+		}
+		r.Log.Info("branching from an earlier stage", "stage", st.Name, "from", ref, "checkpoint", dir)
+		from = dir
+	}
 	switch {
-	case st.InitFrom != "":
-		p, warns, err := checkpoints.LoadParams(st.InitFrom)
+	case from != "":
+		p, warns, err := checkpoints.LoadParams(from)
 		if err != nil {
 			return nil, fmt.Errorf("stages[%s].init_from: %w", st.Name, err)
 		}
@@ -293,7 +316,7 @@ func (r *Run) runStage(ctx context.Context, st configs.Stage, prev *model.Params
 	total, active := params.Count()
 	r.Log.Info("stage start", "stage", st.Name, "kind", st.Kind, "params", total, "active_params", active,
 		"steps", st.Train.Steps, "batch", st.Train.BatchSize, "seq_len", st.Train.SeqLen, "grad_accum", st.Train.GradAccum, "blas", kernels.Backend())
-	s, err := r.newStage(st, params)
+	s, err := r.newStage(ctx, st, params)
 	if err != nil {
 		return nil, err
 	}

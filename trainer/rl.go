@@ -60,6 +60,9 @@ type rlStage struct {
 	loss   grpo.Config
 	sparse bool // the policy runs DeepSeek Sparse Attention (rollout and learner)
 	layout rlLayout
+	// distill is set when the stage is an on-policy distill stage (distill.go): teacher-scored groups,
+	// per-token reverse-KL advantages.
+	distill *distillState
 
 	// the learner
 	graph, refGraph *model.Graph[float32] // policy; frozen reference (nil when β = 0)
@@ -199,9 +202,14 @@ func (s *rlStage) buildLearner(rows, T int, why string) error {
 const attentionExtraKey = "attention"
 
 func (s *rlStage) plan() plan {
-	return plan{steps: s.stage.Train.Steps, logEvery: 1, evalEvery: s.rc.EvalEvery, evalFirst: true,
+	p := plan{steps: s.stage.Train.Steps, logEvery: 1, evalEvery: s.rc.EvalEvery, evalFirst: true,
 		headline: []string{"reward/mean", "reward/accuracy", "response_length/mean", "actor/kl", "actor/pg_clipfrac", "timing_s/rollout", "timing_s/train"},
 		progress: "reward/mean", rate: "rollout/tokens_per_s"}
+	if s.distill != nil {
+		p.headline = []string{"distill/kl", "reward/accuracy", "response_length/mean", "actor/pg_clipfrac", "timing_s/rollout", "timing_s/train"}
+		p.progress = "distill/kl"
+	}
+	return p
 }
 
 // begin connects the transport (rl_bus.go) and starts the in-process workers, from the policy version
@@ -238,6 +246,9 @@ func (s *rlStage) startWorkers(ctx context.Context, t rollout.WorkerTransport) {
 	for w := range n {
 		worker := &rollout.Worker{Sampler: rollout.NewGroupSampler(s.engine, s.tok, s.family, fmt.Sprintf("w%d", w), sc),
 			Weights: s.gate, Errors: s.workerErrs, Log: s.run.Log}
+		if s.distill != nil && s.distill.scorer != nil {
+			worker.Scorer = s.distill.scorer
+		}
 		go func() { _ = worker.Run(wctx, t); done <- struct{}{} }()
 	}
 	s.stopWorkers = func() {
@@ -343,6 +354,13 @@ func (s *rlStage) step(ctx context.Context, step int) (stepResult, error) {
 		return stepResult{}, err
 	}
 	m := batch.metrics(s.version)
+	if s.distill != nil {
+		dm, err := distillMetrics(batch.trajs)
+		if err != nil {
+			return stepResult{}, err
+		}
+		maps.Copy(m, dm)
+	}
 	upd, err := s.update(step, batch)
 	if err != nil {
 		return stepResult{}, err
@@ -381,21 +399,47 @@ func (s *rlStage) step(ctx context.Context, step int) (stepResult, error) {
 }
 
 // evaluate returns eval/<env>/accuracy: greedy accuracy on the first rl.eval_tasks held-out tasks (the
-// same tasks at every evaluation), decoded by the in-process engine as the workers decode. With
-// rl.log_samples the first tasks' completions go to rollouts.jsonl.
+// same tasks at every evaluation), decoded by the in-process engine as the workers decode; for a mixture
+// of families (rl.env mix), of each member. With rl.log_samples the first tasks' completions go to
+// rollouts.jsonl.
 func (s *rlStage) evaluate(ctx context.Context, step int) (map[string]float64, error) {
 	n := s.rc.EvalTasks
 	if n == 0 {
 		return nil, nil
 	}
-	tasks, _ := envs.EvalTasks(s.family, labeledRNG(s.run.Config.Seed, "eval/"+s.rc.Env, 2), data.SplitHeldOut, n)
-	res, err := greedyEval(s.engine, s.tok, s.family, tasks, evalDecoding{maxNewTokens: s.rc.MaxNewTokens, stop: ctx.Done(),
-		sparse: s.sparse, sparseTopK: s.layout.selectionK, workers: s.rc.Workers})
-	if err != nil {
-		return nil, err
+	out := map[string]float64{}
+	for i, fe := range evalFamilies(s.family, s.rc.Env) {
+		tasks, _ := envs.EvalTasks(fe.family, labeledRNG(s.run.Config.Seed, "eval/"+fe.name, 2), data.SplitHeldOut, n)
+		res, err := greedyEval(s.engine, s.tok, fe.family, tasks, evalDecoding{maxNewTokens: s.rc.MaxNewTokens, stop: ctx.Done(),
+			sparse: s.sparse, sparseTopK: s.layout.selectionK, workers: s.rc.Workers})
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			if err := s.logEval(step, res.samples); err != nil {
+				return nil, err
+			}
+		}
+		out["eval/"+fe.name+"/accuracy"] = res.accuracy()
 	}
-	if err := s.logEval(step, res.samples); err != nil {
-		return nil, err
+	return out, nil
+}
+
+// namedFamily is a family evaluated under a name.
+type namedFamily struct {
+	name   string
+	family envs.Family
+}
+
+// evalFamilies are the families an evaluation reports: each member of a mixture, else the family itself
+// under the configured name.
+func evalFamilies(f envs.Family, name string) []namedFamily {
+	if m, ok := f.(*envs.Mix); ok {
+		out := make([]namedFamily, len(m.Members))
+		for i, mf := range m.Members {
+			out[i] = namedFamily{mf.Name(), mf}
+		}
+		return out
 	}
-	return map[string]float64{"eval/" + s.rc.Env + "/accuracy": res.accuracy()}, nil
+	return []namedFamily{{name, f}}
 }

@@ -37,6 +37,11 @@ type RLBatch struct {
 	Layout  grpo.Layout
 	LogpOld []float64 // [len(LossPos)] ln π_old of each completion token
 	Adv     []float64 // [sequences] advantage of each trajectory
+	// LogpTeacher [len(LossPos)] is ln π_T of each completion token when the trajectories carry teacher
+	// log-probabilities (distillation), else empty; TokenAdv [len(LossPos)] the per-token advantages the
+	// distill stage derives from it (nil for rl).
+	LogpTeacher []float64
+	TokenAdv    []float64
 }
 
 // rlLayout is what laying a batch out needs to know of the stage.
@@ -78,7 +83,7 @@ func (b *RLBatch) lay(trajs []*data.Trajectory, adv []float64, lay rlLayout) err
 	clear(b.Input.Weights)
 	b.LossPos, b.KeptIDs = b.LossPos[:0], b.KeptIDs[:0]
 	b.Layout = grpo.Layout{NumSeqs: len(trajs), Seq: b.Layout.Seq[:0], LossMask: b.Layout.LossMask[:0]}
-	b.LogpOld, b.Adv = b.LogpOld[:0], append(b.Adv[:0], adv...)
+	b.LogpOld, b.Adv, b.LogpTeacher = b.LogpOld[:0], append(b.Adv[:0], adv...), b.LogpTeacher[:0]
 	for r := range b.Rows {
 		var tr *data.Trajectory
 		if r < len(trajs) {
@@ -134,6 +139,9 @@ func (b *RLBatch) layRow(r int, tr *data.Trajectory, lay rlLayout) error {
 			b.Layout.Seq = append(b.Layout.Seq, r)
 			b.Layout.LossMask = append(b.Layout.LossMask, tr.LossMask[i])
 			b.LogpOld = append(b.LogpOld, float64(tr.LogpOld[i]))
+			if len(tr.TeacherLogp) > 0 {
+				b.LogpTeacher = append(b.LogpTeacher, float64(tr.TeacherLogp[i]))
+			}
 			b.Input.Weights[pos] = float32(tr.LossMask[i])
 		}
 	}

@@ -180,6 +180,11 @@ func (s *rlStage) check(g *data.Group) (reason, why string, err error) {
 		}
 		lag = max(lag, s.version-tr.PolicyVersion)
 	}
+	if s.distill != nil {
+		if err := distillCheck(g); err != nil {
+			return "", "", err
+		}
+	}
 	if lag > int64(s.rc.MaxStaleness) {
 		return dropStale, fmt.Sprintf("sampled %d versions ago, rl.max_staleness is %d", lag, s.rc.MaxStaleness), nil
 	}

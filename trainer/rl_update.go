@@ -37,6 +37,11 @@ func (s *rlStage) advantages(groups []*data.Group) (*groupBatch, error) {
 	}
 	var err error
 	b.adv, b.stats, err = s.loss.Advantages(rewards, s.rc.GroupSize)
+	if err == nil && s.distill != nil { // distillation: the reward's share of every token's advantage
+		for i := range b.adv {
+			b.adv[i] *= s.distill.rewardWeight
+		}
+	}
 	return b, err
 }
 
@@ -101,6 +106,9 @@ func (s *rlStage) update(step int, b *groupBatch) (updateResult, error) {
 			break
 		}
 		if err := s.batch.lay(b.trajs[lo:hi], b.adv[lo:hi], s.layout); err != nil {
+			return u, err
+		}
+		if err := s.distillAdvantages(s.batch); err != nil {
 			return u, err
 		}
 		ref, err := s.referenceLogp(s.batch)
@@ -205,7 +213,7 @@ func (o *objective) loss(all []float64) (float64, []float64, error) {
 	b := o.batch
 	o.logp = b.atLoss(nil, all)
 	var err error
-	if o.result, err = grpo.Loss(o.cfg, &grpo.Batch{Layout: b.Layout, Logp: o.logp, LogpOld: b.LogpOld, LogpRef: o.logpRef, Adv: b.Adv}, o.norm); err != nil {
+	if o.result, err = grpo.Loss(o.cfg, &grpo.Batch{Layout: b.Layout, Logp: o.logp, LogpOld: b.LogpOld, LogpRef: o.logpRef, Adv: b.Adv, TokenAdv: b.TokenAdv}, o.norm); err != nil {
 		return 0, nil, err
 	}
 	clear(o.dlogp)
@@ -255,4 +263,19 @@ func (s *rlStage) applyGradients(step int, loss float64) (norm, lr float64, appl
 func (s *rlStage) advancePolicy() error {
 	s.version++
 	return s.gate.Swap(s.version, s.syncRollout)
+}
+
+// distillAdvantages sets b.TokenAdv to the on-policy distillation advantages −λ·(ℓ_old − ℓ_T) of a
+// distill stage (grpo.DistillAdvantages); nil for an rl stage.
+func (s *rlStage) distillAdvantages(b *RLBatch) error {
+	if s.distill == nil {
+		b.TokenAdv = nil
+		return nil
+	}
+	adv, err := grpo.DistillAdvantages(b.Layout, b.LogpOld, b.LogpTeacher, s.distill.klCoef)
+	if err != nil {
+		return fmt.Errorf("distillation advantages: %w", err)
+	}
+	b.TokenAdv = adv
+	return nil
 }

@@ -117,3 +117,77 @@ func TestEvalTextFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestEvalSeveralFamilies: --env math,logic prints one JSON object with each family's accuracy and
+// pass@k, each family measured with its own knobs from a mixture's env_params.
+func TestEvalSeveralFamilies(t *testing.T) {
+	run := t.TempDir()
+	cfg, err := configs.Load("math", []string{"rl.env=mix", `rl.env_params={"families":"math:1,logic:1","math.digits":"1","logic.sort_len":"3"}`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.WriteResolved(filepath.Join(run, "config.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	ckpt := saveTinyCheckpoint(t, filepath.Join(run, "checkpoints"), 10)
+	root := newRootCmd()
+	var out, errw bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errw)
+	root.SetArgs([]string{"eval", "--checkpoint", ckpt, "--env", "math,logic", "--n", "3", "--k", "2", "--set", "rl.max_new_tokens=4"})
+	if err := root.Execute(); err != nil {
+		t.Fatalf("eval: %v\n%s", err, errw.String())
+	}
+	var res struct {
+		N        int
+		Accuracy map[string]float64
+		PassAtK  map[string]float64 `json:"pass_at_k"`
+		Families map[string]struct {
+			Env      string
+			Distinct int
+		}
+	}
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("eval printed %q: %v", out.String(), err)
+	}
+	for _, env := range []string{"math", "logic"} {
+		if _, ok := res.Accuracy[env]; !ok {
+			t.Errorf("no accuracy of %s in %s", env, out.String())
+		}
+		if _, ok := res.PassAtK[env]; !ok {
+			t.Errorf("no pass@k of %s", env)
+		}
+		if f := res.Families[env]; f.Env != env || f.Distinct == 0 {
+			t.Errorf("family %s: %+v", env, f)
+		}
+	}
+	root = newRootCmd()
+	root.SetOut(&out)
+	root.SetErr(&errw)
+	root.SetArgs([]string{"eval", "--checkpoint", ckpt, "--env", "math,,logic"})
+	if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "empty family name") {
+		t.Fatalf("--env math,,logic: %v", err)
+	}
+}
+
+// TestRolloutDistillTeachers: `trainer rollout` serving a distill stage loads its teachers before it
+// connects: stage:<name> teachers need --run-dir, and a run directory without the stage's final checkpoint
+// is refused naming it.
+func TestRolloutDistillTeachers(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "pass the run directory (trainer rollout --run-dir)"},
+		{[]string{"--run-dir", t.TempDir()}, "stage:rl_code: no final checkpoint rl_code-30"},
+	} {
+		root := newRootCmd()
+		var out, errw bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&errw)
+		root.SetArgs(append([]string{"rollout", "specialists", "--stage", "distill", "--nats", "nats://127.0.0.1:1"}, c.args...))
+		if err := root.Execute(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error with %q", c.args, err, c.want)
+		}
+	}
+}

@@ -14,12 +14,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/rollout"
 	"github.com/sparrow-rl/sparrow/rollout/natsbus"
 	"github.com/sparrow-rl/sparrow/trainer"
 )
@@ -145,7 +147,7 @@ directory, a checkpoint directory or an s3:// URL; without CONFIG the run's conf
 func newRolloutCmd() *cobra.Command {
 	var nf natsFlags
 	var sets []string
-	var stage string
+	var stage, runDir string
 	var workers int
 	var mf metricsFlags
 	c := &cobra.Command{
@@ -169,13 +171,13 @@ func newRolloutCmd() *cobra.Command {
 			}
 			var st *configs.Stage
 			for i := range cfg.Stages {
-				if s := &cfg.Stages[i]; s.Kind == configs.KindRL && (stage == "" || s.Name == stage) {
+				if s := &cfg.Stages[i]; (s.Kind == configs.KindRL || s.Kind == configs.KindDistill) && (stage == "" || s.Name == stage) {
 					st = s
 					break
 				}
 			}
 			if st == nil {
-				return fmt.Errorf("config %s has no rl stage %q (stages: %v)", cfg.Name, stage, cfg.StageNames())
+				return fmt.Errorf("config %s has no rl or distill stage %q (stages: %v)", cfg.Name, stage, cfg.StageNames())
 			}
 			if workers <= 0 {
 				workers = st.RL.Workers
@@ -188,6 +190,18 @@ func newRolloutCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var scorer rollout.Scorer
+			if st.Kind == configs.KindDistill { // this process holds the teachers and scores what it samples
+				var stageFinal func(string) (string, error)
+				if runDir != "" {
+					stageFinal = trainer.StageFinal(cfg, runDir)
+				}
+				sc, err := trainer.LoadTeacherScorer(ctx, *st, cfg.Model, stageFinal, filepath.Join(os.TempDir(), "sparrow-teachers"), log)
+				if err != nil {
+					return err
+				}
+				scorer = sc
+			}
 			names := trainer.BusNames(cfg, *st)
 			conn := natsbus.FromConfig(ctx, st.RL.Bus, st.RL.Bus.URL, "", log)
 			log.Info("rollout", "config", cfg.Name, "stage", st.Name, "workers", workers, "conn", conn, "jobs", names.JobSubject(),
@@ -198,7 +212,7 @@ func newRolloutCmd() *cobra.Command {
 			}
 			defer stopMetrics()
 			rep, err := natsbus.RunWorkers(ctx, natsbus.WorkerOptions{Conn: conn, Names: names, RL: st.RL, Attention: att, AttentionWhy: why,
-				Family: fam, Workers: workers, Log: log, OnStart: onStart})
+				Family: fam, Workers: workers, Log: log, OnStart: onStart, Scorer: scorer})
 			log.Info("rollout finished", "groups", rep.Groups, "tokens", rep.Tokens, "policy_version", rep.Version, "weight_swaps", rep.Swaps, "policy", rep.Policy.String())
 			if sig := stoppedBySignal(ctx); sig != nil && errors.Is(err, context.Canceled) {
 				// a graceful stop: finished groups were published and acked, prompts in flight handed back
@@ -209,7 +223,8 @@ func newRolloutCmd() *cobra.Command {
 	}
 	nf.register(c)
 	c.Flags().StringArrayVar(&sets, "set", nil, "override a config key (repeatable)")
-	c.Flags().StringVar(&stage, "stage", "", "rl stage to serve (default: the first)")
+	c.Flags().StringVar(&stage, "stage", "", "rl or distill stage to serve (default: the first)")
+	c.Flags().StringVar(&runDir, "run-dir", "", "the learner's run directory, where a distill stage's stage:<name> teachers are (else teachers must be directories or s3:// URLs)")
 	c.Flags().IntVar(&workers, "workers", 0, "workers in this process (default: rl.workers)")
 	mf.register(c)
 	return c

@@ -300,6 +300,17 @@ func newEvalCmd(g *globalFlags) *cobra.Command {
 			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent("", "  ")
+			if strings.Contains(env, ",") { // several families: one JSON object with each one's accuracy
+				names, err := trainer.SplitEnvs(env)
+				if err != nil {
+					return err
+				}
+				res, err := trainer.EvaluateFamilies(ckpt, cfg, st, names, n, k)
+				if err != nil {
+					return err
+				}
+				return enc.Encode(res)
+			}
 			if env != "" {
 				res, err := trainer.EvaluateTasks(ckpt, cfg, st, env, n, k)
 				if err != nil {
@@ -326,7 +337,7 @@ func newEvalCmd(g *globalFlags) *cobra.Command {
 	c.Flags().StringVar(&config, "config", "", "config for the data and batch shape (default: the run's config.yaml, else the pretrain recipe)")
 	c.Flags().StringVar(&stage, "stage", "", "stage whose data section to evaluate on (default: the first)")
 	c.Flags().IntVar(&batches, "batches", 0, "held-out batches (default: train.eval_batches)")
-	c.Flags().StringVar(&env, "env", "", "evaluate on a task family instead (math, logic, code, kvretrieval, needle, dataset): greedy accuracy and pass@k")
+	c.Flags().StringVar(&env, "env", "", "evaluate on a task family instead (math, logic, code, kvretrieval, needle, dataset), or on several (math,logic,code: one JSON object by family): greedy accuracy and pass@k")
 	c.Flags().IntVar(&n, "n", 500, "with --env: held-out tasks")
 	c.Flags().IntVar(&k, "k", 8, "with --env: samples per task for pass@k (0 = greedy only)")
 	c.Flags().StringVar(&samplesPath, "samples", "", "with --env: write every greedy completion and its grade to this JSONL file")

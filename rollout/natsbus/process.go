@@ -43,8 +43,11 @@ type WorkerOptions struct {
 	// tell here (an init_from checkpoint on the learner's machine only): the weights' policy is followed.
 	Attention, AttentionWhy string
 	Family                  envs.Family
-	Workers                 int
-	Log                     *slog.Logger
+	// Scorer, when set, completes every sampled group before it is published (a distill stage: the
+	// teachers' log-probabilities, rollout.TeacherScorer, loaded by this process, never by the learner).
+	Scorer  rollout.Scorer
+	Workers int
+	Log     *slog.Logger
 	// OnStart, when set, is called once with the process's counters as the workers start (after the first
 	// weights arrived): the Prometheus endpoint reads them when scraped (telemetry.Worker.Attach).
 	OnStart func(*WorkerProbe)
@@ -169,7 +172,7 @@ func RunWorkers(ctx context.Context, o WorkerOptions) (WorkerReport, error) {
 	sc := rollout.RLSamplerConfig(o.RL, pol.Sparse(), pol.SparseTopK)
 	errs := make([]error, o.Workers)
 	for w := range o.Workers {
-		worker := &rollout.Worker{Sampler: rollout.NewGroupSampler(eng, tok, o.Family, fmt.Sprintf("%s/w%d", id, w), sc), Weights: gate, Log: log}
+		worker := &rollout.Worker{Sampler: rollout.NewGroupSampler(eng, tok, o.Family, fmt.Sprintf("%s/w%d", id, w), sc), Weights: gate, Log: log, Scorer: o.Scorer}
 		wg.Add(1)
 		go func() { defer wg.Done(); errs[w] = worker.Run(wctx, client) }()
 	}

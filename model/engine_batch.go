@@ -19,6 +19,8 @@ package model
 import (
 	"fmt"
 	"math"
+	"sync"
+	"sync/atomic"
 
 	"github.com/sparrow-rl/sparrow/dsa"
 	"github.com/sparrow-rl/sparrow/internal/kernels"
@@ -37,28 +39,42 @@ type DecodeInput struct {
 
 // Batch is the work space of batched decode steps of up to Cap sequences over one engine. It holds no
 // sequence state (that is in each Session), so any sessions of the engine may share a step. It is not safe
-// for concurrent use.
+// for concurrent use. A step spreads its work over kernels.Threads() lanes: the output columns of the
+// projections, the sequences' attention, and the experts (the shared one included) are independent tasks,
+// each writing only its own outputs, so the result does not depend on the number of lanes or their timing.
 type Batch struct {
 	e   *Engine
 	Cap int
 
 	x, h, qa, qn, q, kva, qt, ctx, o, ffn, logits []float32 // [B, ·]
+	a, u, act                                     []float32 // dense FFN activations [B, I]
 	rstd                                          []float32 // [B]
-	sc                                            []float32 // [H, n] one sequence's scores (grown)
-	gl, gr                                        []float32 // [k, kvr], [k, dr]: a sparse sequence's gathered cache rows
-	// MoE: affinities [B, E], gate weights and ids [B, K], per-slot expert outputs [B·K, D]
-	s, w       []float32
-	ids        []int32
-	sel        []float64
-	slots      []int // the (b·K + k) slots of the rows routed to one expert
-	ein, eout  []float32
-	eo         []float32
-	expert     swiglu[float32]
-	pos        []int
-	iq, iw, ik []float32 // one sparse row's index queries [Hi, Dh], head weights [Hi], scores [Hi, n]
-	khat, kr1  []float32
-	iscore     []float32
-	heap       []int32
+	// MoE: affinities [B, E], gate weights and ids [B, K], per-slot expert outputs [B·K, D], the slots
+	// (b·K + k) routed to each expert.
+	s, w  []float32
+	ids   []int32
+	sel   []float64
+	slots [][]int
+	eo    []float32
+	pos   []int
+	lanes []lane
+	tasks []expertTask
+}
+
+// lane is one worker's scratch for the tasks of a step.
+type lane struct {
+	sc, gl, gr     []float32 // a sequence's scores [H, n] and gathered cache rows [k, kvr], [k, dr]
+	iq, iw, ik     []float32 // a sparse sequence's index queries [Hi, Dh], head weights [Hi], scores [Hi, n]
+	khat, kr1, isc []float32
+	heap           []int32
+	f              swiglu[float32]
+	ein, eout      []float32 // an expert's gathered rows and outputs [n_j, D]
+}
+
+// expertTask is one FFN expert's work in a MoE step: the shared expert (all rows) or routed expert j.
+type expertTask struct {
+	shared bool
+	j      int
 }
 
 // NewBatch allocates the work space of decode steps of up to capacity sequences.
@@ -75,14 +91,70 @@ func (e *Engine) NewBatch(capacity int) (*Batch, error) {
 		qa: make([]float32, B*c.QLoraRank), qn: make([]float32, B*c.QLoraRank), q: make([]float32, B*H*dq),
 		kva: make([]float32, B*(kvr+dr)), qt: make([]float32, B*H*kvr), ctx: make([]float32, B*H*kvr),
 		o: make([]float32, B*H*c.VHeadDim), logits: make([]float32, B*c.VocabSize), rstd: make([]float32, B),
+		a: make([]float32, B*c.IntermediateSize), u: make([]float32, B*c.IntermediateSize), act: make([]float32, B*c.IntermediateSize),
 		s: make([]float32, B*E), w: make([]float32, B*K), ids: make([]int32, B*K), sel: make([]float64, E),
-		slots: make([]int, 0, B*K), ein: make([]float32, B*K*D), eout: make([]float32, B*K*D), eo: make([]float32, B*K*D),
-		expert: swiglu[float32]{D: D, I: max(c.MoEIntermediateSize, c.IntermediateSize)}, pos: make([]int, B)}
-	if c.IndexNHeads > 0 {
-		b.iq, b.iw = make([]float32, c.IndexNHeads*c.IndexHeadDim), make([]float32, c.IndexNHeads)
-		b.khat, b.kr1 = make([]float32, c.IndexHeadDim), make([]float32, 1)
+		slots: make([][]int, E), eo: make([]float32, B*K*D), pos: make([]int, B), lanes: make([]lane, max(kernels.Threads(), 1))}
+	for i := range b.slots {
+		b.slots[i] = make([]int, 0, B*K)
+	}
+	for i := range b.lanes {
+		ln := &b.lanes[i]
+		ln.f = swiglu[float32]{D: D, I: c.MoEIntermediateSize}
+		ln.ein, ln.eout = make([]float32, B*max(K, 1)*D), make([]float32, B*max(K, 1)*D)
+		if c.IndexNHeads > 0 {
+			ln.iq, ln.iw = make([]float32, c.IndexNHeads*c.IndexHeadDim), make([]float32, c.IndexNHeads)
+			ln.khat, ln.kr1 = make([]float32, c.IndexHeadDim), make([]float32, 1)
+		}
 	}
 	return b, nil
+}
+
+// parallel runs task(ln, i) for i in [0, n) on up to len(b.lanes) goroutines, each taking the next task when
+// it finishes one (so tasks of unequal cost balance); every task writes only its own outputs.
+func (b *Batch) parallel(n int, task func(ln *lane, i int)) {
+	w := min(len(b.lanes), n)
+	if w <= 1 {
+		for i := range n {
+			task(&b.lanes[0], i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for l := range w {
+		wg.Add(1)
+		go func(ln *lane) {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				task(ln, i)
+			}
+		}(&b.lanes[l])
+	}
+	wg.Wait()
+}
+
+// splitFlops is the least product (2·m·in·out) whose output columns linear spreads over the lanes.
+const splitFlops = 1 << 18
+
+// linear computes y = x·Wᵀ (+ y when accumulate) for x [m, in], W [out, in], y [m, out] as kernels.Linear
+// does, with the output columns split over the lanes when the product pays for it: decode's products have few
+// rows, which kernels.Gemm's row split cannot use. The split depends on the shapes only.
+func (b *Batch) linear(y, x, w []float32, m, in, out int, accumulate bool) {
+	parts := min(len(b.lanes), out/32)
+	if parts <= 1 || 2*m*in*out < splitFlops {
+		kernels.Linear(y, x, w, m, in, out, accumulate)
+		return
+	}
+	chunk := (out + parts - 1) / parts
+	var beta float32
+	if accumulate {
+		beta = 1
+	}
+	b.parallel(parts, func(_ *lane, p int) {
+		o0 := p * chunk
+		o1 := min(o0+chunk, out)
+		kernels.Gemm(false, true, m, o1-o0, in, 1, x, in, w[o0*in:], in, beta, y[o0:], out)
+	})
 }
 
 // check validates a step's inputs: room in every cache, token ids, forced ids, one row per session.
@@ -142,10 +214,10 @@ func (b *Batch) Step(in []DecodeInput) error {
 	for l := 0; l < c.NumHiddenLayers; l++ {
 		// Projections of the B rows [B, D] → q [B, H·dq], the new latent and rope key of every row.
 		kernels.RMSNorm(h, rstd, x, B, D, D, 0, e.w(l, "input_layernorm.weight"), c.RMSNormEps)
-		kernels.Linear(b.qa, h, e.w(l, "self_attn.q_a_proj.weight"), B, D, c.QLoraRank, false)
+		b.linear(b.qa, h, e.w(l, "self_attn.q_a_proj.weight"), B, D, c.QLoraRank, false)
 		kernels.RMSNorm(b.qn, rstd, b.qa, B, c.QLoraRank, c.QLoraRank, 0, e.w(l, "self_attn.q_a_layernorm.weight"), c.RMSNormEps)
-		kernels.Linear(b.q, b.qn, e.w(l, "self_attn.q_b_proj.weight"), B, c.QLoraRank, H*dq, false)
-		kernels.Linear(b.kva, h, e.w(l, "self_attn.kv_a_proj_with_mqa.weight"), B, D, kvr+dr, false)
+		b.linear(b.q, b.qn, e.w(l, "self_attn.q_b_proj.weight"), B, c.QLoraRank, H*dq, false)
+		b.linear(b.kva, h, e.w(l, "self_attn.kv_a_proj_with_mqa.weight"), B, D, kvr+dr, false)
 		kvNorm := e.w(l, "self_attn.kv_a_layernorm.weight")
 		for i, r := range in {
 			s, pos := r.S, b.pos[i]
@@ -165,35 +237,24 @@ func (b *Batch) Step(in []DecodeInput) error {
 			kernels.Gemm(false, false, B, kvr, dn, 1, b.q[hd*dq:], H*dq, wuk, kvr, 0, b.qt[hd*kvr:], H*kvr)
 		}
 		// Attention per sequence over its own cache, all heads in one product: ctx [B, H, kvr].
-		for i, r := range in {
-			if r.S.TopK > 0 {
-				var forced []int32
-				if r.Selection != nil {
-					forced = r.Selection[l]
-				}
-				b.sparseAttention(l, i, r.S, forced)
-			} else {
-				b.denseAttention(l, i, r.S)
-			}
-		}
+		b.parallel(B, func(ln *lane, i int) { b.attention(ln, l, i, in[i]) })
 		// o_{b,i} = W^UV_i ctx_{b,i} for the B rows of each head, then the output projection into the residual.
 		for hd := 0; hd < H; hd++ {
 			wuv := wkv[(hd*(dn+dv)+dn)*kvr : (hd+1)*(dn+dv)*kvr] // [dv, kvr]
 			kernels.Gemm(false, true, B, dv, kvr, 1, b.ctx[hd*kvr:], H*kvr, wuv, kvr, 0, b.o[hd*dv:], H*dv)
 		}
-		kernels.Linear(x, b.o, e.w(l, "self_attn.o_proj.weight"), B, H*dv, D, true)
+		b.linear(x, b.o, e.w(l, "self_attn.o_proj.weight"), B, H*dv, D, true)
 		kernels.RMSNorm(h, rstd, x, B, D, D, 0, e.w(l, "post_attention_layernorm.weight"), c.RMSNormEps)
 		if c.IsMoE(l) {
 			b.moe(l, in)
 		} else {
-			b.expert.I = c.IntermediateSize
-			b.expert.forward(b.ffn, h, e.w(l, "mlp.gate_proj.weight"), e.w(l, "mlp.up_proj.weight"), e.w(l, "mlp.down_proj.weight"), B, false)
+			b.denseFFN(l, B)
 		}
 		kernels.Axpy(1, b.ffn[:B*D], x)
 	}
 	kernels.RMSNorm(h, rstd, x, B, D, D, 0, e.P.MustGet("model.norm.weight"), c.RMSNormEps)
 	V := c.VocabSize
-	kernels.Linear(b.logits, h, e.P.MustGet("lm_head.weight"), B, D, V, false)
+	b.linear(b.logits, h, e.P.MustGet("lm_head.weight"), B, D, V, false)
 	for i, r := range in {
 		copy(r.S.Logits, b.logits[i*V:(i+1)*V])
 		r.S.Len++
@@ -201,26 +262,51 @@ func (b *Batch) Step(in []DecodeInput) error {
 	return nil
 }
 
+// attention writes row i's ctx [H, kvr] for its session's attention (dense or sparse).
+func (b *Batch) attention(ln *lane, l, i int, r DecodeInput) {
+	if r.S.TopK == 0 {
+		b.denseAttention(ln, l, i, r.S)
+		return
+	}
+	var forced []int32
+	if r.Selection != nil {
+		forced = r.Selection[l]
+	}
+	b.sparseAttention(ln, l, i, r.S, forced)
+}
+
+// denseFFN computes ffn [B, D] = W_down·(SiLU(W_gate·h) ⊙ W_up·h) for layer l's dense SwiGLU FFN (as swiglu.forward,
+// with split products).
+func (b *Batch) denseFFN(l, B int) {
+	e, c := b.e, b.e.Cfg
+	D, I := c.HiddenSize, c.IntermediateSize
+	a, u, act := b.a[:B*I], b.u[:B*I], b.act[:B*I]
+	b.linear(a, b.h, e.w(l, "mlp.gate_proj.weight"), B, D, I, false)
+	b.linear(u, b.h, e.w(l, "mlp.up_proj.weight"), B, D, I, false)
+	kernels.SwiGLU(act, a, u)
+	b.linear(b.ffn, act, e.w(l, "mlp.down_proj.weight"), B, I, D, false)
+}
+
 // denseAttention writes row i's ctx [H, kvr] = softmax(S)·C over every cached position of s (absorbed MLA).
-func (b *Batch) denseAttention(l, i int, s *Session) {
+func (b *Batch) denseAttention(ln *lane, l, i int, s *Session) {
 	c := b.e.Cfg
 	H, dn, dr, kvr := c.NumAttentionHeads, c.QKNopeHeadDim, c.QKRopeHeadDim, c.KVLoraRank
 	dq := dn + dr
 	n := b.pos[i] + 1
 	scale := float32(1 / math.Sqrt(float64(dq)))
-	b.sc = grow(b.sc, H*n)
+	ln.sc = grow(ln.sc, H*n)
 	qt, q, ctx := b.qt[i*H*kvr:(i+1)*H*kvr], b.q[i*H*dq:(i+1)*H*dq], b.ctx[i*H*kvr:(i+1)*H*kvr]
-	kernels.Gemm(false, true, H, n, kvr, scale, qt, kvr, s.latent[l], kvr, 0, b.sc, n)
-	kernels.Gemm(false, true, H, n, dr, scale, q[dn:], dq, s.krope[l], dr, 1, b.sc, n)
+	kernels.Gemm(false, true, H, n, kvr, scale, qt, kvr, s.latent[l], kvr, 0, ln.sc, n)
+	kernels.Gemm(false, true, H, n, dr, scale, q[dn:], dq, s.krope[l], dr, 1, ln.sc, n)
 	for hd := 0; hd < H; hd++ {
-		kernels.SoftmaxRow(b.sc[hd*n : (hd+1)*n])
+		kernels.SoftmaxRow(ln.sc[hd*n : (hd+1)*n])
 	}
-	kernels.Gemm(false, false, H, kvr, n, 1, b.sc, n, s.latent[l], kvr, 0, ctx, kvr)
+	kernels.Gemm(false, false, H, kvr, n, 1, ln.sc, n, s.latent[l], kvr, 0, ctx, kvr)
 }
 
 // sparseAttention caches row i's index key, selects (or takes the forced) top-k positions of s with the
 // lightning indexer (dsv32-spec.md §1.2), and writes ctx [H, kvr] = softmax(S)·C over those positions only.
-func (b *Batch) sparseAttention(l, i int, s *Session, forced []int32) {
+func (b *Batch) sparseAttention(ln *lane, l, i int, s *Session, forced []int32) {
 	e, c := b.e, b.e.Cfg
 	H, dn, dr, kvr := c.NumAttentionHeads, c.QKNopeHeadDim, c.QKRopeHeadDim, c.KVLoraRank
 	dq := dn + dr
@@ -231,49 +317,49 @@ func (b *Batch) sparseAttention(l, i int, s *Session, forced []int32) {
 	wt := s.indexerWeights(l)
 	keys := s.ikeys[l]
 	h, qn := b.h[i*D:(i+1)*D], b.qn[i*QR:(i+1)*QR]
-	dsa.Keys(d, e.rope, keys[pos*d.Dh:(pos+1)*d.Dh], b.khat, b.kr1, h, 1, pos, wt)
+	dsa.Keys(d, e.rope, keys[pos*d.Dh:(pos+1)*d.Dh], ln.khat, ln.kr1, h, 1, pos, wt)
 	sel := s.Selected[l]
 	if forced != nil {
 		copy(sel, forced)
 	} else {
 		// I_t = Σ_j w_j·ReLU(q_j·k_s) over the cached keys, then the top k.
-		dsa.Queries(d, e.rope, b.iq, b.iw, qn, h, 1, pos, wt)
-		b.ik = grow(b.ik, d.H*n)
-		kernels.Gemm(false, true, d.H, n, d.Dh, 1, b.iq, d.Dh, keys, d.Dh, 0, b.ik, n)
-		b.iscore = grow(b.iscore, n)
-		sc := b.iscore
+		dsa.Queries(d, e.rope, ln.iq, ln.iw, qn, h, 1, pos, wt)
+		ln.ik = grow(ln.ik, d.H*n)
+		kernels.Gemm(false, true, d.H, n, d.Dh, 1, ln.iq, d.Dh, keys, d.Dh, 0, ln.ik, n)
+		ln.isc = grow(ln.isc, n)
+		sc := ln.isc
 		clear(sc)
 		for j := 0; j < d.H; j++ {
-			wj, z := b.iw[j], b.ik[j*n:(j+1)*n]
+			wj, z := ln.iw[j], ln.ik[j*n:(j+1)*n]
 			for t, v := range z {
 				if v > 0 {
 					sc[t] += wj * v
 				}
 			}
 		}
-		if len(b.heap) < len(sel) {
-			b.heap = make([]int32, len(sel))
+		if len(ln.heap) < len(sel) {
+			ln.heap = make([]int32, len(sel))
 		}
-		dsa.SelectRow(sel, sc, n, b.heap)
+		dsa.SelectRow(sel, sc, n, ln.heap)
 	}
 	k := len(sel)
-	b.gl, b.gr = grow(b.gl, k*kvr), grow(b.gr, k*dr)
+	ln.gl, ln.gr = grow(ln.gl, k*kvr), grow(ln.gr, k*dr)
 	for j, t := range sel {
 		if t < 0 || int(t) >= n {
-			clear(b.gl[j*kvr : (j+1)*kvr])
-			clear(b.gr[j*dr : (j+1)*dr])
+			clear(ln.gl[j*kvr : (j+1)*kvr])
+			clear(ln.gr[j*dr : (j+1)*dr])
 			continue
 		}
-		copy(b.gl[j*kvr:(j+1)*kvr], s.latent[l][int(t)*kvr:(int(t)+1)*kvr])
-		copy(b.gr[j*dr:(j+1)*dr], s.krope[l][int(t)*dr:(int(t)+1)*dr])
+		copy(ln.gl[j*kvr:(j+1)*kvr], s.latent[l][int(t)*kvr:(int(t)+1)*kvr])
+		copy(ln.gr[j*dr:(j+1)*dr], s.krope[l][int(t)*dr:(int(t)+1)*dr])
 	}
 	scale := float32(1 / math.Sqrt(float64(dq)))
-	b.sc = grow(b.sc, H*k)
+	ln.sc = grow(ln.sc, H*k)
 	qt, q, ctx := b.qt[i*H*kvr:(i+1)*H*kvr], b.q[i*H*dq:(i+1)*H*dq], b.ctx[i*H*kvr:(i+1)*H*kvr]
-	kernels.Gemm(false, true, H, k, kvr, scale, qt, kvr, b.gl, kvr, 0, b.sc, k)
-	kernels.Gemm(false, true, H, k, dr, scale, q[dn:], dq, b.gr, dr, 1, b.sc, k)
+	kernels.Gemm(false, true, H, k, kvr, scale, qt, kvr, ln.gl, kvr, 0, ln.sc, k)
+	kernels.Gemm(false, true, H, k, dr, scale, q[dn:], dq, ln.gr, dr, 1, ln.sc, k)
 	for hd := 0; hd < H; hd++ {
-		row := b.sc[hd*k : (hd+1)*k]
+		row := ln.sc[hd*k : (hd+1)*k]
 		for j, t := range sel {
 			if t < 0 || int(t) >= n {
 				row[j] = float32(math.Inf(-1))
@@ -281,21 +367,26 @@ func (b *Batch) sparseAttention(l, i int, s *Session, forced []int32) {
 		}
 		kernels.SoftmaxRow(row)
 	}
-	kernels.Gemm(false, false, H, kvr, k, 1, b.sc, k, b.gl, kvr, 0, ctx, kvr)
+	kernels.Gemm(false, false, H, kvr, k, 1, ln.sc, k, ln.gl, kvr, 0, ctx, kvr)
 }
 
 // moe computes ffn [B, D] = MoE(h) for layer l: every row's experts are selected (or forced) and recorded in
-// its session, the shared expert runs on all rows, each routed expert on the rows routed to it.
+// its session; the shared expert (all rows) and each routed expert (the rows routed to it, as one [n_j, D]
+// product) are tasks over the lanes; then each row adds its K experts' outputs in its own selection order, as
+// one sequence decoded alone does.
 func (b *Batch) moe(l int, in []DecodeInput) {
 	e, c := b.e, b.e.Cfg
 	mc := e.moe
 	B, D, K, E := len(in), c.HiddenSize, mc.K, mc.E
 	h, ffn := b.h[:B*D], b.ffn[:B*D]
-	kernels.Linear(b.s, h, e.w(l, "mlp.gate.weight"), B, D, E, false)
+	b.linear(b.s, h, e.w(l, "mlp.gate.weight"), B, D, E, false)
 	for j, v := range b.s[:B*E] {
 		b.s[j] = kernels.Sigmoid(v)
 	}
 	bias := e.w(l, "mlp.gate.e_score_correction_bias")
+	for j := range b.slots {
+		b.slots[j] = b.slots[j][:0]
+	}
 	for i, r := range in {
 		ids, s := b.ids[i*K:(i+1)*K], b.s[i*E:(i+1)*E]
 		if r.Experts != nil {
@@ -306,42 +397,50 @@ func (b *Batch) moe(l int, in []DecodeInput) {
 		}
 		copy(r.S.Experts[l], ids)
 		gateWeights(b.w[i*K:(i+1)*K], ids, s, mc)
+		for k, id := range ids {
+			b.slots[id] = append(b.slots[id], i*K+k)
+		}
 	}
+	b.tasks = b.tasks[:0]
 	if mc.SharedI > 0 {
-		b.expert.I = mc.SharedI
-		b.expert.forward(ffn, h, e.w(l, "mlp.shared_experts.gate_proj.weight"), e.w(l, "mlp.shared_experts.up_proj.weight"), e.w(l, "mlp.shared_experts.down_proj.weight"), B, false)
+		b.tasks = append(b.tasks, expertTask{shared: true})
 	} else {
 		clear(ffn)
 	}
-	// Routed experts: gather the rows routed to expert j, run them as one [n_j, D] batch, scatter by slot.
-	b.expert.I = mc.I
-	for j := 0; j < E; j++ {
-		slots := b.slots[:0]
-		for sl, id := range b.ids[:B*K] {
-			if int(id) == j {
-				slots = append(slots, sl)
-			}
+	for j := range E {
+		if len(b.slots[j]) > 0 {
+			b.tasks = append(b.tasks, expertTask{j: j})
 		}
-		if len(slots) == 0 {
-			continue
-		}
-		nj := len(slots)
-		for r, sl := range slots {
-			row := sl / K
-			copy(b.ein[r*D:(r+1)*D], h[row*D:(row+1)*D])
-		}
-		ew := e.experts[l][j]
-		b.expert.forward(b.eout[:nj*D], b.ein[:nj*D], ew[0], ew[1], ew[2], nj, false)
-		for r, sl := range slots {
-			copy(b.eo[sl*D:(sl+1)*D], b.eout[r*D:(r+1)*D])
-		}
-		b.slots = slots
 	}
-	// Each row adds its experts' outputs in its own order (as one sequence decoded alone does).
+	b.parallel(len(b.tasks), func(ln *lane, t int) { b.expert(ln, l, B, b.tasks[t]) })
 	for i := range in {
 		for k := 0; k < K; k++ {
 			sl := i*K + k
 			kernels.Axpy(b.w[sl], b.eo[sl*D:(sl+1)*D], ffn[i*D:(i+1)*D])
 		}
+	}
+}
+
+// expert runs one expert task of layer l: the shared expert writes ffn [B, D]; routed expert j gathers its
+// rows, runs them as one product and scatters the outputs to their slots in eo.
+func (b *Batch) expert(ln *lane, l, B int, t expertTask) {
+	e, c := b.e, b.e.Cfg
+	D := c.HiddenSize
+	if t.shared {
+		ln.f.I = e.moe.SharedI
+		ln.f.forward(b.ffn[:B*D], b.h[:B*D], e.w(l, "mlp.shared_experts.gate_proj.weight"), e.w(l, "mlp.shared_experts.up_proj.weight"), e.w(l, "mlp.shared_experts.down_proj.weight"), B, false)
+		return
+	}
+	slots := b.slots[t.j]
+	nj := len(slots)
+	for r, sl := range slots {
+		row := sl / e.moe.K
+		copy(ln.ein[r*D:(r+1)*D], b.h[row*D:(row+1)*D])
+	}
+	ew := e.experts[l][t.j]
+	ln.f.I = e.moe.I
+	ln.f.forward(ln.eout[:nj*D], ln.ein[:nj*D], ew[0], ew[1], ew[2], nj, false)
+	for r, sl := range slots {
+		copy(b.eo[sl*D:(sl+1)*D], ln.eout[r*D:(r+1)*D])
 	}
 }

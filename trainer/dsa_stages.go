@@ -383,7 +383,7 @@ func EnvAccuracy(p *model.Params, env string, d configs.Data, n int, sparse bool
 		longest = max(longest, len(t.Answer))
 	}
 	o, err := greedyEval(model.NewEngine(p), tok, fam, tasks, evalDecoding{maxNewTokens: 4*longest + 64, text: d.Format != "chat",
-		sparse: sparse, workers: kernels.Threads()})
+		sparse: sparse, workers: kernels.Threads(), decodeBatch: configs.DefaultRL().DecodeBatch})
 	if err != nil {
 		return 0, err
 	}

@@ -390,7 +390,7 @@ func (s *rlStage) evaluate(ctx context.Context, step int) (map[string]float64, e
 	}
 	tasks, _ := envs.EvalTasks(s.family, labeledRNG(s.run.Config.Seed, "eval/"+s.rc.Env, 2), data.SplitHeldOut, n)
 	res, err := greedyEval(s.engine, s.tok, s.family, tasks, evalDecoding{maxNewTokens: s.rc.MaxNewTokens, stop: ctx.Done(),
-		sparse: s.sparse, sparseTopK: s.layout.selectionK, workers: s.rc.Workers})
+		sparse: s.sparse, sparseTopK: s.layout.selectionK, workers: s.rc.Workers, decodeBatch: s.rc.DecodeBatch})
 	if err != nil {
 		return nil, err
 	}

@@ -11,8 +11,10 @@
 //	y_b = Σ_{k<K} g_{b,k}·E_{id_{b,k}}(x_b) + E_shared(x_b)
 //
 // Session.Step and DSASession.Step are a batch of one over this code, so one-at-a-time and batched decoding
-// run the same arithmetic per row; they differ only where the BLAS backend computes a row of an [m, ·]
-// product differently for different m (gonum's does not; OpenBLAS may, by float rounding).
+// run the same arithmetic per row. The products over the batch's rows go through kernels.LinearRows, whose
+// rows do not depend on the row count, and W^UK through a per-row gathered axpy, so a row's result is the
+// same bits in any batch (with AVX2; elsewhere, and for shapes the row kernels do not take, BLAS computes
+// them, which gonum's does row-invariantly and OpenBLAS within float rounding).
 
 package model
 
@@ -57,6 +59,7 @@ type Batch struct {
 	slots [][]int
 	eo    []float32
 	pos   []int
+	iota  []int32 // 0, 1, …: the rows of W^UK
 	lanes []lane
 	tasks []expertTask
 }
@@ -67,8 +70,8 @@ type lane struct {
 	iq, iw, ik     []float32 // a sparse sequence's index queries [Hi, Dh], head weights [Hi], scores [Hi, n]
 	khat, kr1, isc []float32
 	heap           []int32
-	f              swiglu[float32]
 	ein, eout      []float32 // an expert's gathered rows and outputs [n_j, D]
+	a, u, act      []float32 // an expert's activations [n, I]
 }
 
 // expertTask is one FFN expert's work in a MoE step: the shared expert (all rows) or routed expert j.
@@ -97,10 +100,15 @@ func (e *Engine) NewBatch(capacity int) (*Batch, error) {
 	for i := range b.slots {
 		b.slots[i] = make([]int, 0, B*K)
 	}
+	b.iota = make([]int32, c.QKNopeHeadDim)
+	for i := range b.iota {
+		b.iota[i] = int32(i)
+	}
 	for i := range b.lanes {
 		ln := &b.lanes[i]
-		ln.f = swiglu[float32]{D: D, I: c.MoEIntermediateSize}
 		ln.ein, ln.eout = make([]float32, B*max(K, 1)*D), make([]float32, B*max(K, 1)*D)
+		I := B * max(c.MoEIntermediateSize, c.MoEIntermediateSize*c.NSharedExperts)
+		ln.a, ln.u, ln.act = make([]float32, I), make([]float32, I), make([]float32, I)
 		if c.IndexNHeads > 0 {
 			ln.iq, ln.iw = make([]float32, c.IndexNHeads*c.IndexHeadDim), make([]float32, c.IndexNHeads)
 			ln.khat, ln.kr1 = make([]float32, c.IndexHeadDim), make([]float32, 1)
@@ -136,25 +144,34 @@ func (b *Batch) parallel(n int, task func(ln *lane, i int)) {
 // splitFlops is the least product (2·m·in·out) whose output columns linear spreads over the lanes.
 const splitFlops = 1 << 18
 
-// linear computes y = x·Wᵀ (+ y when accumulate) for x [m, in], W [out, in], y [m, out] as kernels.Linear
-// does, with the output columns split over the lanes when the product pays for it: decode's products have few
-// rows, which kernels.Gemm's row split cannot use. The split depends on the shapes only.
-func (b *Batch) linear(y, x, w []float32, m, in, out int, accumulate bool) {
+// linear computes y = x·Wᵀ (+ y when accumulate) for x [m, in] (row stride ldx), W [out, in], y [m, out] (row
+// stride ldy) with kernels.LinearRows, the output columns split over the lanes (in blocks of a multiple of 4)
+// when the product pays for it: decode's products have few rows, which a row split cannot use. The split
+// depends on the shapes only, and no output depends on it.
+func (b *Batch) linear(y []float32, ldy int, x []float32, ldx int, w []float32, m, in, out int, accumulate bool) {
 	parts := min(len(b.lanes), out/32)
 	if parts <= 1 || 2*m*in*out < splitFlops {
-		kernels.Linear(y, x, w, m, in, out, accumulate)
+		kernels.LinearRows(y, ldy, x, ldx, w, m, in, out, accumulate)
 		return
 	}
-	chunk := (out + parts - 1) / parts
-	var beta float32
-	if accumulate {
-		beta = 1
-	}
+	chunk := ((out+parts-1)/parts + 3) / 4 * 4
 	b.parallel(parts, func(_ *lane, p int) {
 		o0 := p * chunk
-		o1 := min(o0+chunk, out)
-		kernels.Gemm(false, true, m, o1-o0, in, 1, x, in, w[o0*in:], in, beta, y[o0:], out)
+		if o1 := min(o0+chunk, out); o0 < o1 {
+			kernels.LinearRows(y[o0:], ldy, x, ldx, w[o0*in:], m, in, o1-o0, accumulate)
+		}
 	})
+}
+
+// ffn computes y [n, D] = W_down·(SiLU(W_gate·x) ⊙ W_up·x) for x [n, D] and an FFN of width I (the SwiGLU of
+// swiglu.forward, with row-invariant products) in ln's scratch.
+func ffn(ln *lane, y, x, wg, wu, wd []float32, n, D, I int) {
+	a, u, act := grow(ln.a, n*I), grow(ln.u, n*I), grow(ln.act, n*I)
+	ln.a, ln.u, ln.act = a, u, act
+	kernels.LinearRows(a, I, x, D, wg, n, D, I, false)
+	kernels.LinearRows(u, I, x, D, wu, n, D, I, false)
+	kernels.SwiGLU(act, a, u)
+	kernels.LinearRows(y, D, act, I, wd, n, I, D, false)
 }
 
 // check validates a step's inputs: room in every cache, token ids, forced ids, one row per session.
@@ -214,10 +231,10 @@ func (b *Batch) Step(in []DecodeInput) error {
 	for l := 0; l < c.NumHiddenLayers; l++ {
 		// Projections of the B rows [B, D] → q [B, H·dq], the new latent and rope key of every row.
 		kernels.RMSNorm(h, rstd, x, B, D, D, 0, e.w(l, "input_layernorm.weight"), c.RMSNormEps)
-		b.linear(b.qa, h, e.w(l, "self_attn.q_a_proj.weight"), B, D, c.QLoraRank, false)
+		b.linear(b.qa, c.QLoraRank, h, D, e.w(l, "self_attn.q_a_proj.weight"), B, D, c.QLoraRank, false)
 		kernels.RMSNorm(b.qn, rstd, b.qa, B, c.QLoraRank, c.QLoraRank, 0, e.w(l, "self_attn.q_a_layernorm.weight"), c.RMSNormEps)
-		b.linear(b.q, b.qn, e.w(l, "self_attn.q_b_proj.weight"), B, c.QLoraRank, H*dq, false)
-		b.linear(b.kva, h, e.w(l, "self_attn.kv_a_proj_with_mqa.weight"), B, D, kvr+dr, false)
+		b.linear(b.q, H*dq, b.qn, c.QLoraRank, e.w(l, "self_attn.q_b_proj.weight"), B, c.QLoraRank, H*dq, false)
+		b.linear(b.kva, kvr+dr, h, D, e.w(l, "self_attn.kv_a_proj_with_mqa.weight"), B, D, kvr+dr, false)
 		kvNorm := e.w(l, "self_attn.kv_a_layernorm.weight")
 		for i, r := range in {
 			s, pos := r.S, b.pos[i]
@@ -230,20 +247,24 @@ func (b *Batch) Step(in []DecodeInput) error {
 				kernels.Rope(e.rope, b.q[o:o+dr], pos, true, false)
 			}
 		}
-		// Absorption: q̃_{b,i} = W^UK_iᵀ q^C_{b,i} for the B rows of each head, qt [B, H, kvr].
+		// Absorption: q̃_{b,i} = W^UK_iᵀ q^C_{b,i} = Σ_p q^C_{b,i,p}·W^UK_i[p] for each row and head, qt [B, H, kvr].
 		wkv := e.w(l, "self_attn.kv_b_proj.weight") // [H·(dn+dv), kvr]
-		for hd := 0; hd < H; hd++ {
-			wuk := wkv[hd*(dn+dv)*kvr : (hd*(dn+dv)+dn)*kvr] // [dn, kvr]
-			kernels.Gemm(false, false, B, kvr, dn, 1, b.q[hd*dq:], H*dq, wuk, kvr, 0, b.qt[hd*kvr:], H*kvr)
+		for i := range B {
+			for hd := 0; hd < H; hd++ {
+				wuk := wkv[hd*(dn+dv)*kvr : (hd*(dn+dv)+dn)*kvr] // [dn, kvr]
+				qt, qc := b.qt[(i*H+hd)*kvr:(i*H+hd+1)*kvr], b.q[(i*H+hd)*dq:(i*H+hd)*dq+dn]
+				clear(qt)
+				kernels.GatherAxpy(qt, qc, wuk, kvr, b.iota)
+			}
 		}
 		// Attention per sequence over its own cache, all heads in one product: ctx [B, H, kvr].
 		b.parallel(B, func(ln *lane, i int) { b.attention(ln, l, i, in[i]) })
 		// o_{b,i} = W^UV_i ctx_{b,i} for the B rows of each head, then the output projection into the residual.
 		for hd := 0; hd < H; hd++ {
 			wuv := wkv[(hd*(dn+dv)+dn)*kvr : (hd+1)*(dn+dv)*kvr] // [dv, kvr]
-			kernels.Gemm(false, true, B, dv, kvr, 1, b.ctx[hd*kvr:], H*kvr, wuv, kvr, 0, b.o[hd*dv:], H*dv)
+			kernels.LinearRows(b.o[hd*dv:], H*dv, b.ctx[hd*kvr:], H*kvr, wuv, B, kvr, dv, false)
 		}
-		b.linear(x, b.o, e.w(l, "self_attn.o_proj.weight"), B, H*dv, D, true)
+		b.linear(x, D, b.o, H*dv, e.w(l, "self_attn.o_proj.weight"), B, H*dv, D, true)
 		kernels.RMSNorm(h, rstd, x, B, D, D, 0, e.w(l, "post_attention_layernorm.weight"), c.RMSNormEps)
 		if c.IsMoE(l) {
 			b.moe(l, in)
@@ -254,7 +275,7 @@ func (b *Batch) Step(in []DecodeInput) error {
 	}
 	kernels.RMSNorm(h, rstd, x, B, D, D, 0, e.P.MustGet("model.norm.weight"), c.RMSNormEps)
 	V := c.VocabSize
-	b.linear(b.logits, h, e.P.MustGet("lm_head.weight"), B, D, V, false)
+	b.linear(b.logits, V, h, D, e.P.MustGet("lm_head.weight"), B, D, V, false)
 	for i, r := range in {
 		copy(r.S.Logits, b.logits[i*V:(i+1)*V])
 		r.S.Len++
@@ -281,10 +302,10 @@ func (b *Batch) denseFFN(l, B int) {
 	e, c := b.e, b.e.Cfg
 	D, I := c.HiddenSize, c.IntermediateSize
 	a, u, act := b.a[:B*I], b.u[:B*I], b.act[:B*I]
-	b.linear(a, b.h, e.w(l, "mlp.gate_proj.weight"), B, D, I, false)
-	b.linear(u, b.h, e.w(l, "mlp.up_proj.weight"), B, D, I, false)
+	b.linear(a, I, b.h, D, e.w(l, "mlp.gate_proj.weight"), B, D, I, false)
+	b.linear(u, I, b.h, D, e.w(l, "mlp.up_proj.weight"), B, D, I, false)
 	kernels.SwiGLU(act, a, u)
-	b.linear(b.ffn, act, e.w(l, "mlp.down_proj.weight"), B, I, D, false)
+	b.linear(b.ffn, D, act, I, e.w(l, "mlp.down_proj.weight"), B, I, D, false)
 }
 
 // denseAttention writes row i's ctx [H, kvr] = softmax(S)·C over every cached position of s (absorbed MLA).
@@ -379,7 +400,7 @@ func (b *Batch) moe(l int, in []DecodeInput) {
 	mc := e.moe
 	B, D, K, E := len(in), c.HiddenSize, mc.K, mc.E
 	h, ffn := b.h[:B*D], b.ffn[:B*D]
-	b.linear(b.s, h, e.w(l, "mlp.gate.weight"), B, D, E, false)
+	b.linear(b.s, E, h, D, e.w(l, "mlp.gate.weight"), B, D, E, false)
 	for j, v := range b.s[:B*E] {
 		b.s[j] = kernels.Sigmoid(v)
 	}
@@ -427,8 +448,7 @@ func (b *Batch) expert(ln *lane, l, B int, t expertTask) {
 	e, c := b.e, b.e.Cfg
 	D := c.HiddenSize
 	if t.shared {
-		ln.f.I = e.moe.SharedI
-		ln.f.forward(b.ffn[:B*D], b.h[:B*D], e.w(l, "mlp.shared_experts.gate_proj.weight"), e.w(l, "mlp.shared_experts.up_proj.weight"), e.w(l, "mlp.shared_experts.down_proj.weight"), B, false)
+		ffn(ln, b.ffn[:B*D], b.h[:B*D], e.w(l, "mlp.shared_experts.gate_proj.weight"), e.w(l, "mlp.shared_experts.up_proj.weight"), e.w(l, "mlp.shared_experts.down_proj.weight"), B, D, e.moe.SharedI)
 		return
 	}
 	slots := b.slots[t.j]
@@ -438,8 +458,7 @@ func (b *Batch) expert(ln *lane, l, B int, t expertTask) {
 		copy(ln.ein[r*D:(r+1)*D], b.h[row*D:(row+1)*D])
 	}
 	ew := e.experts[l][t.j]
-	ln.f.I = e.moe.I
-	ln.f.forward(ln.eout[:nj*D], ln.ein[:nj*D], ew[0], ew[1], ew[2], nj, false)
+	ffn(ln, ln.eout[:nj*D], ln.ein[:nj*D], ew[0], ew[1], ew[2], nj, D, e.moe.I)
 	for r, sl := range slots {
 		copy(b.eo[sl*D:(sl+1)*D], ln.eout[r*D:(r+1)*D])
 	}

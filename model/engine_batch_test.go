@@ -29,14 +29,14 @@ func recordOf(s *Session) decodeRecord {
 	return r
 }
 
-// bitwiseRows says whether the BLAS backend computes a row of an [m, ·] product independently of m, so that
-// a batched step equals a step of one bit for bit (gonum's pure-Go BLAS does; OpenBLAS's kernels for m = 1 and
-// m > 1 may round differently).
-func bitwiseRows() bool { return kernels.Backend() == "gonum" }
+// bitwiseRows says whether a batched step equals a step of one bit for bit here: with the row-dot kernels
+// (AVX2), whatever the BLAS; without them, with gonum's BLAS, whose rows do not depend on the row count
+// (OpenBLAS's may, by float rounding).
+func bitwiseRows() bool { return kernels.RowsInvariant(8, 4) || kernels.Backend() == "gonum" }
 
 // TestBatchStepMatchesOneAtATime: sequences of different lengths (so different positions per row, and rows
 // leaving the batch as they end), decoded together in a varying row order, leave every step the logits,
-// experts and DSA selections that decoding each alone leaves — bit for bit with gonum's BLAS, within float
+// experts and DSA selections that decoding each alone leaves — bit for bit (bitwiseRows), within float
 // rounding (1e-5 relative) otherwise — for dense and sparse sessions, selecting or with forced experts and
 // selections (Keep Routing, Keep Selection).
 func TestBatchStepMatchesOneAtATime(t *testing.T) {

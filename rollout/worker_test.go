@@ -17,7 +17,6 @@ import (
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/data"
 	"github.com/sparrow-rl/sparrow/envs"
-	"github.com/sparrow-rl/sparrow/internal/kernels"
 	"github.com/sparrow-rl/sparrow/model"
 )
 
@@ -199,7 +198,7 @@ func testWorkerInProc(t *testing.T, batch int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := sameGroup(want, seen[j.GroupID], kernels.Backend() == "gonum"); err != nil {
+		if err := sameGroup(want, seen[j.GroupID], bitwise()); err != nil {
 			t.Fatalf("group %s: worker with decode batch %d vs a fresh sampler alone: %v", j.GroupID, batch, err)
 		}
 	}

@@ -257,6 +257,11 @@ func (b *Batch) Step(in []DecodeInput) error {
 				kernels.GatherAxpy(qt, qc, wuk, kvr, b.iota)
 			}
 		}
+		if kernels.GemmRecorder != nil { // the absorption is H products [B, dn]·[dn, kvr], counted as such
+			for range H {
+				kernels.GemmRecorder(kernels.GemmShape{M: B, N: kvr, K: dn})
+			}
+		}
 		// Attention per sequence over its own cache, all heads in one product: ctx [B, H, kvr].
 		b.parallel(B, func(ln *lane, i int) { b.attention(ln, l, i, in[i]) })
 		// o_{b,i} = W^UV_i ctx_{b,i} for the B rows of each head, then the output projection into the residual.

@@ -188,6 +188,7 @@ func decodeTable(w io.Writer, r bench.DecodeResult) {
 	fmt.Fprintf(w, "parameters\t%d (%d active per token)\n", r.Params, r.ActiveParams)
 	fmt.Fprintf(w, "prompt, generated\t%d, %d tokens × %d sequences × %d repetitions\n", r.PromptTokens, r.Tokens, r.Batch, r.Reps)
 	fmt.Fprintf(w, "tokens/s\t%.0f (%.3f ms per token, %.3f ms per batched step)\n", r.TokensPerS, r.MSPerToken, r.MSPerStep)
+	fmt.Fprintf(w, "tokens per CPU second\t%.0f (user + system time of all threads)\n", r.TokensPerCPUS)
 	fmt.Fprintf(w, "prefill tokens/s\t%.0f\n", r.PrefillTokensPerS)
 	fmt.Fprintf(w, "GEMM per token\t%.3f MFLOP, %.2f GFLOP/s\n", r.GemmFlopsPerToken/1e6, r.GFLOPS)
 	fmt.Fprintf(w, "allocated per token\t%.0f B\n", r.AllocBytesPerTok)

@@ -625,6 +625,9 @@ type DecodeResult struct {
 	Reps         int `json:"reps"`
 
 	TokensPerS        float64 `json:"tokens_per_s"` // generated tokens of all sequences / decode time (prefill excluded)
+	// TokensPerCPUS is generated tokens / process CPU seconds (user + system, all threads) of the decode: on a
+	// shared machine it does not count the time the process waits for a core (0 without getrusage).
+	TokensPerCPUS float64 `json:"tokens_per_cpu_s"`
 	MSPerStep         float64 `json:"ms_per_step"`  // one batched step: one token for each of the batch's sequences
 	MSPerToken        float64 `json:"ms_per_token"`
 	PrefillTokensPerS float64 `json:"prefill_tokens_per_s"`
@@ -676,17 +679,17 @@ func BenchDecode(opts BenchOptions) (DecodeResult, error) {
 	}
 	decodeFlops := rec.TotalFlops()
 	for i := 0; i < o.Warmup; i++ {
-		if _, _, err := d.rep(o.Tokens); err != nil {
+		if _, _, _, err := d.rep(o.Tokens); err != nil {
 			return DecodeResult{}, err
 		}
 	}
-	var pre, dec []float64
+	var pre, dec, cpu []float64
 	var sample string
 	var m0, m1 runtime.MemStats
 	var allocB uint64
 	for r := 0; r < o.Reps; r++ {
 		runtime.ReadMemStats(&m0)
-		pt, dt, err := d.rep(o.Tokens)
+		pt, dt, ct, err := d.rep(o.Tokens)
 		if err != nil {
 			return DecodeResult{}, err
 		}
@@ -696,6 +699,9 @@ func BenchDecode(opts BenchOptions) (DecodeResult, error) {
 			sample = tokenText(d.generated[:min(len(d.generated), sampleTokens)])
 		}
 		pre, dec = append(pre, float64(len(prompt))/pt), append(dec, float64(B*(o.Tokens-1))/dt)
+		if ct > 0 {
+			cpu = append(cpu, float64(B*(o.Tokens-1))/ct)
+		}
 		log.Info("bench decode", "rep", r+1, "of", o.Reps, "tokens_per_s", math.Round(dec[len(dec)-1]))
 	}
 	total, active := p.Count()
@@ -704,7 +710,7 @@ func BenchDecode(opts BenchOptions) (DecodeResult, error) {
 	tps := median(dec)
 	perTok := float64(decodeFlops) / float64(max(B*(o.Tokens-1), 1))
 	return DecodeResult{Env: s.env(), Params: total, ActiveParams: active, PromptTokens: len(prompt), Batch: B, Tokens: o.Tokens,
-		Reps: o.Reps, TokensPerS: tps, MSPerStep: 1e3 * float64(B) / tps, MSPerToken: 1e3 / tps, PrefillTokensPerS: median(pre),
+		Reps: o.Reps, TokensPerS: tps, TokensPerCPUS: medianOr0(cpu), MSPerStep: 1e3 * float64(B) / tps, MSPerToken: 1e3 / tps, PrefillTokensPerS: median(pre),
 		GemmFlopsPerToken: perTok, GFLOPS: perTok * tps / 1e9,
 		AllocBytesPerTok: float64(allocB) / float64(o.Reps*(len(prompt)+B*(o.Tokens-1))),
 		Weights:          fmt.Sprintf("random init (seed %d); the cost per token does not depend on the weights", s.seed),
@@ -786,15 +792,23 @@ func (d *decodeBench) decode(n int) error {
 	return nil
 }
 
-// rep runs one repetition and returns the prefill and decode durations.
-func (d *decodeBench) rep(n int) (float64, float64, error) {
+// rep runs one repetition and returns the prefill and decode durations and the decode's CPU seconds.
+func (d *decodeBench) rep(n int) (float64, float64, float64, error) {
 	t0 := time.Now()
 	if err := d.prefill(); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	t1 := time.Now()
+	t1, c1 := time.Now(), cpuNow()
 	err := d.decode(n)
-	return t1.Sub(t0).Seconds(), time.Since(t1).Seconds(), err
+	return t1.Sub(t0).Seconds(), time.Since(t1).Seconds(), (cpuNow() - c1).Seconds(), err
+}
+
+// medianOr0 is the median of x, 0 when x is empty.
+func medianOr0(x []float64) float64 {
+	if len(x) == 0 {
+		return 0
+	}
+	return median(x)
 }
 
 func argmax(x []float32) int32 {

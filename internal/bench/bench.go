@@ -624,11 +624,11 @@ type DecodeResult struct {
 	Tokens       int `json:"tokens"` // generated per repetition and sequence
 	Reps         int `json:"reps"`
 
-	TokensPerS        float64 `json:"tokens_per_s"` // generated tokens of all sequences / decode time (prefill excluded)
+	TokensPerS float64 `json:"tokens_per_s"` // generated tokens of all sequences / decode time (prefill excluded)
 	// TokensPerCPUS is generated tokens / process CPU seconds (user + system, all threads) of the decode: on a
 	// shared machine it does not count the time the process waits for a core (0 without getrusage).
-	TokensPerCPUS float64 `json:"tokens_per_cpu_s"`
-	MSPerStep         float64 `json:"ms_per_step"`  // one batched step: one token for each of the batch's sequences
+	TokensPerCPUS     float64 `json:"tokens_per_cpu_s"`
+	MSPerStep         float64 `json:"ms_per_step"` // one batched step: one token for each of the batch's sequences
 	MSPerToken        float64 `json:"ms_per_token"`
 	PrefillTokensPerS float64 `json:"prefill_tokens_per_s"`
 	GemmFlopsPerToken float64 `json:"gemm_flops_per_token"` // mean over the generated tokens (attention grows with position)

@@ -24,12 +24,12 @@ TEXT ·DotRows4x2(SB), NOSPLIT, $0-72
 	MOVQ b+32(FP), DX
 	MOVQ ldb+40(FP), R10
 	SHLQ $2, R10
-	MOVQ n+48(FP), CX
 	MOVQ k+56(FP), R11
 	SHLQ $2, R11
 
 d42_col:
 	LEAQ   (DX)(R10*1), AX
+	LEAQ   (DX)(R10*4), CX // the rows 4 ahead, prefetched meanwhile (contiguous when ldb = k)
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -41,6 +41,7 @@ d42_col:
 	XORQ   R9, R9
 
 d42_k:
+	PREFETCHT0  (CX)(R9*2)
 	VMOVUPS     (DX)(R9*1), Y8
 	VMOVUPS     (AX)(R9*1), Y9
 	VMOVUPS     (SI)(R9*1), Y10
@@ -90,7 +91,7 @@ d42_store:
 	VMOVSS X7, 4(AX)(R8*1)
 	ADDQ   $8, DI
 	LEAQ   (DX)(R10*2), DX
-	SUBQ   $2, CX
+	SUBQ   $2, n+48(FP)
 	JNE    d42_col
 	VZEROUPPER
 	RET
@@ -110,6 +111,7 @@ d14_col:
 	LEAQ   (DX)(R10*1), AX
 	LEAQ   (AX)(R10*1), BX
 	LEAQ   (BX)(R10*1), R12
+	LEAQ   (DX)(R10*4), R13 // the next 4 rows, prefetched meanwhile (contiguous when ldb = k)
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -117,6 +119,8 @@ d14_col:
 	XORQ   R9, R9
 
 d14_k:
+	PREFETCHT0  (R13)(R9*4)
+	PREFETCHT0  64(R13)(R9*4)
 	VMOVUPS     (SI)(R9*1), Y10
 	VFMADD231PS (DX)(R9*1), Y10, Y0
 	VFMADD231PS (AX)(R9*1), Y10, Y1

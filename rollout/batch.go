@@ -115,6 +115,11 @@ func (g *GroupSampler) session(maxLen int) (*model.Session, error) {
 			return s, nil
 		}
 	}
+	if len(d.spare) > 0 { // none is long enough: drop one, so that the pool stays as large as the work
+		d.spare = d.spare[1:]
+	}
+	maxLen = (maxLen + 63) / 64 * 64 // room for slightly longer prompts later
+	maxLen = min(maxLen, g.Engine.Cfg.MaxPositionEmbeddings)
 	if g.Sparse {
 		ds, err := g.Engine.NewDSASession(maxLen, g.SparseTopK)
 		if err != nil {

@@ -163,6 +163,7 @@ func TestValidationErrors(t *testing.T) {
 		{"weights_url without s3", "stages:\n  - name: rl_math\n    kind: rl\n    rl:\n      bus:\n        weights_url: s3://bucket/w\n", nil, []string{`configs/x.yaml:6: stages[rl_math].rl.bus.weights_url: set, but rl.bus.weights is objectstore (use s3)`}},
 		{"weights_url bucket", "stages:\n  - name: rl_math\n    kind: rl\n    rl:\n      bus:\n        weights: s3\n        weights_url: s3://Bad_Bucket/w\n", nil, []string{`configs/x.yaml:7: stages[rl_math].rl.bus.weights_url: bucket "Bad_Bucket"`}},
 		{"log_samples < 0", "stages:\n  - name: rl_math\n    kind: rl\n    rl:\n      log_samples: -1\n", nil, []string{"configs/x.yaml:5: stages[rl_math].rl.log_samples: must be >= 0, got -1"}},
+		{"decode_batch 0", "stages:\n  - name: rl_math\n    kind: rl\n    rl:\n      decode_batch: 0\n", nil, []string{"configs/x.yaml:5: stages[rl_math].rl.decode_batch: must be > 0, got 0"}},
 		{"log_samples > 4·prompts_per_step", "stages:\n  - name: rl_math\n    kind: rl\n    rl:\n      prompts_per_step: 2\n      log_samples: 9\n", nil,
 			[]string{"configs/x.yaml:6: stages[rl_math].rl.log_samples: 9 exceeds 4·rl.prompts_per_step = 8"}},
 		{"progress", "run:\n  progress: maybe\n", nil, []string{`configs/x.yaml:2: run.progress: must be one of auto, on, off, got "maybe"`}},

@@ -25,6 +25,7 @@ type RL struct {
 	TopP            float64 `yaml:"top_p"`             // nucleus sampling, default 1.0 (off)
 	TopK            int     `yaml:"top_k"`             // top-k sampling, default 0 (off)
 	Workers         int     `yaml:"workers"`           // in-process rollout workers, default 2
+	DecodeBatch     int     `yaml:"decode_batch"`      // completions a worker (or evaluator) decodes together, default 64
 	MaxStaleness    int     `yaml:"max_staleness"`     // policy versions a group may lag (0 = strictly on-policy)
 
 	EpsLow       float64 `yaml:"eps_low"`       // lower clip, default 0.2
@@ -166,7 +167,7 @@ var RLAgg = []string{"seq-mean-token-mean", "token-mean", "seq-mean-token-sum", 
 func DefaultRL() RL {
 	return RL{
 		Env: "math", EnvParams: map[string]string{}, GroupSize: 8, PromptsPerStep: 8, MiniBatches: 1, MaxPromptTokens: 64, MaxNewTokens: 96,
-		Temperature: 1, TopP: 1, Workers: 2,
+		Temperature: 1, TopP: 1, Workers: 2, DecodeBatch: 64,
 		EpsLow: 0.2, EpsHigh: 0.28, DualClip: 3, KL: "unbiased", Beta: 0.001, Delta: 0.5, Agg: "seq-mean-token-mean",
 		MaxRefill: 8, KeepRouting: true, KeepSamplingMask: true, RolloutDtype: "float32", EvalTasks: 64, EvalEvery: 10, FormatReward: 0.1,
 		Bus: DefaultBus(),
@@ -238,6 +239,7 @@ func validateRL(k *checker, r *RL) {
 	}
 	k.nonNegInt("rl.top_k", r.TopK)
 	k.positiveInt("rl.workers", r.Workers)
+	k.positiveInt("rl.decode_batch", r.DecodeBatch)
 	k.nonNegInt("rl.max_staleness", r.MaxStaleness)
 	if !(r.EpsLow > 0 && r.EpsLow < 1) {
 		k.add("rl.eps_low", "must be in (0, 1), got %g", r.EpsLow)

@@ -3,7 +3,8 @@
 // untied LM head, with DeepSeek Sparse Attention (package dsa) as an option. Params holds the weights under
 // their Hugging Face names; Graph (NewGraph) is the training graph on gorgonia, built from fused kernels
 // with hand-written backward passes, with the DSA indexer losses and the GRPO policy head (PolicyLoss);
-// Engine (NewEngine, NewSession, NewDSASession) is the inference engine, batched prefill and one-token
-// decode over the MLA latent cache in the absorbed MQA mode, recording expert ids (Keep Routing) and DSA
+// Engine (NewEngine, NewSession, NewDSASession, NewBatch) is the inference engine: batched prefill, and decode
+// of one token for each of many sequences per step (Batch.Step; Session.Step is a batch of one) over their
+// MLA latent caches in the absorbed MQA mode, dense or DSA, recording expert ids (Keep Routing) and DSA
 // selections for replay in training.
 package model

@@ -16,6 +16,7 @@ import (
 	"math"
 
 	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/dsa"
 	"github.com/sparrow-rl/sparrow/internal/kernels"
 )
 
@@ -64,7 +65,8 @@ func NewEngine(p *Params) *Engine {
 	return e
 }
 
-// Session is one sequence's decoding state: the latent KV cache and scratch buffers.
+// Session is one sequence's decoding state: the latent KV cache (and, for a sparse session, the indexer key
+// cache) with the last position's outputs. The arithmetic of a step is Batch's: Step is a batch of one.
 type Session struct {
 	e      *Engine
 	MaxLen int
@@ -75,15 +77,17 @@ type Session struct {
 	Experts [][]int32
 	// Logits of the last position, [vocab].
 	Logits []float32
-
-	x, h, qa, qn, q, kva, qt, sc, ctx, o, ffn []float32
-	ids                                       []int32
-	eout                                      []float32
 	// Margins[l] is the selection margin of the last decoded position in MoE layer l (see selectExperts).
 	Margins []float64
-	w, s    []float32
-	sel     []float64
-	expert  swiglu[float32]
+
+	// Sparse sessions (NewDSASession): TopK keys per query; Selected[l] holds the positions layer l attended
+	// to at the last decoded position (ascending, −1 = unused); ikeys[l] is the indexer key cache [MaxLen, Dh].
+	TopK     int
+	Selected [][]int32
+	ikeys    [][]float32
+	dims     dsa.IndexerDims
+
+	one *Batch // the work space of Step (a batch of one), allocated at the first Step
 }
 
 // NewSession allocates a cache for up to maxLen positions.
@@ -92,13 +96,11 @@ func (e *Engine) NewSession(maxLen int) (*Session, error) {
 	if maxLen <= 0 || maxLen > c.MaxPositionEmbeddings {
 		return nil, fmt.Errorf("engine: session length %d outside [1, max_position_embeddings=%d]", maxLen, c.MaxPositionEmbeddings)
 	}
-	H, dq := c.NumAttentionHeads, c.QHeadDim()
 	s := &Session{e: e, MaxLen: maxLen}
 	s.latent = make([][]float32, c.NumHiddenLayers)
 	s.krope = make([][]float32, c.NumHiddenLayers)
 	s.Experts = make([][]int32, c.NumHiddenLayers)
 	s.Margins = make([]float64, c.NumHiddenLayers)
-	s.eout = make([]float32, c.HiddenSize)
 	for l := range s.latent {
 		s.latent[l] = make([]float32, maxLen*c.KVLoraRank)
 		s.krope[l] = make([]float32, maxLen*c.QKRopeHeadDim)
@@ -106,15 +108,7 @@ func (e *Engine) NewSession(maxLen int) (*Session, error) {
 			s.Experts[l] = make([]int32, c.NumExpertsPerTok)
 		}
 	}
-	D := c.HiddenSize
-	s.x, s.h, s.o, s.ffn = make([]float32, D), make([]float32, D), make([]float32, H*c.VHeadDim), make([]float32, D)
-	s.qa, s.qn, s.q = make([]float32, c.QLoraRank), make([]float32, c.QLoraRank), make([]float32, H*dq)
-	s.kva = make([]float32, c.KVLoraRank+c.QKRopeHeadDim)
-	s.qt, s.ctx, s.sc = make([]float32, c.KVLoraRank), make([]float32, c.KVLoraRank), make([]float32, maxLen)
 	s.Logits = make([]float32, c.VocabSize)
-	s.ids, s.w = make([]int32, max(c.NumExpertsPerTok, 1)), make([]float32, max(c.NumExpertsPerTok, 1))
-	s.s, s.sel = make([]float32, max(c.NRoutedExperts, 1)), make([]float64, max(c.NRoutedExperts, 1))
-	s.expert = swiglu[float32]{D: D, I: max(c.MoEIntermediateSize, c.IntermediateSize, c.MoEIntermediateSize*c.NSharedExperts)}
 	return s, nil
 }
 
@@ -128,106 +122,23 @@ func (s *Session) Truncate(n int) {
 	}
 }
 
-// Step decodes one token at position Len: it updates the cache and fills Logits and Experts.
-// forced, when non-nil, gives K expert ids per MoE layer to use instead of the selection.
+// Step decodes one token at position Len: it updates the cache and fills Logits and Experts (and Selected,
+// by the indexer's choice, for a sparse session). forced, when non-nil, gives K expert ids per MoE layer to use
+// instead of the selection.
 func (s *Session) Step(token int32, forced [][]int32) error {
-	e, c := s.e, s.e.Cfg
-	if s.Len >= s.MaxLen {
-		return fmt.Errorf("engine: session full (%d positions)", s.MaxLen)
-	}
-	if token < 0 || int(token) >= c.VocabSize {
-		return fmt.Errorf("engine: token id %d outside vocabulary [0, %d)", token, c.VocabSize)
-	}
-	D, H, dn, dr, dv, kvr := c.HiddenSize, c.NumAttentionHeads, c.QKNopeHeadDim, c.QKRopeHeadDim, c.VHeadDim, c.KVLoraRank
-	dq := dn + dr
-	pos := s.Len
-	p := e.P
-	copy(s.x, p.MustGet("model.embed_tokens.weight")[int(token)*D:(int(token)+1)*D])
-	var rstd [1]float32
-	scale := float32(1 / math.Sqrt(float64(dq)))
-	for l := 0; l < c.NumHiddenLayers; l++ {
-		kernels.RMSNorm(s.h, rstd[:], s.x, 1, D, D, 0, e.w(l, "input_layernorm.weight"), c.RMSNormEps)
-		kernels.Linear(s.qa, s.h, e.w(l, "self_attn.q_a_proj.weight"), 1, D, c.QLoraRank, false)
-		kernels.RMSNorm(s.qn, rstd[:], s.qa, 1, c.QLoraRank, c.QLoraRank, 0, e.w(l, "self_attn.q_a_layernorm.weight"), c.RMSNormEps)
-		kernels.Linear(s.q, s.qn, e.w(l, "self_attn.q_b_proj.weight"), 1, c.QLoraRank, H*dq, false)
-		kernels.Linear(s.kva, s.h, e.w(l, "self_attn.kv_a_proj_with_mqa.weight"), 1, D, kvr+dr, false)
-		lat := s.latent[l][pos*kvr : (pos+1)*kvr]
-		kernels.RMSNorm(lat, rstd[:], s.kva, 1, kvr, kvr+dr, 0, e.w(l, "self_attn.kv_a_layernorm.weight"), c.RMSNormEps)
-		kr := s.krope[l][pos*dr : (pos+1)*dr]
-		copy(kr, s.kva[kvr:])
-		kernels.Rope(e.rope, kr, pos, true, false)
-		wkv := e.w(l, "self_attn.kv_b_proj.weight") // [H·(dn+dv), kvr]
-		n := pos + 1
-		for i := 0; i < H; i++ {
-			qi := s.q[i*dq : (i+1)*dq]
-			kernels.Rope(e.rope, qi[dn:], pos, true, false)
-			wuk := wkv[i*(dn+dv)*kvr : (i*(dn+dv)+dn)*kvr] // [dn, kvr]
-			// q̃ = W^UKᵀ q^C  [kvr]
-			kernels.Gemm(false, false, 1, kvr, dn, 1, qi[:dn], dn, wuk, kvr, 0, s.qt, kvr)
-			sc := s.sc[:n]
-			kernels.Gemm(false, true, 1, n, kvr, scale, s.qt, kvr, s.latent[l], kvr, 0, sc, n)
-			kernels.Gemm(false, true, 1, n, dr, scale, qi[dn:], dr, s.krope[l], dr, 1, sc, n)
-			kernels.SoftmaxRow(sc)
-			kernels.Gemm(false, false, 1, kvr, n, 1, sc, n, s.latent[l], kvr, 0, s.ctx, kvr)
-			wuv := wkv[(i*(dn+dv)+dn)*kvr : (i+1)*(dn+dv)*kvr] // [dv, kvr]
-			kernels.Linear(s.o[i*dv:(i+1)*dv], s.ctx, wuv, 1, kvr, dv, false)
-		}
-		kernels.Linear(s.x, s.o, e.w(l, "self_attn.o_proj.weight"), 1, H*dv, D, true)
-		kernels.RMSNorm(s.h, rstd[:], s.x, 1, D, D, 0, e.w(l, "post_attention_layernorm.weight"), c.RMSNormEps)
-		if c.IsMoE(l) {
-			var f []int32
-			if forced != nil {
-				f = forced[l]
-			}
-			if err := s.moe(l, f); err != nil {
-				return err
-			}
-		} else {
-			s.expert.I = c.IntermediateSize
-			s.expert.forward(s.ffn, s.h, e.w(l, "mlp.gate_proj.weight"), e.w(l, "mlp.up_proj.weight"), e.w(l, "mlp.down_proj.weight"), 1, false)
-		}
-		kernels.Axpy(1, s.ffn, s.x)
-	}
-	kernels.RMSNorm(s.h, rstd[:], s.x, 1, D, D, 0, p.MustGet("model.norm.weight"), c.RMSNormEps)
-	kernels.Linear(s.Logits, s.h, p.MustGet("lm_head.weight"), 1, D, c.VocabSize, false)
-	s.Len++
-	return nil
+	return s.stepOne(DecodeInput{S: s, Token: token, Experts: forced})
 }
 
-// moe computes s.ffn = MoE(s.h) for layer l, recording the chosen experts.
-func (s *Session) moe(l int, forced []int32) error {
-	e, c := s.e, s.e.Cfg
-	mc := e.moe
-	D := c.HiddenSize
-	kernels.Linear(s.s, s.h, e.w(l, "mlp.gate.weight"), 1, D, mc.E, false)
-	for i, v := range s.s {
-		s.s[i] = kernels.Sigmoid(v)
-	}
-	ids := s.Experts[l]
-	if forced != nil {
-		if len(forced) != mc.K {
-			return fmt.Errorf("engine: layer %d: %d forced experts, want %d", l, len(forced), mc.K)
+// stepOne runs a batch of one.
+func (s *Session) stepOne(in DecodeInput) error {
+	if s.one == nil {
+		b, err := s.e.NewBatch(1)
+		if err != nil {
+			return err
 		}
-		copy(ids, forced)
-		s.Margins[l] = math.Inf(1)
-	} else {
-		s.Margins[l] = selectExperts(ids, s.s, e.w(l, "mlp.gate.e_score_correction_bias"), mc, s.sel)
+		s.one = b
 	}
-	gateWeights(s.w, ids, s.s, mc)
-	if mc.SharedI > 0 {
-		s.expert.I = mc.SharedI
-		s.expert.forward(s.ffn, s.h, e.w(l, "mlp.shared_experts.gate_proj.weight"), e.w(l, "mlp.shared_experts.up_proj.weight"), e.w(l, "mlp.shared_experts.down_proj.weight"), 1, false)
-	} else {
-		clear(s.ffn)
-	}
-	s.expert.I = mc.I
-	for k, id := range ids {
-		ew := e.experts[l][id]
-		out := s.eout
-		s.expert.forward(out, s.h, ew[0], ew[1], ew[2], 1, false)
-		kernels.Axpy(s.w[k], out, s.ffn)
-	}
-	return nil
+	return s.one.Step([]DecodeInput{in})
 }
 
 // Prefill decodes tokens one position at a time from the current length, recording the experts of every

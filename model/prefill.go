@@ -17,9 +17,10 @@ import (
 // PrefillBatch runs the prompt tokens through the network at once into an empty session. It fills the cache,
 // Logits (of the last position), Experts (of the last position) and, when experts is not nil, the experts of
 // every position: experts[i][l] (K ids; nil for dense layers). A session that already holds positions
-// prefills token by token instead (the batched kernels attend within the prompt only).
+// prefills token by token instead (the batched kernels attend within the prompt only), and so does a sparse
+// session (the batched kernels are dense MLA and fill no indexer keys).
 func (s *Session) PrefillBatch(tokens []int32, experts [][][]int32) error {
-	if s.Len > 0 || len(tokens) < 2 {
+	if s.Len > 0 || len(tokens) < 2 || s.TopK > 0 {
 		return s.Prefill(tokens, experts, nil)
 	}
 	e, c := s.e, s.e.Cfg
@@ -117,8 +118,8 @@ func (s *Session) PrefillBatch(tokens []int32, experts [][][]int32) error {
 		kernels.Axpy(1, ffn, x)
 	}
 	last := x[(n-1)*D : n*D]
-	kernels.RMSNorm(s.h, rstd[:1], last, 1, D, D, 0, e.P.MustGet("model.norm.weight"), c.RMSNormEps)
-	kernels.Linear(s.Logits, s.h, e.P.MustGet("lm_head.weight"), 1, D, c.VocabSize, false)
+	kernels.RMSNorm(h[:D], rstd[:1], last, 1, D, D, 0, e.P.MustGet("model.norm.weight"), c.RMSNormEps)
+	kernels.Linear(s.Logits, h[:D], e.P.MustGet("lm_head.weight"), 1, D, c.VocabSize, false)
 	s.Len = n
 	return nil
 }

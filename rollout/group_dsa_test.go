@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -14,8 +15,15 @@ import (
 
 // TestGroupSamplerSparse: with a sparse-attention policy the group's completions (forked from one sparse
 // prefill) record, per position and layer, exactly the keys a fresh sparse session selects when fed the same
-// tokens, and the experts it routes to; the trajectories pass Validate with their dsa_topk.
+// tokens, and the experts it routes to; the trajectories pass Validate with their dsa_topk. So do they when
+// the completions are decoded together (a decode batch of 2 for 3 completions: a slot is reused mid-group).
 func TestGroupSamplerSparse(t *testing.T) {
+	for _, batch := range []int{1, 2, 3} {
+		t.Run(fmt.Sprintf("decode_batch=%d", batch), func(t *testing.T) { testGroupSamplerSparse(t, batch) })
+	}
+}
+
+func testGroupSamplerSparse(t *testing.T, batch int) {
 	cfg := configs.DefaultModel()
 	cfg.HiddenSize, cfg.NumHiddenLayers, cfg.NumAttentionHeads = 32, 2, 2
 	cfg.QLoraRank, cfg.KVLoraRank, cfg.QKNopeHeadDim, cfg.QKRopeHeadDim, cfg.VHeadDim = 16, 16, 8, 8, 8
@@ -34,7 +42,7 @@ func TestGroupSamplerSparse(t *testing.T) {
 	}
 	eng := model.NewEngine(p)
 	gs := NewGroupSampler(eng, tok, fam, "w0", SamplerConfig{Params: SamplingParams{Temperature: 1, TopP: 1}, GroupSize: 3, MaxNewTokens: 12,
-		Sparse: true, RecordSelection: true})
+		Sparse: true, RecordSelection: true, DecodeBatch: batch})
 	task := fam.Sample(rand.New(rand.NewPCG(1, 2)), data.SplitTrain)
 	g, err := gs.Sample(context.Background(), task, "g0", 0, rand.New(rand.NewPCG(5, 6)))
 	if err != nil {

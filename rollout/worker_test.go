@@ -6,6 +6,7 @@ package rollout
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -139,14 +140,23 @@ func tinySampler(t *testing.T, id string, groupSize int) *GroupSampler {
 
 // TestWorkerInProc: two workers on the in-process transport sample every dispatched job once, stamped with
 // the gate's version; a job older than the weights is handed back and redone once they match; the groups
-// do not depend on which worker drew them.
+// do not depend on which worker drew them, nor on how many groups a worker decodes together (decode batch 1:
+// one completion at a time; 8: all four groups of two completions in flight at once).
 func TestWorkerInProc(t *testing.T) {
+	for _, batch := range []int{1, 8} {
+		t.Run(fmt.Sprintf("decode_batch=%d", batch), func(t *testing.T) { testWorkerInProc(t, batch) })
+	}
+}
+
+func testWorkerInProc(t *testing.T, batch int) {
 	tr := NewInProc(8, 272)
 	gate := NewGate(0, 0, 10*time.Second, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, id := range []string{"w0", "w1"} {
-		w := &Worker{Sampler: tinySampler(t, id, 2), Weights: gate}
+		gs := tinySampler(t, id, 2)
+		gs.DecodeBatch = batch
+		w := &Worker{Sampler: gs, Weights: gate}
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = w.Run(ctx, tr) }()
 	}
@@ -183,12 +193,44 @@ func TestWorkerInProc(t *testing.T) {
 	if a, b := want.Trajectories[1].CompletionTokens, seen[jobs[1].GroupID].Trajectories[1].CompletionTokens; !slices.Equal(a, b) {
 		t.Fatalf("group %s: worker sampled %v, a fresh sampler %v", jobs[1].GroupID, b, a)
 	}
+	for _, j := range jobs {
+		want, err := ref.Sample(ctx, j.Task, j.GroupID, 0, j.RNG())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sameGroup(want, seen[j.GroupID], bitwise()); err != nil {
+			t.Fatalf("group %s: worker with decode batch %d vs a fresh sampler alone: %v", j.GroupID, batch, err)
+		}
+	}
+	// jobs for version 1 while the weights are at 0 wait (with max_staleness 0) and are sampled after the swap
+	var next []Job
+	for i := range 3 {
+		j := jobs[i]
+		j.GroupID, j.Version = GroupID{"rl", 1, i}.String(), 1
+		next = append(next, j)
+	}
+	if err := tr.Dispatch(ctx, 1, next); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := gate.Swap(1, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err = tr.Collect(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range got {
+		if len(g.Trajectories) != 2 || g.Trajectories[0].PolicyVersion != 1 {
+			t.Fatalf("group %s after the swap: %d trajectories at version %v", g.GroupID, len(g.Trajectories), g.Trajectories)
+		}
+	}
 	// weights at version 2, a job for version 1 (a learner that went back): handed back until the weights match
 	if err := gate.Swap(2, nil); err != nil {
 		t.Fatal(err)
 	}
 	old := jobs[0]
-	old.GroupID, old.Version = GroupID{"rl", 1, 0}.String(), 1
+	old.GroupID, old.Version = GroupID{"rl", 1, 9}.String(), 1
 	if err := tr.Dispatch(ctx, 1, []Job{old}); err != nil {
 		t.Fatal(err)
 	}

@@ -385,8 +385,12 @@ func EnvAccuracy(p *model.Params, env string, st configs.Stage, n int, sparse bo
 	for _, t := range tasks {
 		budget = max(budget, 4*len(t.Answer)+64)
 	}
+	decodeBatch := st.RL.DecodeBatch
+	if decodeBatch <= 0 {
+		decodeBatch = configs.DefaultRL().DecodeBatch
+	}
 	o, err := greedyEval(model.NewEngine(p), tok, fam, tasks, evalDecoding{maxNewTokens: budget, text: d.Format != "chat",
-		sparse: sparse, workers: kernels.Threads()})
+		sparse: sparse, workers: kernels.Threads(), decodeBatch: decodeBatch})
 	if err != nil {
 		return 0, err
 	}

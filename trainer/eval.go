@@ -103,6 +103,7 @@ type evalDecoding struct {
 	sparse       bool // DeepSeek Sparse Attention with sparseTopK keys (0 = model.index_topk)
 	sparseTopK   int
 	workers      int // tasks decoded in parallel (each worker its own sessions over the shared engine)
+	decodeBatch  int // completions each worker decodes together (rl.decode_batch)
 	// passK > 0 also samples passK completions per task with sampling, seeded by sampleSeed(i), for pass@k.
 	passK      int
 	sampling   rollout.SamplingParams
@@ -130,61 +131,48 @@ func (o evalOutcome) accuracy() float64 {
 }
 
 // greedyEval decodes every task greedily with eng and grades it with the family's verifier (and samples
-// pass@k completions when d.passK > 0). Greedy decoding makes the result independent of d.workers.
+// pass@k completions when d.passK > 0). Each of d.workers workers decodes its share of the tasks together,
+// d.decodeBatch completions per batched engine step (rollout.GroupSampler.Run); greedy decoding, and pass@k
+// samples drawn from per-completion generators seeded by the task, make the result independent of d.workers
+// and d.decodeBatch.
 func greedyEval(eng *model.Engine, tok *data.Tokenizer, fam envs.Family, tasks []envs.Task, d evalDecoding) (evalOutcome, error) {
 	out := evalOutcome{samples: make([]TaskSample, len(tasks))}
 	workers := max(1, min(d.workers, len(tasks)))
 	var anyRight, right atomic.Int64
 	var wg sync.WaitGroup
 	errs := make([]error, workers)
-	sc := rollout.SamplerConfig{Params: d.sampling, GroupSize: d.passK, MaxNewTokens: d.maxNewTokens, Sparse: d.sparse, SparseTopK: d.sparseTopK}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if d.stop != nil {
+		go func() {
+			select {
+			case <-d.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	sc := rollout.SamplerConfig{Params: d.sampling, GroupSize: d.passK, MaxNewTokens: d.maxNewTokens, Sparse: d.sparse, SparseTopK: d.sparseTopK,
+		DecodeBatch: d.decodeBatch}
 	for w := range workers {
 		gs := rollout.NewGroupSampler(eng, tok, fam, fmt.Sprintf("eval%d", w), sc)
+		var mine []int // this worker's tasks
+		for i := w; i < len(tasks); i += workers {
+			mine = append(mine, i)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < len(tasks); i += workers {
-				select {
-				case <-d.stop: // nil: never
-					errs[w] = fmt.Errorf("evaluation stopped: %w", context.Canceled)
-					return
-				default:
-				}
-				t := tasks[i]
-				var completion, finish string
-				var err error
-				if d.text {
-					completion, err = textCompletion(eng, tok, t, d.sparse)
-					finish = "stop"
-				} else {
-					completion, finish, err = gs.Greedy(t)
-				}
-				if err != nil {
-					errs[w] = fmt.Errorf("task %s: %w", t.ID, err)
-					return
-				}
-				rw := fam.Verify(t, completion, finish)
-				out.samples[i] = TaskSample{ID: t.ID, Prompt: t.Prompt, Answer: t.Answer, Completion: completion,
-					FinishReason: finish, Correct: rw.Correct, Reward: rw.Total}
-				if d.passK == 0 {
-					continue
-				}
-				g, err := gs.Sample(context.Background(), t, fmt.Sprintf("eval-%d", i), 0, d.sampleSeed(i))
-				if err != nil {
-					errs[w] = fmt.Errorf("task %s: %w", t.ID, err)
-					return
-				}
-				ok := false
-				for _, tr := range g.Trajectories {
-					if tr.RewardParts["correct"] == 1 {
-						right.Add(1)
-						ok = true
-					}
-				}
-				if ok {
-					anyRight.Add(1)
-				}
+			var err error
+			if d.text {
+				err = textEval(ctx, eng, tok, fam, tasks, mine, d.sparse, out.samples)
+			} else {
+				err = chatEval(ctx, gs, tasks, mine, d, out.samples, &anyRight, &right)
 			}
+			if ctx.Err() != nil && d.stop != nil {
+				err = fmt.Errorf("evaluation stopped: %w", context.Canceled)
+			}
+			errs[w] = err
 		}()
 	}
 	wg.Wait()
@@ -193,6 +181,66 @@ func greedyEval(eng *model.Engine, tok *data.Tokenizer, fam envs.Family, tasks [
 	}
 	out.anyRight, out.right = int(anyRight.Load()), int(right.Load())
 	return out, nil
+}
+
+// textEval decodes the tasks mine one by one from the family's text-corpus prompt (textCompletion) into
+// samples.
+func textEval(ctx context.Context, eng *model.Engine, tok *data.Tokenizer, fam envs.Family, tasks []envs.Task, mine []int, sparse bool, samples []TaskSample) error {
+	for _, i := range mine {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		t := tasks[i]
+		completion, err := textCompletion(eng, tok, t, sparse)
+		if err != nil {
+			return fmt.Errorf("task %s: %w", t.ID, err)
+		}
+		samples[i] = gradedSample(fam, t, completion, "stop")
+	}
+	return nil
+}
+
+// chatEval decodes the tasks mine together with gs: a greedy completion of each into samples and, with
+// d.passK, a group of passK sampled completions counted into anyRight and right.
+func chatEval(ctx context.Context, gs *rollout.GroupSampler, tasks []envs.Task, mine []int, d evalDecoding, samples []TaskSample, anyRight, right *atomic.Int64) error {
+	var reqs []rollout.GroupRequest
+	for _, i := range mine {
+		t := tasks[i]
+		reqs = append(reqs, rollout.GroupRequest{Task: t, GroupID: fmt.Sprintf("eval-greedy-%d", i), Greedy: true})
+		if d.passK > 0 {
+			reqs = append(reqs, rollout.GroupRequest{Task: t, GroupID: fmt.Sprintf("eval-%d", i), RNG: d.sampleSeed(i)})
+		}
+	}
+	groups, err := gs.Run(ctx, reqs)
+	if err != nil {
+		return err
+	}
+	per := 1 + min(d.passK, 1)
+	for n, i := range mine {
+		tr := groups[n*per].Trajectories[0]
+		samples[i] = gradedSample(gs.Family, tasks[i], rollout.CompletionText(gs.Tok, tr.CompletionTokens), tr.FinishReason)
+		if d.passK == 0 {
+			continue
+		}
+		ok := false
+		for _, tr := range groups[n*per+1].Trajectories {
+			if tr.RewardParts["correct"] == 1 {
+				right.Add(1)
+				ok = true
+			}
+		}
+		if ok {
+			anyRight.Add(1)
+		}
+	}
+	return nil
+}
+
+// gradedSample is task t's completion graded by the family's verifier.
+func gradedSample(fam envs.Family, t envs.Task, completion, finish string) TaskSample {
+	rw := fam.Verify(t, completion, finish)
+	return TaskSample{ID: t.ID, Prompt: t.Prompt, Answer: t.Answer, Completion: completion,
+		FinishReason: finish, Correct: rw.Correct, Reward: rw.Total}
 }
 
 // EvaluateTasks measures a checkpoint on n held-out tasks of the family env (options from the stage's rl
@@ -231,7 +279,7 @@ func EvaluateTasks(dir string, cfg *configs.Config, st configs.Stage, env string
 	tasks, distinct := envs.EvalTasks(fam, labeledRNG(cfg.Seed, "eval/"+env, 2), data.SplitHeldOut, n)
 	rc := st.RL
 	o, err := greedyEval(model.NewEngine(p), tok, fam, tasks, evalDecoding{maxNewTokens: rc.MaxNewTokens, text: text, sparse: sparse,
-		workers: kernels.Threads(), passK: k, sampling: rollout.SamplingParams{Temperature: rc.Temperature, TopP: rc.TopP, TopK: rc.TopK},
+		workers: kernels.Threads(), decodeBatch: rc.DecodeBatch, passK: k, sampling: rollout.SamplingParams{Temperature: rc.Temperature, TopP: rc.TopP, TopK: rc.TopK},
 		sampleSeed: func(i int) *rand.Rand { return labeledRNG(cfg.Seed, fmt.Sprintf("evalk/%s/%d", env, i), 3) }})
 	if err != nil {
 		return nil, err

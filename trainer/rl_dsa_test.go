@@ -98,9 +98,16 @@ func learnerLogp(t *testing.T, s *rlStage, trajs []*data.Trajectory, forced bool
 // TestRLDSAKeepSelectionParity: on a sparse-attention MoE policy at equal policy version, the learner's
 // log-probabilities replaying the recorded experts, kept sets and DSA selections equal the sampler's to float
 // rounding; the learner's own top-k is measured against the recorded one, and where it picks the same keys
-// the unforced pass agrees to rounding too.
+// the unforced pass agrees to rounding too. It holds for groups decoded one completion at a time
+// (rl.decode_batch 1) and with the two groups' eight completions decoded together (rl.decode_batch 8).
 func TestRLDSAKeepSelectionParity(t *testing.T) {
-	cfg, st := dsaRLConfig(t, true, "rl.beta=0", "rl.temperature=0.8", "rl.top_p=0.9", "rl.top_k=50", "rl.group_size=4", "rl.prompts_per_step=2")
+	for _, batch := range []string{"1", "8"} {
+		t.Run("decode_batch="+batch, func(t *testing.T) { testRLDSAKeepSelectionParity(t, "rl.decode_batch="+batch) })
+	}
+}
+
+func testRLDSAKeepSelectionParity(t *testing.T, batch string) {
+	cfg, st := dsaRLConfig(t, true, "rl.beta=0", "rl.temperature=0.8", "rl.top_p=0.9", "rl.top_k=50", "rl.group_size=4", "rl.prompts_per_step=2", batch)
 	p := model.NewParams(cfg.Model)
 	p.Init(11)
 	s, err := newRLStage(&Run{Config: cfg, Dir: t.TempDir(), Log: quietLog()}, st, p)

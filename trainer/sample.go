@@ -84,7 +84,8 @@ func SampleEpisodes(ctx context.Context, o SampleOptions) (*RolloutGroup, error)
 		sp.Temperature = o.Temperature
 	}
 	gs := rollout.NewGroupSampler(model.NewEngine(p), tok, fam, "sample",
-		rollout.SamplerConfig{Params: sp, GroupSize: o.N, MaxNewTokens: rc.MaxNewTokens, Sparse: attention == configs.AttentionSparse})
+		rollout.SamplerConfig{Params: sp, GroupSize: o.N, MaxNewTokens: rc.MaxNewTokens, Sparse: attention == configs.AttentionSparse,
+			DecodeBatch: rc.DecodeBatch})
 	g, err := gs.Sample(ctx, task, "sample-"+task.ID, ck.State.PolicyVersion, labeledRNG(o.Config.Seed, "sample/"+task.ID, 4))
 	if err != nil {
 		return nil, fmt.Errorf("sample: %w", err)

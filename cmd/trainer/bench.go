@@ -31,7 +31,7 @@ randomly initialised weights and synthetic tokens (the work per token does not d
 
   train-step  tokens/s of a full step (forward, backward, clipping, AdamW); step_gflops = the step's GEMM
               FLOPs / median step time; sgemm_gflops = sgemm on the step's own shapes, same run
-  decode      tokens/s of the inference engine decoding greedily with a KV cache
+  decode      tokens/s of the inference engine decoding --batch sequences at once with their KV caches
   gemm        sgemm GFLOP/s at square sizes and at the shapes of a training step
 
 Times are medians over --reps repetitions (at least 5 for a result worth quoting).`,
@@ -124,7 +124,8 @@ Times are medians over --reps repetitions (at least 5 for a result worth quoting
 			return emit(cmd.OutOrStdout(), res, func(w io.Writer) { decodeTable(w, res) })
 		},
 	}
-	decode.Flags().IntVar(&o.Tokens, "tokens", 256, "tokens generated per repetition")
+	decode.Flags().IntVar(&o.DecodeBatch, "batch", 1, "sequences decoded together (one token each per batched step)")
+	decode.Flags().IntVar(&o.Tokens, "tokens", 256, "tokens generated per repetition and sequence")
 	decode.Flags().StringVar(&o.Prompt, "prompt", "12+34=", "prompt text (byte tokens)")
 	decode.Flags().IntVar(&o.Warmup, "warmup", 1, "untimed repetitions")
 
@@ -189,8 +190,9 @@ func trainStepTable(w io.Writer, r bench.TrainStepResult) {
 func decodeTable(w io.Writer, r bench.DecodeResult) {
 	envLines(w, r.Env)
 	fmt.Fprintf(w, "parameters\t%d (%d active per token)\n", r.Params, r.ActiveParams)
-	fmt.Fprintf(w, "prompt, generated\t%d, %d tokens × %d repetitions\n", r.PromptTokens, r.Tokens, r.Reps)
-	fmt.Fprintf(w, "tokens/s\t%.0f (%.3f ms per token)\n", r.TokensPerS, r.MSPerToken)
+	fmt.Fprintf(w, "prompt, generated\t%d, %d tokens × %d sequences × %d repetitions\n", r.PromptTokens, r.Tokens, r.Batch, r.Reps)
+	fmt.Fprintf(w, "tokens/s\t%.0f (%.3f ms per token, %.3f ms per batched step)\n", r.TokensPerS, r.MSPerToken, r.MSPerStep)
+	fmt.Fprintf(w, "tokens per CPU second\t%.0f (user + system time of all threads)\n", r.TokensPerCPUS)
 	fmt.Fprintf(w, "prefill tokens/s\t%.0f\n", r.PrefillTokensPerS)
 	fmt.Fprintf(w, "GEMM per token\t%.3f MFLOP, %.2f GFLOP/s\n", r.GemmFlopsPerToken/1e6, r.GFLOPS)
 	fmt.Fprintf(w, "allocated per token\t%.0f B\n", r.AllocBytesPerTok)

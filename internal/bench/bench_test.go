@@ -8,6 +8,7 @@ package bench
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -322,11 +323,22 @@ func TestBenchTrainStepTiny(t *testing.T) {
 	}
 }
 
+// TestBenchDecodeTiny: the decode benchmark's counts and rates on the tiny recipe, one sequence and three
+// decoded together (the GEMM FLOPs per generated token are the closed form's either way).
 func TestBenchDecodeTiny(t *testing.T) {
+	for _, batch := range []int{1, 3} {
+		t.Run(fmt.Sprintf("batch=%d", batch), func(t *testing.T) { testBenchDecodeTiny(t, batch) })
+	}
+}
+
+func testBenchDecodeTiny(t *testing.T, batch int) {
 	const tokens = 12
-	res, err := BenchDecode(BenchOptions{Config: "tiny", Reps: 2, Tokens: tokens, Prompt: "1+1="})
+	res, err := BenchDecode(BenchOptions{Config: "tiny", Reps: 2, Tokens: tokens, Prompt: "1+1=", DecodeBatch: batch})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if res.Batch != batch || math.Abs(res.MSPerStep-float64(batch)*res.MSPerToken) > 1e-9*res.MSPerStep {
+		t.Errorf("batch %d, ms per step %v, per token %v", res.Batch, res.MSPerStep, res.MSPerToken)
 	}
 	c := loadModel(t, "tiny")
 	if res.PromptTokens != 4 || res.Tokens != tokens || res.Reps != 2 {

@@ -1,0 +1,478 @@
+// engine_batch.go: batched decoding — one token for each of B sequences per step, every sequence at its own
+// position over its own cache (dsv32-spec.md §1.3 absorbed MLA, §1.2 DSA decode, §5.1 MoE). The B rows go
+// through the projections, the norms, the dense FFN, the shared expert and the LM head together, as
+// [B, in]·Wᵀ matrix products through the kernels seam; W^UK and W^UV are applied per head to the B rows at
+// once; attention runs per sequence with all H heads in one product over that sequence's cache (dense MLA
+// over every cached position, or DSA over the top-k positions its lightning indexer selects); the routed
+// experts run per expert over the rows routed to it, so tokens sent to the same expert are multiplied
+// together, and each row adds its K expert outputs in its own selection order:
+//
+//	q̃_{b,i} = W^UK_iᵀ q^C_{b,i},  S_b = (Q̃_b·C_bᵀ + Q^R_b·K^R_bᵀ)·τ  [H, n_b],  o_{b,i} = W^UV_i (P_b·C_b)_i
+//	y_b = Σ_{k<K} g_{b,k}·E_{id_{b,k}}(x_b) + E_shared(x_b)
+//
+// Session.Step and DSASession.Step are a batch of one over this code, so one-at-a-time and batched decoding
+// run the same arithmetic per row. The products over the batch's rows go through kernels.LinearRows, whose
+// rows do not depend on the row count, and W^UK through a per-row gathered axpy, so a row's result is the
+// same bits in any batch (with AVX2; elsewhere, and for shapes the row kernels do not take, BLAS computes
+// them, which gonum's does row-invariantly and OpenBLAS within float rounding).
+
+package model
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sparrow-rl/sparrow/dsa"
+	"github.com/sparrow-rl/sparrow/internal/kernels"
+)
+
+// DecodeInput is one sequence's part of a batched decode step.
+type DecodeInput struct {
+	S     *Session
+	Token int32
+	// Experts, when non-nil, gives K expert ids per MoE layer to use instead of the selection (Keep Routing).
+	Experts [][]int32
+	// Selection, when non-nil (sparse sessions only), gives per layer the top-k positions to attend to
+	// instead of the lightning indexer's selection (Keep Selection).
+	Selection [][]int32
+}
+
+// Batch is the work space of batched decode steps of up to Cap sequences over one engine. It holds no
+// sequence state (that is in each Session), so any sessions of the engine may share a step. It is not safe
+// for concurrent use. A step spreads its work over kernels.Threads() lanes: the output columns of the
+// projections, the sequences' attention, and the experts (the shared one included) are independent tasks,
+// each writing only its own outputs, so the result does not depend on the number of lanes or their timing.
+type Batch struct {
+	e   *Engine
+	Cap int
+
+	x, h, qa, qn, q, kva, qt, ctx, o, ffn, logits []float32 // [B, ·]
+	a, u, act                                     []float32 // dense FFN activations [B, I]
+	rstd                                          []float32 // [B]
+	// MoE: affinities [B, E], gate weights and ids [B, K], per-slot expert outputs [B·K, D], the slots
+	// (b·K + k) routed to each expert.
+	s, w  []float32
+	ids   []int32
+	sel   []float64
+	slots [][]int
+	eo    []float32
+	pos   []int
+	iota  []int32 // 0, 1, …: the rows of W^UK
+	lanes []lane
+	tasks []expertTask
+}
+
+// lane is one worker's scratch for the tasks of a step.
+type lane struct {
+	sc, gl, gr     []float32 // a sequence's scores [H, n] and gathered cache rows [k, kvr], [k, dr]
+	iq, iw, ik     []float32 // a sparse sequence's index queries [Hi, Dh], head weights [Hi], scores [Hi, n]
+	khat, kr1, isc []float32
+	heap           []int32
+	ein, eout      []float32 // an expert's gathered rows and outputs [n_j, D]
+	a, u, act      []float32 // an expert's activations [n, I]
+}
+
+// expertTask is one FFN expert's work in a MoE step: the shared expert (all rows) or routed expert j.
+type expertTask struct {
+	shared bool
+	j      int
+}
+
+// NewBatch allocates the work space of decode steps of up to capacity sequences.
+func (e *Engine) NewBatch(capacity int) (*Batch, error) {
+	if capacity < 1 {
+		return nil, fmt.Errorf("engine: decode batch of %d sequences: want at least 1", capacity)
+	}
+	c := e.Cfg
+	B, D, H := capacity, c.HiddenSize, c.NumAttentionHeads
+	dq, kvr, dr := c.QHeadDim(), c.KVLoraRank, c.QKRopeHeadDim
+	K, E := max(c.NumExpertsPerTok, 1), max(c.NRoutedExperts, 1)
+	b := &Batch{e: e, Cap: capacity,
+		x: make([]float32, B*D), h: make([]float32, B*D), ffn: make([]float32, B*D),
+		qa: make([]float32, B*c.QLoraRank), qn: make([]float32, B*c.QLoraRank), q: make([]float32, B*H*dq),
+		kva: make([]float32, B*(kvr+dr)), qt: make([]float32, B*H*kvr), ctx: make([]float32, B*H*kvr),
+		o: make([]float32, B*H*c.VHeadDim), logits: make([]float32, B*c.VocabSize), rstd: make([]float32, B),
+		a: make([]float32, B*c.IntermediateSize), u: make([]float32, B*c.IntermediateSize), act: make([]float32, B*c.IntermediateSize),
+		s: make([]float32, B*E), w: make([]float32, B*K), ids: make([]int32, B*K), sel: make([]float64, E),
+		slots: make([][]int, E), eo: make([]float32, B*K*D), pos: make([]int, B), lanes: make([]lane, max(kernels.Threads(), 1))}
+	for i := range b.slots {
+		b.slots[i] = make([]int, 0, B*K)
+	}
+	b.iota = make([]int32, c.QKNopeHeadDim)
+	for i := range b.iota {
+		b.iota[i] = int32(i)
+	}
+	for i := range b.lanes {
+		ln := &b.lanes[i]
+		ln.ein, ln.eout = make([]float32, B*max(K, 1)*D), make([]float32, B*max(K, 1)*D)
+		I := B * max(c.MoEIntermediateSize, c.MoEIntermediateSize*c.NSharedExperts)
+		ln.a, ln.u, ln.act = make([]float32, I), make([]float32, I), make([]float32, I)
+		if c.IndexNHeads > 0 {
+			ln.iq, ln.iw = make([]float32, c.IndexNHeads*c.IndexHeadDim), make([]float32, c.IndexNHeads)
+			ln.khat, ln.kr1 = make([]float32, c.IndexHeadDim), make([]float32, 1)
+		}
+	}
+	return b, nil
+}
+
+// parallel runs task(ln, i) for i in [0, n) on up to len(b.lanes) goroutines, each taking the next task when
+// it finishes one (so tasks of unequal cost balance); every task writes only its own outputs.
+func (b *Batch) parallel(n int, task func(ln *lane, i int)) {
+	w := min(len(b.lanes), n)
+	if w <= 1 {
+		for i := range n {
+			task(&b.lanes[0], i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for l := range w {
+		wg.Add(1)
+		go func(ln *lane) {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				task(ln, i)
+			}
+		}(&b.lanes[l])
+	}
+	wg.Wait()
+}
+
+// splitFlops is the least product (2·m·in·out) whose output columns linear spreads over the lanes.
+const splitFlops = 1 << 18
+
+// linear computes y = x·Wᵀ (+ y when accumulate) for x [m, in] (row stride ldx), W [out, in], y [m, out] (row
+// stride ldy) with kernels.LinearRows, the output columns split over the lanes (in blocks of a multiple of 4)
+// when the product pays for it: decode's products have few rows, which a row split cannot use. The split
+// depends on the shapes only, and no output depends on it.
+func (b *Batch) linear(y []float32, ldy int, x []float32, ldx int, w []float32, m, in, out int, accumulate bool) {
+	parts := min(len(b.lanes), out/32)
+	if parts <= 1 || 2*m*in*out < splitFlops {
+		kernels.LinearRows(y, ldy, x, ldx, w, m, in, out, accumulate)
+		return
+	}
+	chunk := ((out+parts-1)/parts + 3) / 4 * 4
+	b.parallel(parts, func(_ *lane, p int) {
+		o0 := p * chunk
+		if o1 := min(o0+chunk, out); o0 < o1 {
+			kernels.LinearRows(y[o0:], ldy, x, ldx, w[o0*in:], m, in, o1-o0, accumulate)
+		}
+	})
+}
+
+// ffn computes y [n, D] = W_down·(SiLU(W_gate·x) ⊙ W_up·x) for x [n, D] and an FFN of width I (the SwiGLU of
+// swiglu.forward, with row-invariant products) in ln's scratch.
+func ffn(ln *lane, y, x, wg, wu, wd []float32, n, D, I int) {
+	a, u, act := grow(ln.a, n*I), grow(ln.u, n*I), grow(ln.act, n*I)
+	ln.a, ln.u, ln.act = a, u, act
+	kernels.LinearRows(a, I, x, D, wg, n, D, I, false)
+	kernels.LinearRows(u, I, x, D, wu, n, D, I, false)
+	kernels.SwiGLU(act, a, u)
+	kernels.LinearRows(y, D, act, I, wd, n, I, D, false)
+}
+
+// check validates a step's inputs: room in every cache, token ids, forced ids, one row per session.
+func (b *Batch) check(in []DecodeInput) error {
+	c := b.e.Cfg
+	if len(in) > b.Cap {
+		return fmt.Errorf("engine: decode step of %d sequences exceeds the batch capacity %d", len(in), b.Cap)
+	}
+	for i, r := range in {
+		s := r.S
+		switch {
+		case s == nil || s.e != b.e:
+			return fmt.Errorf("engine: decode row %d: a session of another engine (or none)", i)
+		case s.Len >= s.MaxLen:
+			return fmt.Errorf("engine: session full (%d positions)", s.MaxLen)
+		case r.Token < 0 || int(r.Token) >= c.VocabSize:
+			return fmt.Errorf("engine: token id %d outside vocabulary [0, %d)", r.Token, c.VocabSize)
+		case r.Selection != nil && s.TopK == 0:
+			return fmt.Errorf("engine: decode row %d: forced DSA selections for a dense session", i)
+		}
+		for l := range c.NumHiddenLayers {
+			if r.Experts != nil && c.IsMoE(l) && len(r.Experts[l]) != c.NumExpertsPerTok {
+				return fmt.Errorf("engine: layer %d: %d forced experts, want %d", l, len(r.Experts[l]), c.NumExpertsPerTok)
+			}
+			if r.Selection != nil && len(r.Selection[l]) != s.TopK {
+				return fmt.Errorf("engine: layer %d: %d forced positions, want %d", l, len(r.Selection[l]), s.TopK)
+			}
+		}
+		for j := range i {
+			if in[j].S == s {
+				return fmt.Errorf("engine: decode rows %d and %d are the same session", j, i)
+			}
+		}
+	}
+	return nil
+}
+
+// Step decodes one token for every input at its session's position Len: it appends to each session's caches
+// and fills its Logits, Experts and Margins (and Selected for sparse sessions).
+func (b *Batch) Step(in []DecodeInput) error {
+	if err := b.check(in); err != nil {
+		return err
+	}
+	if len(in) == 0 {
+		return nil
+	}
+	e, c := b.e, b.e.Cfg
+	B, D, H := len(in), c.HiddenSize, c.NumAttentionHeads
+	dn, dr, dv, kvr := c.QKNopeHeadDim, c.QKRopeHeadDim, c.VHeadDim, c.KVLoraRank
+	dq := dn + dr
+	emb := e.P.MustGet("model.embed_tokens.weight")
+	for i, r := range in {
+		copy(b.x[i*D:(i+1)*D], emb[int(r.Token)*D:(int(r.Token)+1)*D])
+		b.pos[i] = r.S.Len
+	}
+	x, h, rstd := b.x[:B*D], b.h[:B*D], b.rstd[:B]
+	for l := 0; l < c.NumHiddenLayers; l++ {
+		// Projections of the B rows [B, D] → q [B, H·dq], the new latent and rope key of every row.
+		kernels.RMSNorm(h, rstd, x, B, D, D, 0, e.w(l, "input_layernorm.weight"), c.RMSNormEps)
+		b.linear(b.qa, c.QLoraRank, h, D, e.w(l, "self_attn.q_a_proj.weight"), B, D, c.QLoraRank, false)
+		kernels.RMSNorm(b.qn, rstd, b.qa, B, c.QLoraRank, c.QLoraRank, 0, e.w(l, "self_attn.q_a_layernorm.weight"), c.RMSNormEps)
+		b.linear(b.q, H*dq, b.qn, c.QLoraRank, e.w(l, "self_attn.q_b_proj.weight"), B, c.QLoraRank, H*dq, false)
+		b.linear(b.kva, kvr+dr, h, D, e.w(l, "self_attn.kv_a_proj_with_mqa.weight"), B, D, kvr+dr, false)
+		kvNorm := e.w(l, "self_attn.kv_a_layernorm.weight")
+		for i, r := range in {
+			s, pos := r.S, b.pos[i]
+			kernels.RMSNorm(s.latent[l][pos*kvr:(pos+1)*kvr], rstd[i:i+1], b.kva[i*(kvr+dr):], 1, kvr, kvr+dr, 0, kvNorm, c.RMSNormEps)
+			kr := s.krope[l][pos*dr : (pos+1)*dr]
+			copy(kr, b.kva[i*(kvr+dr)+kvr:(i+1)*(kvr+dr)])
+			kernels.Rope(e.rope, kr, pos, true, false)
+			for hd := 0; hd < H; hd++ {
+				o := (i*H+hd)*dq + dn
+				kernels.Rope(e.rope, b.q[o:o+dr], pos, true, false)
+			}
+		}
+		// Absorption: q̃_{b,i} = W^UK_iᵀ q^C_{b,i} = Σ_p q^C_{b,i,p}·W^UK_i[p] for each row and head, qt [B, H, kvr].
+		wkv := e.w(l, "self_attn.kv_b_proj.weight") // [H·(dn+dv), kvr]
+		for i := range B {
+			for hd := 0; hd < H; hd++ {
+				wuk := wkv[hd*(dn+dv)*kvr : (hd*(dn+dv)+dn)*kvr] // [dn, kvr]
+				qt, qc := b.qt[(i*H+hd)*kvr:(i*H+hd+1)*kvr], b.q[(i*H+hd)*dq:(i*H+hd)*dq+dn]
+				clear(qt)
+				kernels.GatherAxpy(qt, qc, wuk, kvr, b.iota)
+			}
+		}
+		if kernels.GemmRecorder != nil { // the absorption is H products [B, dn]·[dn, kvr], counted as such
+			for range H {
+				kernels.GemmRecorder(kernels.GemmShape{M: B, N: kvr, K: dn})
+			}
+		}
+		// Attention per sequence over its own cache, all heads in one product: ctx [B, H, kvr].
+		b.parallel(B, func(ln *lane, i int) { b.attention(ln, l, i, in[i]) })
+		// o_{b,i} = W^UV_i ctx_{b,i} for the B rows of each head, then the output projection into the residual.
+		for hd := 0; hd < H; hd++ {
+			wuv := wkv[(hd*(dn+dv)+dn)*kvr : (hd+1)*(dn+dv)*kvr] // [dv, kvr]
+			kernels.LinearRows(b.o[hd*dv:], H*dv, b.ctx[hd*kvr:], H*kvr, wuv, B, kvr, dv, false)
+		}
+		b.linear(x, D, b.o, H*dv, e.w(l, "self_attn.o_proj.weight"), B, H*dv, D, true)
+		kernels.RMSNorm(h, rstd, x, B, D, D, 0, e.w(l, "post_attention_layernorm.weight"), c.RMSNormEps)
+		if c.IsMoE(l) {
+			b.moe(l, in)
+		} else {
+			b.denseFFN(l, B)
+		}
+		kernels.Axpy(1, b.ffn[:B*D], x)
+	}
+	kernels.RMSNorm(h, rstd, x, B, D, D, 0, e.P.MustGet("model.norm.weight"), c.RMSNormEps)
+	V := c.VocabSize
+	b.linear(b.logits, V, h, D, e.P.MustGet("lm_head.weight"), B, D, V, false)
+	for i, r := range in {
+		copy(r.S.Logits, b.logits[i*V:(i+1)*V])
+		r.S.Len++
+	}
+	return nil
+}
+
+// attention writes row i's ctx [H, kvr] for its session's attention (dense or sparse).
+func (b *Batch) attention(ln *lane, l, i int, r DecodeInput) {
+	if r.S.TopK == 0 {
+		b.denseAttention(ln, l, i, r.S)
+		return
+	}
+	var forced []int32
+	if r.Selection != nil {
+		forced = r.Selection[l]
+	}
+	b.sparseAttention(ln, l, i, r.S, forced)
+}
+
+// denseFFN computes ffn [B, D] = W_down·(SiLU(W_gate·h) ⊙ W_up·h) for layer l's dense SwiGLU FFN (as swiglu.forward,
+// with split products).
+func (b *Batch) denseFFN(l, B int) {
+	e, c := b.e, b.e.Cfg
+	D, I := c.HiddenSize, c.IntermediateSize
+	a, u, act := b.a[:B*I], b.u[:B*I], b.act[:B*I]
+	b.linear(a, I, b.h, D, e.w(l, "mlp.gate_proj.weight"), B, D, I, false)
+	b.linear(u, I, b.h, D, e.w(l, "mlp.up_proj.weight"), B, D, I, false)
+	kernels.SwiGLU(act, a, u)
+	b.linear(b.ffn, D, act, I, e.w(l, "mlp.down_proj.weight"), B, I, D, false)
+}
+
+// denseAttention writes row i's ctx [H, kvr] = softmax(S)·C over every cached position of s (absorbed MLA).
+func (b *Batch) denseAttention(ln *lane, l, i int, s *Session) {
+	c := b.e.Cfg
+	H, dn, dr, kvr := c.NumAttentionHeads, c.QKNopeHeadDim, c.QKRopeHeadDim, c.KVLoraRank
+	dq := dn + dr
+	n := b.pos[i] + 1
+	scale := float32(1 / math.Sqrt(float64(dq)))
+	ln.sc = grow(ln.sc, H*n)
+	qt, q, ctx := b.qt[i*H*kvr:(i+1)*H*kvr], b.q[i*H*dq:(i+1)*H*dq], b.ctx[i*H*kvr:(i+1)*H*kvr]
+	kernels.Gemm(false, true, H, n, kvr, scale, qt, kvr, s.latent[l], kvr, 0, ln.sc, n)
+	kernels.Gemm(false, true, H, n, dr, scale, q[dn:], dq, s.krope[l], dr, 1, ln.sc, n)
+	for hd := 0; hd < H; hd++ {
+		kernels.SoftmaxRow(ln.sc[hd*n : (hd+1)*n])
+	}
+	kernels.Gemm(false, false, H, kvr, n, 1, ln.sc, n, s.latent[l], kvr, 0, ctx, kvr)
+}
+
+// sparseAttention caches row i's index key, selects (or takes the forced) top-k positions of s with the
+// lightning indexer (dsv32-spec.md §1.2), and writes ctx [H, kvr] = softmax(S)·C over those positions only.
+func (b *Batch) sparseAttention(ln *lane, l, i int, s *Session, forced []int32) {
+	e, c := b.e, b.e.Cfg
+	H, dn, dr, kvr := c.NumAttentionHeads, c.QKNopeHeadDim, c.QKRopeHeadDim, c.KVLoraRank
+	dq := dn + dr
+	D, QR := c.HiddenSize, c.QLoraRank
+	pos := b.pos[i]
+	n := pos + 1
+	d := s.dims
+	wt := s.indexerWeights(l)
+	keys := s.ikeys[l]
+	h, qn := b.h[i*D:(i+1)*D], b.qn[i*QR:(i+1)*QR]
+	dsa.Keys(d, e.rope, keys[pos*d.Dh:(pos+1)*d.Dh], ln.khat, ln.kr1, h, 1, pos, wt)
+	sel := s.Selected[l]
+	if forced != nil {
+		copy(sel, forced)
+	} else {
+		// I_t = Σ_j w_j·ReLU(q_j·k_s) over the cached keys, then the top k.
+		dsa.Queries(d, e.rope, ln.iq, ln.iw, qn, h, 1, pos, wt)
+		ln.ik = grow(ln.ik, d.H*n)
+		kernels.Gemm(false, true, d.H, n, d.Dh, 1, ln.iq, d.Dh, keys, d.Dh, 0, ln.ik, n)
+		ln.isc = grow(ln.isc, n)
+		sc := ln.isc
+		clear(sc)
+		for j := 0; j < d.H; j++ {
+			wj, z := ln.iw[j], ln.ik[j*n:(j+1)*n]
+			for t, v := range z {
+				if v > 0 {
+					sc[t] += wj * v
+				}
+			}
+		}
+		if len(ln.heap) < len(sel) {
+			ln.heap = make([]int32, len(sel))
+		}
+		dsa.SelectRow(sel, sc, n, ln.heap)
+	}
+	k := len(sel)
+	ln.gl, ln.gr = grow(ln.gl, k*kvr), grow(ln.gr, k*dr)
+	for j, t := range sel {
+		if t < 0 || int(t) >= n {
+			clear(ln.gl[j*kvr : (j+1)*kvr])
+			clear(ln.gr[j*dr : (j+1)*dr])
+			continue
+		}
+		copy(ln.gl[j*kvr:(j+1)*kvr], s.latent[l][int(t)*kvr:(int(t)+1)*kvr])
+		copy(ln.gr[j*dr:(j+1)*dr], s.krope[l][int(t)*dr:(int(t)+1)*dr])
+	}
+	scale := float32(1 / math.Sqrt(float64(dq)))
+	ln.sc = grow(ln.sc, H*k)
+	qt, q, ctx := b.qt[i*H*kvr:(i+1)*H*kvr], b.q[i*H*dq:(i+1)*H*dq], b.ctx[i*H*kvr:(i+1)*H*kvr]
+	kernels.Gemm(false, true, H, k, kvr, scale, qt, kvr, ln.gl, kvr, 0, ln.sc, k)
+	kernels.Gemm(false, true, H, k, dr, scale, q[dn:], dq, ln.gr, dr, 1, ln.sc, k)
+	for hd := 0; hd < H; hd++ {
+		row := ln.sc[hd*k : (hd+1)*k]
+		for j, t := range sel {
+			if t < 0 || int(t) >= n {
+				row[j] = float32(math.Inf(-1))
+			}
+		}
+		kernels.SoftmaxRow(row)
+	}
+	kernels.Gemm(false, false, H, kvr, k, 1, ln.sc, k, ln.gl, kvr, 0, ctx, kvr)
+}
+
+// moe computes ffn [B, D] = MoE(h) for layer l: every row's experts are selected (or forced) and recorded in
+// its session; the shared expert (all rows) and each routed expert (the rows routed to it, as one [n_j, D]
+// product) are tasks over the lanes; then each row adds its K experts' outputs in its own selection order, as
+// one sequence decoded alone does.
+func (b *Batch) moe(l int, in []DecodeInput) {
+	e, c := b.e, b.e.Cfg
+	mc := e.moe
+	B, D, K, E := len(in), c.HiddenSize, mc.K, mc.E
+	h, ffn := b.h[:B*D], b.ffn[:B*D]
+	b.linear(b.s, E, h, D, e.w(l, "mlp.gate.weight"), B, D, E, false)
+	for j, v := range b.s[:B*E] {
+		b.s[j] = kernels.Sigmoid(v)
+	}
+	bias := e.w(l, "mlp.gate.e_score_correction_bias")
+	for j := range b.slots {
+		b.slots[j] = b.slots[j][:0]
+	}
+	for i, r := range in {
+		ids, s := b.ids[i*K:(i+1)*K], b.s[i*E:(i+1)*E]
+		if r.Experts != nil {
+			copy(ids, r.Experts[l])
+			r.S.Margins[l] = math.Inf(1)
+		} else {
+			r.S.Margins[l] = selectExperts(ids, s, bias, mc, b.sel)
+		}
+		copy(r.S.Experts[l], ids)
+		gateWeights(b.w[i*K:(i+1)*K], ids, s, mc)
+		for k, id := range ids {
+			b.slots[id] = append(b.slots[id], i*K+k)
+		}
+	}
+	b.tasks = b.tasks[:0]
+	if mc.SharedI > 0 {
+		b.tasks = append(b.tasks, expertTask{shared: true})
+	} else {
+		clear(ffn)
+	}
+	for j := range E {
+		if len(b.slots[j]) > 0 {
+			b.tasks = append(b.tasks, expertTask{j: j})
+		}
+	}
+	b.parallel(len(b.tasks), func(ln *lane, t int) { b.expert(ln, l, B, b.tasks[t]) })
+	for i := range in {
+		for k := 0; k < K; k++ {
+			sl := i*K + k
+			kernels.Axpy(b.w[sl], b.eo[sl*D:(sl+1)*D], ffn[i*D:(i+1)*D])
+		}
+	}
+}
+
+// expert runs one expert task of layer l: the shared expert writes ffn [B, D]; routed expert j gathers its
+// rows, runs them as one product and scatters the outputs to their slots in eo.
+func (b *Batch) expert(ln *lane, l, B int, t expertTask) {
+	e, c := b.e, b.e.Cfg
+	D := c.HiddenSize
+	if t.shared {
+		ffn(ln, b.ffn[:B*D], b.h[:B*D], e.w(l, "mlp.shared_experts.gate_proj.weight"), e.w(l, "mlp.shared_experts.up_proj.weight"), e.w(l, "mlp.shared_experts.down_proj.weight"), B, D, e.moe.SharedI)
+		return
+	}
+	slots := b.slots[t.j]
+	nj := len(slots)
+	for r, sl := range slots {
+		row := sl / e.moe.K
+		copy(ln.ein[r*D:(r+1)*D], b.h[row*D:(row+1)*D])
+	}
+	ew := e.experts[l][t.j]
+	ffn(ln, ln.eout[:nj*D], ln.ein[:nj*D], ew[0], ew[1], ew[2], nj, D, e.moe.I)
+	for r, sl := range slots {
+		copy(b.eo[sl*D:(sl+1)*D], ln.eout[r*D:(r+1)*D])
+	}
+}
+
+// grow returns b resized to n, reallocating only when its capacity is short (the contents are not kept).
+func grow[T Float](b []T, n int) []T {
+	if cap(b) < n {
+		return make([]T, n)
+	}
+	return b[:n]
+}

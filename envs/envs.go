@@ -219,6 +219,9 @@ func init() {
 		"dataset":     func(o Options) (Family, error) { return NewDataset(o) },
 		"kvretrieval": func(o Options) (Family, error) { return NewKV(o) },
 		"needle":      func(o Options) (Family, error) { return NewNeedle(o) },
+		"calc":        func(o Options) (Family, error) { return NewCalc(o) },
+		"search":      func(o Options) (Family, error) { return NewSearch(o) },
+		"interpreter": func(o Options) (Family, error) { return NewInterpreter(o) },
 	} {
 		if err := Register(name, f); err != nil {
 			panic(err)

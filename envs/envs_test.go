@@ -42,6 +42,9 @@ func allFamilies(t testing.TB) []Family {
 		"dataset":     {"path": testDataset(t, 600), "reasoning_column": "reasoning"},
 		"kvretrieval": {"length": "256"},
 		"needle":      {"length": "256"},
+		"calc":        nil,
+		"search":      {"people": "100"},
+		"interpreter": nil,
 	}
 	var fams []Family
 	for _, name := range Names() {
@@ -59,7 +62,7 @@ func allFamilies(t testing.TB) []Family {
 }
 
 func TestNames(t *testing.T) {
-	want := []string{"code", "dataset", "kvretrieval", "logic", "math", "needle"}
+	want := []string{"calc", "code", "dataset", "interpreter", "kvretrieval", "logic", "math", "needle", "search"}
 	if got := Names(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Names() = %v, want %v", got, want)
 	}
@@ -74,7 +77,10 @@ func TestNewErrors(t *testing.T) {
 		opts Options
 		want string
 	}{
-		{"chess", Options{}, `envs: unknown family "chess" (registered: code, dataset, kvretrieval, logic, math, needle)`},
+		{"chess", Options{}, `envs: unknown family "chess" (registered: calc, code, dataset, interpreter, kvretrieval, logic, math, needle, search)`},
+		{"calc", Options{Params: map[string]string{"digits": "13"}}, "params.digits: 13 is outside [2, 12]"},
+		{"search", Options{Params: map[string]string{"kinds": "threehop"}}, `params.kinds: "threehop" is not one of onehop, twohop`},
+		{"interpreter", Options{Params: map[string]string{"kinds": "write"}}, `interpreter has no key "kinds"`},
 		{"math", Options{Params: map[string]string{"digit": "3"}}, "params.digit: unknown key (the math family knows digits, mul_digits_a, mul_digits_b, ops, style)"},
 		{"math", Options{Params: map[string]string{"digits": "x"}}, `params.digits: want an integer, got "x"`},
 		{"math", Options{Params: map[string]string{"digits": "40"}}, "params.digits: 40 is outside [1, 18]"},

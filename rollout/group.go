@@ -32,6 +32,8 @@ type SamplerConfig struct {
 	Sparse          bool
 	SparseTopK      int
 	RecordSelection bool
+	// Episode says how the episodes of a tool environment (envs.ToolEnv) run: multi-turn, episode.go.
+	Episode EpisodeConfig
 }
 
 // RLSamplerConfig is how the workers of an rl stage decode: its rl section's sampling, group size and
@@ -143,6 +145,9 @@ func (g *GroupSampler) Sample(ctx context.Context, t envs.Task, groupID string, 
 	if err := g.Params.Validate(); err != nil {
 		return nil, err
 	}
+	if te := g.ToolEnv(); te != nil {
+		return g.sampleEpisodes(ctx, te, t, groupID, version, rng)
+	}
 	prompt, err := RenderPrompt(g.Tok, t)
 	if err != nil {
 		return nil, fmt.Errorf("rollout: rendering task %s: %w", t.ID, err)
@@ -248,6 +253,13 @@ func (g *GroupSampler) Sample(ctx context.Context, t envs.Task, groupID string, 
 
 // Greedy decodes one completion greedily (for evaluation) and returns its text and finish reason.
 func (g *GroupSampler) Greedy(t envs.Task) (string, string, error) {
+	if g.ToolEnv() != nil {
+		ep, err := g.GreedyEpisode(context.Background(), t)
+		if err != nil {
+			return "", "", err
+		}
+		return ep.Final, ep.Finish, nil
+	}
 	prompt, err := RenderPrompt(g.Tok, t)
 	if err != nil {
 		return "", "", err

@@ -66,6 +66,12 @@ type RL struct {
 	LengthBudget int     `yaml:"length_budget"` // tokens before the length penalty starts, 0 = no penalty
 	LengthWeight float64 `yaml:"length_weight"` // length penalty weight λ (see envs.RewardOptions)
 
+	// Tool environments (calc, search, interpreter): multi-turn episodes (rollout/episode.go).
+	MaxToolCalls int     `yaml:"max_tool_calls"` // tool calls an episode may execute, default 4
+	ToolTimeoutS float64 `yaml:"tool_timeout_s"` // deadline of one tool call in seconds, default 5
+	// ToolResultsInLoss trains the inserted tool results too (LossMask 1), an ablation; default false.
+	ToolResultsInLoss bool `yaml:"tool_results_in_loss"`
+
 	Bus Bus `yaml:"bus"` // how workers and the learner talk (NATS JetStream or in-process channels)
 }
 
@@ -154,7 +160,7 @@ func validateBus(k *checker, b *Bus) {
 var RLRolloutDtypes = []string{"float32", "bfloat16"}
 
 // RLEnvs lists the task families rl.env may name (the envs registry adds to it).
-var RLEnvs = []string{"math", "logic", "code", "dataset", "kvretrieval", "needle"}
+var RLEnvs = []string{"math", "logic", "code", "dataset", "kvretrieval", "needle", "calc", "search", "interpreter"}
 
 // RLKL lists the values of rl.kl.
 var RLKL = []string{"none", "k1", "k2", "k3", "unbiased"}
@@ -169,7 +175,7 @@ func DefaultRL() RL {
 		Temperature: 1, TopP: 1, Workers: 2,
 		EpsLow: 0.2, EpsHigh: 0.28, DualClip: 3, KL: "unbiased", Beta: 0.001, Delta: 0.5, Agg: "seq-mean-token-mean",
 		MaxRefill: 8, KeepRouting: true, KeepSamplingMask: true, RolloutDtype: "float32", EvalTasks: 64, EvalEvery: 10, FormatReward: 0.1,
-		Bus: DefaultBus(),
+		MaxToolCalls: 4, ToolTimeoutS: 5, Bus: DefaultBus(),
 	}
 }
 
@@ -261,6 +267,10 @@ func validateRL(k *checker, r *RL) {
 	}
 	if r.Beta > 0 && r.KL == "none" {
 		k.add("rl.beta", "%g > 0 needs rl.kl other than none", r.Beta)
+	}
+	k.positiveInt("rl.max_tool_calls", r.MaxToolCalls)
+	if !(r.ToolTimeoutS > 0) || math.IsInf(r.ToolTimeoutS, 0) {
+		k.add("rl.tool_timeout_s", "must be a finite number of seconds > 0, got %g", r.ToolTimeoutS)
 	}
 	validateBus(k, &r.Bus)
 }

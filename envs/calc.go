@@ -58,7 +58,7 @@ func (c *Calc) Name() string { return "calc" }
 func (c *Calc) Tools() []Tool { return c.tools }
 
 // System returns the system text of calc episodes.
-func (c *Calc) System() string { return "Use calc for arithmetic." }
+func (c *Calc) System() string { return "" }
 
 // Sample draws a task of split.
 func (c *Calc) Sample(rng *rand.Rand, split data.Split) Task {
@@ -160,8 +160,8 @@ type Calculator struct{}
 
 // Spec describes calc.
 func (Calculator) Spec() ToolSpec {
-	return ToolSpec{Name: "calc", Description: "exact integer arithmetic: + - * ( )",
-		Parameters: `{"type": "object", "properties": {"expr": {"type": "string"}}, "required": ["expr"]}`}
+	return ToolSpec{Name: "calc", Description: "integer + - * ( )",
+		Parameters: `{"type": "object", "properties": {"expr": {"type": "string"}}}`}
 }
 
 // Call evaluates args["expr"].

@@ -51,7 +51,7 @@ func (e *Interpreter) Name() string { return "interpreter" }
 func (e *Interpreter) Tools() []Tool { return e.tools }
 
 // System returns the system text of interpreter episodes.
-func (e *Interpreter) System() string { return "Use run to execute programs." }
+func (e *Interpreter) System() string { return "" }
 
 // Sample draws a task of split.
 func (e *Interpreter) Sample(rng *rand.Rand, split data.Split) Task {
@@ -119,8 +119,8 @@ type Runner struct{ Limits Limits }
 
 // Spec describes run.
 func (Runner) Spec() ToolSpec {
-	return ToolSpec{Name: "run", Description: "run a program, return what it prints",
-		Parameters: `{"type": "object", "properties": {"program": {"type": "string"}}, "required": ["program"]}`}
+	return ToolSpec{Name: "run", Description: "what a program prints",
+		Parameters: `{"type": "object", "properties": {"program": {"type": "string"}}}`}
 }
 
 // Call runs args["program"]; its output (newlines kept, the last one dropped) or the error.

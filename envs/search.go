@@ -170,7 +170,7 @@ func (s *Search) Name() string { return "search" }
 func (s *Search) Tools() []Tool { return s.tools }
 
 // System returns the system text of search episodes.
-func (s *Search) System() string { return "Use search and open to look facts up." }
+func (s *Search) System() string { return "" }
 
 // Sample draws a task of split.
 func (s *Search) Sample(rng *rand.Rand, split data.Split) Task {
@@ -269,8 +269,8 @@ func between(s, before, after string) string {
 type searchTool struct{ s *Search }
 
 func (searchTool) Spec() ToolSpec {
-	return ToolSpec{Name: "search", Description: "find documents; returns ids and titles",
-		Parameters: `{"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}`}
+	return ToolSpec{Name: "search", Description: "ids and titles of documents",
+		Parameters: `{"type": "object", "properties": {"query": {"type": "string"}}}`}
 }
 
 func (t searchTool) Call(ctx context.Context, args map[string]any) (string, error) {
@@ -305,7 +305,7 @@ type openTool struct{ s *Search }
 
 func (openTool) Spec() ToolSpec {
 	return ToolSpec{Name: "open", Description: "a document's text",
-		Parameters: `{"type": "object", "properties": {"doc_id": {"type": "string"}}, "required": ["doc_id"]}`}
+		Parameters: `{"type": "object", "properties": {"doc_id": {"type": "string"}}}`}
 }
 
 func (t openTool) Call(ctx context.Context, args map[string]any) (string, error) {

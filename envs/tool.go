@@ -231,8 +231,7 @@ func ToolSystemMessage(e ToolEnv) data.Message {
 
 // ToolsPreamble is the tools block preamble of tool environments (data.EncodeOptions.ToolsTemplate): short,
 // because the byte tokenizer makes every byte of the prompt a position.
-const ToolsPreamble = `## Tools
-Call with <{dsml_token}function_calls>; results come back in <function_results>.`
+const ToolsPreamble = `## Tools`
 
 // ToolEncodeOptions are the chat encoder options of tool episodes: thinking mode, reasoning dropped at a new
 // user turn, the short ToolsPreamble.

@@ -27,6 +27,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/data"
 	"github.com/sparrow-rl/sparrow/envs"
 	"github.com/sparrow-rl/sparrow/model"
@@ -43,6 +44,13 @@ type EpisodeConfig struct {
 	// Drawer, when set, draws the policy's tokens instead of the sampler (ForcedDrawer: forced decoding of a
 	// scripted or recorded policy).
 	Drawer TokenDrawer
+}
+
+// RLEpisodeConfig is how the workers of an rl stage run tool episodes: rl.max_tool_calls,
+// rl.tool_timeout_s, rl.tool_results_in_loss.
+func RLEpisodeConfig(rc configs.RL) EpisodeConfig {
+	return EpisodeConfig{MaxToolCalls: rc.MaxToolCalls, Limits: envs.ToolLimits{Timeout: time.Duration(rc.ToolTimeoutS * float64(time.Second))},
+		ResultsInLoss: rc.ToolResultsInLoss}
 }
 
 // DefaultMaxToolCalls is EpisodeConfig.MaxToolCalls' default.

@@ -192,9 +192,9 @@ func TestEpisodeMalformedAndLimits(t *testing.T) {
 	}
 	segments := []string{
 		"a" + te + block("<"+dsml+"invoke nam=\"calc\">\n</"+dsml+"invoke>"), // bad DSML
-		"b" + te + block(invoke("sqrt", param("x", "2"))),                   // unknown tool
-		"c" + te + block(invoke("calc", param("e", "1+1"))),                 // bad arguments
-		"d" + te + block(invoke("calc", param("expr", "2*3"))),              // a good call
+		"b" + te + block(invoke("sqrt", param("x", "2"))),                    // unknown tool
+		"c" + te + block(invoke("calc", param("e", "1+1"))),                  // bad arguments
+		"d" + te + block(invoke("calc", param("expr", "2*3"))),               // a good call
 		"e" + te + task.Answer + data.SpecialTokens[data.EOS-256],
 	}
 	var script []int32

@@ -41,7 +41,8 @@ type SamplerConfig struct {
 // learner replays them, rl.keep_selection).
 func RLSamplerConfig(rc configs.RL, sparse bool, sparseTopK int) SamplerConfig {
 	return SamplerConfig{Params: SamplingParams{Temperature: rc.Temperature, TopP: rc.TopP, TopK: rc.TopK},
-		GroupSize: rc.GroupSize, MaxNewTokens: rc.MaxNewTokens, Sparse: sparse, SparseTopK: sparseTopK, RecordSelection: sparse && rc.KeepSelection}
+		GroupSize: rc.GroupSize, MaxNewTokens: rc.MaxNewTokens, Sparse: sparse, SparseTopK: sparseTopK, RecordSelection: sparse && rc.KeepSelection,
+		Episode: RLEpisodeConfig(rc)}
 }
 
 // GroupSampler samples groups with one engine. It is not safe for concurrent use: give each worker its own.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,6 +82,10 @@ type TaskEval struct {
 	// Attention at model.index_topk) for a dsa_sparse checkpoint or an rl checkpoint of a sparse policy.
 	Attention string `json:"attention"`
 
+	// Tool holds a tool environment's episode statistics (evalOutcome.toolStats): tool_calls, turns,
+	// malformed_rate, no_call_rate, answer_in_result_rate.
+	Tool map[string]float64 `json:"tool,omitempty"`
+
 	// Samples holds the greedy completion of every task, in task order (written by `trainer eval --samples`).
 	Samples []TaskSample `json:"-"`
 }
@@ -94,6 +99,12 @@ type TaskSample struct {
 	FinishReason string  `json:"finish_reason"`
 	Correct      bool    `json:"correct"`
 	Reward       float64 `json:"reward"`
+	// Turns holds a tool environment's episode: each policy segment with its calls and their results
+	// (Completion is then the last segment, the one graded).
+	Turns []rollout.Turn `json:"turns,omitempty"`
+	// ToolCalls and Malformed count the episode's executed and refused calls.
+	ToolCalls int `json:"tool_calls,omitempty"`
+	Malformed int `json:"malformed_calls,omitempty"`
 }
 
 // evalDecoding says how greedyEval decodes.
@@ -129,6 +140,43 @@ func (o evalOutcome) accuracy() float64 {
 	return float64(right) / float64(len(o.samples))
 }
 
+// toolStats are a tool environment's episode statistics over the greedy samples (nil for other families):
+// tool_calls and turns per episode, malformed_rate (refused calls per call attempted), and the misuse
+// patterns no_call_rate (episodes answered without a call) and answer_in_result_rate (episodes whose
+// answer is the text of one of their successful tool results, the opposite of ignoring the result).
+func (o evalOutcome) toolStats() map[string]float64 {
+	if len(o.samples) == 0 || o.samples[0].Turns == nil {
+		return nil
+	}
+	var calls, malformed, turns, noCall, inResult float64
+	for _, s := range o.samples {
+		calls += float64(s.ToolCalls)
+		malformed += float64(s.Malformed)
+		turns += float64(len(s.Turns))
+		if s.ToolCalls == 0 {
+			noCall++
+		}
+		answer := strings.TrimSpace(envs.ParseCompletion(s.Completion).Answer)
+		found := false
+		for _, tu := range s.Turns {
+			for _, c := range tu.Calls {
+				if c.Error == "" && answer != "" && strings.Contains(c.Result, answer) {
+					found = true
+				}
+			}
+		}
+		if found {
+			inResult++
+		}
+	}
+	n := float64(len(o.samples))
+	m := map[string]float64{"tool_calls": calls / n, "turns": turns / n, "no_call_rate": noCall / n, "answer_in_result_rate": inResult / n, "malformed_rate": 0}
+	if calls+malformed > 0 {
+		m["malformed_rate"] = malformed / (calls + malformed)
+	}
+	return m
+}
+
 // greedyEval decodes every task greedily with eng and grades it with the family's verifier (and samples
 // pass@k completions when d.passK > 0). Greedy decoding makes the result independent of d.workers.
 func greedyEval(eng *model.Engine, tok *data.Tokenizer, fam envs.Family, tasks []envs.Task, d evalDecoding) (evalOutcome, error) {
@@ -153,10 +201,16 @@ func greedyEval(eng *model.Engine, tok *data.Tokenizer, fam envs.Family, tasks [
 				t := tasks[i]
 				var completion, finish string
 				var err error
-				if d.text {
+				var ep *rollout.Episode
+				switch {
+				case d.text:
 					completion, err = textCompletion(eng, tok, t, d.sparse)
 					finish = "stop"
-				} else {
+				case gs.ToolEnv() != nil:
+					if ep, err = gs.GreedyEpisode(context.Background(), t); err == nil {
+						completion, finish = ep.Final, ep.Finish
+					}
+				default:
 					completion, finish, err = gs.Greedy(t)
 				}
 				if err != nil {
@@ -166,6 +220,9 @@ func greedyEval(eng *model.Engine, tok *data.Tokenizer, fam envs.Family, tasks [
 				rw := fam.Verify(t, completion, finish)
 				out.samples[i] = TaskSample{ID: t.ID, Prompt: t.Prompt, Answer: t.Answer, Completion: completion,
 					FinishReason: finish, Correct: rw.Correct, Reward: rw.Total}
+				if ep != nil {
+					out.samples[i].Turns, out.samples[i].ToolCalls, out.samples[i].Malformed = ep.Turns, ep.ToolCalls, ep.Malformed
+				}
 				if d.passK == 0 {
 					continue
 				}
@@ -236,7 +293,7 @@ func EvaluateTasks(dir string, cfg *configs.Config, st configs.Stage, env string
 	if err != nil {
 		return nil, err
 	}
-	res := &TaskEval{Checkpoint: dir, Env: env, N: n, Distinct: distinct, K: k, Accuracy: o.accuracy(), Temp: rc.Temperature, TopP: rc.TopP, Attention: attention, Samples: o.samples}
+	res := &TaskEval{Checkpoint: dir, Env: env, N: n, Distinct: distinct, K: k, Accuracy: o.accuracy(), Temp: rc.Temperature, TopP: rc.TopP, Attention: attention, Samples: o.samples, Tool: o.toolStats()}
 	if k > 0 {
 		res.PassAtK = float64(o.anyRight) / float64(n)
 		res.MeanAtK = float64(o.right) / float64(n*k)

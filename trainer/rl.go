@@ -397,5 +397,9 @@ func (s *rlStage) evaluate(ctx context.Context, step int) (map[string]float64, e
 	if err := s.logEval(step, res.samples); err != nil {
 		return nil, err
 	}
-	return map[string]float64{"eval/" + s.rc.Env + "/accuracy": res.accuracy()}, nil
+	m := map[string]float64{"eval/" + s.rc.Env + "/accuracy": res.accuracy()}
+	for k, v := range res.toolStats() {
+		m["eval/"+s.rc.Env+"/"+k] = v
+	}
+	return m, nil
 }

@@ -160,7 +160,7 @@ func validateBus(k *checker, b *Bus) {
 var RLRolloutDtypes = []string{"float32", "bfloat16"}
 
 // RLEnvs lists the task families rl.env may name (the envs registry adds to it).
-var RLEnvs = []string{"math", "logic", "code", "dataset", "kvretrieval", "needle", "calc", "search", "interpreter"}
+var RLEnvs = []string{"math", "logic", "code", "dataset", "kvretrieval", "needle", "calc", "search", "interpreter", "toolmix"}
 
 // RLKL lists the values of rl.kl.
 var RLKL = []string{"none", "k1", "k2", "k3", "unbiased"}

@@ -222,6 +222,7 @@ func init() {
 		"calc":        func(o Options) (Family, error) { return NewCalc(o) },
 		"search":      func(o Options) (Family, error) { return NewSearch(o) },
 		"interpreter": func(o Options) (Family, error) { return NewInterpreter(o) },
+		"toolmix":     func(o Options) (Family, error) { return NewToolMix(o) },
 	} {
 		if err := Register(name, f); err != nil {
 			panic(err)

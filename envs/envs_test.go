@@ -45,6 +45,7 @@ func allFamilies(t testing.TB) []Family {
 		"calc":        nil,
 		"search":      {"people": "100"},
 		"interpreter": nil,
+		"toolmix":     {"families": "calc,search,interpreter", "search.people": "100"},
 	}
 	var fams []Family
 	for _, name := range Names() {
@@ -62,7 +63,7 @@ func allFamilies(t testing.TB) []Family {
 }
 
 func TestNames(t *testing.T) {
-	want := []string{"calc", "code", "dataset", "interpreter", "kvretrieval", "logic", "math", "needle", "search"}
+	want := []string{"calc", "code", "dataset", "interpreter", "kvretrieval", "logic", "math", "needle", "search", "toolmix"}
 	if got := Names(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Names() = %v, want %v", got, want)
 	}
@@ -77,7 +78,9 @@ func TestNewErrors(t *testing.T) {
 		opts Options
 		want string
 	}{
-		{"chess", Options{}, `envs: unknown family "chess" (registered: calc, code, dataset, interpreter, kvretrieval, logic, math, needle, search)`},
+		{"chess", Options{}, `envs: unknown family "chess" (registered: calc, code, dataset, interpreter, kvretrieval, logic, math, needle, search, toolmix)`},
+		{"toolmix", Options{Params: map[string]string{"chess.depth": "2"}}, `params.chess.depth: "chess" is not a member family`},
+		{"toolmix", Options{Params: map[string]string{"families": "calc", "search.people": "50"}}, "search.* given but search is not in families"},
 		{"calc", Options{Params: map[string]string{"digits": "13"}}, "params.digits: 13 is outside [2, 12]"},
 		{"search", Options{Params: map[string]string{"kinds": "threehop"}}, `params.kinds: "threehop" is not one of onehop, twohop`},
 		{"interpreter", Options{Params: map[string]string{"kinds": "write"}}, `interpreter has no key "kinds"`},
@@ -124,7 +127,7 @@ func TestSplitsDisjoint(t *testing.T) {
 					if got := data.InSplit(task.ID, DefaultHeldOut); got != split {
 						t.Fatalf("task %q drawn for %s hashes into %s", task.ID, split, got)
 					}
-					if task.Family != f.Name() {
+					if task.Family != f.Name() && !(f.Name() == "toolmix" && contains(toolMixMembers, task.Family)) { // a mixture's tasks keep their family
 						t.Fatalf("task %q has family %q", task.ID, task.Family)
 					}
 					ids[split][task.ID] = true

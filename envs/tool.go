@@ -244,6 +244,7 @@ func ToolEncodeOptions() data.EncodeOptions {
 // ToolPrompt returns the prompt messages of a tool environment's task: the system message with the tools,
 // then the user message.
 func ToolPrompt(e ToolEnv, t Task) []data.Message {
+	e = TaskEnv(e, t)
 	return []data.Message{ToolSystemMessage(e), {Role: "user", Content: t.Prompt}}
 }
 

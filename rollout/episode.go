@@ -344,6 +344,7 @@ func insertedTokens(tok *data.Tokenizer, te envs.ToolEnv, t envs.Task, results [
 
 // sampleEpisodes is Sample for a tool environment: G multi-turn episodes of task t from one prefilled prompt.
 func (g *GroupSampler) sampleEpisodes(ctx context.Context, te envs.ToolEnv, t envs.Task, groupID string, version int64, rng *rand.Rand) (*data.Group, error) {
+	te = envs.TaskEnv(te, t)
 	prompt, err := RenderEpisodePrompt(g.Tok, te, t)
 	if err != nil {
 		return nil, fmt.Errorf("rollout: rendering task %s: %w", t.ID, err)
@@ -387,6 +388,7 @@ func (g *GroupSampler) GreedyEpisode(ctx context.Context, t envs.Task) (*Episode
 	if te == nil {
 		return nil, fmt.Errorf("rollout: family %s has no tools", g.Family.Name())
 	}
+	te = envs.TaskEnv(te, t)
 	prompt, err := RenderEpisodePrompt(g.Tok, te, t)
 	if err != nil {
 		return nil, err

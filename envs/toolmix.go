@@ -81,12 +81,25 @@ func (m *ToolMix) Name() string { return "toolmix" }
 // member returns the environment of task t's family, or nil.
 func (m *ToolMix) member(t Task) ToolEnv { return m.members[t.Family] }
 
-// TaskEnv returns the environment a task of e is run in: the task's own member for a mixture, e otherwise.
+// TaskEnver is implemented by tool environments whose tasks run in other environments (ToolMix, a
+// mixture; toolnet's remote wrapper of one).
+type TaskEnver interface {
+	TaskEnv(t Task) ToolEnv
+}
+
+// TaskEnv returns the environment of t: the task's own member for a mixture, e otherwise.
+func (m *ToolMix) TaskEnv(t Task) ToolEnv {
+	if te := m.member(t); te != nil {
+		return te
+	}
+	return m
+}
+
+// TaskEnv returns the environment a task of e is run in: e.TaskEnv(t) when e is a TaskEnver (a mixture's
+// member), e otherwise.
 func TaskEnv(e ToolEnv, t Task) ToolEnv {
-	if m, ok := e.(*ToolMix); ok {
-		if te := m.member(t); te != nil {
-			return te
-		}
+	if te, ok := e.(TaskEnver); ok {
+		return te.TaskEnv(t)
 	}
 	return e
 }

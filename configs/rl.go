@@ -71,6 +71,12 @@ type RL struct {
 	ToolTimeoutS float64 `yaml:"tool_timeout_s"` // deadline of one tool call in seconds, default 5
 	// ToolResultsInLoss trains the inserted tool results too (LossMask 1), an ablation; default false.
 	ToolResultsInLoss bool `yaml:"tool_results_in_loss"`
+	// ToolsNATS calls the environment's tools as NATS services (`trainer tools serve`) at this URL instead of
+	// in process; ToolsPrefix is their subject prefix. ToolsMCP names MCP servers (an http(s) URL or a stdio
+	// command line) whose tools replace the environment's tools of the same names.
+	ToolsNATS   string   `yaml:"tools_nats"`
+	ToolsPrefix string   `yaml:"tools_prefix"`
+	ToolsMCP    []string `yaml:"tools_mcp"`
 
 	Bus Bus `yaml:"bus"` // how workers and the learner talk (NATS JetStream or in-process channels)
 }
@@ -159,6 +165,9 @@ func validateBus(k *checker, b *Bus) {
 // RLRolloutDtypes lists the values of rl.rollout_dtype.
 var RLRolloutDtypes = []string{"float32", "bfloat16"}
 
+// RLToolEnvs lists the tool environments among RLEnvs (multi-turn episodes with tool calls).
+var RLToolEnvs = []string{"calc", "search", "interpreter", "toolmix"}
+
 // RLEnvs lists the task families rl.env may name (the envs registry adds to it).
 var RLEnvs = []string{"math", "logic", "code", "dataset", "kvretrieval", "needle", "calc", "search", "interpreter", "toolmix"}
 
@@ -175,7 +184,7 @@ func DefaultRL() RL {
 		Temperature: 1, TopP: 1, Workers: 2,
 		EpsLow: 0.2, EpsHigh: 0.28, DualClip: 3, KL: "unbiased", Beta: 0.001, Delta: 0.5, Agg: "seq-mean-token-mean",
 		MaxRefill: 8, KeepRouting: true, KeepSamplingMask: true, RolloutDtype: "float32", EvalTasks: 64, EvalEvery: 10, FormatReward: 0.1,
-		MaxToolCalls: 4, ToolTimeoutS: 5, Bus: DefaultBus(),
+		MaxToolCalls: 4, ToolTimeoutS: 5, ToolsPrefix: "sparrow.tools", Bus: DefaultBus(),
 	}
 }
 
@@ -271,6 +280,12 @@ func validateRL(k *checker, r *RL) {
 	k.positiveInt("rl.max_tool_calls", r.MaxToolCalls)
 	if !(r.ToolTimeoutS > 0) || math.IsInf(r.ToolTimeoutS, 0) {
 		k.add("rl.tool_timeout_s", "must be a finite number of seconds > 0, got %g", r.ToolTimeoutS)
+	}
+	if (r.ToolsNATS != "" || len(r.ToolsMCP) > 0) && !slices.Contains(RLToolEnvs, r.Env) {
+		k.addRelated("rl.tools_nats", []string{"rl.tools_mcp", "rl.env"}, "remote tools need a tool environment (%v), but rl.env is %s", RLToolEnvs, r.Env)
+	}
+	if r.ToolsPrefix == "" {
+		k.add("rl.tools_prefix", "must not be empty (the subject prefix of the tool services)")
 	}
 	validateBus(k, &r.Bus)
 }

@@ -78,6 +78,7 @@ type rlStage struct {
 	transport     rollout.LearnerTransport
 	workerErrs    chan error // sampling errors of in-process workers: the learner stops with them
 	stopWorkers   func()     // cancels the in-process workers and waits for them
+	closeTools    func()     // closes the connections of remote tools (rl.tools_nats, rl.tools_mcp)
 	bus           busState   // the NATS side (rl_bus.go)
 
 	// the record of groups
@@ -112,6 +113,10 @@ func newRLStage(r *Run, st configs.Stage, params *model.Params) (*rlStage, error
 	if err != nil {
 		return nil, fmt.Errorf("stages[%s].rl.env: %w", st.Name, err)
 	}
+	fam, closeTools, err := RemoteTools(context.Background(), st, fam, r.Log)
+	if err != nil {
+		return nil, err
+	}
 	tok, err := data.NewTokenizer(params.Config.VocabSize)
 	if err != nil {
 		return nil, err
@@ -120,7 +125,7 @@ func newRLStage(r *Run, st configs.Stage, params *model.Params) (*rlStage, error
 	if err := lc.Validate(); err != nil {
 		return nil, fmt.Errorf("stages[%s].rl: %w", st.Name, err)
 	}
-	s := &rlStage{run: r, stage: st, rc: rc, params: params, family: fam, tok: tok, loss: lc, drops: map[string]float64{}}
+	s := &rlStage{run: r, stage: st, rc: rc, params: params, family: fam, tok: tok, loss: lc, drops: map[string]float64{}, closeTools: closeTools}
 	rows, T := rc.PromptsPerStep/rc.MiniBatches*rc.GroupSize, rc.MaxPromptTokens+rc.MaxNewTokens
 	if T > params.Config.MaxPositionEmbeddings {
 		return nil, fmt.Errorf("stages[%s].rl: max_prompt_tokens + max_new_tokens = %d exceeds model.max_position_embeddings %d", st.Name, T, params.Config.MaxPositionEmbeddings)
@@ -256,6 +261,10 @@ func (s *rlStage) end(completed bool) {
 		s.stopWorkers = nil
 	}
 	s.closeTransport(completed)
+	if s.closeTools != nil {
+		s.closeTools()
+		s.closeTools = nil
+	}
 	if err := s.rollouts.close(); err != nil {
 		s.run.Log.Warn("closing the rollout log", "stage", s.stage.Name, "err", err)
 	}

@@ -25,6 +25,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sparrow-rl/sparrow/configs"
@@ -487,5 +488,62 @@ func (g *GroupSampler) grade(tr *data.Trajectory, t envs.Task, text, finish stri
 	tr.RewardParts["correct"] = 0
 	if rw.Correct {
 		tr.RewardParts["correct"] = 1
+	}
+}
+
+// EpisodeTurns recovers the turns of a recorded episode from its completion tokens: a policy segment ends at
+// the tag closing a tool-call block, and the inserted EOS and results run up to the <think> that reopens
+// the reasoning; each segment's calls are parsed with the chat parser and paired, in order, with the
+// results of the block that follows it. A single-turn completion is one turn without calls.
+func EpisodeTurns(tok *data.Tokenizer, completion []int32) []Turn {
+	closeTag := callsCloseTag(tok)
+	var turns []Turn
+	seg := 0
+	for i := 0; i < len(completion); i++ {
+		if !hasSuffix(completion[seg:i+1], closeTag) {
+			continue
+		}
+		turn := Turn{Text: tok.Decode(completion[seg : i+1])}
+		j := i + 1
+		for j < len(completion) && completion[j] != data.ThinkBeg {
+			j++
+		}
+		results := resultTexts(tok.Decode(completion[i+1 : min(j, len(completion))]))
+		var calls []data.ParsedCall
+		if pm, err := data.ParseCompletionIDs(tok, completion[seg:i+1], data.ModeThinking); err == nil {
+			calls = pm.ToolCalls
+		}
+		for k, r := range results {
+			c := CallRecord{Result: r}
+			if k < len(calls) {
+				c.Name, c.Arguments = calls[k].Name, calls[k].Arguments
+			} else {
+				c.Malformed = len(calls) == 0
+			}
+			turn.Calls = append(turn.Calls, c)
+		}
+		turns = append(turns, turn)
+		seg, i = min(j+1, len(completion)), j
+	}
+	if seg < len(completion) {
+		turns = append(turns, Turn{Text: tok.Decode(completion[seg:])})
+	}
+	return turns
+}
+
+// resultTexts returns the contents of the <result> elements of a rendered results block, in order.
+func resultTexts(s string) []string {
+	var out []string
+	for {
+		_, rest, ok := strings.Cut(s, "\n<result>")
+		if !ok {
+			return out
+		}
+		r, after, ok := strings.Cut(rest, "</result>")
+		if !ok {
+			return append(out, r)
+		}
+		out = append(out, r)
+		s = after
 	}
 }

@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -139,6 +140,9 @@ func TestEpisodeReencodes(t *testing.T) {
 			ep, err := gs.runEpisode(context.Background(), te, task, gs.session, gs.dsession, gs.Episode.Drawer, nil, nil)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if turns := EpisodeTurns(tok, tr.CompletionTokens); !reflect.DeepEqual(turns, ep.Turns) {
+				t.Fatalf("%s: EpisodeTurns of the trajectory\n%+v\nwant the episode's\n%+v", name, turns, ep.Turns)
 			}
 			re, err := data.EncodeIDs(tok, reencode(t, te, task, ep), envs.ToolEncodeOptions())
 			if err != nil {

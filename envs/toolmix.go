@@ -159,3 +159,27 @@ func (m *ToolMix) Episode(ctx context.Context, t Task, misuse int) ([]data.Messa
 	}
 	return te.Episode(ctx, t, misuse)
 }
+
+// MemberParams returns the params of family when params are a toolmix mixture's (they name families or keys
+// <family>.<key>) and family is a member: its own keys, prefix removed. Any other params are returned as they are.
+func MemberParams(params map[string]string, family string) map[string]string {
+	if family == "toolmix" || !contains(toolMixMembers, family) {
+		return params
+	}
+	mix := false
+	for k := range params {
+		if k == "families" || strings.Contains(k, ".") {
+			mix = true
+		}
+	}
+	if !mix {
+		return params
+	}
+	out := map[string]string{}
+	for k, v := range params {
+		if key, ok := strings.CutPrefix(k, family+"."); ok {
+			out[key] = v
+		}
+	}
+	return out
+}

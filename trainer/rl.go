@@ -91,9 +91,11 @@ type rlStage struct {
 	tasks       map[string]envs.Task // with rollouts: the step's dispatched tasks by group id
 }
 
+// familyOptions are the family options of st's rl section. A member of a toolmix mixture evaluated or sampled
+// alone (eval --env calc on a toolmix stage) takes its own params out of the mixture's (envs.MemberParams).
 func familyOptions(st configs.Stage) envs.Options {
 	rc := st.RL
-	return envs.Options{HeldOut: st.Data.HeldOut, Params: rc.EnvParams,
+	return envs.Options{HeldOut: st.Data.HeldOut, Params: envs.MemberParams(rc.EnvParams, rc.Env),
 		Reward: envs.RewardOptions{Correct: 1, Format: rc.FormatReward, LengthPenalty: rc.LengthWeight, LengthBudget: rc.LengthBudget}}
 }
 

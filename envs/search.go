@@ -3,12 +3,13 @@
 // born in Tarrow. Arlen Vosk works for Quell Labs.") and one per company ("Quell Labs is based in Mirsk.");
 // a onehop question asks a person's birthplace, a twohop question the city of a person's employer. Two tools:
 //
-//	search(query)  the ids and titles of the best 3 documents, ranked by BM25 over a bleve v2 full-text
-//	               index (scorch, in memory) of titles and texts
+//	search(query)  the best 2 documents, ranked by BM25 over a bleve v2 full-text index (scorch, in memory)
+//	               of titles and texts: the first with its id, title and text, the second with id and title
 //	open(doc_id)   the text of a document
 //
-// The worked solution searches the person, opens the document and, for twohop, searches and opens the
-// employer. The answer is verified exactly (a city name).
+// The worked solution searches the person and reads the answer in the first hit's text when it is that
+// person's document (else opens the document), and for twohop then searches the employer the same way. The
+// answer is verified exactly (a city name).
 //
 // Params (all optional):
 //
@@ -236,17 +237,22 @@ func (s *Search) Episode(ctx context.Context, t Task, misuse int) ([]data.Messag
 	if misuse == MisuseMiscopied {
 		query = s.people[rng.IntN(len(s.people))].name // another person's name
 	}
-	hits := step("Search "+query+".", "search", "query", query)
-	first, _, _ := strings.Cut(hits, " ")
-	text := step("Open "+first+".", "open", "doc_id", first)
+	// lookup searches q and returns the text of the document titled q: the first hit's, or opened
+	lookup := func(q string) string {
+		hits := step("Search "+q+".", "search", "query", q)
+		first, _, _ := strings.Cut(hits, "\n")
+		id, rest, _ := strings.Cut(first, " ")
+		if title, text, ok := strings.Cut(rest, ": "); ok && title == q {
+			return text
+		}
+		return step("Open "+id+".", "open", "doc_id", id)
+	}
+	text := lookup(query)
 	answer := ""
 	if t.Meta["kind"] == "onehop" {
 		answer = between(text, " was born in ", ".")
 	} else {
-		company := between(text, " works for ", ".")
-		hits = step("Search "+company+".", "search", "query", company)
-		first, _, _ = strings.Cut(hits, " ")
-		text = step("Open "+first+".", "open", "doc_id", first)
+		text = lookup(between(text, " works for ", "."))
 		answer = between(text, " is based in ", ".")
 	}
 	if misuse == MisuseIgnored {
@@ -269,7 +275,7 @@ func between(s, before, after string) string {
 type searchTool struct{ s *Search }
 
 func (searchTool) Spec() ToolSpec {
-	return ToolSpec{Name: "search", Description: "ids and titles of documents",
+	return ToolSpec{Name: "search", Description: "best documents: id, title, text of the first",
 		Parameters: `{"type": "object", "properties": {"query": {"type": "string"}}}`}
 }
 
@@ -284,7 +290,7 @@ func (t searchTool) Call(ctx context.Context, args map[string]any) (string, erro
 	if len(q) > 256 {
 		return "", fmt.Errorf("%w: query of %d bytes (limit 256)", ErrBadArguments, len(q))
 	}
-	req := bleve.NewSearchRequestOptions(bleve.NewMatchQuery(q), 3, 0, false)
+	req := bleve.NewSearchRequestOptions(bleve.NewMatchQuery(q), 2, 0, false)
 	req.Fields = []string{"title"}
 	res, err := t.s.index.SearchInContext(ctx, req)
 	if err != nil {
@@ -296,6 +302,9 @@ func (t searchTool) Call(ctx context.Context, args map[string]any) (string, erro
 	lines := make([]string, len(res.Hits))
 	for i, h := range res.Hits {
 		lines[i] = h.ID + " " + t.s.docs[h.ID].Title
+		if i == 0 {
+			lines[i] += ": " + t.s.docs[h.ID].Text
+		}
 	}
 	return strings.Join(lines, "\n"), nil
 }

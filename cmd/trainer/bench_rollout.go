@@ -37,9 +37,12 @@ func newBenchRolloutCmd() *cobra.Command {
 			results := []*bench.RolloutBenchResult{res}
 			if vs != "" {
 				// the same policy and sampling on a single-turn family, in the same process right after
-				vcfg, err := configs.Load(config, append(append([]string{}, sets...), "rl.env="+vs, "rl.env_params={}"))
+				vcfg, err := configs.Load(config, sets)
 				if err != nil {
 					return fmt.Errorf("--vs %s: %w", vs, err)
+				}
+				for i := range vcfg.Stages { // the family alone changes (its own default params)
+					vcfg.Stages[i].RL.Env, vcfg.Stages[i].RL.EnvParams = vs, map[string]string{}
 				}
 				vres, err := bench.BenchRollout(vcfg, stage, ckpt)
 				if err != nil {

@@ -298,3 +298,6 @@ func checkSize(v *big.Int) error {
 	}
 	return nil
 }
+
+// FirstCall is calc(expr) with the task's expression.
+func (c *Calc) FirstCall(t Task) (tool, key, value string) { return "calc", "expr", t.Meta["expr"] }

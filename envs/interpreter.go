@@ -143,3 +143,8 @@ func (r Runner) Call(ctx context.Context, args map[string]any) (string, error) {
 	}
 	return strings.TrimSuffix(res.Output, "\n"), nil
 }
+
+// FirstCall is run(program) with the task's program.
+func (e *Interpreter) FirstCall(t Task) (tool, key, value string) {
+	return "run", "program", strings.TrimSuffix(t.Meta["program"], "\n")
+}

@@ -275,3 +275,45 @@ func MisuseDraw(rng *rand.Rand, share float64) int {
 	}
 	return rng.IntN(len(MisuseKinds))
 }
+
+// ToolCallRecord is one call an episode made, as the misuse classifier reads it.
+type ToolCallRecord struct {
+	Name, Arguments, Result string
+	Failed                  bool
+}
+
+// FirstCaller is implemented by tool environments whose worked solution starts with one known call: the tool
+// and the argument (key, value) copied from the task (calc: calc(expr), search: search(query),
+// interpreter: run(program)).
+type FirstCaller interface {
+	FirstCall(t Task) (tool, key, value string)
+}
+
+// ClassifyMisuse says how an episode of t used the tools, as MisuseKinds name the ways: "no_call" (no call
+// made), "miscopied_argument" (the environment's first call made with an argument other than the task's:
+// FirstCaller), "ignored_result" (the answer, white space collapsed, is in no successful result), or "" (none of these).
+func ClassifyMisuse(e ToolEnv, t Task, calls []ToolCallRecord, answer string) string {
+	if len(calls) == 0 {
+		return MisuseKinds[MisuseNoCall]
+	}
+	if fc, ok := TaskEnv(e, t).(FirstCaller); ok {
+		tool, key, value := fc.FirstCall(t)
+		for _, c := range calls {
+			if c.Name != tool {
+				continue
+			}
+			args, err := DecodeArguments(c.Arguments)
+			if s, ok := args[key].(string); err != nil || !ok || strings.TrimSpace(s) != strings.TrimSpace(value) {
+				return MisuseKinds[MisuseMiscopied]
+			}
+			break
+		}
+	}
+	answer = normSpaces(answer)
+	for _, c := range calls {
+		if !c.Failed && answer != "" && strings.Contains(normSpaces(c.Result), answer) {
+			return ""
+		}
+	}
+	return MisuseKinds[MisuseIgnored]
+}

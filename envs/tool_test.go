@@ -173,3 +173,40 @@ func TestSearchRanksByBM25(t *testing.T) {
 		t.Errorf("open(zz) = %q, want an error", out.Content)
 	}
 }
+
+// TestClassifyMisuse: each misuse kind of the worked conversations is recognised as what it is, and the
+// right episodes as right use.
+func TestClassifyMisuse(t *testing.T) {
+	for _, name := range []string{"calc", "search", "interpreter"} {
+		f, err := New(name, Options{Params: map[string]string{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := f.(ToolEnv)
+		rng := rand.New(rand.NewPCG(3, 4))
+		for range 30 {
+			task := env.Sample(rng, data.SplitTrain)
+			for misuse := -1; misuse < len(MisuseKinds); misuse++ {
+				msgs, err := env.Episode(context.Background(), task, misuse)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var calls []ToolCallRecord
+				for i, m := range msgs {
+					for k, c := range m.ToolCalls {
+						r := msgs[i+1+k].Content
+						calls = append(calls, ToolCallRecord{Name: c.Function.Name, Arguments: c.Function.Arguments, Result: r, Failed: strings.HasPrefix(r, "error: ")})
+					}
+				}
+				got := ClassifyMisuse(env, task, calls, msgs[len(msgs)-1].Content)
+				want := ""
+				if misuse >= 0 {
+					want = MisuseKinds[misuse]
+				}
+				if got != want && !(misuse == MisuseMiscopied && got == MisuseKinds[MisuseIgnored]) {
+					t.Fatalf("%s %s misuse %d: classified %q, want %q", name, task.ID, misuse, got, want)
+				}
+			}
+		}
+	}
+}

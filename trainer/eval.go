@@ -105,6 +105,9 @@ type TaskSample struct {
 	// ToolCalls and Malformed count the episode's executed and refused calls.
 	ToolCalls int `json:"tool_calls,omitempty"`
 	Malformed int `json:"malformed_calls,omitempty"`
+	// Misuse is how the episode misused the tools (envs.ClassifyMisuse: no_call, miscopied_argument,
+	// ignored_result), "" for none.
+	Misuse string `json:"misuse,omitempty"`
 }
 
 // evalDecoding says how greedyEval decodes.
@@ -140,15 +143,30 @@ func (o evalOutcome) accuracy() float64 {
 	return float64(right) / float64(len(o.samples))
 }
 
+// episodeMisuse classifies an evaluated episode's use of the tools (envs.ClassifyMisuse).
+func episodeMisuse(te envs.ToolEnv, t envs.Task, ep *rollout.Episode) string {
+	var calls []envs.ToolCallRecord
+	for _, tu := range ep.Turns {
+		for _, c := range tu.Calls {
+			if c.Name != "" {
+				calls = append(calls, envs.ToolCallRecord{Name: c.Name, Arguments: c.Arguments, Result: c.Result, Failed: c.Error != ""})
+			}
+		}
+	}
+	return envs.ClassifyMisuse(te, t, calls, envs.ParseCompletion(ep.Final).Answer)
+}
+
 // toolStats are a tool environment's episode statistics over the greedy samples (nil for other families):
 // tool_calls and turns per episode, malformed_rate (refused calls per call attempted), and the misuse
 // patterns no_call_rate (episodes answered without a call) and answer_in_result_rate (episodes whose
-// answer is the text of one of their successful tool results, the opposite of ignoring the result).
+// answer is the text of one of their successful tool results, the opposite of ignoring the result), and
+// misuse_<kind>_rate for each of envs.MisuseKinds (episodeMisuse).
 func (o evalOutcome) toolStats() map[string]float64 {
 	if len(o.samples) == 0 || o.samples[0].Turns == nil {
 		return nil
 	}
 	var calls, malformed, turns, noCall, inResult float64
+	misuse := map[string]float64{}
 	for _, s := range o.samples {
 		calls += float64(s.ToolCalls)
 		malformed += float64(s.Malformed)
@@ -168,11 +186,17 @@ func (o evalOutcome) toolStats() map[string]float64 {
 		if found {
 			inResult++
 		}
+		if s.Misuse != "" {
+			misuse[s.Misuse]++
+		}
 	}
 	n := float64(len(o.samples))
 	m := map[string]float64{"tool_calls": calls / n, "turns": turns / n, "no_call_rate": noCall / n, "answer_in_result_rate": inResult / n, "malformed_rate": 0}
 	if calls+malformed > 0 {
 		m["malformed_rate"] = malformed / (calls + malformed)
+	}
+	for _, k := range envs.MisuseKinds {
+		m["misuse_"+k+"_rate"] = misuse[k] / n
 	}
 	return m
 }
@@ -222,6 +246,7 @@ func greedyEval(eng *model.Engine, tok *data.Tokenizer, fam envs.Family, tasks [
 					FinishReason: finish, Correct: rw.Correct, Reward: rw.Total}
 				if ep != nil {
 					out.samples[i].Turns, out.samples[i].ToolCalls, out.samples[i].Malformed = ep.Turns, ep.ToolCalls, ep.Malformed
+					out.samples[i].Misuse = episodeMisuse(gs.ToolEnv(), t, ep)
 				}
 				if d.passK == 0 {
 					continue

@@ -333,4 +333,6 @@ func (t openTool) Call(ctx context.Context, args map[string]any) (string, error)
 }
 
 // FirstCall is search(query) with the person's name.
-func (s *Search) FirstCall(t Task) (tool, key, value string) { return "search", "query", t.Meta["name"] }
+func (s *Search) FirstCall(t Task) (tool, key, value string) {
+	return "search", "query", t.Meta["name"]
+}

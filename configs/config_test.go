@@ -286,7 +286,7 @@ stages:
 }
 
 func TestRecipes(t *testing.T) {
-	if got, want := Recipes(), []string{"code", "dsa", "logic", "math", "pretrain", "specialists", "tiny"}; !slices.Equal(got, want) {
+	if got, want := Recipes(), []string{"agent", "code", "dsa", "logic", "math", "pretrain", "specialists", "tiny"}; !slices.Equal(got, want) {
 		t.Fatalf("Recipes() = %v, want %v", got, want)
 	}
 	for _, name := range Recipes() {
@@ -312,6 +312,8 @@ func TestRecipes(t *testing.T) {
 				want = []string{"pretrain", "rl_" + name}
 			case "specialists":
 				want = []string{"pretrain", "rl_math", "rl_logic", "rl_code", "distill"}
+			case "agent":
+				want = []string{"pretrain", "rl_agent"}
 			}
 			if names := c.StageNames(); !slices.Equal(names, want) || c.Stages[0].Kind != KindPretrain {
 				t.Errorf("Load(%q): stages %v, want %v", form, names, want)

@@ -67,6 +67,18 @@ type RL struct {
 	LengthBudget int     `yaml:"length_budget"` // tokens before the length penalty starts, 0 = no penalty
 	LengthWeight float64 `yaml:"length_weight"` // length penalty weight λ (see envs.RewardOptions)
 
+	// Tool environments (calc, search, interpreter): multi-turn episodes (rollout/episode.go).
+	MaxToolCalls int     `yaml:"max_tool_calls"` // tool calls an episode may execute, default 4
+	ToolTimeoutS float64 `yaml:"tool_timeout_s"` // deadline of one tool call in seconds, default 5
+	// ToolResultsInLoss trains the inserted tool results too (LossMask 1), an ablation; default false.
+	ToolResultsInLoss bool `yaml:"tool_results_in_loss"`
+	// ToolsNATS calls the environment's tools as NATS services (`trainer tools serve`) at this URL instead of
+	// in process; ToolsPrefix is their subject prefix. ToolsMCP names MCP servers (an http(s) URL or a stdio
+	// command line) whose tools replace the environment's tools of the same names.
+	ToolsNATS   string   `yaml:"tools_nats"`
+	ToolsPrefix string   `yaml:"tools_prefix"`
+	ToolsMCP    []string `yaml:"tools_mcp"`
+
 	Bus Bus `yaml:"bus"` // how workers and the learner talk (NATS JetStream or in-process channels)
 }
 
@@ -154,8 +166,11 @@ func validateBus(k *checker, b *Bus) {
 // RLRolloutDtypes lists the values of rl.rollout_dtype.
 var RLRolloutDtypes = []string{"float32", "bfloat16"}
 
+// RLToolEnvs lists the tool environments among RLEnvs (multi-turn episodes with tool calls).
+var RLToolEnvs = []string{"calc", "search", "interpreter", "toolmix"}
+
 // RLEnvs lists the task families rl.env may name (the envs registry adds to it).
-var RLEnvs = []string{"math", "logic", "code", "dataset", "kvretrieval", "needle", "mix"}
+var RLEnvs = []string{"math", "logic", "code", "dataset", "kvretrieval", "needle", "mix", "calc", "search", "interpreter", "toolmix"}
 
 // RLKL lists the values of rl.kl.
 var RLKL = []string{"none", "k1", "k2", "k3", "unbiased"}
@@ -170,7 +185,7 @@ func DefaultRL() RL {
 		Temperature: 1, TopP: 1, Workers: 2, DecodeBatch: 64,
 		EpsLow: 0.2, EpsHigh: 0.28, DualClip: 3, KL: "unbiased", Beta: 0.001, Delta: 0.5, Agg: "seq-mean-token-mean",
 		MaxRefill: 8, KeepRouting: true, KeepSamplingMask: true, RolloutDtype: "float32", EvalTasks: 64, EvalEvery: 10, FormatReward: 0.1,
-		Bus: DefaultBus(),
+		MaxToolCalls: 4, ToolTimeoutS: 5, ToolsPrefix: "sparrow.tools", Bus: DefaultBus(),
 	}
 }
 
@@ -269,6 +284,16 @@ func validateRL(k *checker, r *RL) {
 	}
 	if r.Beta > 0 && r.KL == "none" {
 		k.add("rl.beta", "%g > 0 needs rl.kl other than none", r.Beta)
+	}
+	k.positiveInt("rl.max_tool_calls", r.MaxToolCalls)
+	if !(r.ToolTimeoutS > 0) || math.IsInf(r.ToolTimeoutS, 0) {
+		k.add("rl.tool_timeout_s", "must be a finite number of seconds > 0, got %g", r.ToolTimeoutS)
+	}
+	if (r.ToolsNATS != "" || len(r.ToolsMCP) > 0) && !slices.Contains(RLToolEnvs, r.Env) {
+		k.addRelated("rl.tools_nats", []string{"rl.tools_mcp", "rl.env"}, "remote tools need a tool environment (%v), but rl.env is %s", RLToolEnvs, r.Env)
+	}
+	if r.ToolsPrefix == "" {
+		k.add("rl.tools_prefix", "must not be empty (the subject prefix of the tool services)")
 	}
 	validateBus(k, &r.Bus)
 }

@@ -220,6 +220,10 @@ func init() {
 		"kvretrieval": func(o Options) (Family, error) { return NewKV(o) },
 		"needle":      func(o Options) (Family, error) { return NewNeedle(o) },
 		MixName:       func(o Options) (Family, error) { return NewMix(o) },
+		"calc":        func(o Options) (Family, error) { return NewCalc(o) },
+		"search":      func(o Options) (Family, error) { return NewSearch(o) },
+		"interpreter": func(o Options) (Family, error) { return NewInterpreter(o) },
+		"toolmix":     func(o Options) (Family, error) { return NewToolMix(o) },
 	} {
 		if err := Register(name, f); err != nil {
 			panic(err)

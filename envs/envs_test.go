@@ -43,6 +43,10 @@ func allFamilies(t testing.TB) []Family {
 		"kvretrieval": {"length": "256"},
 		"needle":      {"length": "256"},
 		"mix":         {"families": "math:1,logic:1,code:1"},
+		"calc":        nil,
+		"search":      {"people": "100"},
+		"interpreter": nil,
+		"toolmix":     {"families": "calc,search,interpreter", "search.people": "100"},
 	}
 	var fams []Family
 	for _, name := range Names() {
@@ -60,7 +64,7 @@ func allFamilies(t testing.TB) []Family {
 }
 
 func TestNames(t *testing.T) {
-	want := []string{"code", "dataset", "kvretrieval", "logic", "math", "mix", "needle"}
+	want := []string{"calc", "code", "dataset", "interpreter", "kvretrieval", "logic", "math", "mix", "needle", "search", "toolmix"}
 	if got := Names(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Names() = %v, want %v", got, want)
 	}
@@ -75,7 +79,12 @@ func TestNewErrors(t *testing.T) {
 		opts Options
 		want string
 	}{
-		{"chess", Options{}, `envs: unknown family "chess" (registered: code, dataset, kvretrieval, logic, math, mix, needle)`},
+		{"chess", Options{}, `envs: unknown family "chess" (registered: calc, code, dataset, interpreter, kvretrieval, logic, math, mix, needle, search, toolmix)`},
+		{"toolmix", Options{Params: map[string]string{"chess.depth": "2"}}, `params.chess.depth: "chess" is not a member family`},
+		{"toolmix", Options{Params: map[string]string{"families": "calc", "search.people": "50"}}, "search.* given but search is not in families"},
+		{"calc", Options{Params: map[string]string{"digits": "13"}}, "params.digits: 13 is outside [2, 12]"},
+		{"search", Options{Params: map[string]string{"kinds": "threehop"}}, `params.kinds: "threehop" is not one of onehop, twohop`},
+		{"interpreter", Options{Params: map[string]string{"kinds": "write"}}, `interpreter has no key "kinds"`},
 		{"math", Options{Params: map[string]string{"digit": "3"}}, "params.digit: unknown key (the math family knows digits, mul_digits_a, mul_digits_b, ops, style)"},
 		{"math", Options{Params: map[string]string{"digits": "x"}}, `params.digits: want an integer, got "x"`},
 		{"math", Options{Params: map[string]string{"digits": "40"}}, "params.digits: 40 is outside [1, 18]"},
@@ -123,7 +132,7 @@ func TestSplitsDisjoint(t *testing.T) {
 						if _, ok := m.Member(task.Family); !ok {
 							t.Fatalf("task %q has family %q, no member of the mix", task.ID, task.Family)
 						}
-					} else if task.Family != f.Name() {
+					} else if task.Family != f.Name() && !(f.Name() == "toolmix" && contains(toolMixMembers, task.Family)) { // a tool mixture's tasks keep their family
 						t.Fatalf("task %q has family %q", task.ID, task.Family)
 					}
 					ids[split][task.ID] = true

@@ -195,7 +195,8 @@ func Flaw(params map[string]string, f Family, def float64) (float64, error) {
 	if err != nil || flaw < 0 || flaw > 1 {
 		return 0, fmt.Errorf("data.params.flaw: want a fraction in [0, 1], got %q", v)
 	}
-	if _, ok := f.(FlawedSolver); flaw > 0 && !ok {
+	_, tools := f.(ToolEnv) // a tool environment's flawed episodes misuse the tools (MisuseKinds)
+	if _, ok := f.(FlawedSolver); flaw > 0 && !ok && !tools {
 		return 0, fmt.Errorf("data.params.flaw: family %s has no flawed solutions", f.Name())
 	}
 	return flaw, nil

@@ -75,6 +75,7 @@ type decoder struct {
 	waiting []*groupRun // admitted groups with completions not yet started, in admission order
 	spare   []*model.Session
 	in      []model.DecodeInput
+	ready   []Finished // groups of a tool environment, sampled whole at admission (episode.go)
 }
 
 // Capacity is the number of completions decoded together (SamplerConfig.DecodeBatch, at least 1).
@@ -98,7 +99,7 @@ func (g *GroupSampler) InFlight() int {
 	for _, sl := range g.dec.active {
 		seen[sl.g] = true
 	}
-	return len(seen)
+	return len(seen) + len(g.dec.ready)
 }
 
 // WantsMore says whether another group should be admitted to keep every slot busy at the next step.
@@ -131,10 +132,22 @@ func (g *GroupSampler) session(maxLen int) (*model.Session, error) {
 }
 
 // Admit renders the request's prompt, prefills it once and queues the group's completions. An error leaves
-// nothing admitted.
-func (g *GroupSampler) Admit(req GroupRequest) error {
+// nothing admitted. A tool environment's group is sampled whole here, as multi-turn episodes
+// (sampleEpisodes: each pauses at its tool calls), and handed back by the next Advance.
+func (g *GroupSampler) Admit(ctx context.Context, req GroupRequest) error {
 	if err := g.init(); err != nil {
 		return err
+	}
+	if te := g.ToolEnv(); te != nil {
+		if req.Greedy || req.RNG == nil {
+			return fmt.Errorf("rollout: group %s: a tool environment's greedy episode is decoded by GreedyEpisode", req.GroupID)
+		}
+		grp, err := g.sampleEpisodes(ctx, te, req.Task, req.GroupID, req.Version, req.RNG)
+		if err != nil {
+			return err
+		}
+		g.dec.ready = append(g.dec.ready, Finished{Group: grp, Tag: req.Tag})
+		return nil
 	}
 	params, n := g.Params, g.GroupSize
 	if req.Greedy {
@@ -260,8 +273,10 @@ func (g *GroupSampler) Advance(ctx context.Context) ([]Finished, error) {
 		return nil, err
 	}
 	d := &g.dec
+	done := d.ready
+	d.ready = nil
 	if len(d.active) == 0 {
-		return nil, nil
+		return done, nil
 	}
 	// Draw: one token per completion from its logits, with its own generator.
 	d.in = d.in[:0]
@@ -280,7 +295,6 @@ func (g *GroupSampler) Advance(ctx context.Context) ([]Finished, error) {
 	if err := g.batch().Step(d.in); err != nil {
 		return nil, fmt.Errorf("rollout: decode: %w", err)
 	}
-	var done []Finished
 	kept := d.active[:0]
 	for _, sl := range d.active {
 		tr := &sl.g.trajs[sl.i]
@@ -312,16 +326,7 @@ func (g *GroupSampler) Advance(ctx context.Context) ([]Finished, error) {
 // finishCompletion grades an ended completion with the family's verifier and stamps its timings.
 func (g *GroupSampler) finishCompletion(sl *slot) {
 	tr := &sl.g.trajs[sl.i]
-	rw := g.Family.Verify(sl.g.req.Task, CompletionText(g.Tok, tr.CompletionTokens), tr.FinishReason)
-	tr.Reward = float32(rw.Total)
-	tr.RewardParts = map[string]float32{}
-	for k, v := range rw.Parts {
-		tr.RewardParts[k] = float32(v)
-	}
-	tr.RewardParts["correct"] = 0
-	if rw.Correct {
-		tr.RewardParts["correct"] = 1
-	}
+	g.grade(tr, sl.g.req.Task, CompletionText(g.Tok, tr.CompletionTokens), tr.FinishReason)
 	tr.Timings = map[string]float32{"prefill_s": float32(sl.g.prefill.Seconds()), "decode_s": float32(time.Since(sl.start).Seconds())}
 }
 
@@ -347,7 +352,10 @@ func (g *GroupSampler) Abandon() []any {
 	for _, r := range d.waiting {
 		drop(r)
 	}
-	d.active, d.waiting = d.active[:0], d.waiting[:0]
+	for _, f := range d.ready {
+		tags = append(tags, f.Tag)
+	}
+	d.active, d.waiting, d.ready = d.active[:0], d.waiting[:0], nil
 	return tags
 }
 
@@ -375,7 +383,7 @@ func (g *GroupSampler) Run(ctx context.Context, reqs []GroupRequest) ([]*data.Gr
 		for next < len(reqs) && (g.WantsMore() || g.InFlight() == 0) {
 			r := reqs[next]
 			r.Tag = next
-			if err := g.Admit(r); err != nil {
+			if err := g.Admit(ctx, r); err != nil {
 				g.Abandon()
 				return nil, err
 			}

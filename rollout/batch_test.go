@@ -154,7 +154,7 @@ func TestGroupSamplerErrors(t *testing.T) {
 		{GroupRequest{Task: task, GroupID: "a"}, "sampling needs a generator"},
 		{GroupRequest{Task: task, GroupID: "b", RNG: rand.New(rand.NewPCG(1, 1))}, "exceed max_position_embeddings"},
 	} {
-		err := gs.Admit(tc.req)
+		err := gs.Admit(context.Background(), tc.req)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Admit %s: %v, want an error saying %q", tc.req.GroupID, err, tc.want)
 		}

@@ -34,6 +34,8 @@ type SamplerConfig struct {
 	RecordSelection bool
 	// DecodeBatch is the number of completions decoded together (rl.decode_batch; 0 = 1).
 	DecodeBatch int
+	// Episode says how the episodes of a tool environment (envs.ToolEnv) run: multi-turn, episode.go.
+	Episode EpisodeConfig
 }
 
 // RLSamplerConfig is how the workers of an rl stage decode: its rl section's sampling, group size, length
@@ -42,7 +44,7 @@ type SamplerConfig struct {
 func RLSamplerConfig(rc configs.RL, sparse bool, sparseTopK int) SamplerConfig {
 	return SamplerConfig{Params: SamplingParams{Temperature: rc.Temperature, TopP: rc.TopP, TopK: rc.TopK},
 		GroupSize: rc.GroupSize, MaxNewTokens: rc.MaxNewTokens, Sparse: sparse, SparseTopK: sparseTopK, RecordSelection: sparse && rc.KeepSelection,
-		DecodeBatch: rc.DecodeBatch}
+		DecodeBatch: rc.DecodeBatch, Episode: RLEpisodeConfig(rc)}
 }
 
 // GroupSampler samples groups with one engine, decoding up to DecodeBatch completions together (batch.go).
@@ -121,6 +123,9 @@ func appendSelection(dst []int32, s *model.Session) []int32 {
 // Sample draws G completions of task t with the policy version the engine's weights hold, decoding them
 // together (DecodeBatch at a time). The sampler must have no other group admitted.
 func (g *GroupSampler) Sample(ctx context.Context, t envs.Task, groupID string, version int64, rng *rand.Rand) (*data.Group, error) {
+	if te := g.ToolEnv(); te != nil {
+		return g.sampleEpisodes(ctx, te, t, groupID, version, rng)
+	}
 	out, err := g.Run(ctx, []GroupRequest{{Task: t, GroupID: groupID, Version: version, RNG: rng}})
 	if err != nil {
 		return nil, err
@@ -130,6 +135,13 @@ func (g *GroupSampler) Sample(ctx context.Context, t envs.Task, groupID string, 
 
 // Greedy decodes one completion greedily (for evaluation) and returns its text and finish reason.
 func (g *GroupSampler) Greedy(t envs.Task) (string, string, error) {
+	if g.ToolEnv() != nil {
+		ep, err := g.GreedyEpisode(context.Background(), t)
+		if err != nil {
+			return "", "", err
+		}
+		return ep.Final, ep.Finish, nil
+	}
 	out, err := g.Run(context.Background(), []GroupRequest{{Task: t, GroupID: "greedy-" + t.ID, Greedy: true}})
 	if err != nil {
 		return "", "", err

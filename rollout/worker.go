@@ -288,7 +288,7 @@ func (w *Worker) admitParked(ctx context.Context, t WorkerTransport, st *workerS
 	}
 	st.parked = nil
 	req := GroupRequest{Task: job.Task, GroupID: job.GroupID, Version: st.version, RNG: job.RNG(), Tag: job}
-	if err := w.Sampler.Admit(req); err != nil {
+	if err := w.Sampler.Admit(ctx, req); err != nil {
 		w.report(fmt.Errorf("worker %s: group %s: %w", w.Sampler.WorkerID, job.GroupID, err))
 		// an empty group tells the learner this job failed
 		return t.Publish(context.WithoutCancel(ctx), &data.Group{GroupID: job.GroupID})

@@ -6,6 +6,7 @@
 package trainer
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -152,6 +153,9 @@ func (f *familyDocs) Next() (data.Doc, error) {
 	rng := rand.New(rand.NewPCG(uint64(f.seed), uint64(f.draws)<<1|uint64(f.split)))
 	f.draws++
 	t := f.fam.Sample(rng, f.split)
+	if te, ok := f.fam.(envs.ToolEnv); ok {
+		return f.toolDoc(te, t, rng)
+	}
 	conv := envs.Conversation(f.fam, t, "")
 	flaw := f.flaw
 	if fr, ok := f.fam.(flawRater); ok { // a mixture: the task's member's own rate
@@ -181,6 +185,26 @@ func (f *familyDocs) Next() (data.Doc, error) {
 			mask[i] = 1
 		}
 		mask[0] = 0 // BOS is never a target
+	}
+	return data.Doc{IDs: ids, Mask: mask}, nil
+}
+
+// toolDoc renders a tool environment's worked episode of t (a share flaw of them misusing the tools, one of
+// envs.MisuseKinds each) with the tool environments' encoder options.
+func (f *familyDocs) toolDoc(te envs.ToolEnv, t envs.Task, rng *rand.Rand) (data.Doc, error) {
+	conv, err := te.Episode(context.Background(), t, envs.MisuseDraw(rng, f.flaw))
+	if err != nil {
+		return data.Doc{}, fmt.Errorf("task %s: %w", t.ID, err)
+	}
+	ids, mask, err := data.EncodeForTraining(f.tok, conv, envs.ToolEncodeOptions())
+	if err != nil {
+		return data.Doc{}, fmt.Errorf("task %s: %w", t.ID, err)
+	}
+	if !f.sftMask {
+		for i := range mask {
+			mask[i] = 1
+		}
+		mask[0] = 0
 	}
 	return data.Doc{IDs: ids, Mask: mask}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,6 +82,10 @@ type TaskEval struct {
 	// Attention at model.index_topk) for a dsa_sparse checkpoint or an rl checkpoint of a sparse policy.
 	Attention string `json:"attention"`
 
+	// Tool holds a tool environment's episode statistics (evalOutcome.toolStats): tool_calls, turns,
+	// malformed_rate, no_call_rate, answer_in_result_rate.
+	Tool map[string]float64 `json:"tool,omitempty"`
+
 	// Samples holds the greedy completion of every task, in task order (written by `trainer eval --samples`).
 	Samples []TaskSample `json:"-"`
 }
@@ -94,6 +99,15 @@ type TaskSample struct {
 	FinishReason string  `json:"finish_reason"`
 	Correct      bool    `json:"correct"`
 	Reward       float64 `json:"reward"`
+	// Turns holds a tool environment's episode: each policy segment with its calls and their results
+	// (Completion is then the last segment, the one graded).
+	Turns []rollout.Turn `json:"turns,omitempty"`
+	// ToolCalls and Malformed count the episode's executed and refused calls.
+	ToolCalls int `json:"tool_calls,omitempty"`
+	Malformed int `json:"malformed_calls,omitempty"`
+	// Misuse is how the episode misused the tools (envs.ClassifyMisuse: no_call, miscopied_argument,
+	// ignored_result), "" for none.
+	Misuse string `json:"misuse,omitempty"`
 }
 
 // evalDecoding says how greedyEval decodes.
@@ -130,6 +144,64 @@ func (o evalOutcome) accuracy() float64 {
 	return float64(right) / float64(len(o.samples))
 }
 
+// episodeMisuse classifies an evaluated episode's use of the tools (envs.ClassifyMisuse).
+func episodeMisuse(te envs.ToolEnv, t envs.Task, ep *rollout.Episode) string {
+	var calls []envs.ToolCallRecord
+	for _, tu := range ep.Turns {
+		for _, c := range tu.Calls {
+			if c.Name != "" {
+				calls = append(calls, envs.ToolCallRecord{Name: c.Name, Arguments: c.Arguments, Result: c.Result, Failed: c.Error != ""})
+			}
+		}
+	}
+	return envs.ClassifyMisuse(te, t, calls, envs.ParseCompletion(ep.Final).Answer)
+}
+
+// toolStats are a tool environment's episode statistics over the greedy samples (nil for other families):
+// tool_calls and turns per episode, malformed_rate (refused calls per call attempted), and the misuse
+// patterns no_call_rate (episodes answered without a call) and answer_in_result_rate (episodes whose
+// answer is the text of one of their successful tool results, the opposite of ignoring the result), and
+// misuse_<kind>_rate for each of envs.MisuseKinds (episodeMisuse).
+func (o evalOutcome) toolStats() map[string]float64 {
+	if len(o.samples) == 0 || o.samples[0].Turns == nil {
+		return nil
+	}
+	var calls, malformed, turns, noCall, inResult float64
+	misuse := map[string]float64{}
+	for _, s := range o.samples {
+		calls += float64(s.ToolCalls)
+		malformed += float64(s.Malformed)
+		turns += float64(len(s.Turns))
+		if s.ToolCalls == 0 {
+			noCall++
+		}
+		answer := strings.TrimSpace(envs.ParseCompletion(s.Completion).Answer)
+		found := false
+		for _, tu := range s.Turns {
+			for _, c := range tu.Calls {
+				if c.Error == "" && answer != "" && strings.Contains(c.Result, answer) {
+					found = true
+				}
+			}
+		}
+		if found {
+			inResult++
+		}
+		if s.Misuse != "" {
+			misuse[s.Misuse]++
+		}
+	}
+	n := float64(len(o.samples))
+	m := map[string]float64{"tool_calls": calls / n, "turns": turns / n, "no_call_rate": noCall / n, "answer_in_result_rate": inResult / n, "malformed_rate": 0}
+	if calls+malformed > 0 {
+		m["malformed_rate"] = malformed / (calls + malformed)
+	}
+	for _, k := range envs.MisuseKinds {
+		m["misuse_"+k+"_rate"] = misuse[k] / n
+	}
+	return m
+}
+
 // greedyEval decodes every task greedily with eng and grades it with the family's verifier (and samples
 // pass@k completions when d.passK > 0). Each of d.workers workers decodes its share of the tasks together,
 // d.decodeBatch completions per batched engine step (rollout.GroupSampler.Run); greedy decoding, and pass@k
@@ -164,9 +236,12 @@ func greedyEval(eng *model.Engine, tok *data.Tokenizer, fam envs.Family, tasks [
 		go func() {
 			defer wg.Done()
 			var err error
-			if d.text {
+			switch {
+			case d.text:
 				err = textEval(ctx, eng, tok, fam, tasks, mine, d.sparse, out.samples)
-			} else {
+			case gs.ToolEnv() != nil:
+				err = episodeEval(ctx, gs, tasks, mine, d, out.samples, &anyRight, &right)
+			default:
 				err = chatEval(ctx, gs, tasks, mine, d, out.samples, &anyRight, &right)
 			}
 			if ctx.Err() != nil && d.stop != nil {
@@ -196,6 +271,43 @@ func textEval(ctx context.Context, eng *model.Engine, tok *data.Tokenizer, fam e
 			return fmt.Errorf("task %s: %w", t.ID, err)
 		}
 		samples[i] = gradedSample(fam, t, completion, "stop")
+	}
+	return nil
+}
+
+// episodeEval runs the tasks mine of a tool environment one by one as multi-turn episodes (greedy, and with
+// d.passK a group of sampled episodes counted into anyRight and right), recording each greedy episode's
+// turns, tool calls, malformed calls and misuse pattern.
+func episodeEval(ctx context.Context, gs *rollout.GroupSampler, tasks []envs.Task, mine []int, d evalDecoding, samples []TaskSample, anyRight, right *atomic.Int64) error {
+	for _, i := range mine {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		t := tasks[i]
+		ep, err := gs.GreedyEpisode(ctx, t)
+		if err != nil {
+			return fmt.Errorf("task %s: %w", t.ID, err)
+		}
+		samples[i] = gradedSample(gs.Family, t, ep.Final, ep.Finish)
+		samples[i].Turns, samples[i].ToolCalls, samples[i].Malformed = ep.Turns, ep.ToolCalls, ep.Malformed
+		samples[i].Misuse = episodeMisuse(gs.ToolEnv(), t, ep)
+		if d.passK == 0 {
+			continue
+		}
+		g, err := gs.Sample(ctx, t, fmt.Sprintf("eval-%d", i), 0, d.sampleSeed(i))
+		if err != nil {
+			return fmt.Errorf("task %s: %w", t.ID, err)
+		}
+		ok := false
+		for _, tr := range g.Trajectories {
+			if tr.RewardParts["correct"] == 1 {
+				right.Add(1)
+				ok = true
+			}
+		}
+		if ok {
+			anyRight.Add(1)
+		}
 	}
 	return nil
 }
@@ -284,7 +396,7 @@ func EvaluateTasks(dir string, cfg *configs.Config, st configs.Stage, env string
 	if err != nil {
 		return nil, err
 	}
-	res := &TaskEval{Checkpoint: dir, Env: env, N: n, Distinct: distinct, K: k, Accuracy: o.accuracy(), Temp: rc.Temperature, TopP: rc.TopP, Attention: attention, Samples: o.samples}
+	res := &TaskEval{Checkpoint: dir, Env: env, N: n, Distinct: distinct, K: k, Accuracy: o.accuracy(), Temp: rc.Temperature, TopP: rc.TopP, Attention: attention, Samples: o.samples, Tool: o.toolStats()}
 	if k > 0 {
 		res.PassAtK = float64(o.anyRight) / float64(n)
 		res.MeanAtK = float64(o.right) / float64(n*k)

@@ -81,6 +81,7 @@ type rlStage struct {
 	transport     rollout.LearnerTransport
 	workerErrs    chan error // sampling errors of in-process workers: the learner stops with them
 	stopWorkers   func()     // cancels the in-process workers and waits for them
+	closeTools    func()     // closes the connections of remote tools (rl.tools_nats, rl.tools_mcp)
 	bus           busState   // the NATS side (rl_bus.go)
 
 	// the record of groups
@@ -93,9 +94,11 @@ type rlStage struct {
 	tasks       map[string]envs.Task // with rollouts: the step's dispatched tasks by group id
 }
 
+// familyOptions are the family options of st's rl section. A member of a toolmix mixture evaluated or sampled
+// alone (eval --env calc on a toolmix stage) takes its own params out of the mixture's (envs.MemberParams).
 func familyOptions(st configs.Stage) envs.Options {
 	rc := st.RL
-	return envs.Options{HeldOut: st.Data.HeldOut, Params: rc.EnvParams,
+	return envs.Options{HeldOut: st.Data.HeldOut, Params: envs.MemberParams(rc.EnvParams, rc.Env),
 		Reward: envs.RewardOptions{Correct: 1, Format: rc.FormatReward, LengthPenalty: rc.LengthWeight, LengthBudget: rc.LengthBudget}}
 }
 
@@ -115,6 +118,10 @@ func newRLStage(r *Run, st configs.Stage, params *model.Params) (*rlStage, error
 	if err != nil {
 		return nil, fmt.Errorf("stages[%s].rl.env: %w", st.Name, err)
 	}
+	fam, closeTools, err := RemoteTools(context.Background(), st, fam, r.Log)
+	if err != nil {
+		return nil, err
+	}
 	tok, err := data.NewTokenizer(params.Config.VocabSize)
 	if err != nil {
 		return nil, err
@@ -123,7 +130,7 @@ func newRLStage(r *Run, st configs.Stage, params *model.Params) (*rlStage, error
 	if err := lc.Validate(); err != nil {
 		return nil, fmt.Errorf("stages[%s].rl: %w", st.Name, err)
 	}
-	s := &rlStage{run: r, stage: st, rc: rc, params: params, family: fam, tok: tok, loss: lc, drops: map[string]float64{}}
+	s := &rlStage{run: r, stage: st, rc: rc, params: params, family: fam, tok: tok, loss: lc, drops: map[string]float64{}, closeTools: closeTools}
 	rows, T := rc.PromptsPerStep/rc.MiniBatches*rc.GroupSize, rc.MaxPromptTokens+rc.MaxNewTokens
 	if T > params.Config.MaxPositionEmbeddings {
 		return nil, fmt.Errorf("stages[%s].rl: max_prompt_tokens + max_new_tokens = %d exceeds model.max_position_embeddings %d", st.Name, T, params.Config.MaxPositionEmbeddings)
@@ -267,6 +274,10 @@ func (s *rlStage) end(completed bool) {
 		s.stopWorkers = nil
 	}
 	s.closeTransport(completed)
+	if s.closeTools != nil {
+		s.closeTools()
+		s.closeTools = nil
+	}
 	if err := s.rollouts.close(); err != nil {
 		s.run.Log.Warn("closing the rollout log", "stage", s.stage.Name, "err", err)
 	}
@@ -421,6 +432,9 @@ func (s *rlStage) evaluate(ctx context.Context, step int) (map[string]float64, e
 			}
 		}
 		out["eval/"+fe.name+"/accuracy"] = res.accuracy()
+		for k, v := range res.toolStats() {
+			out["eval/"+fe.name+"/"+k] = v
+		}
 	}
 	return out, nil
 }

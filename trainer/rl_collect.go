@@ -116,7 +116,7 @@ func (s *rlStage) jobs(step, first, n int) ([]rollout.Job, error) {
 				return nil, fmt.Errorf("stages[%s].rl.max_prompt_tokens: %d is too small: 100 tasks in a row had longer prompts", s.stage.Name, s.rc.MaxPromptTokens)
 			}
 			task := s.family.Sample(labeledRNG(seed, fmt.Sprintf("task/%s/%d", id, attempt), 1), data.SplitTrain)
-			prompt, err := rollout.RenderPrompt(s.tok, task)
+			prompt, err := rollout.RenderTaskPrompt(s.tok, s.family, task)
 			if err != nil {
 				return nil, fmt.Errorf("task %s: %w", task.ID, err)
 			}

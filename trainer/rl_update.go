@@ -12,6 +12,7 @@ import (
 	"github.com/sparrow-rl/sparrow/data"
 	"github.com/sparrow-rl/sparrow/grpo"
 	"github.com/sparrow-rl/sparrow/model"
+	"github.com/sparrow-rl/sparrow/rollout"
 )
 
 // groupBatch is a step's groups flattened, with their advantages and rollout statistics.
@@ -59,10 +60,44 @@ func (b *groupBatch) metrics(version int64) map[string]float64 {
 		staleMax = math.Max(staleMax, lag)
 	}
 	n := float64(len(b.trajs))
-	return map[string]float64{
+	m := map[string]float64{
 		"reward/mean": b.stats.RewardMean, "reward/std": b.stats.RewardStd, "reward/frac_zero_std": b.stats.FracZeroStd,
 		"reward/accuracy": correct / n, "response_length/mean": respLen / n, "response_length/clip_ratio": clipped / n,
 		"staleness/mean": stale / n, "staleness/max": staleMax,
+	}
+	agentMetrics(m, b.trajs)
+	return m
+}
+
+// agentMetrics adds the tool-episode statistics of multi-turn trajectories (rollout's reward parts):
+// agent/tool_calls and agent/turns per episode, agent/malformed_rate (refused calls per call attempted),
+// agent/tool_error_rate and agent/no_call_rate. Single-turn batches add nothing.
+func agentMetrics(m map[string]float64, trajs []*data.Trajectory) {
+	if len(trajs) == 0 {
+		return
+	}
+	if _, ok := trajs[0].RewardParts[rollout.PartTurns]; !ok {
+		return
+	}
+	var calls, malformed, toolErrs, turns, noCall float64
+	for _, tr := range trajs {
+		p := tr.RewardParts
+		calls += float64(p[rollout.PartToolCalls])
+		malformed += float64(p[rollout.PartMalformed])
+		toolErrs += float64(p[rollout.PartToolError])
+		turns += float64(p[rollout.PartTurns])
+		if p[rollout.PartToolCalls] == 0 {
+			noCall++
+		}
+	}
+	n := float64(len(trajs))
+	m["agent/tool_calls"], m["agent/turns"], m["agent/no_call_rate"] = calls/n, turns/n, noCall/n
+	m["agent/malformed_rate"], m["agent/tool_error_rate"] = 0, 0
+	if calls+malformed > 0 {
+		m["agent/malformed_rate"] = malformed / (calls + malformed)
+	}
+	if calls > 0 {
+		m["agent/tool_error_rate"] = toolErrs / calls
 	}
 }
 

@@ -52,6 +52,9 @@ type RolloutCompletion struct {
 	// characters, so a character split over byte tokens is shown at its last one; the end-of-sentence token of
 	// a stopped completion has the piece "").
 	Tokens []RolloutToken `json:"tokens"`
+	// Turns splits a tool environment's multi-turn episode into the policy's segments, each with its calls
+	// and their results (rollout.EpisodeTurns); Text holds the whole episode, results included.
+	Turns []rollout.Turn `json:"turns,omitempty"`
 }
 
 // RolloutGroup is one group: a line of kind train in rollouts.jsonl, or a `trainer sample --json` line.
@@ -94,6 +97,9 @@ func rolloutGroup(tok *data.Tokenizer, kind string, g *data.Group, task *envs.Ta
 		c.Tokens = make([]RolloutToken, len(pieces))
 		for k, p := range pieces {
 			c.Tokens[k] = RolloutToken{T: p, LP: tr.LogpOld[k]}
+		}
+		if _, multi := tr.RewardParts[rollout.PartTurns]; multi {
+			c.Turns = rollout.EpisodeTurns(tok, tr.CompletionTokens)
 		}
 		if adv != nil {
 			a := adv[i]

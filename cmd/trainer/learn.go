@@ -186,6 +186,11 @@ func newRolloutCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			fam, closeTools, err := trainer.RemoteTools(ctx, *st, fam, log)
+			if err != nil {
+				return err
+			}
+			defer closeTools()
 			att, why, err := trainer.WorkerAttention(cfg, *st)
 			if err != nil {
 				return err

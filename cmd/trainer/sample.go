@@ -22,6 +22,7 @@ import (
 	"github.com/sparrow-rl/sparrow/checkpoints"
 	"github.com/sparrow-rl/sparrow/checkpoints/objstore"
 	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/rollout"
 	"github.com/sparrow-rl/sparrow/trainer"
 )
 
@@ -78,7 +79,7 @@ func newSampleCmd() *cobra.Command {
 	c.Flags().StringVar(&ckpt, "checkpoint", "", "checkpoint directory (or a run's checkpoints/ directory: its newest, or an s3:// URL)")
 	c.Flags().StringVar(&config, "config", "", "config whose rl section says how to decode and grade (default: the run's config.yaml, else the math recipe)")
 	c.Flags().StringVar(&stage, "stage", "", "stage whose rl section to use (default: the checkpoint's stage, else the first rl stage, else the first)")
-	c.Flags().StringVar(&env, "env", "", "task family (math, logic, code, kvretrieval, needle, dataset): sample a held-out task")
+	c.Flags().StringVar(&env, "env", "", "task family (math, logic, code, kvretrieval, needle, dataset, or a tool environment: calc, search, interpreter, toolmix — multi-turn episodes with calls and results): sample a held-out task")
 	c.Flags().IntVar(&task, "task", 0, "with --env: which held-out task, in the order evaluations draw them")
 	c.Flags().StringVar(&prompt, "prompt", "", "a free prompt, rendered as a user turn (not graded)")
 	c.Flags().IntVar(&n, "n", 4, "completions to sample")
@@ -172,6 +173,10 @@ func printEpisodes(w io.Writer, dir string, g *trainer.RolloutGroup) error {
 			fmt.Fprintf(&b, ", reward %.4g, %s", c.Reward, verdict)
 		}
 		b.WriteString("\n")
+		if c.Turns != nil {
+			printTurns(&b, c.Turns)
+			continue
+		}
 		reasoning, answer, closed := strings.Cut(c.Text, "</think>")
 		fmt.Fprintf(&b, "reasoning:\n%s\n", indent(reasoning))
 		if closed {
@@ -182,6 +187,33 @@ func printEpisodes(w io.Writer, dir string, g *trainer.RolloutGroup) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// printTurns prints a multi-turn tool episode: per turn the reasoning, the calls with their results, and the
+// final turn's answer.
+func printTurns(b *strings.Builder, turns []rollout.Turn) {
+	for k, t := range turns {
+		reasoning, rest, closed := strings.Cut(strings.TrimSuffix(t.Text, "<｜end▁of▁sentence｜>"), "</think>")
+		fmt.Fprintf(b, "turn %d reasoning:\n%s\n", k+1, indent(reasoning))
+		if !closed {
+			b.WriteString("  (the turn never closed its reasoning with </think>)\n")
+			continue
+		}
+		if len(t.Calls) == 0 {
+			fmt.Fprintf(b, "answer:\n%s\n", indent(rest))
+			continue
+		}
+		if content, _, _ := strings.Cut(rest, "\n\n<｜DSML｜function_calls"); strings.TrimSpace(content) != "" {
+			fmt.Fprintf(b, "turn %d content:\n%s\n", k+1, indent(content))
+		}
+		for _, c := range t.Calls {
+			if c.Name == "" {
+				fmt.Fprintf(b, "call (malformed block) → %s\n", readable(c.Result))
+				continue
+			}
+			fmt.Fprintf(b, "call %s(%s) → %s\n", c.Name, readable(c.Arguments), readable(c.Result))
+		}
+	}
 }
 
 // indent prefixes every line of s with two spaces ("  (empty)" for an empty s), after making it safe for a

@@ -28,6 +28,7 @@ type RolloutBenchResult struct {
 	RolloutSeconds    float64 `json:"rollout_s"`
 	TokensPerS        float64 `json:"tokens_per_s"`
 	GroupsPerS        float64 `json:"groups_per_s"`
+	EpisodesPerS      float64 `json:"episodes_per_s"` // completions (multi-turn episodes for a tool environment) per second
 	LearnerStepS      float64 `json:"learner_step_s"`
 	LearnerTokensPerS float64 `json:"learner_tokens_per_s"`
 	Backend           string  `json:"backend"`
@@ -63,6 +64,6 @@ func BenchRollout(cfg *configs.Config, stageName, checkpoint string) (*RolloutBe
 	toks := float64(pr.CompletionTokens)
 	return &RolloutBenchResult{Config: cfg.Name, Checkpoint: checkpoint, Groups: pr.Groups, GroupSize: pr.GroupSize,
 		Workers: pr.Workers, CompletionTokens: pr.CompletionTokens, MeanLength: toks / float64(n), RolloutSeconds: pr.RolloutSeconds,
-		TokensPerS: toks / pr.RolloutSeconds, GroupsPerS: float64(pr.Groups) / pr.RolloutSeconds,
+		TokensPerS: toks / pr.RolloutSeconds, GroupsPerS: float64(pr.Groups) / pr.RolloutSeconds, EpisodesPerS: float64(n) / pr.RolloutSeconds,
 		LearnerStepS: pr.LearnerSeconds, LearnerTokensPerS: float64(pr.LearnerTokens) / pr.LearnerSeconds, Backend: kernels.Backend()}, nil
 }

@@ -1,0 +1,212 @@
+package envs
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sparrow-rl/sparrow/data"
+)
+
+func TestEvalArith(t *testing.T) {
+	for _, c := range []struct{ in, want, err string }{
+		{"482913*417+90533", "201465254", ""}, // 482913·417 = 201374721, + 90533
+		{"2*(3+4)-5", "9", ""},
+		{"-3*-3", "9", ""},
+		{" 10 - 20 ", "-10", ""},
+		{"123456789012345678901234567890*10", "1234567890123456789012345678900", ""},
+		{"1+", "", "ends early"},
+		{"(1+2", "", "missing )"},
+		{"2^3", "", "unexpected"},
+		{strings.Repeat("9", 41), "", "41 digits"},
+		{strings.Repeat("(", 20) + "1" + strings.Repeat(")", 20), "", "nesting"},
+		{strings.Repeat("9", 40) + "*" + strings.Repeat("9", 40) + "*" + strings.Repeat("9", 40), "", "over 80 digits"},
+	} {
+		got, err := EvalArith(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) || !errors.Is(err, ErrBadArguments) {
+				t.Errorf("EvalArith(%q) = %q, %v; want error containing %q", c.in, got, err, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("EvalArith(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}
+
+// toolFunc is a tool made of a function, for the sandbox tests.
+type toolFunc struct {
+	name string
+	f    func(ctx context.Context) (string, error)
+}
+
+func (f toolFunc) Spec() ToolSpec { return ToolSpec{Name: f.name} }
+func (f toolFunc) Call(ctx context.Context, _ map[string]any) (string, error) {
+	return f.f(ctx)
+}
+
+func TestCallToolSandbox(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	tools := []Tool{
+		toolFunc{"ok", func(context.Context) (string, error) { return "fine", nil }},
+		toolFunc{"loop", func(ctx context.Context) (string, error) { <-ctx.Done(); return "", ctx.Err() }},
+		toolFunc{"stuck", func(context.Context) (string, error) { <-block; return "late", nil }}, // ignores its context
+		toolFunc{"flood", func(context.Context) (string, error) { return strings.Repeat("x", 1<<20), nil }},
+		toolFunc{"panics", func(context.Context) (string, error) { panic("boom") }},
+		Runner{Limits: Limits{MaxSteps: 1000, MaxOutput: 64}},
+	}
+	lim := ToolLimits{Timeout: 50 * time.Millisecond, MaxOutput: 100}
+	for _, c := range []struct {
+		name, args string
+		want       error
+		content    string
+	}{
+		{"ok", `{}`, nil, "fine"},
+		{"loop", `{}`, ErrToolTimeout, "error: tool call timed out after 50ms: loop"},
+		{"stuck", `{}`, ErrToolTimeout, "error: tool call timed out after 50ms: stuck"},
+		{"flood", `{}`, ErrToolOutput, "error: tool output limit exceeded: flood wrote 1048576 bytes, the limit is 100"},
+		{"panics", `{}`, ErrToolPanic, "error: tool failed: panics panicked: boom"},
+		{"nope", `{}`, ErrUnknownTool, `error: unknown tool "nope" (tools: ok, loop, stuck, flood, panics, run)`},
+		{"ok", `[1]`, ErrBadArguments, ""},
+		{"ok", `{"a": 1} x`, ErrBadArguments, ""},
+		{"run", `{"program": "x = 1\nwhile 1 {\n  x = x + 1\n}"}`, ErrStepLimit, ""},
+		{"run", `{"program": "x = 1\nwhile 1 {\n  print x\n}"}`, ErrOutputLimit, ""},
+		{"run", `{"program": "print 6 * 7"}`, nil, "42"},
+		{"run", `{"src": "print 1"}`, ErrBadArguments, ""},
+	} {
+		start := time.Now()
+		r := CallTool(context.Background(), tools, c.name, c.args, lim)
+		if time.Since(start) > 5*time.Second {
+			t.Errorf("%s: the call took %s", c.name, time.Since(start))
+		}
+		if !errors.Is(r.Err, c.want) || (c.want == nil) != (r.Err == nil) {
+			t.Errorf("%s(%s): err %v, want %v", c.name, c.args, r.Err, c.want)
+		}
+		if c.content != "" && r.Content != c.content {
+			t.Errorf("%s(%s): content %q, want %q", c.name, c.args, r.Content, c.content)
+		}
+		if r.Err != nil && !strings.HasPrefix(r.Content, "error: ") {
+			t.Errorf("%s: error result %q does not start with \"error: \"", c.name, r.Content)
+		}
+	}
+}
+
+// TestToolEnvEpisodes checks every tool environment's worked conversations: they render with the chat
+// encoder, the right one's final turn is verified correct, and each misuse gives a wrong answer (or, for a
+// mis-copied argument that happens to give the same answer, is at least rendered).
+func TestToolEnvEpisodes(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		params map[string]string
+	}{
+		{"calc", nil},
+		{"search", map[string]string{"people": "200"}},
+		{"interpreter", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f, err := New(c.name, Options{Params: c.params})
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := f.(ToolEnv)
+			rng := rand.New(rand.NewPCG(1, 2))
+			wrong := make([]int, len(MisuseKinds))
+			const n = 60
+			for range n {
+				task := env.Sample(rng, data.SplitTrain)
+				for misuse := -1; misuse < len(MisuseKinds); misuse++ {
+					msgs, err := env.Episode(context.Background(), task, misuse)
+					if err != nil {
+						t.Fatalf("%s misuse %d: %v", task.ID, misuse, err)
+					}
+					if _, err := data.Encode(msgs, ToolEncodeOptions()); err != nil {
+						t.Fatalf("%s misuse %d: encoding: %v", task.ID, misuse, err)
+					}
+					last := msgs[len(msgs)-1]
+					rw := env.Verify(task, Completion(last.ReasoningContent, last.Content)+litEOS, "stop")
+					if misuse < 0 && !rw.Correct {
+						t.Fatalf("%s: the right episode answers %q, want %q\n%v", task.ID, last.Content, task.Answer, msgs)
+					}
+					if misuse >= 0 && !rw.Correct {
+						wrong[misuse]++
+					}
+					calls := 0
+					for _, m := range msgs {
+						calls += len(m.ToolCalls)
+					}
+					if (misuse == MisuseNoCall) != (calls == 0) {
+						t.Fatalf("%s misuse %d: %d calls", task.ID, misuse, calls)
+					}
+				}
+			}
+			for k, w := range wrong {
+				if w < n*8/10 {
+					t.Errorf("misuse %s gave a wrong answer in %d of %d episodes, want most", MisuseKinds[k], w, n)
+				}
+			}
+		})
+	}
+}
+
+func TestSearchRanksByBM25(t *testing.T) {
+	f, err := NewSearch(Options{Params: map[string]string{"people": "100"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		p := f.people[i]
+		out := CallTool(context.Background(), f.Tools(), "search", `{"query": `+data.PyQuote(p.name)+`}`, ToolLimits{})
+		if first, _, _ := strings.Cut(out.Content, " "); first != personID(i) || out.Err != nil {
+			t.Errorf("search(%q) = %q, %v; want %s first", p.name, out.Content, out.Err, personID(i))
+		}
+	}
+	out := CallTool(context.Background(), f.Tools(), "open", `{"doc_id": "p3"}`, ToolLimits{})
+	if want := f.people[3].name + " was born in " + f.people[3].birthplace + "."; !strings.HasPrefix(out.Content, want) {
+		t.Errorf("open(p3) = %q, want it to start with %q", out.Content, want)
+	}
+	if out := CallTool(context.Background(), f.Tools(), "open", `{"doc_id": "zz"}`, ToolLimits{}); out.Err == nil {
+		t.Errorf("open(zz) = %q, want an error", out.Content)
+	}
+}
+
+// TestClassifyMisuse: each misuse kind of the worked conversations is recognised as what it is, and the
+// right episodes as right use.
+func TestClassifyMisuse(t *testing.T) {
+	for _, name := range []string{"calc", "search", "interpreter"} {
+		f, err := New(name, Options{Params: map[string]string{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := f.(ToolEnv)
+		rng := rand.New(rand.NewPCG(3, 4))
+		for range 30 {
+			task := env.Sample(rng, data.SplitTrain)
+			for misuse := -1; misuse < len(MisuseKinds); misuse++ {
+				msgs, err := env.Episode(context.Background(), task, misuse)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var calls []ToolCallRecord
+				for i, m := range msgs {
+					for k, c := range m.ToolCalls {
+						r := msgs[i+1+k].Content
+						calls = append(calls, ToolCallRecord{Name: c.Function.Name, Arguments: c.Function.Arguments, Result: r, Failed: strings.HasPrefix(r, "error: ")})
+					}
+				}
+				got := ClassifyMisuse(env, task, calls, msgs[len(msgs)-1].Content)
+				want := ""
+				if misuse >= 0 {
+					want = MisuseKinds[misuse]
+				}
+				if got != want && !(misuse == MisuseMiscopied && got == MisuseKinds[MisuseIgnored]) {
+					t.Fatalf("%s %s misuse %d: classified %q, want %q", name, task.ID, misuse, got, want)
+				}
+			}
+		}
+	}
+}

@@ -410,8 +410,10 @@ func (g *GroupSampler) episodeStart(te envs.ToolEnv, req GroupRequest) (*groupRu
 	if err := g.init(); err != nil {
 		return nil, nil, err
 	}
-	if err := g.Params.Validate(); err != nil {
-		return nil, nil, err
+	if !req.Greedy {
+		if err := g.Params.Validate(); err != nil {
+			return nil, nil, err
+		}
 	}
 	prompt, err := RenderEpisodePrompt(g.Tok, te, req.Task)
 	if err != nil {

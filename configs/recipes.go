@@ -16,10 +16,14 @@ import (
 var recipeFS embed.FS
 
 // Recipes lists the names of the embedded recipes (configs/*.yaml without the extension), sorted.
-func Recipes() []string {
-	entries, err := fs.ReadDir(recipeFS, ".")
+func Recipes() []string { return YAMLNames(recipeFS, ".") }
+
+// YAMLNames lists the names of the .yaml files in dir of an embedded file system (without the extension),
+// sorted: the recipes a binary carries.
+func YAMLNames(fsys fs.FS, dir string) []string {
+	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
-		panic(fmt.Sprintf("configs: embedded recipes: %v", err)) // the embed is fixed at build time
+		panic(fmt.Sprintf("configs: embedded recipes in %s: %v", dir, err)) // the embed is fixed at build time
 	}
 	var names []string
 	for _, e := range entries {

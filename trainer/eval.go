@@ -298,16 +298,7 @@ func episodeEval(ctx context.Context, gs *rollout.GroupSampler, tasks []envs.Tas
 		if err != nil {
 			return fmt.Errorf("task %s: %w", t.ID, err)
 		}
-		ok := false
-		for _, tr := range g.Trajectories {
-			if tr.RewardParts["correct"] == 1 {
-				right.Add(1)
-				ok = true
-			}
-		}
-		if ok {
-			anyRight.Add(1)
-		}
+		countPassK(g, anyRight, right)
 	}
 	return nil
 }
@@ -334,18 +325,24 @@ func chatEval(ctx context.Context, gs *rollout.GroupSampler, tasks []envs.Task, 
 		if d.passK == 0 {
 			continue
 		}
-		ok := false
-		for _, tr := range groups[n*per+1].Trajectories {
-			if tr.RewardParts["correct"] == 1 {
-				right.Add(1)
-				ok = true
-			}
-		}
-		if ok {
-			anyRight.Add(1)
-		}
+		countPassK(groups[n*per+1], anyRight, right)
 	}
 	return nil
+}
+
+// countPassK counts the right answers of a task's pass@k group into right, and the task into anyRight when
+// at least one is right.
+func countPassK(g *data.Group, anyRight, right *atomic.Int64) {
+	ok := false
+	for _, tr := range g.Trajectories {
+		if tr.RewardParts["correct"] == 1 {
+			right.Add(1)
+			ok = true
+		}
+	}
+	if ok {
+		anyRight.Add(1)
+	}
 }
 
 // gradedSample is task t's completion graded by the family's verifier.

@@ -8,9 +8,7 @@ package bench
 import (
 	"embed"
 	"fmt"
-	"io/fs"
 	"os"
-	"slices"
 	"strings"
 
 	"github.com/sparrow-rl/sparrow/configs"
@@ -20,20 +18,7 @@ import (
 var benchRecipeFS embed.FS
 
 // BenchRecipes lists the names of the embedded benchmark recipes, sorted.
-func BenchRecipes() []string {
-	entries, err := fs.ReadDir(benchRecipeFS, "recipes")
-	if err != nil {
-		panic(fmt.Sprintf("bench: embedded recipes: %v", err)) // the embed is fixed at build time
-	}
-	var names []string
-	for _, e := range entries {
-		if name, ok := strings.CutSuffix(e.Name(), ".yaml"); ok {
-			names = append(names, name)
-		}
-	}
-	slices.Sort(names)
-	return names
-}
+func BenchRecipes() []string { return configs.YAMLNames(benchRecipeFS, "recipes") }
 
 // loadRecipe reads the recipe of a benchmark: an existing file, an embedded benchmark recipe, or an
 // embedded training recipe (configs.Load), in that order.

@@ -463,7 +463,8 @@ func (g *GroupSampler) grade(tr *data.Trajectory, t envs.Task, text, finish stri
 // right; for a tool task, a structure without a call is not right). Total = correctness + format +
 // length_penalty stays the sum of its parts; a right answer without a call keeps its correctness. Without
 // this rule a policy that cannot yet use the tools collects the format reward by skipping them (measured:
-// no_call_rate 0.06 → 0.36 over 16 GRPO steps of the agent recipe at 0 % accuracy).
+// greedy no_call_rate 0.06 → 0.36, rollout tool calls 0.89 → 0.22 over 16 GRPO steps of the agent recipe
+// at 0 % accuracy).
 func withholdFormat(tr *data.Trajectory, ep *Episode) {
 	if ep.ToolCalls > 0 {
 		return

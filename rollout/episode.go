@@ -370,6 +370,7 @@ func (g *GroupSampler) sampleEpisodes(ctx context.Context, te envs.ToolEnv, t en
 		}
 		tr.FinishReason = ep.Finish
 		g.grade(&tr, t, ep.Final, ep.Finish)
+		withholdFormat(&tr, ep)
 		for k, v := range ep.parts() {
 			tr.RewardParts[k] = v
 		}
@@ -457,6 +458,21 @@ func (g *GroupSampler) grade(tr *data.Trajectory, t envs.Task, text, finish stri
 	if rw.Correct {
 		tr.RewardParts["correct"] = 1
 	}
+}
+
+// withholdFormat applies the tool episodes' format rule to a graded trajectory: an episode that answers
+// without a single tool call gets no format reward (envs reward.go: format = Format when the structure is
+// right; for a tool task, a structure without a call is not right). Total = correctness + format +
+// length_penalty stays the sum of its parts; a right answer without a call keeps its correctness. Without
+// this rule a policy that cannot yet use the tools collects the format reward by skipping them (measured:
+// greedy no_call_rate 0.06 → 0.36, rollout tool calls 0.89 → 0.22 over 16 GRPO steps of the agent recipe
+// at 0 % accuracy).
+func withholdFormat(tr *data.Trajectory, ep *Episode) {
+	if ep.ToolCalls > 0 {
+		return
+	}
+	tr.Reward -= tr.RewardParts[envs.PartFormat]
+	tr.RewardParts[envs.PartFormat] = 0
 }
 
 // EpisodeTurns recovers the turns of a recorded episode from its completion tokens: a policy segment ends at

@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -310,4 +311,50 @@ func FuzzEpisode(f *testing.F) {
 			t.Fatalf("%v calls past max_tool_calls 3", tr.RewardParts[PartToolCalls])
 		}
 	})
+}
+
+// TestEpisodeFormatNeedsCall: the tool episodes' format rule (withholdFormat). Hand-computed rewards of calc
+// episodes forced through the sampler, with the defaults Correct 1, Format 0.1: a right call and answer 1.1;
+// a call whose result is ignored (wrong answer) 0.1; a wrong answer without a call 0 (no format reward); a
+// right answer without a call 1.0 (its correctness, no format reward).
+func TestEpisodeFormatNeedsCall(t *testing.T) {
+	eng, tok := episodeModel(t)
+	fam, err := envs.New("calc", envs.Options{Params: map[string]string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	te := fam.(envs.ToolEnv)
+	task := fam.Sample(rand.New(rand.NewPCG(7, 8)), data.SplitTrain)
+	worked := func(misuse int) []data.Message {
+		conv, err := te.Episode(context.Background(), task, misuse)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return conv
+	}
+	rightNoCall := append(envs.ToolPrompt(te, task), data.Message{Role: "assistant", ReasoningContent: "I compute it myself.", Content: task.Answer})
+	for _, tc := range []struct {
+		name                   string
+		conv                   []data.Message
+		total, format, correct float32
+		calls                  float32
+	}{
+		{"right call and answer", worked(-1), 1.1, 0.1, 1, 1},
+		{"ignored result", worked(envs.MisuseIgnored), 0.1, 0.1, 0, 1},
+		{"wrong answer without a call", worked(envs.MisuseNoCall), 0, 0, 0, 0},
+		{"right answer without a call", rightNoCall, 1, 0, 1, 0},
+	} {
+		_, _, script := policyScript(t, tok, tc.conv)
+		gs := NewGroupSampler(eng, tok, fam, "w0", SamplerConfig{Params: SamplingParams{Temperature: 1, TopP: 1}, GroupSize: 1,
+			MaxNewTokens: 900, Episode: EpisodeConfig{Drawer: &ForcedDrawer{Tokens: script}}})
+		g, err := gs.Sample(context.Background(), task, "g0", 3, rand.New(rand.NewPCG(1, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := g.Trajectories[0]
+		p := tr.RewardParts
+		if math.Abs(float64(tr.Reward-tc.total)) > 1e-6 || p[envs.PartFormat] != tc.format || p["correct"] != tc.correct || p[PartToolCalls] != tc.calls {
+			t.Fatalf("%s: reward %v parts %v, want total %v format %v correct %v calls %v", tc.name, tr.Reward, p, tc.total, tc.format, tc.correct, tc.calls)
+		}
+	}
 }

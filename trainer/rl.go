@@ -422,7 +422,9 @@ func (s *rlStage) evaluate(ctx context.Context, step int) (map[string]float64, e
 	for i, fe := range evalFamilies(s.family, s.rc.Env) {
 		tasks, _ := envs.EvalTasks(fe.family, labeledRNG(s.run.Config.Seed, "eval/"+fe.name, 2), data.SplitHeldOut, n)
 		res, err := greedyEval(s.engine, s.tok, fe.family, tasks, evalDecoding{maxNewTokens: s.rc.MaxNewTokens, stop: ctx.Done(),
-			sparse: s.sparse, sparseTopK: s.layout.selectionK, workers: s.rc.Workers, decodeBatch: s.rc.DecodeBatch})
+			sparse: s.sparse, sparseTopK: s.layout.selectionK, workers: s.rc.Workers, decodeBatch: s.rc.DecodeBatch,
+			// the sampler of a tool environment's episodes validates its parameters even when decoding greedily
+			sampling: rollout.SamplingParams{Temperature: s.rc.Temperature, TopP: s.rc.TopP, TopK: s.rc.TopK}})
 		if err != nil {
 			return nil, err
 		}

@@ -7,6 +7,8 @@
 // then hands the vector of log-probabilities to a loss function (the GRPO objective, computed by package grpo
 // outside the network) that returns the loss and ∂loss/∂logp per position. The backward pass chains that into
 // the logits with the masked-softmax Jacobian: ∂logp_n/∂z_v = 1[v=o_n] − softmax_K(z)_v on K_n, 0 off K_n.
+// On-policy distillation may add the exact reverse KL to a teacher over each kept set (PolicySide.KeptKL,
+// policy_kl.go) to the same loss.
 
 package model
 
@@ -35,6 +37,9 @@ type PolicySide struct {
 	Logp []float32
 	// Entropy receives the entropy of the kept-set distribution at every position.
 	Entropy []float32
+	// KeptKL, when set, adds the exact reverse KL to a teacher over each position's kept set to the loss
+	// (on-policy distillation, policy_kl.go).
+	KeptKL *KeptKL
 }
 
 type policyKernel[T Float] struct {
@@ -44,6 +49,8 @@ type policyKernel[T Float] struct {
 	prob  []T // softmax over the kept set (0 elsewhere), [N, V]
 	logp  []float64
 	dlogp []float64
+	// exact-KL work space (policy_kl.go): one set's scaled logits, and ∂KL/∂z of every weighted position
+	klZ, klGrad []float64
 }
 
 func (k *policyKernel[T]) Name() string           { return "policy_head" }
@@ -148,6 +155,12 @@ func (k *policyKernel[T]) Forward(in [][]T, out []T) error {
 		return fmt.Errorf("policy_head: loss returned %d gradients for %d positions", len(dlogp), k.N)
 	}
 	k.dlogp = dlogp
+	if s.KeptKL != nil {
+		if err := k.keptKLForward(in[0], temp); err != nil {
+			return err
+		}
+		loss += s.KeptKL.Loss
+	}
 	out[0] = T(loss)
 	return nil
 }
@@ -180,6 +193,9 @@ func (k *policyKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error {
 			}
 		}
 		d[k.ids[n]] += c
+	}
+	if k.side.KeptKL != nil {
+		k.keptKLBackward(din[0], float64(dout[0]), temp)
 	}
 	return nil
 }

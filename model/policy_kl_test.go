@@ -1,0 +1,140 @@
+// Tests of the policy head's exact-KL term (policy_kl.go): float64 finite differences through the head with
+// kept sets of different sizes and the whole vocabulary, the float32 head against the float64 one, and
+// malformed teacher offsets refused.
+
+package model
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/sparrow-rl/sparrow/grpo"
+	G "gorgonia.org/gorgonia"
+)
+
+// keptKLSide is a head over N = 5 positions of V = 7 with kept sets {1 3 6}, whole vocabulary, {0 2},
+// {2 5}, {4}, a nonlinear policy loss and the exact-KL term weighted at positions 0, 1, 2 and 4 (3 is
+// skipped, its teacher range still present).
+func keptKLSide() *PolicySide {
+	logq := []float64{
+		-1.2, -0.7, -2.0, // {1 3 6}
+		-2.1, -1.5, -3.0, -0.4, -2.6, -1.9, -2.2, // whole vocabulary
+		-0.3, -1.1, // {0 2}
+		-0.9, -0.6, // {2 5} (weight 0)
+		-0.01, // {4}
+	}
+	return &PolicySide{
+		Temperature: 0.7,
+		KeptOffsets: []int32{0, 3, 3, 5, 7, 8},
+		KeptIDs:     []int32{1, 3, 6, 0, 2, 2, 5, 4},
+		Loss: func(logp []float64) (float64, []float64, error) {
+			var l float64
+			d := make([]float64, len(logp))
+			for i, v := range logp {
+				c := float64(i+1) * 0.3
+				l += c*v + 0.5*v*v
+				d[i] = c + v
+			}
+			return l, d, nil
+		},
+		KeptKL: &KeptKL{
+			Weights:        []float64{0.5, 1.25, 2, 0, 0.75},
+			TeacherOffsets: []int32{0, 3, 10, 12, 14, 15},
+			TeacherLogp:    logq,
+			Divergence:     grpo.ExactKL,
+		},
+	}
+}
+
+// TestGradPolicyHeadKeptKL: finite differences of the head's loss (policy loss + Σ w·KL) w.r.t. the logits.
+func TestGradPolicyHeadKeptKL(t *testing.T) {
+	side := keptKLSide()
+	runGradCase(t, gradCase{name: "policy_head_kept_kl", shapes: [][]int{{5, 7}}, ints: [][]int32{{3, 5, 2, 5, 4}},
+		build: func(in []*G.Node) (*G.Node, error) {
+			return apply[float64](&policyKernel[float64]{side: side}, in...)
+		}})
+}
+
+// TestPolicyHeadKeptKLTerm: the term is Σ w·grpo.ExactKL over each set (KL 0 where the weight is 0 and at a
+// single kept id), and the float32 head gives the float64 head's loss and gradient to float32 precision.
+func TestPolicyHeadKeptKLTerm(t *testing.T) {
+	const N, V = 5, 7
+	logits := make([]float64, N*V)
+	for i := range logits {
+		logits[i] = math.Sin(float64(3*i+1)) * 1.5
+	}
+	ids := []int32{3, 5, 2, 5, 4}
+	side64 := keptKLSide()
+	k64 := &policyKernel[float64]{side: side64, ids: ids, N: N, V: V, prob: make([]float64, N*V), logp: make([]float64, N)}
+	var out64 [1]float64
+	if err := k64.Forward([][]float64{logits, nil}, out64[:]); err != nil {
+		t.Fatal(err)
+	}
+	// position 0 by hand through grpo.ExactKL: set {1 3 6}
+	z := []float64{logits[1] / 0.7, logits[3] / 0.7, logits[6] / 0.7}
+	want0, _ := grpo.ExactKL(z, []float64{-1.2, -0.7, -2.0}, make([]float64, 3))
+	kl := side64.KeptKL.KL
+	if math.Abs(kl[0]-want0) > 1e-12 || kl[3] != 0 || math.Abs(kl[4]) > 1e-15 || !(kl[1] > 0) || !(kl[2] > 0) {
+		t.Fatalf("KL per position %v (want position 0 = %v, position 3 = 0 skipped, position 4 = 0 single id)", kl, want0)
+	}
+	var sum float64
+	for n, w := range side64.KeptKL.Weights {
+		sum += w * kl[n]
+	}
+	if math.Abs(side64.KeptKL.Loss-sum) > 1e-12 {
+		t.Fatalf("term %v, want Σ w·KL = %v", side64.KeptKL.Loss, sum)
+	}
+	din64 := make([]float64, N*V)
+	if err := k64.Backward([][]float64{logits, nil}, out64[:], []float64{1}, [][]float64{din64, nil}); err != nil {
+		t.Fatal(err)
+	}
+
+	logits32 := make([]float32, N*V)
+	for i, v := range logits {
+		logits32[i] = float32(v)
+	}
+	side32 := keptKLSide()
+	k32 := &policyKernel[float32]{side: side32, ids: ids, N: N, V: V, prob: make([]float32, N*V), logp: make([]float64, N)}
+	var out32 [1]float32
+	if err := k32.Forward([][]float32{logits32, nil}, out32[:]); err != nil {
+		t.Fatal(err)
+	}
+	din32 := make([]float32, N*V)
+	if err := k32.Backward([][]float32{logits32, nil}, out32[:], []float32{1}, [][]float32{din32, nil}); err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(float64(out32[0])-out64[0]) > 1e-5*math.Max(1, math.Abs(out64[0])) {
+		t.Errorf("float32 loss %v, float64 %v", out32[0], out64[0])
+	}
+	for i := range din64 {
+		if math.Abs(float64(din32[i])-din64[i]) > 1e-5 {
+			t.Errorf("gradient %d: float32 %v, float64 %v", i, din32[i], din64[i])
+		}
+	}
+}
+
+// TestPolicyHeadKeptKLRefused: teacher log-probabilities that do not cover a weighted position's set.
+func TestPolicyHeadKeptKLRefused(t *testing.T) {
+	cases := []struct {
+		name   string
+		modify func(*KeptKL)
+		want   string
+	}{
+		{"whole vocabulary short", func(k *KeptKL) { k.TeacherOffsets = []int32{0, 3, 9, 11, 13, 14}; k.TeacherLogp = k.TeacherLogp[:14] },
+			"position 1: 6 teacher log-probabilities (offsets 3..9) for a set of 7 ids"},
+		{"offsets end", func(k *KeptKL) { k.TeacherLogp = k.TeacherLogp[:14] }, "teacher offsets span 0..15, 14 log-probabilities"},
+		{"weights", func(k *KeptKL) { k.Weights = k.Weights[:4] }, "4 weights"},
+		{"no divergence", func(k *KeptKL) { k.Divergence = nil }, "without a divergence function"},
+	}
+	for _, c := range cases {
+		side := keptKLSide()
+		c.modify(side.KeptKL)
+		k := &policyKernel[float64]{side: side, ids: []int32{3, 5, 2, 5, 4}, N: 5, V: 7, prob: make([]float64, 35), logp: make([]float64, 5)}
+		var out [1]float64
+		err := k.Forward([][]float64{make([]float64, 35), nil}, out[:])
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err %v, want %q", c.name, err, c.want)
+		}
+	}
+}

@@ -31,7 +31,7 @@ import (
 )
 
 // TrajSchemaVersion names the trajectory schema in the stream's metadata ("sparrow.schema").
-const TrajSchemaVersion = "trajectory/3" // 2: dsa_topk, dsa_layers, dsa_k; 3: teacher_logp
+const TrajSchemaVersion = "trajectory/4" // 2: dsa_topk, dsa_layers, dsa_k; 3: teacher_logp; 4: teacher_kept_offsets, teacher_kept_logp
 
 // Metadata keys of an encoded group.
 const (
@@ -79,6 +79,10 @@ var (
 		{Name: "finish_reason", Type: arrow.BinaryTypes.String},
 		{Name: "timings", Type: mapStrF},
 		{Name: "teacher_logp", Type: listF32}, // distillation: the family's teacher's log-probabilities (empty: not scored)
+		// exact-KL distillation: the teacher's log-probabilities renormalised over each token's kept set (CSR;
+		// both empty: not scored)
+		{Name: "teacher_kept_offsets", Type: listI32},
+		{Name: "teacher_kept_logp", Type: listF32},
 	}
 )
 
@@ -107,6 +111,8 @@ const (
 	cFinish
 	cTimings
 	cTeacherLogp
+	cTeacherKeptOff
+	cTeacherKeptLogp
 	nCols
 )
 
@@ -235,6 +241,10 @@ func appendRow(b *array.RecordBuilder, t *Trajectory, vocab int) {
 	tl := b.Field(cTeacherLogp).(*array.ListBuilder)
 	tl.Append(true)
 	tl.ValueBuilder().(*array.Float32Builder).AppendValues(t.TeacherLogp, nil)
+	appendI32List(b.Field(cTeacherKeptOff), t.TeacherKeptOffsets)
+	tk := b.Field(cTeacherKeptLogp).(*array.ListBuilder)
+	tk.Append(true)
+	tk.ValueBuilder().(*array.Float32Builder).AppendValues(t.TeacherKeptLogp, nil)
 }
 
 func schemaFor(vocab int) *arrow.Schema {
@@ -401,6 +411,18 @@ func readRow(rec arrow.RecordBatch, i int, t *Trajectory, vocab int) error {
 	}
 	if e > s {
 		t.TeacherLogp = slices.Clone(rec.Column(cTeacherLogp).(*array.List).ListValues().(*array.Float32).Float32Values()[s:e])
+	}
+	if t.TeacherKeptOffsets, err = readI32(rec, cTeacherKeptOff, i); err != nil {
+		return err
+	}
+	if len(t.TeacherKeptOffsets) == 0 {
+		t.TeacherKeptOffsets = nil
+	}
+	if s, e, err = listRange(rec.Column(cTeacherKeptLogp), i); err != nil {
+		return fmt.Errorf("teacher_kept_logp: %w", err)
+	}
+	if e > s {
+		t.TeacherKeptLogp = slices.Clone(rec.Column(cTeacherKeptLogp).(*array.List).ListValues().(*array.Float32).Float32Values()[s:e])
 	}
 	n := len(t.CompletionTokens)
 	if bmCol := rec.Column(cKeptBitmap).(*array.Binary); !bmCol.IsNull(i) {

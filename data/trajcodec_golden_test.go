@@ -28,7 +28,8 @@ const (
 
 // goldenGroup is a fixed group of two completions of one 4-token prompt over a 64-id vocabulary, with
 // MoE expert ids (1 layer × top-2) and DSA selections (1 layer × k 2) over every position, reward parts,
-// timings, teacher log-probabilities (trajectory 0 only) and both finish reasons. Trajectory 0 (5 tokens, an inserted loss_mask-0 token, 3 kept ids) is
+// timings, teacher log-probabilities (trajectory 0 only), the teacher's renormalised log-probabilities over
+// the kept sets (trajectory 1 only) and both finish reasons. Trajectory 0 (5 tokens, an inserted loss_mask-0 token, 3 kept ids) is
 // encoded with CSR kept sets; trajectory 1 (3 tokens, 7 kept ids) with the kept-set bitmap.
 func goldenGroup() *Group {
 	const id = "rl-000007-002"
@@ -60,8 +61,11 @@ func goldenGroup() *Group {
 			LogpOld:          []float32{-0.75, -2, -0.0625},
 			KeptOffsets:      []int32{0, 2, 5, 7}, // {5 6}, {59 60 61}, {60 61}
 			KeptIDs:          []int32{5, 6, 59, 60, 61, 60, 61},
-			ExpertIDs:        []uint16{0, 3, 1, 2, 4, 5, 0, 7, 3, 6, 2, 5, 1, 4},
-			MoELayers:        1, TopK: 2,
+			// the teacher renormalised over each kept set: (½ ½), (¼ ¼ ½), (⅛ ⅞)
+			TeacherKeptOffsets: []int32{0, 2, 5, 7},
+			TeacherKeptLogp:    []float32{-0.6931472, -0.6931472, -1.3862944, -1.3862944, -0.6931472, -2.0794415, -0.13353139},
+			ExpertIDs:          []uint16{0, 3, 1, 2, 4, 5, 0, 7, 3, 6, 2, 5, 1, 4},
+			MoELayers:          1, TopK: 2,
 			DSATopK:   []int32{0, -1, 0, 1, 0, 2, 1, 3, 1, 4, 4, 5, 0, 6},
 			DSALayers: 1, DSAK: 2,
 			Reward:       0,

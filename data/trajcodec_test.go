@@ -3,6 +3,7 @@ package data
 import (
 	"bytes"
 	"encoding/binary"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -53,6 +54,30 @@ func sampleGroup(id string, g, n, vocab, keep, moeLayers, topK int) *Group {
 	return grp
 }
 
+// scoreKept gives every trajectory of g teacher log-probabilities and, at each loss token, a renormalised
+// teacher distribution over its kept set (the whole vocabulary where the set is empty): p_j ∝ j+1.
+func scoreKept(g *Group, vocab int) {
+	for i := range g.Trajectories {
+		tr := &g.Trajectories[i]
+		tr.TeacherKeptOffsets = []int32{0}
+		for k := range tr.CompletionTokens {
+			tr.TeacherLogp = append(tr.TeacherLogp, -0.5-float32(k%7)*0.25)
+			size := int(tr.KeptOffsets[k+1] - tr.KeptOffsets[k])
+			if size == 0 {
+				size = vocab
+			}
+			if tr.LossMask[k] == 0 {
+				size = 0
+			}
+			z := float64(size*(size+1)) / 2
+			for j := range size {
+				tr.TeacherKeptLogp = append(tr.TeacherKeptLogp, float32(math.Log(float64(j+1)/z)))
+			}
+			tr.TeacherKeptOffsets = append(tr.TeacherKeptOffsets, int32(len(tr.TeacherKeptLogp)))
+		}
+	}
+}
+
 func sortUnique(s *[]int32) {
 	m := map[int32]bool{}
 	var out []int32
@@ -76,16 +101,22 @@ func TestTrajCodecRoundTrip(t *testing.T) {
 		g, n, vocab, keep int
 		moe, k            int
 		wantBitmap        bool
+		teacher           bool // scored for the exact KL: teacher_kept_* over each set (scoreKept)
 	}{
-		{"whole-vocabulary sets (CSR)", 8, 100, 272, 0, 3, 2, false},
-		{"top-k 50 sets (bitmap smaller)", 8, 100, 272, 50, 3, 2, true},
-		{"top-k 3 sets (CSR smaller)", 4, 30, 272, 3, 3, 2, false},
-		{"dense model, no experts", 2, 10, 300, 20, 0, 0, true},
-		{"empty completions", 2, 0, 272, 0, 1, 2, false},
+		{"whole-vocabulary sets (CSR)", 8, 100, 272, 0, 3, 2, false, false},
+		{"top-k 50 sets (bitmap smaller)", 8, 100, 272, 50, 3, 2, true, false},
+		{"top-k 3 sets (CSR smaller)", 4, 30, 272, 3, 3, 2, false, false},
+		{"dense model, no experts", 2, 10, 300, 20, 0, 0, true, false},
+		{"empty completions", 2, 0, 272, 0, 1, 2, false, false},
+		{"teacher over top-k 50 sets and the whole vocabulary", 4, 40, 272, 50, 3, 2, true, true},
+		{"teacher over the whole vocabulary", 2, 20, 300, 0, 0, 0, false, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			g := sampleGroup("rl-000001-003", c.g, c.n, c.vocab, c.keep, c.moe, c.k)
+			if c.teacher {
+				scoreKept(g, c.vocab)
+			}
 			if got := useBitmap(&g.Trajectories[0], c.vocab); got != c.wantBitmap {
 				t.Fatalf("bitmap chosen = %v, want %v", got, c.wantBitmap)
 			}

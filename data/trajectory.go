@@ -32,6 +32,13 @@ type Trajectory struct {
 	// completion token i after the prompt and the completion before it (full vocabulary, temperature 1),
 	// attached by the rollout worker (rollout.TeacherScorer); empty when the group was not scored.
 	TeacherLogp []float32
+	// TeacherKeptOffsets and TeacherKeptLogp (CSR, on-policy distillation with the exact KL over the kept set):
+	// the teacher's log-probabilities renormalised over the set of completion token i,
+	// TeacherKeptLogp[TeacherKeptOffsets[i]:TeacherKeptOffsets[i+1]], one per id of its kept set in the order
+	// of KeptIDs, or one per vocabulary id (0..V−1) where the learner's set is the whole vocabulary (an empty
+	// kept set, or rl.keep_sampling_mask off); empty at loss_mask-0 tokens. Both empty when not scored.
+	TeacherKeptOffsets []int32
+	TeacherKeptLogp    []float32
 	// Kept set of completion token i (the sampling mask), CSR: KeptIDs[KeptOffsets[i]:KeptOffsets[i+1]],
 	// sorted ascending; an empty range means the whole vocabulary. len(KeptOffsets) = len(CompletionTokens)+1.
 	KeptOffsets []int32
@@ -114,6 +121,11 @@ func (g *Group) Validate(vocab int) error {
 //   - kept_offsets has one entry per completion token plus one, starts at 0, never decreases and ends at
 //     len(kept_ids); every kept set lies in [0, vocab) and is strictly ascending; a sampled token
 //     (loss_mask 1) lies in its kept set unless that set is empty (the whole vocabulary);
+//   - teacher_kept_offsets and teacher_kept_logp are both empty, or: one offset per completion token plus one,
+//     from 0, never decreasing, ending at len(teacher_kept_logp); a loss_mask-0 token's range is empty, a
+//     loss_mask-1 token's holds one entry per id of its kept set or one per vocabulary id (the whole
+//     vocabulary); every entry is a finite log-probability ≤ 0 and each range's probabilities sum to 1
+//     (within TeacherKeptSumTol: renormalised over its set);
 //   - moe_layers and top_k are in [0, MaxMoEStride]; expert_ids has positions × moe_layers × top_k entries,
 //     none when moe_layers is 0 (expert id values are bounded by the model, not checked here);
 //   - dsa_layers and dsa_k (both or neither 0, at most MaxDSAStride), the length of dsa_topk and every
@@ -179,6 +191,9 @@ func (t *Trajectory) validate(vocab, index int) error {
 		}
 	}
 	if err := t.validateKept(vocab, bad); err != nil {
+		return err
+	}
+	if err := t.validateTeacherKept(vocab, bad); err != nil {
 		return err
 	}
 	if t.MoELayers < 0 || t.MoELayers > MaxMoEStride {
@@ -247,6 +262,57 @@ func (t *Trajectory) validateKept(vocab int, bad func(field, format string, args
 			if _, found := slices.BinarySearch(set, t.CompletionTokens[i]); !found {
 				return bad("kept_ids", "sampled token %d (id %d, loss_mask 1) is not in its kept set of %d ids", i, t.CompletionTokens[i], len(set))
 			}
+		}
+	}
+	return nil
+}
+
+// TeacherKeptSumTol is how far the probabilities of one token's teacher_kept_logp range may sum from 1
+// (float32 log-probabilities of up to a few thousand ids sum to 1 within about 1e-5).
+const TeacherKeptSumTol = 1e-3
+
+// validateTeacherKept checks the teacher's renormalised log-probabilities over the kept sets (CSR).
+func (t *Trajectory) validateTeacherKept(vocab int, bad func(field, format string, args ...any) error) error {
+	n := len(t.CompletionTokens)
+	off, lp := t.TeacherKeptOffsets, t.TeacherKeptLogp
+	if len(off) == 0 && len(lp) == 0 {
+		return nil
+	}
+	if len(off) != n+1 {
+		return bad("teacher_kept_offsets", "%d entries for %d completion tokens, want %d (or none with no teacher_kept_logp)", len(off), n, n+1)
+	}
+	if off[0] != 0 {
+		return bad("teacher_kept_offsets", "starts at %d, want 0", off[0])
+	}
+	for i := range n {
+		if off[i] > off[i+1] {
+			return bad("teacher_kept_offsets", "decreasing at token %d (%d then %d)", i, off[i], off[i+1])
+		}
+	}
+	if int(off[n]) != len(lp) {
+		return bad("teacher_kept_offsets", "end at %d, but teacher_kept_logp has %d entries", off[n], len(lp))
+	}
+	for i := range n {
+		r := lp[off[i]:off[i+1]]
+		kept := int(t.KeptOffsets[i+1] - t.KeptOffsets[i])
+		switch {
+		case t.LossMask[i] == 0 && len(r) != 0:
+			return bad("teacher_kept_logp", "token %d (loss_mask 0) has %d entries, want none", i, len(r))
+		case t.LossMask[i] == 1 && len(r) != vocab && (kept == 0 || len(r) != kept):
+			if kept == 0 {
+				return bad("teacher_kept_logp", "token %d has %d entries, want %d (its kept set is the whole vocabulary)", i, len(r), vocab)
+			}
+			return bad("teacher_kept_logp", "token %d has %d entries, want %d (its kept set) or %d (the whole vocabulary)", i, len(r), kept, vocab)
+		}
+		var sum float64
+		for j, v := range r {
+			if !(v <= 0) || math.IsInf(float64(v), -1) {
+				return bad("teacher_kept_logp", "token %d entry %d is %v, want a finite log-probability ≤ 0", i, j, v)
+			}
+			sum += math.Exp(float64(v))
+		}
+		if len(r) > 0 && math.Abs(sum-1) > TeacherKeptSumTol {
+			return bad("teacher_kept_logp", "token %d: probabilities sum to %.6g, want 1 (renormalised over its set)", i, sum)
 		}
 	}
 	return nil

@@ -66,6 +66,16 @@ func TestTrajectoryValidate(t *testing.T) {
 		{"teacher_logp too short", 0, func(tr *Trajectory) { tr.TeacherLogp = tr.TeacherLogp[:4] }, "teacher_logp", "4 entries for 5"},
 		{"teacher_logp NaN", 0, func(tr *Trajectory) { tr.TeacherLogp[2] = nan }, "teacher_logp", "token 2 is NaN"},
 		{"teacher_logp positive", 0, func(tr *Trajectory) { tr.TeacherLogp[0] = 0.5 }, "teacher_logp", "≤ 0"},
+		{"teacher_kept_offsets too short", 1, func(tr *Trajectory) { tr.TeacherKeptOffsets = tr.TeacherKeptOffsets[:3] }, "teacher_kept_offsets", "3 entries for 3 completion tokens, want 4"},
+		{"teacher_kept_offsets without values", 1, func(tr *Trajectory) { tr.TeacherKeptLogp = nil }, "teacher_kept_offsets", "teacher_kept_logp has 0 entries"},
+		{"teacher_kept_offsets not starting at 0", 1, func(tr *Trajectory) { tr.TeacherKeptOffsets[0] = 1 }, "teacher_kept_offsets", "starts at 1"},
+		{"teacher_kept_offsets decreasing", 1, func(tr *Trajectory) { tr.TeacherKeptOffsets[2] = 1 }, "teacher_kept_offsets", "decreasing at token 1"},
+		{"teacher_kept_logp of another set size", 1, func(tr *Trajectory) { tr.TeacherKeptOffsets[1] = 3 }, "teacher_kept_logp", "token 0 has 3 entries, want 2 (its kept set) or 64 (the whole vocabulary)"},
+		{"teacher_kept_logp NaN", 1, func(tr *Trajectory) { tr.TeacherKeptLogp[3] = nan }, "teacher_kept_logp", "token 1 entry 1 is NaN"},
+		{"teacher_kept_logp positive", 1, func(tr *Trajectory) { tr.TeacherKeptLogp[0] = 0.25 }, "teacher_kept_logp", "token 0 entry 0 is 0.25"},
+		{"teacher_kept_logp not renormalised", 1, func(tr *Trajectory) { tr.TeacherKeptLogp[6] = -0.5 }, "teacher_kept_logp", "token 2: probabilities sum to"},
+		{"teacher_kept_logp at a loss_mask-0 token", 0, func(tr *Trajectory) { scoreWholeVocab(tr, []int{1, 64, 1, 2, 64}) }, "teacher_kept_logp", "token 2 (loss_mask 0) has 1 entries, want none"},
+		{"teacher_kept_logp short of the whole vocabulary", 0, func(tr *Trajectory) { scoreWholeVocab(tr, []int{1, 63, 0, 2, 64}) }, "teacher_kept_logp", "token 1 has 63 entries, want 64 (its kept set is the whole vocabulary)"},
 		{"kept_offsets too short", 0, func(tr *Trajectory) { tr.KeptOffsets = tr.KeptOffsets[:5] }, "kept_offsets", "5 entries for 5 completion tokens, want 6"},
 		{"kept_offsets not starting at 0", 0, func(tr *Trajectory) { tr.KeptOffsets[0] = 1 }, "kept_offsets", "starts at 1"},
 		{"kept_offsets decreasing", 0, func(tr *Trajectory) { tr.KeptOffsets[2] = 0 }, "kept_offsets", "decreasing at token 1"},
@@ -162,6 +172,8 @@ func TestTrajectoryValidateAccepts(t *testing.T) {
 		}},
 		{"no reward parts or timings", func(tr *Trajectory) { tr.RewardParts, tr.Timings = nil, nil }},
 		{"not scored by a teacher", func(tr *Trajectory) { tr.TeacherLogp = nil }},
+		{"teacher over kept sets and the whole vocabulary", func(tr *Trajectory) { scoreWholeVocab(tr, []int{1, 64, 0, 2, 64}) }},
+		{"teacher over the whole vocabulary everywhere (keep_sampling_mask off)", func(tr *Trajectory) { scoreWholeVocab(tr, []int{64, 64, 0, 64, 64}) }},
 		{"policy version 0, negative reward", func(tr *Trajectory) { tr.PolicyVersion, tr.Reward = 0, -1 }},
 	}
 	for _, c := range cases {
@@ -179,6 +191,17 @@ func TestTrajectoryValidateAccepts(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// scoreWholeVocab gives tr teacher_kept ranges of the given sizes, each a uniform distribution over its size.
+func scoreWholeVocab(tr *Trajectory, sizes []int) {
+	tr.TeacherKeptOffsets, tr.TeacherKeptLogp = []int32{0}, nil
+	for _, n := range sizes {
+		for range n {
+			tr.TeacherKeptLogp = append(tr.TeacherKeptLogp, float32(-math.Log(float64(n))))
+		}
+		tr.TeacherKeptOffsets = append(tr.TeacherKeptOffsets, int32(len(tr.TeacherKeptLogp)))
 	}
 }
 

@@ -5,6 +5,15 @@
 // (full vocabulary, temperature 1); the worker attaches them to the trajectory (data.Trajectory.TeacherLogp)
 // before publishing, so the learner never loads a teacher and teachers scale with the workers.
 //
+// For the exact KL over the kept set (grpo/distill_exact.go) the scorer also attaches, at each loss token,
+// the teacher's distribution renormalised over the set the learner trains on (TeacherScorer.Kept):
+//
+//	ln q_v = z_v − log Σ_{u∈K_t} exp(z_u)   for v ∈ K_t   (z the teacher's logits, temperature 1)
+//
+// where K_t is the recorded kept set, or the whole vocabulary when it is empty (top_p 1) or when the learner
+// does not replay kept sets (KeptWholeVocab: rl.keep_sampling_mask off); data.Trajectory.TeacherKeptLogp.
+// It costs |K_t| floats per token on the wire, so it is attached only when the exact KL is configured.
+//
 // The scorer runs after GroupSampler.Sample and outside its decode loop: it prefills the prompt once per
 // group and forks the cached prompt for each completion, as the sampler does. Each trajectory's scoring
 // time goes to Timings["teacher_s"] (the first one's includes the prompt's prefill).
@@ -14,6 +23,7 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -33,7 +43,19 @@ type Scorer interface {
 type TeacherScorer struct {
 	// Teachers maps a task family to its teacher's engine; several families may share one engine.
 	Teachers map[string]*model.Engine
+	// Kept says over which sets the teacher's renormalised log-probabilities are attached for the exact KL
+	// (KeptNone, the zero value: not attached).
+	Kept KeptScoring
 }
+
+// KeptScoring selects the sets of TeacherKeptLogp.
+type KeptScoring int
+
+const (
+	KeptNone       KeptScoring = iota // no TeacherKeptLogp (the sampled-token KL only)
+	KeptRecorded                      // each loss token's recorded kept set; the whole vocabulary where it is empty
+	KeptWholeVocab                    // the whole vocabulary at every loss token (the learner ignores kept sets)
+)
 
 // TaskEnv is the task family a trajectory of task t records: the task's own family (a mixture of families
 // hands out tasks of its members), or the sampler's family when the task does not name one.
@@ -44,7 +66,7 @@ func TaskEnv(f envs.Family, t envs.Task) string {
 	return f.Name()
 }
 
-// Score fills TeacherLogp of every trajectory of g. A trajectory whose family has no teacher is an error
+// Score fills TeacherLogp (and with Kept, TeacherKeptOffsets and TeacherKeptLogp) of every trajectory of g. A trajectory whose family has no teacher is an error
 // naming the family and the teachers there are.
 func (s *TeacherScorer) Score(ctx context.Context, g *data.Group) error {
 	if len(g.Trajectories) == 0 {
@@ -79,11 +101,9 @@ func (s *TeacherScorer) Score(ctx context.Context, g *data.Group) error {
 			prefixEnv, prefixPrompt = tr.Env, tr.PromptTokens
 		}
 		work.CopyFrom(prefix)
-		lp, err := TeacherLogp(work, tr.CompletionTokens)
-		if err != nil {
+		if err := s.scoreCompletion(work, tr); err != nil {
 			return fmt.Errorf("teacher scoring: group %s trajectory %d: %w", g.GroupID, i, err)
 		}
-		tr.TeacherLogp = lp
 		if tr.Timings == nil {
 			tr.Timings = map[string]float32{}
 		}
@@ -92,20 +112,73 @@ func (s *TeacherScorer) Score(ctx context.Context, g *data.Group) error {
 	return nil
 }
 
-// TeacherLogp returns log π(c_t | cached prefix, c_<t) for each token of completion c, [len(c)], stepping
-// session s (which holds the prompt, its Logits those of the prompt's last position) through c.
-func TeacherLogp(s *model.Session, completion []int32) ([]float32, error) {
-	out := make([]float32, len(completion))
-	for t, tok := range completion {
-		out[t] = model.LogSoftmaxAt(s.Logits, tok)
-		if t+1 == len(completion) {
+// scoreCompletion steps session s (which holds the prompt, its Logits those of the prompt's last position)
+// through tr's completion and sets tr.TeacherLogp, log π_T(c_t | prompt, c_<t) over the whole vocabulary
+// [len(c)], and with sc.Kept set TeacherKeptOffsets/TeacherKeptLogp, the teacher renormalised over each loss
+// token's set.
+func (sc *TeacherScorer) scoreCompletion(s *model.Session, tr *data.Trajectory) error {
+	c := tr.CompletionTokens
+	tr.TeacherLogp = make([]float32, len(c))
+	tr.TeacherKeptOffsets, tr.TeacherKeptLogp = nil, nil
+	if sc.Kept != KeptNone {
+		tr.TeacherKeptOffsets = make([]int32, 1, len(c)+1)
+	}
+	for t, tok := range c {
+		tr.TeacherLogp[t] = model.LogSoftmaxAt(s.Logits, tok)
+		if sc.Kept != KeptNone {
+			if tr.LossMask[t] == 1 {
+				var set []int32
+				if sc.Kept == KeptRecorded {
+					set = tr.KeptIDs[tr.KeptOffsets[t]:tr.KeptOffsets[t+1]]
+				}
+				tr.TeacherKeptLogp = KeptLogSoftmax(tr.TeacherKeptLogp, s.Logits, set)
+			}
+			tr.TeacherKeptOffsets = append(tr.TeacherKeptOffsets, int32(len(tr.TeacherKeptLogp)))
+		}
+		if t+1 == len(c) {
 			break
 		}
 		if err := s.Step(tok, nil); err != nil {
-			return nil, fmt.Errorf("completion token %d: %w", t, err)
+			return fmt.Errorf("completion token %d: %w", t, err)
 		}
 	}
-	return out, nil
+	return nil
+}
+
+// KeptLogSoftmax appends to dst the log-softmax of logits [V] renormalised over the ids of set (in its
+// order; the whole vocabulary, ids 0..V−1, when set is empty): z_v − log Σ_{u∈set} exp(z_u).
+func KeptLogSoftmax(dst []float32, logits []float32, set []int32) []float32 {
+	m := math.Inf(-1)
+	if len(set) == 0 {
+		for _, v := range logits {
+			m = math.Max(m, float64(v))
+		}
+	} else {
+		for _, id := range set {
+			m = math.Max(m, float64(logits[id]))
+		}
+	}
+	var sum float64
+	if len(set) == 0 {
+		for _, v := range logits {
+			sum += math.Exp(float64(v) - m)
+		}
+	} else {
+		for _, id := range set {
+			sum += math.Exp(float64(logits[id]) - m)
+		}
+	}
+	lse := m + math.Log(sum)
+	if len(set) == 0 {
+		for _, v := range logits {
+			dst = append(dst, float32(float64(v)-lse))
+		}
+		return dst
+	}
+	for _, id := range set {
+		dst = append(dst, float32(float64(logits[id])-lse))
+	}
+	return dst
 }
 
 func (s *TeacherScorer) families() []string {

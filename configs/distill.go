@@ -22,16 +22,30 @@ const (
 // DistillMethods lists the values of distill.method.
 var DistillMethods = []string{DistillOnPolicy, DistillSFT}
 
+// On-policy distillation's reverse-KL terms (distill.kl).
+const (
+	DistillKLSampled = "sampled" // the sampled-token estimator as a per-token advantage (grpo/distill.go)
+	DistillKLExact   = "exact"   // the exact KL over each kept set as a loss term (grpo/distill_exact.go)
+	DistillKLBoth    = "both"    // both, each weighted by kl_coef
+)
+
+// DistillKLs lists the values of distill.kl.
+var DistillKLs = []string{DistillKLSampled, DistillKLExact, DistillKLBoth}
+
 // Distill configures a distill stage.
 type Distill struct {
 	// Method is on_policy (default: the student samples, the family's teacher scores every sampled token,
-	// the per-token reverse KL is the advantage; grpo/distill.go) or sft (the teachers generate for their
+	// the per-token reverse KL is the advantage (grpo/distill.go) and/or an exact loss term (distill.kl)) or sft (the teachers generate for their
 	// families' training prompts, verified-correct completions are kept, the student trains on them).
 	Method string `yaml:"method"`
 	// Teachers maps each task family to its teacher's checkpoint: stage:<name> (an earlier stage of this
 	// recipe), a checkpoint directory, or an s3:// URL. Several families may name one checkpoint.
 	Teachers map[string]string `yaml:"teachers"`
-	// KLCoef is λ, the weight of the per-token reverse-KL advantage −λ·(ℓ_old − ℓ_T), default 1.
+	// KL (on_policy) selects the reverse-KL term: sampled (default: the sampled-token estimator as the
+	// advantage −λ·(ℓ_old − ℓ_T)), exact (the exact KL over each token's kept set, λ·Σ_t w_t·KL_t added to the
+	// loss with the GRPO token aggregation w_t; the workers attach the teacher over every kept set), or both.
+	KL string `yaml:"kl"`
+	// KLCoef is λ, the weight of the reverse-KL term(s), default 1.
 	KLCoef float64 `yaml:"kl_coef"`
 	// RewardWeight is α, the weight of the verifier's group advantage R − mean(R) mixed into every token's
 	// advantage, default 0 (pure distillation).
@@ -44,7 +58,7 @@ type Distill struct {
 
 // DefaultDistill returns the defaults of the distill section.
 func DefaultDistill() Distill {
-	return Distill{Method: DistillOnPolicy, Teachers: map[string]string{}, KLCoef: 1, SFTSamples: 4, SFTPrompts: 256}
+	return Distill{Method: DistillOnPolicy, Teachers: map[string]string{}, KL: DistillKLSampled, KLCoef: 1, SFTSamples: 4, SFTPrompts: 256}
 }
 
 // TeacherFamilies returns the families of Teachers, sorted.
@@ -61,6 +75,7 @@ func (d Distill) TeacherFamilies() []string {
 func validateDistill(k *checker, c *Config, i int) {
 	d := &c.Stages[i].Distill
 	k.oneOf("distill.method", d.Method, DistillMethods)
+	k.oneOf("distill.kl", d.KL, DistillKLs)
 	if len(d.Teachers) == 0 {
 		k.add("distill.teachers", "required: task family → teacher checkpoint (stage:<name>, a directory or s3://), e.g. {math: stage:rl_math}")
 	}
@@ -91,6 +106,9 @@ func validateDistill(k *checker, c *Config, i int) {
 	}
 	if !(d.RewardWeight >= 0) || math.IsInf(d.RewardWeight, 0) {
 		k.add("distill.reward_weight", "must be a finite number >= 0, got %g", d.RewardWeight)
+	}
+	if d.KL != DistillKLSampled && d.Method == DistillSFT {
+		k.add("distill.kl", "%q applies to method on_policy, not sft (which has no KL term)", d.KL)
 	}
 	if d.KLCoef == 0 && d.RewardWeight == 0 {
 		k.add("distill.kl_coef", "0 with distill.reward_weight 0 leaves nothing to learn")

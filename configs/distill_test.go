@@ -34,6 +34,10 @@ func TestStageRefAndDistillErrors(t *testing.T) {
 			[]string{"stages[d].distill.teachers", "no teacher for family logic"}},
 		{"distill nothing to learn", branchRecipe + "  - {name: d, kind: distill, distill: {kl_coef: 0, teachers: {math: \"stage:rl_a\"}}}\n", nil,
 			[]string{"stages[d].distill.kl_coef", "nothing to learn"}},
+		{"distill unknown kl", branchRecipe + "  - {name: d, kind: distill, distill: {kl: full, teachers: {math: \"stage:rl_a\"}}}\n", nil,
+			[]string{"stages[d].distill.kl", "must be one of sampled, exact, both", `"full"`}},
+		{"distill exact kl with sft", branchRecipe + "  - {name: d, kind: distill, distill: {method: sft, kl: exact, teachers: {math: \"stage:rl_a\"}}}\n", nil,
+			[]string{"stages[d].distill.kl", "applies to method on_policy"}},
 	})
 }
 
@@ -41,6 +45,9 @@ func TestBranchRecipeValid(t *testing.T) {
 	c, err := Parse([]byte(branchRecipe+"  - {name: d, kind: distill, init_from: \"stage:pretrain\", rl: {env: mix, env_params: {families: \"math,logic\"}}, distill: {teachers: {math: \"stage:rl_a\", logic: \"stage:rl_b\"}}}\n"), "x.yaml", nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if kl := c.Stages[3].Distill.KL; kl != DistillKLSampled {
+		t.Fatalf("distill.kl defaults to %q, want %q", kl, DistillKLSampled)
 	}
 	if ref, ok := StageRef(c.Stages[3].InitFrom); !ok || ref != "pretrain" {
 		t.Fatalf("StageRef(%q) = %q, %v", c.Stages[3].InitFrom, ref, ok)

@@ -12,10 +12,15 @@
 //  3. the learner trains each token with the advantage Â_t = α·(R_i − mean R) − λ·(ℓ_old,t − ℓ_T,t)
 //     (grpo.DistillAdvantages, Batch.TokenAdv) through the clipped surrogate of grpo.Loss, i.e. it minimises
 //     the per-token reverse KL to the teacher, optionally mixed with the verifier's reward (α =
-//     distill.reward_weight, λ = distill.kl_coef).
+//     distill.reward_weight, λ = distill.kl_coef);
+//  4. with distill.kl exact (or both) the workers also attach the teacher renormalised over each token's
+//     kept set (data.Trajectory.TeacherKeptLogp, rollout.KeptRecorded) and the policy head adds
+//     λ·Σ_t w_t·KL_t, the exact reverse KL over the kept set (grpo.ExactKL, model.KeptKL), with w_t the GRPO
+//     loss's token aggregation weights; exact alone drops the sampled-token advantage.
 //
 // Metrics besides the rl ones: distill/<env>/kl (the sampled-token reverse KL per token, per family),
-// distill/kl, distill/<env>/accuracy, distill/teacher_vs_decode, and eval/<env>/accuracy for every family of
+// distill/kl, with the exact KL distill/<env>/kl_exact and distill/kl_exact (per loss token, at the policy
+// pass), distill/<env>/accuracy, distill/teacher_vs_decode, and eval/<env>/accuracy for every family of
 // the mixture.
 
 package trainer
@@ -40,6 +45,7 @@ import (
 // distillState is what an rl stage carries when it is an on-policy distill stage.
 type distillState struct {
 	klCoef, rewardWeight float64
+	sampled, exact       bool                   // the reverse-KL terms distill.kl selects
 	scorer               *rollout.TeacherScorer // nil when the workers run in other processes
 }
 
@@ -49,7 +55,8 @@ func newDistillStage(ctx context.Context, r *Run, st configs.Stage, params *mode
 	if d.Method == configs.DistillSFT {
 		return newSFTDistillStage(ctx, r, st, params)
 	}
-	ds := &distillState{klCoef: d.KLCoef, rewardWeight: d.RewardWeight}
+	ds := &distillState{klCoef: d.KLCoef, rewardWeight: d.RewardWeight,
+		sampled: d.KL != configs.DistillKLExact, exact: d.KL != configs.DistillKLSampled}
 	if st.RL.Bus.Transport == "inproc" || st.RL.Bus.LocalWorkers {
 		sc, err := LoadTeacherScorer(ctx, st, params.Config, r.stageFinal, filepath.Join(r.Dir, "cache"), r.Log)
 		if err != nil {
@@ -80,7 +87,7 @@ func LoadTeacherScorer(ctx context.Context, st configs.Stage, student configs.Mo
 		return nil, err
 	}
 	engines := map[string]*model.Engine{} // by resolved directory
-	sc := &rollout.TeacherScorer{Teachers: map[string]*model.Engine{}}
+	sc := &rollout.TeacherScorer{Teachers: map[string]*model.Engine{}, Kept: TeacherKeptScoring(st)}
 	for _, fam := range st.Distill.TeacherFamilies() {
 		ref := st.Distill.Teachers[fam]
 		key := fmt.Sprintf("stages[%s].distill.teachers.%s", st.Name, fam)
@@ -122,6 +129,19 @@ func LoadTeacherScorer(ctx context.Context, st configs.Stage, student configs.Mo
 	return sc, nil
 }
 
+// TeacherKeptScoring is over which sets the workers of distill stage st attach the teacher for the exact
+// KL: none with distill.kl sampled (or method sft); the recorded kept sets when the learner replays them
+// (rl.keep_sampling_mask); else the whole vocabulary, the learner's set then.
+func TeacherKeptScoring(st configs.Stage) rollout.KeptScoring {
+	switch {
+	case st.Distill.Method != configs.DistillOnPolicy || st.Distill.KL == configs.DistillKLSampled:
+		return rollout.KeptNone
+	case st.RL.KeepSamplingMask:
+		return rollout.KeptRecorded
+	}
+	return rollout.KeptWholeVocab
+}
+
 // checkTeacherVocab refuses a teacher whose vocabulary size or tokenizer.json differs from the student's:
 // its log-probabilities would be of other tokens.
 func checkTeacherVocab(teacher, student configs.Model, dir string, studentTok []byte) error {
@@ -141,13 +161,18 @@ func checkTeacherVocab(teacher, student configs.Model, dir string, studentTok []
 	return nil
 }
 
-// distillCheck refuses a group whose trajectories do not carry one teacher log-probability per completion
-// token: its workers run without teachers, a configuration error.
-func distillCheck(g *data.Group) error {
+// check refuses a group whose trajectories do not carry one teacher log-probability per completion
+// token (its workers run without teachers), or, with the exact KL, the teacher over the kept sets (its
+// workers run with another distill.kl): configuration errors.
+func (d *distillState) check(g *data.Group) error {
 	for i := range g.Trajectories {
 		tr := &g.Trajectories[i]
-		if n := len(tr.CompletionTokens); n > 0 && len(tr.TeacherLogp) != n {
+		n := len(tr.CompletionTokens)
+		if n > 0 && len(tr.TeacherLogp) != n {
 			return fmt.Errorf("group %s trajectory %d (%s): %d teacher log-probabilities for %d tokens: was it sampled by a worker without teachers? `trainer rollout` must serve the distill stage", g.GroupID, i, tr.Env, len(tr.TeacherLogp), n)
+		}
+		if d.exact && n > 0 && len(tr.TeacherKeptOffsets) != n+1 {
+			return fmt.Errorf("group %s trajectory %d (%s): no teacher log-probabilities over the kept sets (teacher_kept_logp), which distill.kl exact/both needs: was it sampled by a worker run with distill.kl sampled?", g.GroupID, i, tr.Env)
 		}
 	}
 	return nil

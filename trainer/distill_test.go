@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -377,5 +378,109 @@ func TestDistillWorkerProcess(t *testing.T) {
 	<-done
 	if got := finalWeights(t, dir, cfg)["distill"]; !slices.Equal(got, want) {
 		t.Fatal("the student distilled over NATS with out-of-process teachers differs from the in-process run")
+	}
+}
+
+// exactYAML: a base, a second pre-training stage branching from it (a teacher that differs from the base),
+// and distill stages from the base with the exact KL: one whose teacher is the base itself (student =
+// teacher at the first step), one whose teacher differs (kl both, with top_p 0.9 kept sets), and one that
+// ignores the kept sets (rl.keep_sampling_mask off: the teacher over the whole vocabulary).
+const exactYAML = `
+name: exact
+seed: 7
+model: {hidden_size: 32, num_hidden_layers: 2, first_k_dense_replace: 1, num_attention_heads: 2, q_lora_rank: 16,
+  kv_lora_rank: 16, qk_nope_head_dim: 8, qk_rope_head_dim: 8, v_head_dim: 8, intermediate_size: 64,
+  moe_intermediate_size: 16, n_routed_experts: 4, n_group: 2, topk_group: 1, num_experts_per_tok: 2,
+  n_shared_experts: 1, index_n_heads: 2, index_head_dim: 16, index_topk: 16}
+run: {progress: "off", plots: false, tensorboard: false}
+data:
+  source: synthetic
+  generator: math
+  format: chat
+  packing: whole
+  params: {digits: "1"}
+train: {steps: 3, batch_size: 4, seq_len: 128, log_every: 1, eval_every: 0, eval_batches: 1}
+schedule: {warmup_steps: 1}
+rl:
+  env: math
+  env_params: {digits: "1"}
+  group_size: 2
+  prompts_per_step: 2
+  max_new_tokens: 12
+  max_prompt_tokens: 64
+  eval_tasks: 2
+  eval_every: 0
+  beta: 0
+  workers: 1
+  bus: {transport: inproc}
+stages:
+  - {name: base, kind: pretrain}
+  - {name: other, kind: pretrain, init_from: "stage:base", optimizer: {lr: 3e-3}}
+  - {name: same, kind: distill, init_from: "stage:base", train: {steps: 1}, distill: {kl: exact, teachers: {math: "stage:base"}}}
+  - {name: both, kind: distill, init_from: "stage:base", train: {steps: 2}, rl: {top_p: 0.9}, distill: {kl: both, teachers: {math: "stage:other"}}}
+  - {name: whole, kind: distill, init_from: "stage:base", train: {steps: 1}, rl: {top_p: 0.9, keep_sampling_mask: false}, distill: {kl: exact, teachers: {math: "stage:other"}}}
+`
+
+// TestDistillExactKL runs the exact-KL distill stages end to end in process: the learner's exact KL is 0 (to
+// float32 rounding) when the teacher is the student's own checkpoint and positive when it is not; with kl
+// both the sampled-token metric is logged beside it; with rl.keep_sampling_mask off the workers score the
+// whole vocabulary and the learner's sets match; every stage trains (its weights move).
+func TestDistillExactKL(t *testing.T) {
+	cfg, err := configs.Parse([]byte(exactYAML), "exact.yaml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := Execute(context.Background(), cfg, Options{Dir: dir, Log: quietLog()}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := ReadMetrics(filepath.Join(dir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := map[string]map[string]float64{} // stage → its first step's record with the distillation metrics
+	for _, r := range recs {
+		if _, seen := first[r.Stage]; !seen {
+			if _, ok := r.Values["distill/kl"]; ok {
+				first[r.Stage] = r.Values
+			}
+		}
+	}
+	for _, st := range []string{"same", "both", "whole"} {
+		m, ok := first[st]
+		if !ok {
+			t.Fatalf("stage %s logged no distillation metrics", st)
+		}
+		kl, ok := m["distill/math/kl_exact"]
+		if !ok || kl != m["distill/kl_exact"] {
+			t.Fatalf("stage %s: distill/math/kl_exact %v (logged %v), distill/kl_exact %v", st, kl, ok, m["distill/kl_exact"])
+		}
+		t.Logf("stage %s first step: distill/math/kl_exact %.6g, distill/math/kl (sampled) %.6g, actor/loss %.6g", st, kl, m["distill/math/kl"], m["actor/loss"])
+		switch st {
+		case "same":
+			if math.Abs(kl) > 1e-6 {
+				t.Errorf("student = teacher: exact KL %g at the first step, want 0", kl)
+			}
+		default:
+			if !(kl > 1e-4) || math.IsInf(kl, 0) {
+				t.Errorf("stage %s: exact KL %g, want > 0 (the teacher differs)", st, kl)
+			}
+		}
+		if _, ok := m["distill/math/kl"]; !ok {
+			t.Errorf("stage %s: the sampled-token distill/math/kl is not logged", st)
+		}
+	}
+	flat := func(name string, steps int) []float32 {
+		var out []float32
+		for _, d := range loadWeights(t, filepath.Join(dir, "checkpoints", checkpoints.Name(name, steps))).Data {
+			out = append(out, d...)
+		}
+		return out
+	}
+	base := flat("base", 3)
+	for st, steps := range map[string]int{"both": 2, "whole": 1} {
+		if slices.Equal(flat(st, steps), base) {
+			t.Errorf("stage %s ends with the base's weights: it did not train", st)
+		}
 	}
 }

@@ -42,6 +42,14 @@ type RLBatch struct {
 	// distill stage derives from it (nil for rl).
 	LogpTeacher []float64
 	TokenAdv    []float64
+	// TeacherKeptOffsets [Rows·T+1] and TeacherKeptLogp (CSR, the exact KL of distillation): at each loss
+	// position of a trajectory carrying them, the teacher's log-probabilities renormalised over the
+	// position's set (its KeptIDs range, or the whole vocabulary when that is empty), empty elsewhere.
+	TeacherKeptOffsets []int32
+	TeacherKeptLogp    []float64
+	// KLWeights [Rows·T] is the exact-KL term's weight per position (λ·w_t at the loss positions).
+	KLWeights []float64
+	vocab     int
 }
 
 // rlLayout is what laying a batch out needs to know of the stage.
@@ -57,7 +65,7 @@ type rlLayout struct {
 // newRLBatch allocates a batch of rows × T positions for a model c.
 func newRLBatch(rows, T int, c configs.Model, lay rlLayout) *RLBatch {
 	N := rows * T
-	b := &RLBatch{Rows: rows, T: T, KeptOffsets: make([]int32, N+1),
+	b := &RLBatch{Rows: rows, T: T, KeptOffsets: make([]int32, N+1), TeacherKeptOffsets: make([]int32, N+1), KLWeights: make([]float64, N), vocab: c.VocabSize,
 		Input: model.StepInput{Tokens: make([]int32, N), Targets: make([]int32, N), Weights: make([]float32, N), Lengths: make([]int32, rows), Scale: 1}}
 	if lay.keepRouting {
 		b.Experts = make([][]int32, c.NumHiddenLayers)
@@ -81,7 +89,7 @@ func (b *RLBatch) lay(trajs []*data.Trajectory, adv []float64, lay rlLayout) err
 	}
 	T := b.T
 	clear(b.Input.Weights)
-	b.LossPos, b.KeptIDs = b.LossPos[:0], b.KeptIDs[:0]
+	b.LossPos, b.KeptIDs, b.TeacherKeptLogp = b.LossPos[:0], b.KeptIDs[:0], b.TeacherKeptLogp[:0]
 	b.Layout = grpo.Layout{NumSeqs: len(trajs), Seq: b.Layout.Seq[:0], LossMask: b.Layout.LossMask[:0]}
 	b.LogpOld, b.Adv, b.LogpTeacher = b.LogpOld[:0], append(b.Adv[:0], adv...), b.LogpTeacher[:0]
 	for r := range b.Rows {
@@ -94,6 +102,7 @@ func (b *RLBatch) lay(trajs []*data.Trajectory, adv []float64, lay rlLayout) err
 		}
 	}
 	b.KeptOffsets[b.Rows*T] = int32(len(b.KeptIDs))
+	b.TeacherKeptOffsets[b.Rows*T] = int32(len(b.TeacherKeptLogp))
 	return nil
 }
 
@@ -130,10 +139,16 @@ func (b *RLBatch) layRow(r int, tr *data.Trajectory, lay rlLayout) error {
 	for t := range T {
 		pos := r*T + t
 		b.KeptOffsets[pos] = int32(len(b.KeptIDs))
+		b.TeacherKeptOffsets[pos] = int32(len(b.TeacherKeptLogp))
 		i := t - (lp - 1) // completion token predicted at t
 		if t < L && i >= 0 && i < lc {
 			if lay.keepSampling {
 				b.KeptIDs = append(b.KeptIDs, tr.KeptIDs[tr.KeptOffsets[i]:tr.KeptOffsets[i+1]]...)
+			}
+			if len(tr.TeacherKeptOffsets) > 0 && tr.LossMask[i] == 1 {
+				if err := b.layTeacherKept(tr, i, int(b.KeptOffsets[pos]), lay); err != nil {
+					return err
+				}
 			}
 			b.LossPos = append(b.LossPos, pos)
 			b.Layout.Seq = append(b.Layout.Seq, r)
@@ -144,6 +159,24 @@ func (b *RLBatch) layRow(r int, tr *data.Trajectory, lay rlLayout) error {
 			}
 			b.Input.Weights[pos] = float32(tr.LossMask[i])
 		}
+	}
+	return nil
+}
+
+// layTeacherKept appends the teacher's kept-set log-probabilities of completion token i of tr, checking that
+// they cover the learner's set at the position (its kept ids from keptStart on, or the whole vocabulary).
+func (b *RLBatch) layTeacherKept(tr *data.Trajectory, i, keptStart int, lay rlLayout) error {
+	r := tr.TeacherKeptLogp[tr.TeacherKeptOffsets[i]:tr.TeacherKeptOffsets[i+1]]
+	want, what := b.vocab, "the whole vocabulary"
+	if n := len(b.KeptIDs) - keptStart; n > 0 {
+		want, what = n, "its kept set"
+	}
+	if len(r) != want {
+		return fmt.Errorf("group %s: completion token %d: teacher_kept_logp covers %d ids, the learner's set is %s of %d (rl.keep_sampling_mask %v here: did the workers run with another setting?)",
+			tr.GroupID, i, len(r), what, want, lay.keepSampling)
+	}
+	for _, v := range r {
+		b.TeacherKeptLogp = append(b.TeacherKeptLogp, float64(v))
 	}
 	return nil
 }

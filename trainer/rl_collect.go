@@ -181,7 +181,7 @@ func (s *rlStage) check(g *data.Group) (reason, why string, err error) {
 		lag = max(lag, s.version-tr.PolicyVersion)
 	}
 	if s.distill != nil {
-		if err := distillCheck(g); err != nil {
+		if err := s.distill.check(g); err != nil {
 			return "", "", err
 		}
 	}

@@ -111,6 +111,8 @@ type updateResult struct {
 	entropy     float64      // sum over the loss tokens
 	tokens      int          // loss positions
 	lr          float64      // of the last applied update (NaN: none)
+	// klExact sums the exact kept-set KL over the loss tokens per task family (distill.kl exact/both)
+	klExact map[string]grpo.ReverseKL
 }
 
 // addTo adds the update's metrics to m: grpo.Metrics' names, the surrogate and KL terms and the gradient
@@ -126,6 +128,14 @@ func (u updateResult) addTo(m map[string]float64) {
 	m["actor/entropy"] = u.entropy / float64(max(u.tokens, 1))
 	if !math.IsNaN(u.lr) {
 		m["lr"] = u.lr
+	}
+	if u.klExact != nil {
+		var all grpo.ReverseKL
+		for env, k := range u.klExact {
+			m["distill/"+env+"/kl_exact"] = k.Mean()
+			all.Sum, all.Tokens = all.Sum+k.Sum, all.Tokens+k.Tokens
+		}
+		m["distill/kl_exact"] = all.Mean()
 	}
 }
 
@@ -153,6 +163,9 @@ func (s *rlStage) update(step int, b *groupBatch) (updateResult, error) {
 		pass, err := s.policyPass(s.batch, ref)
 		if err != nil {
 			return u, err
+		}
+		if kl := s.graph.Policy.KeptKL; kl != nil {
+			u.addExactKL(kl.KL, s.batch, b.trajs[lo:hi])
 		}
 		u.updates++
 		u.grpo.Merge(pass.result.Metrics)
@@ -218,6 +231,9 @@ func (s *rlStage) policyPass(b *RLBatch, logpRef []float64) (policyOutcome, erro
 	obj := &objective{cfg: s.loss, batch: b, logpRef: logpRef, norm: norm, dlogp: make([]float64, b.Rows*b.T)}
 	b.replay(s.graph, s.rc.Temperature, s.layout.moeLayers)
 	s.graph.Policy.Loss = obj.loss
+	if s.graph.Policy.KeptKL, err = s.exactKL(b, norm); err != nil {
+		return policyOutcome{}, err
+	}
 	for _, g := range s.groups {
 		clear(g.Grad)
 	}
@@ -301,9 +317,10 @@ func (s *rlStage) advancePolicy() error {
 }
 
 // distillAdvantages sets b.TokenAdv to the on-policy distillation advantages −λ·(ℓ_old − ℓ_T) of a
-// distill stage (grpo.DistillAdvantages); nil for an rl stage.
+// distill stage with the sampled-token KL (grpo.DistillAdvantages); nil for an rl stage and for the exact
+// KL alone.
 func (s *rlStage) distillAdvantages(b *RLBatch) error {
-	if s.distill == nil {
+	if s.distill == nil || !s.distill.sampled {
 		b.TokenAdv = nil
 		return nil
 	}
@@ -313,4 +330,40 @@ func (s *rlStage) distillAdvantages(b *RLBatch) error {
 	}
 	b.TokenAdv = adv
 	return nil
+}
+
+// exactKL is the policy head's exact-KL term of a distill stage with distill.kl exact or both (nil
+// otherwise): at each loss position the weight λ·w_t, w_t the GRPO loss's token aggregation weight over the
+// whole batch (grpo.Aggregator with rl.agg and norm), and the teacher over the position's set, so the loss
+// gains λ·Σ_t w_t·KL_t (grpo.ExactKL, grpo/distill_exact.go).
+func (s *rlStage) exactKL(b *RLBatch, norm grpo.Normalizer) (*model.KeptKL, error) {
+	if s.distill == nil || !s.distill.exact {
+		return nil, nil
+	}
+	w, err := grpo.Aggregator{Mode: s.loss.Agg, Norm: norm, MaxLen: s.loss.MaxLen}.Weights(b.Layout)
+	if err != nil {
+		return nil, fmt.Errorf("exact KL: %w", err)
+	}
+	clear(b.KLWeights)
+	for k, p := range b.LossPos {
+		b.KLWeights[p] = s.distill.klCoef * w[k]
+	}
+	return &model.KeptKL{Weights: b.KLWeights, TeacherOffsets: b.TeacherKeptOffsets, TeacherLogp: b.TeacherKeptLogp, Divergence: grpo.ExactKL}, nil
+}
+
+// addExactKL adds the policy pass's exact KL per position kl [Rows·T] at b's trained loss tokens to u's sums
+// by the task family of their trajectory (trajs: the mini-batch's, in row order).
+func (u *updateResult) addExactKL(kl []float64, b *RLBatch, trajs []*data.Trajectory) {
+	if u.klExact == nil {
+		u.klExact = map[string]grpo.ReverseKL{}
+	}
+	for k, p := range b.LossPos {
+		if b.Layout.LossMask[k] == 0 {
+			continue
+		}
+		env := trajs[b.Layout.Seq[k]].Env
+		e := u.klExact[env]
+		e.Sum, e.Tokens = e.Sum+kl[p], e.Tokens+1
+		u.klExact[env] = e
+	}
 }

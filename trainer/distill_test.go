@@ -24,6 +24,7 @@ import (
 	"github.com/sparrow-rl/sparrow/checkpoints"
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/data"
+	"github.com/sparrow-rl/sparrow/rollout"
 	"github.com/sparrow-rl/sparrow/rollout/natsbus"
 )
 
@@ -482,5 +483,38 @@ func TestDistillExactKL(t *testing.T) {
 		if slices.Equal(flat(st, steps), base) {
 			t.Errorf("stage %s ends with the base's weights: it did not train", st)
 		}
+	}
+}
+
+// TestTeacherKeptScoring: the workers attach the teacher over the kept sets only for the exact KL, over the
+// recorded sets when the learner replays them and over the whole vocabulary when it does not; a learner with
+// the exact KL refuses a group scored without them, naming the group and the key.
+func TestTeacherKeptScoring(t *testing.T) {
+	cases := []struct {
+		method, kl string
+		keepMask   bool
+		want       rollout.KeptScoring
+	}{
+		{configs.DistillOnPolicy, configs.DistillKLSampled, true, rollout.KeptNone},
+		{configs.DistillOnPolicy, configs.DistillKLExact, true, rollout.KeptRecorded},
+		{configs.DistillOnPolicy, configs.DistillKLBoth, true, rollout.KeptRecorded},
+		{configs.DistillOnPolicy, configs.DistillKLExact, false, rollout.KeptWholeVocab},
+		{configs.DistillSFT, configs.DistillKLSampled, true, rollout.KeptNone},
+	}
+	for _, c := range cases {
+		var st configs.Stage
+		st.Distill.Method, st.Distill.KL, st.RL.KeepSamplingMask = c.method, c.kl, c.keepMask
+		if got := TeacherKeptScoring(st); got != c.want {
+			t.Errorf("method %s, kl %s, keep_sampling_mask %v: scoring %d, want %d", c.method, c.kl, c.keepMask, got, c.want)
+		}
+	}
+	g := &data.Group{GroupID: "distill-000001-000", Trajectories: []data.Trajectory{{GroupID: "distill-000001-000", Env: "math",
+		PromptTokens: []int32{1}, CompletionTokens: []int32{5, 6}, LossMask: []uint8{1, 1}, LogpOld: []float32{-1, -1}, TeacherLogp: []float32{-2, -2}}}}
+	if err := (&distillState{sampled: true}).check(g); err != nil {
+		t.Fatalf("sampled KL: %v", err)
+	}
+	err := (&distillState{exact: true}).check(g)
+	if err == nil || !strings.Contains(err.Error(), "distill-000001-000") || !strings.Contains(err.Error(), "distill.kl exact/both") {
+		t.Fatalf("exact KL without teacher_kept_logp: err %v", err)
 	}
 }

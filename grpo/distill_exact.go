@@ -49,23 +49,22 @@ func ExactKL(z, logq, dz []float64) (float64, error) {
 		}
 		zMax, qMax = math.Max(zMax, z[i]), math.Max(qMax, logq[i])
 	}
-	// the two log-partition functions over the set
+	// the two log-partition functions over the set; dz holds exp(z_v − max z) until the gradient
 	var zSum, qSum float64
 	for i := range n {
-		zSum += math.Exp(z[i] - zMax)
+		dz[i] = math.Exp(z[i] - zMax)
+		zSum += dz[i]
 		qSum += math.Exp(logq[i] - qMax)
 	}
 	zLSE, qLSE := zMax+math.Log(zSum), qMax+math.Log(qSum)
-	// KL_t with d_v = ln p_v − ln q_v, kept in dz until the gradient needs KL_t
+	// KL_t = Σ p_v d_v with d_v = ln p_v − ln q_v, then ∂KL_t/∂z_v = p_v (d_v − KL_t)
 	var kl float64
 	for i := range n {
-		lp := z[i] - zLSE
-		d := lp - (logq[i] - qLSE)
-		dz[i] = d
-		kl += math.Exp(lp) * d
+		dz[i] /= zSum // p_v
+		kl += dz[i] * ((z[i] - zLSE) - (logq[i] - qLSE))
 	}
 	for i := range n {
-		dz[i] = math.Exp(z[i]-zLSE) * (dz[i] - kl)
+		dz[i] *= (z[i] - zLSE) - (logq[i] - qLSE) - kl
 	}
 	return kl, nil
 }

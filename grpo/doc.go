@@ -43,5 +43,7 @@
 // the call fails with an error naming the field and index.
 //
 // The file loss.go puts the pieces together (Config, Batch, Loss, Result);
-// advantage.go, ratio.go, kl.go, mask.go and agg.go hold one term each.
+// advantage.go, ratio.go, kl.go, mask.go and agg.go hold one term each. On-policy distillation adds the
+// sampled-token reverse KL as a per-token advantage (distill.go) and the exact reverse KL over the kept set
+// with its gradient on the logits (distill_exact.go, which the learner's policy head calls per position).
 package grpo

@@ -143,7 +143,8 @@ func TestPolicyHeadKeptKLRefused(t *testing.T) {
 // 300-token vocabulary with the whole vocabulary as every set (top_p 1, the costliest case), without the
 // exact-KL term (sampled), with it at every position (exact_all), and at one position in 7 (exact_1in7: about
 // the share of completion tokens in the specialists recipe's distill graph, 63 of 448): report the ratios in
-// one run.
+// one run, of cpu-ms/op (the process's CPU time per operation; the head runs on one core) where other work
+// shares the machine.
 func BenchmarkPolicyHeadKeptKL(b *testing.B) {
 	const N, V = 16 * 256, 300
 	logits := make([]float32, N*V)
@@ -185,6 +186,7 @@ func BenchmarkPolicyHeadKeptKL(b *testing.B) {
 			k := &policyKernel[float32]{side: side, ids: ids, N: N, V: V, prob: make([]float32, N*V), logp: make([]float64, N)}
 			din := make([]float32, N*V)
 			var out [1]float32
+			cpu0 := processCPU()
 			for b.Loop() {
 				if err := k.Forward([][]float32{logits, nil}, out[:]); err != nil {
 					b.Fatal(err)
@@ -194,6 +196,7 @@ func BenchmarkPolicyHeadKeptKL(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64(processCPU()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
 		})
 	}
 }

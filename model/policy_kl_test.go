@@ -6,6 +6,7 @@ package model
 
 import (
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -198,5 +199,119 @@ func BenchmarkPolicyHeadKeptKL(b *testing.B) {
 			}
 			b.ReportMetric(float64(processCPU()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
 		})
+	}
+}
+
+// TestGradWholeNetworkPolicyKeptKL: float64 finite differences of the whole network's loss with the policy
+// head, a policy loss on the log-probabilities and the exact-KL term over kept sets of 1–4 ids and the whole
+// vocabulary, with respect to sampled elements of every parameter (the end-to-end chain of policy_kl.go's
+// gradient through the network).
+func TestGradWholeNetworkPolicyKeptKL(t *testing.T) {
+	cfg := tinyModel()
+	p := NewParams(cfg)
+	p.Init(3)
+	rng := rand.New(rand.NewPCG(21, 22))
+	params := make([][]float64, len(p.Data))
+	for i, d := range p.Data {
+		params[i] = make([]float64, len(d))
+		for j, v := range d {
+			params[i][j] = float64(v)*10 + rng.NormFloat64()*0.05
+		}
+	}
+	const B, T = 2, 5
+	V := cfg.VocabSize
+	g, err := NewGraph[float64](cfg, params, GraphOptions{B: B, T: T, Head: "policy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	in := StepInput{Tokens: []int32{256, 72, 105, 33, 10, 256, 65, 66, 258, 258}, Targets: []int32{72, 105, 33, 10, 257, 65, 66, 257, 0, 0},
+		Weights: []float32{1, 1, 1, 1, 1, 1, 1, 1, 0, 0}, Lengths: []int32{5, 3}, Scale: 1}
+	// kept sets per position: {72 100 200}, whole, {10 33}, {10 11 12 13}, whole, {65 70}, whole, {257}, and
+	// the two padded positions whole (weight 0)
+	sets := [][]int32{{72, 100, 200}, nil, {10, 33}, {10, 11, 12, 13}, nil, {65, 70}, nil, {257}, nil, nil}
+	side := g.Policy
+	side.Temperature = 0.8
+	side.KeptOffsets = []int32{0}
+	kl := &KeptKL{TeacherOffsets: []int32{0}, Divergence: grpo.ExactKL, Weights: []float64{0.5, 0.25, 1, 0, 0.75, 0.5, 0.125, 1, 0, 0}}
+	for _, set := range sets {
+		side.KeptIDs = append(side.KeptIDs, set...)
+		side.KeptOffsets = append(side.KeptOffsets, int32(len(side.KeptIDs)))
+		size := len(set)
+		if size == 0 {
+			size = V
+		}
+		for range size {
+			kl.TeacherLogp = append(kl.TeacherLogp, -math.Log(float64(size))+0.7*rng.NormFloat64())
+		}
+		kl.TeacherOffsets = append(kl.TeacherOffsets, int32(len(kl.TeacherLogp)))
+	}
+	side.KeptKL = kl
+	dlogp := make([]float64, B*T)
+	side.Loss = func(logp []float64) (float64, []float64, error) {
+		var l float64
+		for n := range logp {
+			dlogp[n] = 0
+			if in.Weights[n] != 0 {
+				c := 0.2 * float64(n+1)
+				l += c * logp[n]
+				dlogp[n] = c
+			}
+		}
+		return l, dlogp, nil
+	}
+	if _, err := g.Run(in); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range g.Routing {
+		if r != nil {
+			r.Forced = append([]int32(nil), r.Chosen...)
+		}
+	}
+	loss := func() float64 {
+		v, err := g.Run(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	loss()
+	if !(kl.Loss > 0) {
+		t.Fatalf("exact-KL term %v, want > 0", kl.Loss)
+	}
+	analytic := map[int][]float64{}
+	for i := range g.Specs {
+		if gr := g.Grad(i); gr != nil {
+			analytic[i] = append([]float64(nil), gr...)
+		}
+	}
+	const h = 1e-6
+	checked := 0
+	for i, s := range g.Specs {
+		an, ok := analytic[i]
+		if !ok {
+			continue
+		}
+		for trial := range 4 {
+			j := rng.IntN(s.Size())
+			if s.Name == "model.embed_tokens.weight" || s.Name == "lm_head.weight" {
+				row := []int{256, 72, 11, 200}[trial] // rows in kept sets, and the whole vocabulary's
+				j = row*cfg.HiddenSize + rng.IntN(cfg.HiddenSize)
+			}
+			orig := params[i][j]
+			params[i][j] = orig + h
+			fp := loss()
+			params[i][j] = orig - h
+			fm := loss()
+			params[i][j] = orig
+			num := (fp - fm) / (2 * h)
+			if math.Abs(num-an[j]) > 1e-5*math.Max(1, math.Abs(num)) {
+				t.Errorf("%s[%d]: backward %.10g, finite difference %.10g", s.Name, j, an[j], num)
+			}
+			checked++
+		}
+	}
+	if checked < 4*20 {
+		t.Fatalf("only %d elements checked", checked)
 	}
 }

@@ -215,6 +215,9 @@ func (s *rlStage) plan() plan {
 	if s.distill != nil {
 		p.headline = []string{"distill/kl", "reward/accuracy", "response_length/mean", "actor/pg_clipfrac", "timing_s/rollout", "timing_s/train"}
 		p.progress = "distill/kl"
+		if s.distill.exact {
+			p.headline = slices.Insert(p.headline, 1, "distill/kl_exact")
+		}
 	}
 	return p
 }

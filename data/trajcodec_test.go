@@ -316,7 +316,8 @@ func TestTrajCodecMutations(t *testing.T) {
 		}
 		t0 := time.Now()
 		g, err := DecodeGroup(bad, 272)
-		if d := time.Since(t0); d > 2*time.Second {
+		// a hang guard, not a speed check: generous, so a loaded CI machine does not trip it
+		if d := time.Since(t0); d > 30*time.Second {
 			t.Fatalf("mutation %d took %v to decode", it, d)
 		}
 		if err == nil {

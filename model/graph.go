@@ -33,6 +33,9 @@ type GraphOptions struct {
 	Head string
 	// DSA, when non-nil, adds the lightning indexers and DeepSeek Sparse Attention (dsa_ops.go).
 	DSA *DSAOptions
+	// Shards splits the batch rows into that many data-parallel shards, each its own compiled graph, run one
+	// per core (shards.go). 0 = DefaultShards; 1 = one graph over all rows. Only the lm head without DSA shards.
+	Shards int
 }
 
 // DefaultTrainable trains every tensor except buffers (e_score_correction_bias) and the DSA indexer.
@@ -61,6 +64,7 @@ type Graph[T Float] struct {
 	Masks    []*AttnMask // per layer: optional allowed-key sets
 	DSA      *DSASide    // DSA side state (GraphOptions.DSA); nil without DSA
 	vm       G.VM
+	shards   *shardSet[T] // the data-parallel shards (GraphOptions.Shards > 1); nil for one graph
 }
 
 // StepInput is one micro-batch: token ids [B·T], next-token targets [B·T], loss weights [B·T], valid lengths
@@ -86,6 +90,13 @@ func NewGraph[T Float](cfg configs.Model, data [][]T, opt GraphOptions) (*Graph[
 	}
 	if opt.T > cfg.MaxPositionEmbeddings {
 		return nil, fmt.Errorf("model: sequence length %d exceeds max_position_embeddings %d", opt.T, cfg.MaxPositionEmbeddings)
+	}
+	shards, err := shardCount(opt)
+	if err != nil {
+		return nil, err
+	}
+	if shards > 1 {
+		return newShardedGraph(cfg, data, opt, shards)
 	}
 	trainable := opt.Trainable
 	if trainable == nil {
@@ -133,7 +144,6 @@ func NewGraph[T Float](cfg configs.Model, data [][]T, opt GraphOptions) (*Graph[
 
 	rope := kernels.NewRopeTable(cfg.QKRopeHeadDim, max(T_, 1), cfg.RopeTheta)
 	dims := mlaDims{H: cfg.NumAttentionHeads, Dn: cfg.QKNopeHeadDim, Dr: cfg.QKRopeHeadDim, Dv: cfg.VHeadDim, KVr: cfg.KVLoraRank}
-	var err error
 	must := func(n *G.Node, e error) *G.Node {
 		if e != nil && err == nil {
 			err = e
@@ -258,28 +268,11 @@ func moeConfigOf(c configs.Model) moeConfig {
 // Run feeds one micro-batch, runs forward and backward, and returns the (scaled) loss. Gradients are then
 // readable with Grad until the next Run.
 func (g *Graph[T]) Run(in StepInput) (float64, error) {
-	N := g.B * g.T
-	if len(in.Tokens) != N || len(in.Targets) != N || len(in.Weights) != N || len(in.Lengths) != g.B {
-		return 0, fmt.Errorf("model: step input has %d tokens, %d targets, %d weights, %d lengths; graph wants %d, %d, %d, %d",
-			len(in.Tokens), len(in.Targets), len(in.Weights), len(in.Lengths), N, N, N, g.B)
+	if err := g.checkInput(in); err != nil {
+		return 0, err
 	}
-	for b, l := range in.Lengths {
-		if l < 0 || int(l) > g.T {
-			return 0, fmt.Errorf("model: row %d has length %d outside [0, %d]", b, l, g.T)
-		}
-	}
-	if len(in.DocStart) > 0 {
-		if len(in.DocStart) != N {
-			return 0, fmt.Errorf("model: step input has %d document starts, graph wants %d", len(in.DocStart), N)
-		}
-		if g.DSA != nil {
-			return 0, fmt.Errorf("model: document masking (packed documents) is not supported by DSA graphs")
-		}
-		for n, s := range in.DocStart {
-			if s < 0 || int(s) > n%g.T {
-				return 0, fmt.Errorf("model: position %d of row %d has document start %d outside [0, %d]", n%g.T, n/g.T, s, n%g.T)
-			}
-		}
+	if g.shards != nil {
+		return g.shards.run(g, in)
 	}
 	for _, m := range g.Masks {
 		m.DocStart = in.DocStart
@@ -311,6 +304,34 @@ func (g *Graph[T]) Run(in StepInput) (float64, error) {
 	return float64(lv[0]), nil
 }
 
+// checkInput refuses a step input that does not fit the graph's batch shape.
+func (g *Graph[T]) checkInput(in StepInput) error {
+	N := g.B * g.T
+	if len(in.Tokens) != N || len(in.Targets) != N || len(in.Weights) != N || len(in.Lengths) != g.B {
+		return fmt.Errorf("model: step input has %d tokens, %d targets, %d weights, %d lengths; graph wants %d, %d, %d, %d",
+			len(in.Tokens), len(in.Targets), len(in.Weights), len(in.Lengths), N, N, N, g.B)
+	}
+	for b, l := range in.Lengths {
+		if l < 0 || int(l) > g.T {
+			return fmt.Errorf("model: row %d has length %d outside [0, %d]", b, l, g.T)
+		}
+	}
+	if len(in.DocStart) > 0 {
+		if len(in.DocStart) != N {
+			return fmt.Errorf("model: step input has %d document starts, graph wants %d", len(in.DocStart), N)
+		}
+		if g.DSA != nil {
+			return fmt.Errorf("model: document masking (packed documents) is not supported by DSA graphs")
+		}
+		for n, s := range in.DocStart {
+			if s < 0 || int(s) > n%g.T {
+				return fmt.Errorf("model: position %d of row %d has document start %d outside [0, %d]", n%g.T, n/g.T, s, n%g.T)
+			}
+		}
+	}
+	return nil
+}
+
 // Grad returns the gradient of tensor i after Run (nil when it is not trained).
 func (g *Graph[T]) Grad(i int) []T {
 	if g.Grads[i] == nil || g.Grads[i].Value() == nil {
@@ -331,8 +352,11 @@ func (g *Graph[T]) AuxLoss() float64 {
 	return s
 }
 
-// Close releases the tape machine.
+// Close releases the tape machine (of every shard).
 func (g *Graph[T]) Close() error {
+	if g.shards != nil {
+		return g.shards.close()
+	}
 	if g.vm != nil {
 		return g.vm.Close()
 	}

@@ -66,8 +66,7 @@ func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b 
 	if GemmRecorder != nil {
 		GemmRecorder(GemmShape{transA, transB, m, n, k})
 	}
-	if rowSplit && threads > 1 && m >= 2*threads && 2*m*n*k >= splitFlops {
-		w := threads
+	if w := workers(); rowSplit && w > 1 && m >= 2*w && 2*m*n*k >= splitFlops {
 		chunk := (m + w - 1) / w
 		For(w, 1<<30, func(i int) {
 			r0 := i * chunk

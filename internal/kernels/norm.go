@@ -45,7 +45,8 @@ func RMSNormBackward[T Float](dx, dg, dy, x, rstd []T, n, w, ldx, col0 int, g []
 	if dg != nil {
 		// one column block per worker, each dg[j] still summing the rows in order (the bits of one loop); wide
 		// blocks keep the row reads contiguous
-		cols := max(16, (w+threads-1)/threads)
+		nw := workers()
+		cols := max(16, (w+nw-1)/nw)
 		For((w+cols-1)/cols, 3*cols*n, func(c int) {
 			j0, j1 := c*cols, min((c+1)*cols, w)
 			g := dg[j0:j1]

@@ -91,7 +91,7 @@ func NewGraph[T Float](cfg configs.Model, data [][]T, opt GraphOptions) (*Graph[
 	if opt.T > cfg.MaxPositionEmbeddings {
 		return nil, fmt.Errorf("model: sequence length %d exceeds max_position_embeddings %d", opt.T, cfg.MaxPositionEmbeddings)
 	}
-	shards, err := shardCount(opt)
+	shards, err := ShardCount(opt)
 	if err != nil {
 		return nil, err
 	}

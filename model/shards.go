@@ -30,8 +30,8 @@ import (
 // has that many rows): one per core of the 2-core machine the recipes are measured on.
 const DefaultShards = 2
 
-// shardCount resolves GraphOptions.Shards.
-func shardCount(opt GraphOptions) (int, error) {
+// ShardCount is the number of shards NewGraph builds for opt (GraphOptions.Shards resolved; 1 = one graph).
+func ShardCount(opt GraphOptions) (int, error) {
 	lm := (opt.Head == "" || opt.Head == "lm") && opt.DSA == nil
 	switch {
 	case opt.Shards < 0:
@@ -72,14 +72,20 @@ type gradChunk struct{ k, lo, hi int } // k indexes the trained tensors
 // gradChunkLen is the most elements one work item of the gradient sum adds.
 const gradChunkLen = 1 << 15
 
+// ShardRows returns the row bounds of S shards of B rows: shard s has rows [r[s], r[s+1]), r[s] = s·B/S.
+func ShardRows(B, S int) []int {
+	r := make([]int, S+1)
+	for s := range r {
+		r[s] = s * B / S
+	}
+	return r
+}
+
 // newShardedGraph builds the S shard graphs over the rows of opt.B and the parent that joins them.
 func newShardedGraph[T Float](cfg configs.Model, data [][]T, opt GraphOptions, S int) (*Graph[T], error) {
 	B, T_ := opt.B, opt.T
 	N := B * T_
-	set := &shardSet[T]{rows: make([]int, S+1), ins: make([]StepInput, S), errs: make([]error, S), losses: make([]float64, S)}
-	for s := 0; s <= S; s++ {
-		set.rows[s] = s * B / S
-	}
+	set := &shardSet[T]{rows: ShardRows(B, S), ins: make([]StepInput, S), errs: make([]error, S), losses: make([]float64, S)}
 	g := &Graph[T]{Config: cfg, B: B, T: T_, shards: set}
 	g.Routing = make([]*Routing, cfg.NumHiddenLayers)
 	g.Masks = make([]*AttnMask, cfg.NumHiddenLayers)

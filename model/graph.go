@@ -33,8 +33,9 @@ type GraphOptions struct {
 	Head string
 	// DSA, when non-nil, adds the lightning indexers and DeepSeek Sparse Attention (dsa_ops.go).
 	DSA *DSAOptions
-	// Shards splits the batch rows into that many data-parallel shards, each its own compiled graph, run one
-	// per core (shards.go). 0 = DefaultShards; 1 = one graph over all rows. Only the lm head without DSA shards.
+	// Shards splits the batch rows into that many data-parallel shards (at most B), each its own compiled
+	// graph, run one per core (shards.go). 0 = DefaultShards; 1 = one graph over all rows. Only the lm head
+	// without DSA shards.
 	Shards int
 }
 

@@ -43,10 +43,8 @@ func ShardCount(opt GraphOptions) (int, error) {
 		return 1, nil
 	case opt.Shards > 1 && !lm:
 		return 0, fmt.Errorf("model: graph shards %d: only the lm head without DSA runs in shards", opt.Shards)
-	case opt.Shards > opt.B:
-		return 0, fmt.Errorf("model: graph shards %d exceed the batch's %d rows", opt.Shards, opt.B)
 	}
-	return opt.Shards, nil
+	return min(opt.Shards, max(opt.B, 1)), nil
 }
 
 // shardSet holds the shards of a graph and the per-shard views of its side state.

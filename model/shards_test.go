@@ -160,7 +160,7 @@ func TestShardOptions(t *testing.T) {
 		{"policy head stays whole", GraphOptions{B: 2, T: 4, Head: "policy"}, "", false},
 		{"DSA stays whole", GraphOptions{B: 2, T: 4, DSA: &DSAOptions{TopK: 2}}, "", false},
 		{"negative", GraphOptions{B: 2, T: 4, Shards: -1}, "graph shards -1", false},
-		{"more shards than rows", GraphOptions{B: 2, T: 4, Shards: 3}, "exceed the batch's 2 rows", false},
+		{"more shards than rows: one per row", GraphOptions{B: 2, T: 4, Shards: 3}, "", true},
 		{"policy head refused", GraphOptions{B: 2, T: 4, Head: "policy", Shards: 2}, "only the lm head", false},
 	} {
 		t.Run(c.name, func(t *testing.T) {

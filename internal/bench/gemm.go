@@ -25,9 +25,10 @@ type StepGemm struct {
 // dK = dSᵀ·Q backward, over the keys the block sees). The rows of
 // a routed expert depend on the routing; they are given at the mean load N·K/E (rounded down), so the FLOP
 // total is exact whenever E divides N·K. The training graph runs its rows as data-parallel shards
-// (model.ShardCount, model.ShardRows): each shard issues these GEMMs for its own rows.
-func StepGemms(c configs.Model, B, T int) []StepGemm {
-	S, err := model.ShardCount(model.GraphOptions{B: B, T: T})
+// (model.ShardCount of shards, as run.graph_shards; model.ShardRows): each shard issues these GEMMs for its
+// own rows.
+func StepGemms(c configs.Model, B, T, shards int) []StepGemm {
+	S, err := model.ShardCount(model.GraphOptions{B: B, T: T, Shards: shards})
 	if err != nil || S < 1 {
 		S = 1
 	}
@@ -151,7 +152,7 @@ func BenchGemm(opts BenchOptions) (GemmResult, error) {
 	byShape := map[kernels.GemmShape]int{}
 	var stats []GemmStat
 	names := map[kernels.GemmShape][]string{}
-	for _, g := range StepGemms(s.cfg.Model, s.B, s.T) {
+	for _, g := range StepGemms(s.cfg.Model, s.B, s.T, s.cfg.Run.GraphShards) {
 		i, ok := byShape[g.Shape]
 		if !ok {
 			i = len(stats)

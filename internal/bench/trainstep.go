@@ -58,7 +58,7 @@ func newTrainStepBench(s *benchSetup) (*TrainStepBench, error) {
 	cfg := s.cfg
 	p := model.NewParams(cfg.Model)
 	p.Init(s.seed)
-	g, err := model.NewGraph[float32](cfg.Model, p.Data, model.GraphOptions{B: s.B, T: s.T})
+	g, err := model.NewGraph[float32](cfg.Model, p.Data, model.GraphOptions{B: s.B, T: s.T, Shards: cfg.Run.GraphShards})
 	if err != nil {
 		return nil, fmt.Errorf("bench: recipe %s: %w", s.opts.Config, err)
 	}

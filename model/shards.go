@@ -256,6 +256,14 @@ func (set *shardSet[T]) join(g *Graph[T]) error {
 	return nil
 }
 
+// Shards returns the number of data-parallel shards the graph runs its rows as (1 = one graph).
+func (g *Graph[T]) Shards() int {
+	if g.shards == nil {
+		return 1
+	}
+	return len(g.shards.graphs)
+}
+
 // close releases every shard's tape machine.
 func (set *shardSet[T]) close() error {
 	var errs []error

@@ -244,8 +244,8 @@ func TestBenchTrainStepTiny(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := loadModel(t, "tiny")
-	if res.Batch != 4 || res.SeqLen != 32 || res.Reps != 2 || res.Threads != 1 || res.Config != "tiny" {
-		t.Errorf("shape/setup: batch %d seq %d reps %d threads %d config %q", res.Batch, res.SeqLen, res.Reps, res.Threads, res.Config)
+	if res.Batch != 4 || res.SeqLen != 32 || res.Reps != 2 || res.Threads != 1 || res.Config != "tiny" || res.GraphShards != model.DefaultShards {
+		t.Errorf("shape/setup: batch %d seq %d reps %d threads %d config %q graph shards %d", res.Batch, res.SeqLen, res.Reps, res.Threads, res.Config, res.GraphShards)
 	}
 	if kernels.Threads() == 1 && res.GOMAXPROCS > 1 {
 		t.Errorf("the kernel thread count was not restored after the benchmark")

@@ -132,7 +132,9 @@ func newShardedGraph[T Float](cfg configs.Model, data [][]T, opt GraphOptions, S
 
 // run is Graph.Run of a sharded graph (the input is checked).
 func (set *shardSet[T]) run(g *Graph[T], in StepInput) (float64, error) {
-	set.split(g, in)
+	if err := set.split(g, in); err != nil {
+		return 0, err
+	}
 	if kernels.Threads() > 1 {
 		release := kernels.HoldSerial()
 		var wg sync.WaitGroup
@@ -165,9 +167,19 @@ func (set *shardSet[T]) run(g *Graph[T], in StepInput) (float64, error) {
 
 // split points each shard's input and side state at its rows: tokens, targets, weights, lengths and document
 // starts; forced experts, routing records and allowed-key sets; log p(target); and the balance loss's scale.
-func (set *shardSet[T]) split(g *Graph[T], in StepInput) {
+func (set *shardSet[T]) split(g *Graph[T], in StepInput) error {
 	T_ := g.T
 	N := g.B * T_
+	for l, r := range g.Routing {
+		if r != nil && r.Forced != nil && len(r.Forced) != len(r.Chosen) {
+			return fmt.Errorf("model: layer %d: %d forced expert ids for %d tokens × %d", l, len(r.Forced), N, len(r.Chosen)/N)
+		}
+	}
+	for l, m := range g.Masks {
+		if m.Allowed != nil && len(m.Allowed) != N*m.K {
+			return fmt.Errorf("model: layer %d: allowed-key set has %d entries, want %d×%d", l, len(m.Allowed), N, m.K)
+		}
+	}
 	if len(g.LossSide.Logp) != N {
 		g.LossSide.Logp = make([]float32, N)
 	}
@@ -217,6 +229,7 @@ func (set *shardSet[T]) split(g *Graph[T], in StepInput) {
 			}
 		}
 	}
+	return nil
 }
 
 // join adds the shards' gradients into shard 0's buffers (in shard order, on the kernel workers) and their

@@ -146,6 +146,36 @@ func TestShardsEqualOneGraph(t *testing.T) {
 	}
 }
 
+// TestShardsRefuseBadSideInputs: forced experts and allowed-key sets of the wrong length are errors, as in
+// one graph, not a panic while slicing them per shard.
+func TestShardsRefuseBadSideInputs(t *testing.T) {
+	cfg := tinyModel()
+	p := NewParams(cfg)
+	p.Init(1)
+	const B, T = 2, 4
+	in := StepInput{Tokens: make([]int32, B*T), Targets: make([]int32, B*T), Weights: make([]float32, B*T), Lengths: []int32{T, T}, Scale: 1}
+	for _, c := range []struct {
+		name string
+		set  func(g *Graph[float32])
+		want string
+	}{
+		{"forced experts", func(g *Graph[float32]) { g.Routing[1].Forced = make([]int32, 3) }, "3 forced expert ids"},
+		{"allowed keys", func(g *Graph[float32]) { g.Masks[0].Allowed, g.Masks[0].K = make([]int32, 5), 2 }, "allowed-key set has 5 entries"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g, err := NewGraph[float32](cfg, p.Data, GraphOptions{B: B, T: T, Shards: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			c.set(g)
+			if _, err := g.Run(in); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want one containing %q", err, c.want)
+			}
+		})
+	}
+}
+
 func TestShardOptions(t *testing.T) {
 	cfg := tinyModel()
 	p := NewParams(cfg)

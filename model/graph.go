@@ -9,6 +9,9 @@
 //	           x  = x + o_proj(MLA(q, kv, kA, lengths))           [N, D]
 //	           x  = x + FFN(RMSNorm(x))   (SwiGLU MLP, or MoE from layer first_k_dense_replace on)
 //	loss = CE(lm_head(RMSNorm(x)), targets, weights)·scale     scalar
+//
+// An lm graph of B ≥ 2 rows is, by default, two such graphs over halves of the rows run at once, one per core,
+// their gradients summed (shards.go).
 
 package model
 
@@ -44,7 +47,9 @@ func DefaultTrainable(s Spec) bool {
 	return s.Role != Buffer && !strings.Contains(s.Name, ".indexer.")
 }
 
-// Graph is the compiled training graph.
+// Graph is the compiled training graph. A sharded graph (GraphOptions.Shards, shards.go) runs its rows as
+// several compiled graphs: its G, Nodes, Grads and Loss are shard 0's (the parameter nodes and the gradient
+// buffers, which hold the sum over the shards after Run), and Routing, Masks and LossSide cover all rows.
 type Graph[T Float] struct {
 	Config configs.Model
 	B, T   int

@@ -140,6 +140,10 @@ type Run struct {
 	TensorBoard bool   `yaml:"tensorboard"` // default true
 	Plots       bool   `yaml:"plots"`       // default true
 	Threads     int    `yaml:"threads"`     // kernel threads, 0 = GOMAXPROCS
+	// GraphShards is the number of data-parallel shards the batch rows of an lm training graph (pretrain, sft,
+	// held-out loss) run as, one per core (model.GraphOptions.Shards): 0 = model.DefaultShards (default), 1 =
+	// one graph; at most the batch's rows are used.
+	GraphShards int `yaml:"graph_shards"`
 	// AccuracyTable is the number of held-out tasks per family of the end-of-run accuracy table (every
 	// trained stage's final checkpoint × every family the rl and distill stages sample); 0 = off (default).
 	AccuracyTable int `yaml:"accuracy_table"`

@@ -62,6 +62,7 @@ func TestDefaults(t *testing.T) {
 		{"run.tensorboard", c.Run.TensorBoard, true},
 		{"run.plots", c.Run.Plots, true},
 		{"run.threads", c.Run.Threads, 0},
+		{"run.graph_shards", c.Run.GraphShards, 0},
 		{"len(stages)", len(c.Stages), 1},
 		{"stages[0].name", c.Stages[0].Name, "pretrain"},
 		{"stages[0].kind", c.Stages[0].Kind, "pretrain"},

@@ -168,6 +168,7 @@ func TestValidationErrors(t *testing.T) {
 			[]string{"configs/x.yaml:6: stages[rl_math].rl.log_samples: 9 exceeds 4·rl.prompts_per_step = 8"}},
 		{"progress", "run:\n  progress: maybe\n", nil, []string{`configs/x.yaml:2: run.progress: must be one of auto, on, off, got "maybe"`}},
 		{"threads < 0", "run:\n  threads: -2\n", nil, []string{"configs/x.yaml:2: run.threads: must be >= 0"}},
+		{"graph_shards < 0", "run:\n  graph_shards: -1\n", nil, []string{"configs/x.yaml:2: run.graph_shards: must be >= 0"}},
 		{"config name", "name: my run\n", nil, []string{`configs/x.yaml:1: name: must match [A-Za-z0-9._-]+`}},
 		{"model rule", "model:\n  n_group: 3\n", nil, []string{"configs/x.yaml:2: model.n_group: 3 does not divide n_routed_experts 8"}},
 		{"model range", "model:\n  hidden_size: 64\n  num_hidden_layers: 0\n", nil, []string{"configs/x.yaml:3: model.num_hidden_layers: must be > 0"}},

@@ -288,6 +288,7 @@ func validateCheckpoint(k *checker, c *Checkpoint) {
 func validateRun(k *checker, r *Run) {
 	k.oneOf("run.progress", r.Progress, ProgressModes)
 	k.nonNegInt("run.threads", r.Threads)
+	k.nonNegInt("run.graph_shards", r.GraphShards)
 	k.nonNegInt("run.accuracy_table", r.AccuracyTable)
 }
 

@@ -274,8 +274,15 @@ func tinyModel() configs.Model {
 }
 
 // TestGradWholeNetwork checks the full decoder (embedding to loss, dense and MoE layers) in float64 on sampled
-// elements of every trained tensor, with routes forced so the finite differences do not flip a selection.
+// elements of every trained tensor, with routes forced so the finite differences do not flip a selection, as
+// one graph and as data-parallel shards of one row each (shards.go).
 func TestGradWholeNetwork(t *testing.T) {
+	for _, shards := range []int{1, 2} {
+		t.Run(fmt.Sprintf("shards=%d", shards), func(t *testing.T) { gradWholeNetwork(t, shards) })
+	}
+}
+
+func gradWholeNetwork(t *testing.T, shards int) {
 	cfg := tinyModel()
 	cfg.AuxLossAlpha = 0.01
 	p := NewParams(cfg)
@@ -290,7 +297,7 @@ func TestGradWholeNetwork(t *testing.T) {
 		}
 	}
 	const B, T = 2, 5
-	g, err := NewGraph[float64](cfg, data, GraphOptions{B: B, T: T})
+	g, err := NewGraph[float64](cfg, data, GraphOptions{B: B, T: T, Shards: shards})
 	if err != nil {
 		t.Fatal(err)
 	}

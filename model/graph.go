@@ -9,6 +9,9 @@
 //	           x  = x + o_proj(MLA(q, kv, kA, lengths))           [N, D]
 //	           x  = x + FFN(RMSNorm(x))   (SwiGLU MLP, or MoE from layer first_k_dense_replace on)
 //	loss = CE(lm_head(RMSNorm(x)), targets, weights)·scale     scalar
+//
+// An lm graph of B ≥ 2 rows is, by default, two such graphs over halves of the rows run at once, one per core,
+// their gradients summed (shards.go).
 
 package model
 
@@ -33,6 +36,10 @@ type GraphOptions struct {
 	Head string
 	// DSA, when non-nil, adds the lightning indexers and DeepSeek Sparse Attention (dsa_ops.go).
 	DSA *DSAOptions
+	// Shards splits the batch rows into that many data-parallel shards (at most B), each its own compiled
+	// graph, run one per core (shards.go). 0 = DefaultShards; 1 = one graph over all rows. Only the lm head
+	// without DSA shards.
+	Shards int
 }
 
 // DefaultTrainable trains every tensor except buffers (e_score_correction_bias) and the DSA indexer.
@@ -40,7 +47,9 @@ func DefaultTrainable(s Spec) bool {
 	return s.Role != Buffer && !strings.Contains(s.Name, ".indexer.")
 }
 
-// Graph is the compiled training graph.
+// Graph is the compiled training graph. A sharded graph (GraphOptions.Shards, shards.go) runs its rows as
+// several compiled graphs: its G, Nodes, Grads and Loss are shard 0's (the parameter nodes and the gradient
+// buffers, which hold the sum over the shards after Run), and Routing, Masks and LossSide cover all rows.
 type Graph[T Float] struct {
 	Config configs.Model
 	B, T   int
@@ -61,6 +70,7 @@ type Graph[T Float] struct {
 	Masks    []*AttnMask // per layer: optional allowed-key sets
 	DSA      *DSASide    // DSA side state (GraphOptions.DSA); nil without DSA
 	vm       G.VM
+	shards   *shardSet[T] // the data-parallel shards (GraphOptions.Shards > 1); nil for one graph
 }
 
 // StepInput is one micro-batch: token ids [B·T], next-token targets [B·T], loss weights [B·T], valid lengths
@@ -86,6 +96,13 @@ func NewGraph[T Float](cfg configs.Model, data [][]T, opt GraphOptions) (*Graph[
 	}
 	if opt.T > cfg.MaxPositionEmbeddings {
 		return nil, fmt.Errorf("model: sequence length %d exceeds max_position_embeddings %d", opt.T, cfg.MaxPositionEmbeddings)
+	}
+	shards, err := ShardCount(opt)
+	if err != nil {
+		return nil, err
+	}
+	if shards > 1 {
+		return newShardedGraph(cfg, data, opt, shards)
 	}
 	trainable := opt.Trainable
 	if trainable == nil {
@@ -133,7 +150,6 @@ func NewGraph[T Float](cfg configs.Model, data [][]T, opt GraphOptions) (*Graph[
 
 	rope := kernels.NewRopeTable(cfg.QKRopeHeadDim, max(T_, 1), cfg.RopeTheta)
 	dims := mlaDims{H: cfg.NumAttentionHeads, Dn: cfg.QKNopeHeadDim, Dr: cfg.QKRopeHeadDim, Dv: cfg.VHeadDim, KVr: cfg.KVLoraRank}
-	var err error
 	must := func(n *G.Node, e error) *G.Node {
 		if e != nil && err == nil {
 			err = e
@@ -258,28 +274,11 @@ func moeConfigOf(c configs.Model) moeConfig {
 // Run feeds one micro-batch, runs forward and backward, and returns the (scaled) loss. Gradients are then
 // readable with Grad until the next Run.
 func (g *Graph[T]) Run(in StepInput) (float64, error) {
-	N := g.B * g.T
-	if len(in.Tokens) != N || len(in.Targets) != N || len(in.Weights) != N || len(in.Lengths) != g.B {
-		return 0, fmt.Errorf("model: step input has %d tokens, %d targets, %d weights, %d lengths; graph wants %d, %d, %d, %d",
-			len(in.Tokens), len(in.Targets), len(in.Weights), len(in.Lengths), N, N, N, g.B)
+	if err := g.checkInput(in); err != nil {
+		return 0, err
 	}
-	for b, l := range in.Lengths {
-		if l < 0 || int(l) > g.T {
-			return 0, fmt.Errorf("model: row %d has length %d outside [0, %d]", b, l, g.T)
-		}
-	}
-	if len(in.DocStart) > 0 {
-		if len(in.DocStart) != N {
-			return 0, fmt.Errorf("model: step input has %d document starts, graph wants %d", len(in.DocStart), N)
-		}
-		if g.DSA != nil {
-			return 0, fmt.Errorf("model: document masking (packed documents) is not supported by DSA graphs")
-		}
-		for n, s := range in.DocStart {
-			if s < 0 || int(s) > n%g.T {
-				return 0, fmt.Errorf("model: position %d of row %d has document start %d outside [0, %d]", n%g.T, n/g.T, s, n%g.T)
-			}
-		}
+	if g.shards != nil {
+		return g.shards.run(g, in)
 	}
 	for _, m := range g.Masks {
 		m.DocStart = in.DocStart
@@ -311,6 +310,34 @@ func (g *Graph[T]) Run(in StepInput) (float64, error) {
 	return float64(lv[0]), nil
 }
 
+// checkInput refuses a step input that does not fit the graph's batch shape.
+func (g *Graph[T]) checkInput(in StepInput) error {
+	N := g.B * g.T
+	if len(in.Tokens) != N || len(in.Targets) != N || len(in.Weights) != N || len(in.Lengths) != g.B {
+		return fmt.Errorf("model: step input has %d tokens, %d targets, %d weights, %d lengths; graph wants %d, %d, %d, %d",
+			len(in.Tokens), len(in.Targets), len(in.Weights), len(in.Lengths), N, N, N, g.B)
+	}
+	for b, l := range in.Lengths {
+		if l < 0 || int(l) > g.T {
+			return fmt.Errorf("model: row %d has length %d outside [0, %d]", b, l, g.T)
+		}
+	}
+	if len(in.DocStart) > 0 {
+		if len(in.DocStart) != N {
+			return fmt.Errorf("model: step input has %d document starts, graph wants %d", len(in.DocStart), N)
+		}
+		if g.DSA != nil {
+			return fmt.Errorf("model: document masking (packed documents) is not supported by DSA graphs")
+		}
+		for n, s := range in.DocStart {
+			if s < 0 || int(s) > n%g.T {
+				return fmt.Errorf("model: position %d of row %d has document start %d outside [0, %d]", n%g.T, n/g.T, s, n%g.T)
+			}
+		}
+	}
+	return nil
+}
+
 // Grad returns the gradient of tensor i after Run (nil when it is not trained).
 func (g *Graph[T]) Grad(i int) []T {
 	if g.Grads[i] == nil || g.Grads[i].Value() == nil {
@@ -331,8 +358,11 @@ func (g *Graph[T]) AuxLoss() float64 {
 	return s
 }
 
-// Close releases the tape machine.
+// Close releases the tape machine (of every shard).
 func (g *Graph[T]) Close() error {
+	if g.shards != nil {
+		return g.shards.close()
+	}
 	if g.vm != nil {
 		return g.vm.Close()
 	}

@@ -52,7 +52,7 @@ func Evaluate(dir string, cfg *configs.Config, st configs.Stage, batches int) (*
 	if st.Train.SeqLen > p.Config.MaxPositionEmbeddings {
 		return nil, fmt.Errorf("eval: seq_len %d exceeds the checkpoint's max_position_embeddings %d", st.Train.SeqLen, p.Config.MaxPositionEmbeddings)
 	}
-	g, err := model.NewGraph[float32](p.Config, p.Data, model.GraphOptions{B: st.Train.BatchSize, T: st.Train.SeqLen})
+	g, err := model.NewGraph[float32](p.Config, p.Data, model.GraphOptions{B: st.Train.BatchSize, T: st.Train.SeqLen, Shards: cfg.Run.GraphShards})
 	if err != nil {
 		return nil, err
 	}

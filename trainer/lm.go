@@ -50,7 +50,7 @@ func newLMStage(r *Run, st configs.Stage, params *model.Params) (*lmStage, error
 	if err != nil {
 		return nil, fmt.Errorf("stage %s: training data: %w", st.Name, err)
 	}
-	g, err := model.NewGraph[float32](params.Config, params.Data, model.GraphOptions{B: tr.BatchSize, T: tr.SeqLen})
+	g, err := model.NewGraph[float32](params.Config, params.Data, model.GraphOptions{B: tr.BatchSize, T: tr.SeqLen, Shards: r.Config.Run.GraphShards})
 	if err != nil {
 		batches.Close()
 		return nil, fmt.Errorf("stage %s: %w", st.Name, err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sparrow-rl/sparrow/configs"
 	"github.com/sparrow-rl/sparrow/data"
+	"github.com/sparrow-rl/sparrow/internal/kernels"
 	"github.com/sparrow-rl/sparrow/model"
 )
 
@@ -54,14 +55,19 @@ func nextBatches(src batcher, batches []data.Batch) (int, error) {
 }
 
 // accumulate adds the graph's gradients of the tensors of (spec index of) groups into their Grad.
+// The adds run on the kernel workers in chunks of normChunk elements (each element's sum is the same).
 func accumulate(g *model.Graph[float32], groups []ParamGroup, of []int) {
+	var cs []gradChunk
 	for k, gi := range of {
-		gr := g.Grad(gi)
-		dst := groups[k].Grad
-		for j, v := range gr {
-			dst[j] += v
+		n := min(len(g.Grad(gi)), len(groups[k].Grad))
+		for lo := 0; lo < n; lo += normChunk {
+			cs = append(cs, gradChunk{k, lo, min(lo+normChunk, n)})
 		}
 	}
+	kernels.For(len(cs), 2*normChunk, func(c int) {
+		ch := cs[c]
+		kernels.Axpy(1, g.Grad(of[ch.g])[ch.lo:ch.hi], groups[ch.g].Grad[ch.lo:ch.hi])
+	})
 }
 
 // moeLoad counts, per decoder layer, the tokens routed to each expert over a step's micro-batches (nil for

@@ -7,9 +7,10 @@
 //	p ← p − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε)
 //
 // Parameters, gradients and both moments are float32; each element's update is
-// computed in float64 and rounded once per stored value. The update is a plain
-// sequential loop over groups and elements, so it is bit-for-bit deterministic
-// and allocation-free. Frozen groups are skipped entirely: their values, moments
+// computed in float64 and rounded once per stored value (kernels.AdamW: AVX2
+// four elements at a time, the bits of the scalar loop). The update runs over
+// groups, and over chunks of a large group on the kernel workers; every element
+// is independent, so it is bit-for-bit deterministic and allocation-free. Frozen groups are skipped entirely: their values, moments
 // and step counter are untouched, exactly as PyTorch skips a parameter whose
 // gradient is None, so a group frozen for a while (the DSA warm-up freezes the
 // backbone) resumes with the bias correction its own moments need.
@@ -134,43 +135,23 @@ func (o *AdamW) Update(lr float64) {
 		if len(val) == 0 {
 			continue
 		}
-		u := adamwStep{b1: b1, b2: b2, eps: eps, bc2Sqrt: bc2Sqrt, stepSize: stepSize, decay: decay}
+		u := kernels.AdamWCoef{B1: b1, B2: b2, Eps: eps, BC2Sqrt: bc2Sqrt, StepSize: stepSize, Decay: decay}
 		// elementwise and independent: chunks on the kernel workers give the same bits as one loop (a small
 		// group runs inline, without the closure and goroutines of kernels.For)
 		chunks := (len(val) + adamwChunk - 1) / adamwChunk
 		if chunks < 2 {
-			u.apply(val, grad, m, v)
+			kernels.AdamW(u, val, grad, m, v)
 			continue
 		}
 		kernels.For(chunks, 8*adamwChunk, func(c int) {
 			lo, hi := c*adamwChunk, min((c+1)*adamwChunk, len(val))
-			u.apply(val[lo:hi], grad[lo:hi], m[lo:hi], v[lo:hi])
+			kernels.AdamW(u, val[lo:hi], grad[lo:hi], m[lo:hi], v[lo:hi])
 		})
 	}
 }
 
 // adamwChunk is the number of elements one kernel worker updates at a time.
 const adamwChunk = 1 << 14
-
-// adamwStep is one AdamW update's constants for a group.
-type adamwStep struct{ b1, b2, eps, bc2Sqrt, stepSize, decay float64 }
-
-// apply updates val, m, v in place from grad (all the same length).
-func (u adamwStep) apply(val, grad, m, v []float32) {
-	_ = grad[len(val)-1:]
-	_ = m[len(val)-1:]
-	_ = v[len(val)-1:]
-	b1, b2 := u.b1, u.b2
-	for i := range val {
-		gr := float64(grad[i])
-		mi := float32(b1*float64(m[i]) + (1-b1)*gr)
-		vi := float32(b2*float64(v[i]) + (1-b2)*gr*gr)
-		m[i], v[i] = mi, vi
-		p := float64(val[i]) * u.decay
-		denom := math.Sqrt(float64(vi))/u.bc2Sqrt + u.eps
-		val[i] = float32(p - u.stepSize*float64(mi)/denom)
-	}
-}
 
 // stepWords encodes a step counter exactly in two float32 words.
 func stepWords(s int64) []float32 {

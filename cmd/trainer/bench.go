@@ -165,7 +165,7 @@ func envLines(w io.Writer, e bench.Env) {
 
 func trainStepTable(w io.Writer, r bench.TrainStepResult) {
 	envLines(w, r.Env)
-	fmt.Fprintf(w, "batch\t%d × %d tokens\n", r.Batch, r.SeqLen)
+	fmt.Fprintf(w, "batch\t%d × %d tokens, %d graph shards\n", r.Batch, r.SeqLen, r.GraphShards)
 	fmt.Fprintf(w, "parameters\t%d (%d active per token, %d trained)\n", r.Params, r.ActiveParams, r.TrainedParams)
 	fmt.Fprintf(w, "repetitions\t%d (+%d warm-up)\n", r.Reps, r.Warmup)
 	fmt.Fprintf(w, "tokens/s\t%.0f\n", r.TokensPerS)

@@ -132,6 +132,8 @@ func TestStepGemmsMatchRecorder(t *testing.T) {
 		{"tiny all dense", "tiny", []string{"model.first_k_dense_replace=2"}, 2, 16},
 		{"pretrain model, small batch", "pretrain", nil, 2, 16},
 		{"pretrain model, two uneven attention blocks", "pretrain", nil, 1, 100},
+		{"tiny one graph", "tiny", []string{"run.graph_shards=1"}, 4, 16},
+		{"tiny three uneven shards", "tiny", []string{"run.graph_shards=3"}, 5, 16},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -156,7 +158,7 @@ func TestStepGemmsMatchRecorder(t *testing.T) {
 			// The config-derived list agrees with the closed form (E divides N·K in every case here) ...
 			var listed, routed int64
 			expect := map[kernels.GemmShape]int{}
-			for _, g := range StepGemms(c, B, T) {
+			for _, g := range StepGemms(c, B, T, tb.Config.Run.GraphShards) {
 				f := gemmFlops(g.Shape) * int64(g.Count)
 				listed += f
 				if g.Routed {
@@ -242,8 +244,8 @@ func TestBenchTrainStepTiny(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := loadModel(t, "tiny")
-	if res.Batch != 4 || res.SeqLen != 32 || res.Reps != 2 || res.Threads != 1 || res.Config != "tiny" {
-		t.Errorf("shape/setup: batch %d seq %d reps %d threads %d config %q", res.Batch, res.SeqLen, res.Reps, res.Threads, res.Config)
+	if res.Batch != 4 || res.SeqLen != 32 || res.Reps != 2 || res.Threads != 1 || res.Config != "tiny" || res.GraphShards != model.DefaultShards {
+		t.Errorf("shape/setup: batch %d seq %d reps %d threads %d config %q graph shards %d", res.Batch, res.SeqLen, res.Reps, res.Threads, res.Config, res.GraphShards)
 	}
 	if kernels.Threads() == 1 && res.GOMAXPROCS > 1 {
 		t.Errorf("the kernel thread count was not restored after the benchmark")
@@ -376,7 +378,7 @@ func TestBenchGemmTiny(t *testing.T) {
 	}
 	c := loadModel(t, "tiny")
 	calls := 0
-	for _, g := range StepGemms(c, 4, 32) {
+	for _, g := range StepGemms(c, 4, 32, 0) {
 		calls += g.Count
 	}
 	got := 0

@@ -24,8 +24,36 @@ type StepGemm struct {
 // query block of model.AttnBlock rows S = Q·Kᵀ and O = P·V forward and dV = Pᵀ·dO, dP = dO·Vᵀ, dQ = dS·K,
 // dK = dSᵀ·Q backward, over the keys the block sees). The rows of
 // a routed expert depend on the routing; they are given at the mean load N·K/E (rounded down), so the FLOP
-// total is exact whenever E divides N·K.
-func StepGemms(c configs.Model, B, T int) []StepGemm {
+// total is exact whenever E divides N·K. The training graph runs its rows as data-parallel shards
+// (model.ShardCount of shards, as run.graph_shards; model.ShardRows): each shard issues these GEMMs for its
+// own rows.
+func StepGemms(c configs.Model, B, T, shards int) []StepGemm {
+	S, err := model.ShardCount(model.GraphOptions{B: B, T: T, Shards: shards})
+	if err != nil || S < 1 {
+		S = 1
+	}
+	rows := model.ShardRows(B, S)
+	shardsOf := map[int]int{} // shards of each row count, in first-seen order
+	var order []int
+	for s := 0; s < S; s++ {
+		b := rows[s+1] - rows[s]
+		if shardsOf[b] == 0 {
+			order = append(order, b)
+		}
+		shardsOf[b]++
+	}
+	var out []StepGemm
+	for _, b := range order {
+		for _, g := range shardGemms(c, b, T) {
+			g.Count *= shardsOf[b]
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// shardGemms lists the GEMMs of one graph (shard) over B×T tokens.
+func shardGemms(c configs.Model, B, T int) []StepGemm {
 	N := B * T
 	D, H, dn, dr, dv := c.HiddenSize, c.NumAttentionHeads, c.QKNopeHeadDim, c.QKRopeHeadDim, c.VHeadDim
 	dq := dn + dr
@@ -124,7 +152,7 @@ func BenchGemm(opts BenchOptions) (GemmResult, error) {
 	byShape := map[kernels.GemmShape]int{}
 	var stats []GemmStat
 	names := map[kernels.GemmShape][]string{}
-	for _, g := range StepGemms(s.cfg.Model, s.B, s.T) {
+	for _, g := range StepGemms(s.cfg.Model, s.B, s.T, s.cfg.Run.GraphShards) {
 		i, ok := byShape[g.Shape]
 		if !ok {
 			i = len(stats)

@@ -58,7 +58,7 @@ func newTrainStepBench(s *benchSetup) (*TrainStepBench, error) {
 	cfg := s.cfg
 	p := model.NewParams(cfg.Model)
 	p.Init(s.seed)
-	g, err := model.NewGraph[float32](cfg.Model, p.Data, model.GraphOptions{B: s.B, T: s.T})
+	g, err := model.NewGraph[float32](cfg.Model, p.Data, model.GraphOptions{B: s.B, T: s.T, Shards: cfg.Run.GraphShards})
 	if err != nil {
 		return nil, fmt.Errorf("bench: recipe %s: %w", s.opts.Config, err)
 	}
@@ -242,6 +242,7 @@ type TrainStepResult struct {
 	Env
 	Batch         int `json:"batch"`
 	SeqLen        int `json:"seq_len"`
+	GraphShards   int `json:"graph_shards"`   // data-parallel shards of the training graph (run.graph_shards; 1 = one graph)
 	Params        int `json:"params"`         // all parameters (buffers excluded)
 	ActiveParams  int `json:"active_params"`  // per token: routed experts counted num_experts_per_tok times
 	TrainedParams int `json:"trained_params"` // what the optimizer updates
@@ -350,7 +351,7 @@ func BenchTrainStep(opts BenchOptions) (TrainStepResult, error) {
 	}
 	n := float64(o.Reps)
 	res := TrainStepResult{
-		Env: s.env(), Batch: s.B, SeqLen: s.T, Params: total, ActiveParams: active, TrainedParams: trained,
+		Env: s.env(), Batch: s.B, SeqLen: s.T, GraphShards: tb.Graph.Shards(), Params: total, ActiveParams: active, TrainedParams: trained,
 		Reps: o.Reps, Warmup: o.Warmup,
 		TokensPerS: float64(s.B*s.T) / med, StepMS: med * 1e3, StepMSMin: slices.Min(stepT) * 1e3, StepMSMax: slices.Max(stepT) * 1e3,
 		FwdBwdMS: median(runT) * 1e3, OptimizerMS: median(optT) * 1e3, CPUMSPerStep: median(cpuT) * 1e3,

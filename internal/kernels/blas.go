@@ -66,8 +66,7 @@ func Gemm[T Float](transA, transB bool, m, n, k int, alpha T, a []T, lda int, b 
 	if GemmRecorder != nil {
 		GemmRecorder(GemmShape{transA, transB, m, n, k})
 	}
-	if rowSplit && threads > 1 && m >= 2*threads && 2*m*n*k >= splitFlops {
-		w := threads
+	if w := workers(); rowSplit && w > 1 && m >= 2*w && 2*m*n*k >= splitFlops {
 		chunk := (m + w - 1) / w
 		For(w, 1<<30, func(i int) {
 			r0 := i * chunk
@@ -162,12 +161,20 @@ func Axpy[T Float](a T, x, y []T) {
 	}
 }
 
-// Dot returns Σ x·y, accumulated in the element type.
+// Dot returns Σ x·y, accumulated in the element type by four interleaved accumulators (elements i mod 4,
+// added as (s0+s1)+(s2+s3)), so the adds do not wait on each other.
 func Dot[T Float](x, y []T) T {
 	y = y[:len(x)]
-	var s T
-	for i, v := range x {
-		s += v * y[i]
+	var s0, s1, s2, s3 T
+	n4 := len(x) &^ 3
+	for i := 0; i < n4; i += 4 {
+		s0 += x[i] * y[i]
+		s1 += x[i+1] * y[i+1]
+		s2 += x[i+2] * y[i+2]
+		s3 += x[i+3] * y[i+3]
 	}
-	return s
+	for i := n4; i < len(x); i++ {
+		s0 += x[i] * y[i]
+	}
+	return (s0 + s1) + (s2 + s3)
 }

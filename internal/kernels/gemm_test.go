@@ -58,3 +58,32 @@ func TestGemmAgainstNaive(t *testing.T) {
 		}
 	}
 }
+
+// TestDotGolden: Dot on hand-computed sums, with lengths below, at and past the four accumulators' block.
+func TestDotGolden(t *testing.T) {
+	for _, c := range []struct {
+		x, y []float64
+		want float64
+	}{
+		{nil, nil, 0},
+		{[]float64{2}, []float64{3}, 6},
+		{[]float64{1, 2, 3, 4}, []float64{5, 6, 7, 8}, 5 + 12 + 21 + 32},
+		{[]float64{1, 2, 3, 4, 5, 6, 7}, []float64{1, -1, 1, -1, 1, -1, 2}, 1 - 2 + 3 - 4 + 5 - 6 + 14},
+		{[]float64{0.5, 0.25, 1, 2, 4, 8, 16, 32, 64}, []float64{2, 4, 1, 0.5, 0.25, 0.125, 1, 1, 1}, 1 + 1 + 1 + 1 + 1 + 1 + 16 + 32 + 64},
+	} {
+		if got := Dot(c.x, c.y); got != c.want {
+			t.Errorf("Dot(%v, %v) = %v, want %v", c.x, c.y, got, c.want)
+		}
+		if got := Dot(f32(c.x), f32(c.y)); got != float32(c.want) {
+			t.Errorf("float32 Dot(%v, %v) = %v, want %v", c.x, c.y, got, c.want)
+		}
+	}
+}
+
+func f32(x []float64) []float32 {
+	out := make([]float32, len(x))
+	for i, v := range x {
+		out[i] = float32(v)
+	}
+	return out
+}

@@ -21,8 +21,6 @@ package model
 import (
 	"fmt"
 	"math"
-	"sync"
-	"sync/atomic"
 
 	"github.com/sparrow-rl/sparrow/dsa"
 	"github.com/sparrow-rl/sparrow/internal/kernels"
@@ -61,6 +59,7 @@ type Batch struct {
 	pos   []int
 	iota  []int32 // 0, 1, …: the rows of W^UK
 	lanes []lane
+	team  *team // the lanes' helpers during a step
 	tasks []expertTask
 }
 
@@ -104,6 +103,7 @@ func (e *Engine) NewBatch(capacity int) (*Batch, error) {
 	for i := range b.iota {
 		b.iota[i] = int32(i)
 	}
+	b.team = newTeam(b.lanes)
 	for i := range b.lanes {
 		ln := &b.lanes[i]
 		ln.ein, ln.eout = make([]float32, B*max(K, 1)*D), make([]float32, B*max(K, 1)*D)
@@ -117,28 +117,10 @@ func (e *Engine) NewBatch(capacity int) (*Batch, error) {
 	return b, nil
 }
 
-// parallel runs task(ln, i) for i in [0, n) on up to len(b.lanes) goroutines, each taking the next task when
-// it finishes one (so tasks of unequal cost balance); every task writes only its own outputs.
+// parallel runs task(ln, i) for i in [0, n) over the step's lanes (the team), each lane taking the next task
+// when it finishes one (so tasks of unequal cost balance); every task writes only its own outputs.
 func (b *Batch) parallel(n int, task func(ln *lane, i int)) {
-	w := min(len(b.lanes), n)
-	if w <= 1 {
-		for i := range n {
-			task(&b.lanes[0], i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for l := range w {
-		wg.Add(1)
-		go func(ln *lane) {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				task(ln, i)
-			}
-		}(&b.lanes[l])
-	}
-	wg.Wait()
+	b.team.run(n, task)
 }
 
 // splitFlops is the least product (2·m·in·out) whose output columns linear spreads over the lanes.
@@ -218,6 +200,8 @@ func (b *Batch) Step(in []DecodeInput) error {
 	if len(in) == 0 {
 		return nil
 	}
+	b.team.start()
+	defer b.team.stop()
 	e, c := b.e, b.e.Cfg
 	B, D, H := len(in), c.HiddenSize, c.NumAttentionHeads
 	dn, dr, dv, kvr := c.QKNopeHeadDim, c.QKRopeHeadDim, c.VHeadDim, c.KVLoraRank

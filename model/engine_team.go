@@ -1,0 +1,180 @@
+// engine_team.go: the lanes of one batched decode step (Batch.Step) as a team: the caller is lane 0, and
+// helper goroutines started when the step begins run the step's parallel regions with it until the step ends.
+// A step has about 20 regions (the split products, the sequences' attention, the experts), each a few
+// microseconds of work on 2 cores, so the cost of handing a region over matters: a goroutine started per
+// region and woken through the scheduler costs microseconds each time, while a helper that spins on one
+// atomic word between regions picks the next one up within a fraction of a microsecond. A helper spins for at
+// most teamSpin before sleeping on its channel (the step's serial parts are short; a long wait means the
+// caller was descheduled), and yields its core to other goroutines while it spins.
+//
+// The region word packs the region's generation, its task count and the next unclaimed task; a lane claims a
+// task with a compare-and-swap, so a helper that sees a region late claims nothing from the next one by
+// mistake, and the caller ends a region once every claimed task is done. Each task writes only its own
+// outputs, so the result does not depend on which lane runs which task.
+
+package model
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// teamSpin is how long a helper waits for the next region by spinning before it sleeps.
+const teamSpin = 20 * time.Microsecond
+
+// teamMaxTasks is the most tasks one region may have (the width of the task fields of the region word).
+const teamMaxTasks = 1<<15 - 1
+
+// teamQuit is the region word's bit of a step's last generation: the helpers return.
+const teamQuit = 1 << 31
+
+// team runs the parallel regions of one decode step over lanes.
+type team struct {
+	lanes []lane
+	// word: generation << 32 | teamQuit | tasks << 16 | next task.
+	word atomic.Uint64
+	done atomic.Int64          // tasks of the current region finished
+	task func(ln *lane, i int) // read by a lane only once it holds a claimed task of the region
+	// per helper (lane 1…): asleep says it waits on wake (buffered, one token).
+	asleep []atomic.Bool
+	wake   []chan struct{}
+	wg     sync.WaitGroup
+	active bool // helpers are running (between start and stop)
+}
+
+func newTeam(lanes []lane) *team {
+	t := &team{lanes: lanes, asleep: make([]atomic.Bool, len(lanes)), wake: make([]chan struct{}, len(lanes))}
+	for i := range t.wake {
+		t.wake[i] = make(chan struct{}, 1)
+	}
+	return t
+}
+
+// start launches the helpers of a step (none for a single lane).
+func (t *team) start() {
+	if len(t.lanes) <= 1 {
+		return
+	}
+	t.active = true
+	gen := t.word.Load() >> 32
+	for h := 1; h < len(t.lanes); h++ {
+		t.wg.Add(1)
+		go t.helper(h, gen)
+	}
+}
+
+// stop ends the step's helpers and waits for them to return.
+func (t *team) stop() {
+	if !t.active {
+		return
+	}
+	t.post(teamQuit)
+	t.wg.Wait()
+	t.active = false
+}
+
+// post publishes the next region, n tasks (t.task set before) or teamQuit, and wakes sleeping helpers.
+func (t *team) post(n int) {
+	t.done.Store(0)
+	gen := t.word.Load()>>32 + 1
+	if n == teamQuit {
+		t.word.Store(gen<<32 | teamQuit)
+	} else {
+		t.word.Store(gen<<32 | uint64(n)<<16)
+	}
+	for h := 1; h < len(t.lanes); h++ {
+		if t.asleep[h].CompareAndSwap(true, false) {
+			t.wake[h] <- struct{}{}
+		}
+	}
+}
+
+// claim takes the next task of region gen: its index, or −1 when none is left (or the region is over).
+func (t *team) claim(gen uint64) int {
+	for {
+		v := t.word.Load()
+		next, n := int(v&0xffff), int(v>>16&0x7fff)
+		if v>>32 != gen || next >= n {
+			return -1
+		}
+		if t.word.CompareAndSwap(v, v+1) {
+			return next
+		}
+	}
+}
+
+// run runs task(ln, i) for i in [0, n) over the team's lanes and returns when all are done.
+func (t *team) run(n int, task func(ln *lane, i int)) {
+	if !t.active || n == 1 || n > teamMaxTasks {
+		for i := range n {
+			task(&t.lanes[0], i)
+		}
+		return
+	}
+	t.task = task
+	t.post(n)
+	gen := t.word.Load() >> 32
+	for i := t.claim(gen); i >= 0; i = t.claim(gen) {
+		task(&t.lanes[0], i)
+		t.done.Add(1)
+	}
+	for spins := 0; t.done.Load() < int64(n); spins++ {
+		if spins&15 == 15 {
+			runtime.Gosched()
+		}
+	}
+	t.task = nil
+}
+
+// helper is lane h's loop: wait for a region newer than seen, take its tasks, until the step's end.
+func (t *team) helper(h int, seen uint64) {
+	defer t.wg.Done()
+	ln := &t.lanes[h]
+	for {
+		v := t.await(h, seen)
+		gen := v >> 32
+		seen = gen
+		if v&teamQuit != 0 {
+			return
+		}
+		for i := t.claim(gen); i >= 0; i = t.claim(gen) {
+			t.task(ln, i)
+			t.done.Add(1)
+		}
+	}
+}
+
+// await returns the region word of the first region newer than generation seen: spinning (and yielding) for up to teamSpin,
+// then sleeping until post wakes helper h.
+func (t *team) await(h int, seen uint64) uint64 {
+	var t0 time.Time
+	for spins := 0; ; spins++ {
+		if v := t.word.Load(); v>>32 != seen {
+			return v
+		}
+		if spins&15 != 15 {
+			continue
+		}
+		runtime.Gosched()
+		if t0.IsZero() {
+			t0 = time.Now()
+		} else if time.Since(t0) > teamSpin {
+			break
+		}
+	}
+	for {
+		t.asleep[h].Store(true)
+		if v := t.word.Load(); v>>32 != seen {
+			if !t.asleep[h].CompareAndSwap(true, false) {
+				<-t.wake[h] // post took the flag and sent the token: consume it
+			}
+			return v
+		}
+		<-t.wake[h]
+		if v := t.word.Load(); v>>32 != seen {
+			return v
+		}
+	}
+}

@@ -1,0 +1,56 @@
+package model
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestTeamRunsEveryTaskOnce: over steps of many regions of 0…40 tasks, with pauses between regions longer
+// than teamSpin (so helpers sleep and are woken) and without, every task of every region runs exactly once,
+// each region ends only when all of its tasks are done, and stop returns with the helpers gone.
+func TestTeamRunsEveryTaskOnce(t *testing.T) {
+	for _, nl := range []int{1, 2, 3} {
+		for _, pause := range []time.Duration{0, 3 * teamSpin} {
+			t.Run(fmt.Sprintf("lanes=%d/pause=%v", nl, pause), func(t *testing.T) {
+				tm := newTeam(make([]lane, nl))
+				for step := range 3 {
+					tm.start()
+					for r := range 25 {
+						n := (r*7 + step) % 41
+						counts := make([]atomic.Int32, n)
+						lanesSeen := make([]atomic.Int32, nl)
+						tm.run(n, func(ln *lane, i int) {
+							counts[i].Add(1)
+							for l := range tm.lanes {
+								if &tm.lanes[l] == ln {
+									lanesSeen[l].Add(1)
+								}
+							}
+						})
+						total := int32(0)
+						for i := range counts {
+							if c := counts[i].Load(); c != 1 {
+								t.Fatalf("step %d region %d: task %d ran %d times, want 1", step, r, i, c)
+							}
+						}
+						for l := range lanesSeen {
+							total += lanesSeen[l].Load()
+						}
+						if int(total) != n {
+							t.Fatalf("step %d region %d: %d tasks ran on the team's lanes, want %d", step, r, total, n)
+						}
+						if pause > 0 && r%5 == 0 {
+							time.Sleep(pause)
+						}
+					}
+					tm.stop()
+					if tm.active {
+						t.Fatalf("step %d: team still active after stop", step)
+					}
+				}
+			})
+		}
+	}
+}

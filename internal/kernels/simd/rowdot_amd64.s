@@ -152,3 +152,89 @@ d14_store:
 	JNE    d14_col
 	VZEROUPPER
 	RET
+
+// func DotRows2x4(c *float32, ldc int, a *float32, lda int, b *float32, ldb int, n, k int, acc int)
+TEXT ·DotRows2x4(SB), NOSPLIT, $0-72
+	MOVQ c+0(FP), DI
+	MOVQ ldc+8(FP), R8
+	SHLQ $2, R8
+	MOVQ a+16(FP), SI
+	MOVQ lda+24(FP), R9
+	SHLQ $2, R9
+	LEAQ (SI)(R9*1), BX
+	MOVQ b+32(FP), DX
+	MOVQ ldb+40(FP), R10
+	SHLQ $2, R10
+	MOVQ k+56(FP), R11
+	SHLQ $2, R11
+
+d24_col:
+	LEAQ   (DX)(R10*1), AX
+	LEAQ   (AX)(R10*1), R12
+	LEAQ   (R12)(R10*1), R13
+	LEAQ   (DX)(R10*4), CX // the next 4 rows, prefetched meanwhile (contiguous when ldb = k)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ   R9, R9
+
+d24_k:
+	PREFETCHT0  (CX)(R9*4)
+	PREFETCHT0  64(CX)(R9*4)
+	VMOVUPS     (SI)(R9*1), Y12
+	VMOVUPS     (BX)(R9*1), Y13
+	VMOVUPS     (DX)(R9*1), Y8
+	VFMADD231PS Y8, Y12, Y0
+	VFMADD231PS Y8, Y13, Y4
+	VMOVUPS     (AX)(R9*1), Y9
+	VFMADD231PS Y9, Y12, Y1
+	VFMADD231PS Y9, Y13, Y5
+	VMOVUPS     (R12)(R9*1), Y10
+	VFMADD231PS Y10, Y12, Y2
+	VFMADD231PS Y10, Y13, Y6
+	VMOVUPS     (R13)(R9*1), Y11
+	VFMADD231PS Y11, Y12, Y3
+	VFMADD231PS Y11, Y13, Y7
+	ADDQ        $32, R9
+	CMPQ        R9, R11
+	JLT         d24_k
+
+	HSUM(Y0, X0)
+	HSUM(Y1, X1)
+	HSUM(Y2, X2)
+	HSUM(Y3, X3)
+	HSUM(Y4, X4)
+	HSUM(Y5, X5)
+	HSUM(Y6, X6)
+	HSUM(Y7, X7)
+	CMPQ acc+64(FP), $0
+	JEQ  d24_store
+	VADDSS (DI), X0, X0
+	VADDSS 4(DI), X1, X1
+	VADDSS 8(DI), X2, X2
+	VADDSS 12(DI), X3, X3
+	VADDSS (DI)(R8*1), X4, X4
+	VADDSS 4(DI)(R8*1), X5, X5
+	VADDSS 8(DI)(R8*1), X6, X6
+	VADDSS 12(DI)(R8*1), X7, X7
+
+d24_store:
+	VMOVSS X0, (DI)
+	VMOVSS X1, 4(DI)
+	VMOVSS X2, 8(DI)
+	VMOVSS X3, 12(DI)
+	VMOVSS X4, (DI)(R8*1)
+	VMOVSS X5, 4(DI)(R8*1)
+	VMOVSS X6, 8(DI)(R8*1)
+	VMOVSS X7, 12(DI)(R8*1)
+	ADDQ   $16, DI
+	LEAQ   (DX)(R10*4), DX
+	SUBQ   $4, n+48(FP)
+	JNE    d24_col
+	VZEROUPPER
+	RET

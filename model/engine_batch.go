@@ -51,16 +51,21 @@ type Batch struct {
 	rstd                                          []float32 // [B]
 	// MoE: affinities [B, E], gate weights and ids [B, K], per-slot expert outputs [B·K, D], the slots
 	// (b·K + k) routed to each expert.
-	s, w  []float32
-	ids   []int32
-	sel   []float64
-	slots [][]int
-	eo    []float32
-	pos   []int
-	iota  []int32 // 0, 1, …: the rows of W^UK
-	lanes []lane
-	team  *team // the lanes' helpers during a step
-	tasks []expertTask
+	s, w   []float32
+	ids    []int32
+	sel    []float64
+	slots  [][]int
+	eo     []float32
+	pos    []int
+	iota   []int32 // 0, 1, …: the rows of W^UK
+	lanes  []lane
+	team   *team // the lanes' helpers during a step
+	tasks  []expertTask
+	prods  []product             // the products of the current linears region
+	prodFn func(ln *lane, t int) // b.prodTask, bound once
+	seqFn  func(ln *lane, i int) // b.sequence, bound once
+	layer  int                   // the layer of the current sequence tasks
+	in     []DecodeInput         // the current step's inputs (during the step)
 }
 
 // lane is one worker's scratch for the tasks of a step.
@@ -104,6 +109,7 @@ func (e *Engine) NewBatch(capacity int) (*Batch, error) {
 		b.iota[i] = int32(i)
 	}
 	b.team = newTeam(b.lanes)
+	b.prodFn, b.seqFn = b.prodTask, b.sequence
 	for i := range b.lanes {
 		ln := &b.lanes[i]
 		ln.ein, ln.eout = make([]float32, B*max(K, 1)*D), make([]float32, B*max(K, 1)*D)
@@ -123,26 +129,78 @@ func (b *Batch) parallel(n int, task func(ln *lane, i int)) {
 	b.team.run(n, task)
 }
 
-// splitFlops is the least product (2·m·in·out) whose output columns linear spreads over the lanes.
+// splitFlops is the least product (2·m·in·out) whose output columns linears spreads over the lanes.
 const splitFlops = 1 << 18
 
-// linear computes y = x·Wᵀ (+ y when accumulate) for x [m, in] (row stride ldx), W [out, in], y [m, out] (row
-// stride ldy) with kernels.LinearRows, the output columns split over the lanes (in blocks of a multiple of 4)
-// when the product pays for it: decode's products have few rows, which a row split cannot use. The split
-// depends on the shapes only, and no output depends on it.
-func (b *Batch) linear(y []float32, ldy int, x []float32, ldx int, w []float32, m, in, out int, accumulate bool) {
-	parts := min(len(b.lanes), out/32)
-	if parts <= 1 || 2*m*in*out < splitFlops {
-		kernels.LinearRows(y, ldy, x, ldx, w, m, in, out, accumulate)
+// product is one y = x·Wᵀ (+ y when acc) of a step for linears: x [m, in] (row stride ldx), W [out, in], y [m,
+// out] (row stride ldy). With swiglu set (a gate product whose up product is u, both [m, out] with row stride
+// ldy), a part also writes act = SiLU(y)⊙u over its columns.
+type product struct {
+	y, x, w    []float32
+	ldy, ldx   int
+	m, in, out int
+	acc        bool
+	// swiglu: the up product's weights [out, in], its output and the activation (laid out as y)
+	wu, u, act []float32
+	swiglu     bool
+	parts      int // column blocks
+	chunk      int // their width (a multiple of 8)
+}
+
+// split splits p's output columns over lanes lanes (in blocks of a multiple of 8) when the product pays for
+// it: decode's products have few rows, which a row split cannot use. The split depends on the shapes only, and
+// no output depends on it.
+func (p *product) split(lanes int) {
+	p.parts, p.chunk = 1, p.out
+	if n := min(lanes, p.out/32); n > 1 && 2*p.m*p.in*p.out >= splitFlops {
+		p.parts, p.chunk = n, ((p.out+n-1)/n+7)/8*8
+	}
+}
+
+// part computes p's output columns [k·chunk, (k+1)·chunk) with kernels.LinearRows (and their SwiGLU).
+func (p *product) part(k int) {
+	o0, o1 := k*p.chunk, min((k+1)*p.chunk, p.out)
+	if o0 >= o1 {
 		return
 	}
-	chunk := ((out+parts-1)/parts + 3) / 4 * 4
-	b.parallel(parts, func(_ *lane, p int) {
-		o0 := p * chunk
-		if o1 := min(o0+chunk, out); o0 < o1 {
-			kernels.LinearRows(y[o0:], ldy, x, ldx, w[o0*in:], m, in, o1-o0, accumulate)
+	kernels.LinearRows(p.y[o0:], p.ldy, p.x, p.ldx, p.w[o0*p.in:], p.m, p.in, o1-o0, p.acc)
+	if !p.swiglu {
+		return
+	}
+	kernels.LinearRows(p.u[o0:], p.ldy, p.x, p.ldx, p.wu[o0*p.in:], p.m, p.in, o1-o0, false)
+	for r := range p.m {
+		row := r*p.ldy + o0
+		kernels.SwiGLU(p.act[row:row+o1-o0], p.y[row:row+o1-o0], p.u[row:row+o1-o0])
+	}
+}
+
+// linears runs the products ps (independent of each other) in one parallel region, each split by columns.
+func (b *Batch) linears(ps ...product) {
+	b.prods = append(b.prods[:0], ps...)
+	n := 0
+	for i := range b.prods {
+		b.prods[i].split(len(b.lanes))
+		n += b.prods[i].parts
+	}
+	b.parallel(n, b.prodFn)
+}
+
+// prodTask runs task t of the products of linears: part t of the product it falls in.
+func (b *Batch) prodTask(_ *lane, t int) {
+	for i := range b.prods {
+		p := &b.prods[i]
+		if t < p.parts {
+			p.part(t)
+			return
 		}
-	})
+		t -= p.parts
+	}
+}
+
+// linear computes y = x·Wᵀ (+ y when accumulate) for x [m, in] (row stride ldx), W [out, in], y [m, out] (row
+// stride ldy), its output columns split over the lanes.
+func (b *Batch) linear(y []float32, ldy int, x []float32, ldx int, w []float32, m, in, out int, accumulate bool) {
+	b.linears(product{y: y, ldy: ldy, x: x, ldx: ldx, w: w, m: m, in: in, out: out, acc: accumulate})
 }
 
 // ffn computes y [n, D] = W_down·(SiLU(W_gate·x) ⊙ W_up·x) for x [n, D] and an FFN of width I (the SwiGLU of
@@ -213,46 +271,16 @@ func (b *Batch) Step(in []DecodeInput) error {
 	}
 	x, h, rstd := b.x[:B*D], b.h[:B*D], b.rstd[:B]
 	for l := 0; l < c.NumHiddenLayers; l++ {
-		// Projections of the B rows [B, D] → q [B, H·dq], the new latent and rope key of every row.
+		// Projections of the B rows [B, D]: q^A [B, q_lora] and the new latent and rope key of every row [B,
+		// kvr+dr] in one region, then q [B, H·dq].
 		kernels.RMSNorm(h, rstd, x, B, D, D, 0, e.w(l, "input_layernorm.weight"), c.RMSNormEps)
-		b.linear(b.qa, c.QLoraRank, h, D, e.w(l, "self_attn.q_a_proj.weight"), B, D, c.QLoraRank, false)
+		b.linears(product{y: b.qa, ldy: c.QLoraRank, x: h, ldx: D, w: e.w(l, "self_attn.q_a_proj.weight"), m: B, in: D, out: c.QLoraRank},
+			product{y: b.kva, ldy: kvr + dr, x: h, ldx: D, w: e.w(l, "self_attn.kv_a_proj_with_mqa.weight"), m: B, in: D, out: kvr + dr})
 		kernels.RMSNorm(b.qn, rstd, b.qa, B, c.QLoraRank, c.QLoraRank, 0, e.w(l, "self_attn.q_a_layernorm.weight"), c.RMSNormEps)
 		b.linear(b.q, H*dq, b.qn, c.QLoraRank, e.w(l, "self_attn.q_b_proj.weight"), B, c.QLoraRank, H*dq, false)
-		b.linear(b.kva, kvr+dr, h, D, e.w(l, "self_attn.kv_a_proj_with_mqa.weight"), B, D, kvr+dr, false)
-		kvNorm := e.w(l, "self_attn.kv_a_layernorm.weight")
-		for i, r := range in {
-			s, pos := r.S, b.pos[i]
-			kernels.RMSNorm(s.latent[l][pos*kvr:(pos+1)*kvr], rstd[i:i+1], b.kva[i*(kvr+dr):], 1, kvr, kvr+dr, 0, kvNorm, c.RMSNormEps)
-			kr := s.krope[l][pos*dr : (pos+1)*dr]
-			copy(kr, b.kva[i*(kvr+dr)+kvr:(i+1)*(kvr+dr)])
-			kernels.Rope(e.rope, kr, pos, true, false)
-			for hd := 0; hd < H; hd++ {
-				o := (i*H+hd)*dq + dn
-				kernels.Rope(e.rope, b.q[o:o+dr], pos, true, false)
-			}
-		}
-		// Absorption: q̃_{b,i} = W^UK_iᵀ q^C_{b,i} = Σ_p q^C_{b,i,p}·W^UK_i[p] for each row and head, qt [B, H, kvr].
-		wkv := e.w(l, "self_attn.kv_b_proj.weight") // [H·(dn+dv), kvr]
-		for i := range B {
-			for hd := 0; hd < H; hd++ {
-				wuk := wkv[hd*(dn+dv)*kvr : (hd*(dn+dv)+dn)*kvr] // [dn, kvr]
-				qt, qc := b.qt[(i*H+hd)*kvr:(i*H+hd+1)*kvr], b.q[(i*H+hd)*dq:(i*H+hd)*dq+dn]
-				clear(qt)
-				kernels.GatherAxpy(qt, qc, wuk, kvr, b.iota)
-			}
-		}
-		if kernels.GemmRecorder != nil { // the absorption is H products [B, dn]·[dn, kvr], counted as such
-			for range H {
-				kernels.GemmRecorder(kernels.GemmShape{M: B, N: kvr, K: dn})
-			}
-		}
-		// Attention per sequence over its own cache, all heads in one product: ctx [B, H, kvr].
-		b.parallel(B, func(ln *lane, i int) { b.attention(ln, l, i, in[i]) })
-		// o_{b,i} = W^UV_i ctx_{b,i} for the B rows of each head, then the output projection into the residual.
-		for hd := 0; hd < H; hd++ {
-			wuv := wkv[(hd*(dn+dv)+dn)*kvr : (hd+1)*(dn+dv)*kvr] // [dv, kvr]
-			kernels.LinearRows(b.o[hd*dv:], H*dv, b.ctx[hd*kvr:], H*kvr, wuv, B, kvr, dv, false)
-		}
+		// Per sequence: its cache entries, absorbed queries, attention and W^UV outputs o [B, H·dv].
+		b.layer, b.in = l, in
+		b.parallel(B, b.seqFn)
 		b.linear(x, D, b.o, H*dv, e.w(l, "self_attn.o_proj.weight"), B, H*dv, D, true)
 		kernels.RMSNorm(h, rstd, x, B, D, D, 0, e.w(l, "post_attention_layernorm.weight"), c.RMSNormEps)
 		if c.IsMoE(l) {
@@ -262,6 +290,7 @@ func (b *Batch) Step(in []DecodeInput) error {
 		}
 		kernels.Axpy(1, b.ffn[:B*D], x)
 	}
+	b.in = nil
 	kernels.RMSNorm(h, rstd, x, B, D, D, 0, e.P.MustGet("model.norm.weight"), c.RMSNormEps)
 	V := c.VocabSize
 	b.linear(b.logits, V, h, D, e.P.MustGet("lm_head.weight"), B, D, V, false)
@@ -270,6 +299,35 @@ func (b *Batch) Step(in []DecodeInput) error {
 		r.S.Len++
 	}
 	return nil
+}
+
+// sequence is the attention task of row i of the current step's layer b.layer (dsv32-spec.md §1.3): it
+// normalises and ropes the row's new latent and rope key into its session's cache, ropes its queries, absorbs
+// W^UK into them (q̃_{b,i} = W^UK_iᵀ q^C_{b,i} = Σ_p q^C_{b,i,p}·W^UK_i[p], qt [H, kvr]), attends over the cache
+// (ctx [H, kvr]) and applies W^UV per head (o [H·dv]). Everything it writes belongs to row i.
+func (b *Batch) sequence(ln *lane, i int) {
+	e, c, l, r := b.e, b.e.Cfg, b.layer, b.in[i]
+	H, dn, dr, dv, kvr := c.NumAttentionHeads, c.QKNopeHeadDim, c.QKRopeHeadDim, c.VHeadDim, c.KVLoraRank
+	dq := dn + dr
+	s, pos := r.S, b.pos[i]
+	kernels.RMSNorm(s.latent[l][pos*kvr:(pos+1)*kvr], b.rstd[i:i+1], b.kva[i*(kvr+dr):], 1, kvr, kvr+dr, 0, e.w(l, "self_attn.kv_a_layernorm.weight"), c.RMSNormEps)
+	kr := s.krope[l][pos*dr : (pos+1)*dr]
+	copy(kr, b.kva[i*(kvr+dr)+kvr:(i+1)*(kvr+dr)])
+	kernels.Rope(e.rope, kr, pos, true, false)
+	wkv := e.w(l, "self_attn.kv_b_proj.weight") // [H·(dn+dv), kvr]
+	for hd := 0; hd < H; hd++ {
+		o := (i*H+hd)*dq + dn
+		kernels.Rope(e.rope, b.q[o:o+dr], pos, true, false)
+		wuk := wkv[hd*(dn+dv)*kvr : (hd*(dn+dv)+dn)*kvr] // [dn, kvr]
+		qt, qc := b.qt[(i*H+hd)*kvr:(i*H+hd+1)*kvr], b.q[(i*H+hd)*dq:(i*H+hd)*dq+dn]
+		clear(qt)
+		kernels.GatherAxpy(qt, qc, wuk, kvr, b.iota)
+	}
+	b.attention(ln, l, i, r)
+	for hd := 0; hd < H; hd++ {
+		wuv := wkv[(hd*(dn+dv)+dn)*kvr : (hd+1)*(dn+dv)*kvr] // [dv, kvr]
+		kernels.LinearRows(b.o[(i*H+hd)*dv:], dv, b.ctx[(i*H+hd)*kvr:], kvr, wuv, 1, kvr, dv, false)
+	}
 }
 
 // attention writes row i's ctx [H, kvr] for its session's attention (dense or sparse).
@@ -285,15 +343,15 @@ func (b *Batch) attention(ln *lane, l, i int, r DecodeInput) {
 	b.sparseAttention(ln, l, i, r.S, forced)
 }
 
-// denseFFN computes ffn [B, D] = W_down·(SiLU(W_gate·h) ⊙ W_up·h) for layer l's dense SwiGLU FFN (as swiglu.forward,
-// with split products).
+// denseFFN computes ffn [B, D] = W_down·(SiLU(W_gate·h) ⊙ W_up·h) for layer l's dense SwiGLU FFN (as
+// swiglu.forward, with split products): the gate and up products and the activation in one region, by column
+// blocks, then the down product.
 func (b *Batch) denseFFN(l, B int) {
 	e, c := b.e, b.e.Cfg
 	D, I := c.HiddenSize, c.IntermediateSize
 	a, u, act := b.a[:B*I], b.u[:B*I], b.act[:B*I]
-	b.linear(a, I, b.h, D, e.w(l, "mlp.gate_proj.weight"), B, D, I, false)
-	b.linear(u, I, b.h, D, e.w(l, "mlp.up_proj.weight"), B, D, I, false)
-	kernels.SwiGLU(act, a, u)
+	b.linears(product{y: a, ldy: I, x: b.h, ldx: D, w: e.w(l, "mlp.gate_proj.weight"), m: B, in: D, out: I,
+		swiglu: true, wu: e.w(l, "mlp.up_proj.weight"), u: u, act: act})
 	b.linear(b.ffn, D, act, I, e.w(l, "mlp.down_proj.weight"), B, I, D, false)
 }
 

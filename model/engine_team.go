@@ -5,7 +5,7 @@
 // region and woken through the scheduler costs microseconds each time, while a helper that spins on one
 // atomic word between regions picks the next one up within a fraction of a microsecond. A helper spins for at
 // most teamSpin before sleeping on its channel (the step's serial parts are short; a long wait means the
-// caller was descheduled), and yields its core to other goroutines while it spins.
+// caller was descheduled), and yields its core to other goroutines every few hundred spins.
 //
 // The region word packs the region's generation, its task count and the next unclaimed task; a lane claims a
 // task with a compare-and-swap, so a helper that sees a region late claims nothing from the next one by
@@ -121,7 +121,7 @@ func (t *team) run(n int, task func(ln *lane, i int)) {
 		t.done.Add(1)
 	}
 	for spins := 0; t.done.Load() < int64(n); spins++ {
-		if spins&15 == 15 {
+		if spins&255 == 255 {
 			runtime.Gosched()
 		}
 	}
@@ -154,7 +154,7 @@ func (t *team) await(h int, seen uint64) uint64 {
 		if v := t.word.Load(); v>>32 != seen {
 			return v
 		}
-		if spins&15 != 15 {
+		if spins&255 != 255 {
 			continue
 		}
 		runtime.Gosched()

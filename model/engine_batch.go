@@ -40,8 +40,8 @@ type DecodeInput struct {
 // Batch is the work space of batched decode steps of up to Cap sequences over one engine. It holds no
 // sequence state (that is in each Session), so any sessions of the engine may share a step. It is not safe
 // for concurrent use. A step spreads its work over kernels.Threads() lanes: the output columns of the
-// projections, the sequences' attention, and the experts (the shared one included) are independent tasks,
-// each writing only its own outputs, so the result does not depend on the number of lanes or their timing.
+// projections and of the experts' products (the shared one included) and the sequences' attention are
+// independent tasks, each writing only its own outputs, so the result does not depend on the number of lanes or their timing.
 type Batch struct {
 	e   *Engine
 	Cap int
@@ -49,23 +49,26 @@ type Batch struct {
 	x, h, qa, qn, q, kva, qt, ctx, o, ffn, logits []float32 // [B, ·]
 	a, u, act                                     []float32 // dense FFN activations [B, I]
 	rstd                                          []float32 // [B]
-	// MoE: affinities [B, E], gate weights and ids [B, K], per-slot expert outputs [B·K, D], the slots
-	// (b·K + k) routed to each expert.
-	s, w   []float32
-	ids    []int32
-	sel    []float64
-	slots  [][]int
-	eo     []float32
-	pos    []int
-	iota   []int32 // 0, 1, …: the rows of W^UK
-	lanes  []lane
-	team   *team // the lanes' helpers during a step
-	tasks  []expertTask
-	prods  []product             // the products of the current linears region
-	prodFn func(ln *lane, t int) // b.prodTask, bound once
-	seqFn  func(ln *lane, i int) // b.sequence, bound once
-	layer  int                   // the layer of the current sequence tasks
-	in     []DecodeInput         // the current step's inputs (during the step)
+	// MoE: affinities [B, E], gate weights and ids [B, K], the slots (b·K + k) routed to each expert, the
+	// first gathered row of each expert (base) and the gathered row of each slot (slotRow); the routed
+	// experts' gathered inputs and outputs [B·K, D] and activations [B·K, I], the shared expert's [B, I_s].
+	s, w          []float32
+	ids           []int32
+	sel           []float64
+	slots         [][]int
+	base, slotRow []int
+	ein, eout     []float32
+	ea, eu, eact  []float32
+	sa, su, sact  []float32
+	pos           []int
+	iota          []int32 // 0, 1, …: the rows of W^UK
+	lanes         []lane
+	team          *team                 // the lanes' helpers during a step
+	prods         []product             // the products of the current linears region
+	prodFn        func(ln *lane, t int) // b.prodTask, bound once
+	seqFn         func(ln *lane, i int) // b.sequence, bound once
+	layer         int                   // the layer of the current sequence tasks
+	in            []DecodeInput         // the current step's inputs (during the step)
 }
 
 // lane is one worker's scratch for the tasks of a step.
@@ -74,14 +77,7 @@ type lane struct {
 	iq, iw, ik     []float32 // a sparse sequence's index queries [Hi, Dh], head weights [Hi], scores [Hi, n]
 	khat, kr1, isc []float32
 	heap           []int32
-	ein, eout      []float32 // an expert's gathered rows and outputs [n_j, D]
-	a, u, act      []float32 // an expert's activations [n, I]
-}
-
-// expertTask is one FFN expert's work in a MoE step: the shared expert (all rows) or routed expert j.
-type expertTask struct {
-	shared bool
-	j      int
+	posIdx         []int32 // 0, 1, …: the cached positions, for the context's gathered axpy
 }
 
 // NewBatch allocates the work space of decode steps of up to capacity sequences.
@@ -100,7 +96,11 @@ func (e *Engine) NewBatch(capacity int) (*Batch, error) {
 		o: make([]float32, B*H*c.VHeadDim), logits: make([]float32, B*c.VocabSize), rstd: make([]float32, B),
 		a: make([]float32, B*c.IntermediateSize), u: make([]float32, B*c.IntermediateSize), act: make([]float32, B*c.IntermediateSize),
 		s: make([]float32, B*E), w: make([]float32, B*K), ids: make([]int32, B*K), sel: make([]float64, E),
-		slots: make([][]int, E), eo: make([]float32, B*K*D), pos: make([]int, B), lanes: make([]lane, max(kernels.Threads(), 1))}
+		slots: make([][]int, E), base: make([]int, E), slotRow: make([]int, B*K), pos: make([]int, B), lanes: make([]lane, max(kernels.Threads(), 1))}
+	BK, I, SI := B*K, c.MoEIntermediateSize, c.MoEIntermediateSize*c.NSharedExperts
+	b.ein, b.eout = make([]float32, BK*D), make([]float32, BK*D)
+	b.ea, b.eu, b.eact = make([]float32, BK*I), make([]float32, BK*I), make([]float32, BK*I)
+	b.sa, b.su, b.sact = make([]float32, B*SI), make([]float32, B*SI), make([]float32, B*SI)
 	for i := range b.slots {
 		b.slots[i] = make([]int, 0, B*K)
 	}
@@ -112,9 +112,6 @@ func (e *Engine) NewBatch(capacity int) (*Batch, error) {
 	b.prodFn, b.seqFn = b.prodTask, b.sequence
 	for i := range b.lanes {
 		ln := &b.lanes[i]
-		ln.ein, ln.eout = make([]float32, B*max(K, 1)*D), make([]float32, B*max(K, 1)*D)
-		I := B * max(c.MoEIntermediateSize, c.MoEIntermediateSize*c.NSharedExperts)
-		ln.a, ln.u, ln.act = make([]float32, I), make([]float32, I), make([]float32, I)
 		if c.IndexNHeads > 0 {
 			ln.iq, ln.iw = make([]float32, c.IndexNHeads*c.IndexHeadDim), make([]float32, c.IndexNHeads)
 			ln.khat, ln.kr1 = make([]float32, c.IndexHeadDim), make([]float32, 1)
@@ -129,8 +126,12 @@ func (b *Batch) parallel(n int, task func(ln *lane, i int)) {
 	b.team.run(n, task)
 }
 
-// splitFlops is the least product (2·m·in·out) whose output columns linears spreads over the lanes.
-const splitFlops = 1 << 18
+// splitFlops is the least product (2·m·in·out) whose output columns linears spreads over the lanes, and
+// splitWeights the least weight matrix (in·out) it spreads whatever the rows (streaming it is the cost).
+const (
+	splitFlops   = 1 << 18
+	splitWeights = 1 << 16
+)
 
 // product is one y = x·Wᵀ (+ y when acc) of a step for linears: x [m, in] (row stride ldx), W [out, in], y [m,
 // out] (row stride ldy). With swiglu set (a gate product whose up product is u, both [m, out] with row stride
@@ -152,7 +153,7 @@ type product struct {
 // no output depends on it.
 func (p *product) split(lanes int) {
 	p.parts, p.chunk = 1, p.out
-	if n := min(lanes, p.out/32); n > 1 && 2*p.m*p.in*p.out >= splitFlops {
+	if n := min(lanes, p.out/32); n > 1 && (2*p.m*p.in*p.out >= splitFlops || p.in*p.out >= splitWeights) {
 		p.parts, p.chunk = n, ((p.out+n-1)/n+7)/8*8
 	}
 }
@@ -177,6 +178,11 @@ func (p *product) part(k int) {
 // linears runs the products ps (independent of each other) in one parallel region, each split by columns.
 func (b *Batch) linears(ps ...product) {
 	b.prods = append(b.prods[:0], ps...)
+	b.runProducts()
+}
+
+// runProducts runs the products of b.prods in one parallel region, each split by columns.
+func (b *Batch) runProducts() {
 	n := 0
 	for i := range b.prods {
 		b.prods[i].split(len(b.lanes))
@@ -201,17 +207,6 @@ func (b *Batch) prodTask(_ *lane, t int) {
 // stride ldy), its output columns split over the lanes.
 func (b *Batch) linear(y []float32, ldy int, x []float32, ldx int, w []float32, m, in, out int, accumulate bool) {
 	b.linears(product{y: y, ldy: ldy, x: x, ldx: ldx, w: w, m: m, in: in, out: out, acc: accumulate})
-}
-
-// ffn computes y [n, D] = W_down·(SiLU(W_gate·x) ⊙ W_up·x) for x [n, D] and an FFN of width I (the SwiGLU of
-// swiglu.forward, with row-invariant products) in ln's scratch.
-func ffn(ln *lane, y, x, wg, wu, wd []float32, n, D, I int) {
-	a, u, act := grow(ln.a, n*I), grow(ln.u, n*I), grow(ln.act, n*I)
-	ln.a, ln.u, ln.act = a, u, act
-	kernels.LinearRows(a, I, x, D, wg, n, D, I, false)
-	kernels.LinearRows(u, I, x, D, wu, n, D, I, false)
-	kernels.SwiGLU(act, a, u)
-	kernels.LinearRows(y, D, act, I, wd, n, I, D, false)
 }
 
 // check validates a step's inputs: room in every cache, token ids, forced ids, one row per session.
@@ -355,21 +350,37 @@ func (b *Batch) denseFFN(l, B int) {
 	b.linear(b.ffn, D, act, I, e.w(l, "mlp.down_proj.weight"), B, I, D, false)
 }
 
-// denseAttention writes row i's ctx [H, kvr] = softmax(S)·C over every cached position of s (absorbed MLA).
+// denseAttention writes row i's ctx [H, kvr] = softmax(S)·C over every cached position of s (absorbed MLA):
+// the scores S = (Q̃·Cᵀ + Q^R·K^Rᵀ)·τ [H, n] as row dots against the cached rows (over the positions rounded
+// up to a multiple of 4 while the cache holds them; the extra columns are not read), the softmax of the
+// training graph's attention (SoftmaxRowFast), and each head's context as one gathered axpy over the rows.
 func (b *Batch) denseAttention(ln *lane, l, i int, s *Session) {
 	c := b.e.Cfg
 	H, dn, dr, kvr := c.NumAttentionHeads, c.QKNopeHeadDim, c.QKRopeHeadDim, c.KVLoraRank
 	dq := dn + dr
 	n := b.pos[i] + 1
-	scale := float32(1 / math.Sqrt(float64(dq)))
-	ln.sc = grow(ln.sc, H*n)
-	qt, q, ctx := b.qt[i*H*kvr:(i+1)*H*kvr], b.q[i*H*dq:(i+1)*H*dq], b.ctx[i*H*kvr:(i+1)*H*kvr]
-	kernels.Gemm(false, true, H, n, kvr, scale, qt, kvr, s.latent[l], kvr, 0, ln.sc, n)
-	kernels.Gemm(false, true, H, n, dr, scale, q[dn:], dq, s.krope[l], dr, 1, ln.sc, n)
-	for hd := 0; hd < H; hd++ {
-		kernels.SoftmaxRow(ln.sc[hd*n : (hd+1)*n])
+	np := (n + 3) &^ 3
+	if np > s.MaxLen {
+		np = n // the last positions of a full cache: LinearRows takes the odd width through BLAS
 	}
-	kernels.Gemm(false, false, H, kvr, n, 1, ln.sc, n, s.latent[l], kvr, 0, ctx, kvr)
+	scale := float32(1 / math.Sqrt(float64(dq)))
+	ln.sc = grow(ln.sc, H*np)
+	for t := len(ln.posIdx); t < n; t++ {
+		ln.posIdx = append(ln.posIdx, int32(t))
+	}
+	qt, q, ctx := b.qt[i*H*kvr:(i+1)*H*kvr], b.q[i*H*dq:(i+1)*H*dq], b.ctx[i*H*kvr:(i+1)*H*kvr]
+	kernels.LinearRows(ln.sc, np, qt, kvr, s.latent[l], H, kvr, np, false)
+	kernels.LinearRows(ln.sc, np, q[dn:], dq, s.krope[l], H, dr, np, true)
+	for hd := 0; hd < H; hd++ {
+		row := ln.sc[hd*np : hd*np+n]
+		for t := range row {
+			row[t] *= scale
+		}
+		kernels.SoftmaxRowFast(row)
+		ch := ctx[hd*kvr : (hd+1)*kvr]
+		clear(ch)
+		kernels.GatherAxpy(ch, row, s.latent[l], kvr, ln.posIdx[:n])
+	}
 }
 
 // sparseAttention caches row i's index key, selects (or takes the forced) top-k positions of s with the
@@ -433,19 +444,20 @@ func (b *Batch) sparseAttention(ln *lane, l, i int, s *Session, forced []int32) 
 				row[j] = float32(math.Inf(-1))
 			}
 		}
-		kernels.SoftmaxRow(row)
+		kernels.SoftmaxRowFast(row)
 	}
 	kernels.Gemm(false, false, H, kvr, k, 1, ln.sc, k, ln.gl, kvr, 0, ctx, kvr)
 }
 
 // moe computes ffn [B, D] = MoE(h) for layer l: every row's experts are selected (or forced) and recorded in
-// its session; the shared expert (all rows) and each routed expert (the rows routed to it, as one [n_j, D]
-// product) are tasks over the lanes; then each row adds its K experts' outputs in its own selection order, as
-// one sequence decoded alone does.
+// its session; each routed expert's rows are gathered (expert j's n_j rows contiguous from base_j in ein [B·K,
+// D]) so that they go through the expert as one [n_j, D] product; the shared expert (all rows, writing ffn)
+// and the routed experts run as two regions of column blocks: gate, up and SwiGLU, then down. Then each row
+// adds its K experts' outputs in its own selection order, as one sequence decoded alone does.
 func (b *Batch) moe(l int, in []DecodeInput) {
 	e, c := b.e, b.e.Cfg
 	mc := e.moe
-	B, D, K, E := len(in), c.HiddenSize, mc.K, mc.E
+	B, D, K, E, I := len(in), c.HiddenSize, mc.K, mc.E, mc.I
 	h, ffn := b.h[:B*D], b.ffn[:B*D]
 	b.linear(b.s, E, h, D, e.w(l, "mlp.gate.weight"), B, D, E, false)
 	for j, v := range b.s[:B*E] {
@@ -469,45 +481,51 @@ func (b *Batch) moe(l int, in []DecodeInput) {
 			b.slots[id] = append(b.slots[id], i*K+k)
 		}
 	}
-	b.tasks = b.tasks[:0]
-	if mc.SharedI > 0 {
-		b.tasks = append(b.tasks, expertTask{shared: true})
+	// Gather: slot sl's row is row slotRow[sl] of ein and eout.
+	base := 0
+	for j := range E {
+		for r, sl := range b.slots[j] {
+			row := sl / K
+			copy(b.ein[(base+r)*D:(base+r+1)*D], h[row*D:(row+1)*D])
+			b.slotRow[sl] = base + r
+		}
+		b.base[j] = base
+		base += len(b.slots[j])
+	}
+	// Gate, up and SwiGLU of every expert, then its down product.
+	SI := mc.SharedI
+	b.prods = b.prods[:0]
+	if SI > 0 {
+		b.prods = append(b.prods, product{y: b.sa[:B*SI], ldy: SI, x: h, ldx: D, w: e.w(l, "mlp.shared_experts.gate_proj.weight"), m: B, in: D, out: SI,
+			swiglu: true, wu: e.w(l, "mlp.shared_experts.up_proj.weight"), u: b.su[:B*SI], act: b.sact[:B*SI]})
+	}
+	for j := range E {
+		if nj := len(b.slots[j]); nj > 0 {
+			r0, ew := b.base[j], e.experts[l][j]
+			b.prods = append(b.prods, product{y: b.ea[r0*I:], ldy: I, x: b.ein[r0*D:], ldx: D, w: ew[0], m: nj, in: D, out: I,
+				swiglu: true, wu: ew[1], u: b.eu[r0*I:], act: b.eact[r0*I:]})
+		}
+	}
+	b.runProducts()
+	b.prods = b.prods[:0]
+	if SI > 0 {
+		b.prods = append(b.prods, product{y: ffn, ldy: D, x: b.sact[:B*SI], ldx: SI, w: e.w(l, "mlp.shared_experts.down_proj.weight"), m: B, in: SI, out: D})
 	} else {
 		clear(ffn)
 	}
 	for j := range E {
-		if len(b.slots[j]) > 0 {
-			b.tasks = append(b.tasks, expertTask{j: j})
+		if nj := len(b.slots[j]); nj > 0 {
+			r0 := b.base[j]
+			b.prods = append(b.prods, product{y: b.eout[r0*D:], ldy: D, x: b.eact[r0*I:], ldx: I, w: e.experts[l][j][2], m: nj, in: I, out: D})
 		}
 	}
-	b.parallel(len(b.tasks), func(ln *lane, t int) { b.expert(ln, l, B, b.tasks[t]) })
+	b.runProducts()
 	for i := range in {
 		for k := 0; k < K; k++ {
 			sl := i*K + k
-			kernels.Axpy(b.w[sl], b.eo[sl*D:(sl+1)*D], ffn[i*D:(i+1)*D])
+			r := b.slotRow[sl]
+			kernels.Axpy(b.w[sl], b.eout[r*D:(r+1)*D], ffn[i*D:(i+1)*D])
 		}
-	}
-}
-
-// expert runs one expert task of layer l: the shared expert writes ffn [B, D]; routed expert j gathers its
-// rows, runs them as one product and scatters the outputs to their slots in eo.
-func (b *Batch) expert(ln *lane, l, B int, t expertTask) {
-	e, c := b.e, b.e.Cfg
-	D := c.HiddenSize
-	if t.shared {
-		ffn(ln, b.ffn[:B*D], b.h[:B*D], e.w(l, "mlp.shared_experts.gate_proj.weight"), e.w(l, "mlp.shared_experts.up_proj.weight"), e.w(l, "mlp.shared_experts.down_proj.weight"), B, D, e.moe.SharedI)
-		return
-	}
-	slots := b.slots[t.j]
-	nj := len(slots)
-	for r, sl := range slots {
-		row := sl / e.moe.K
-		copy(ln.ein[r*D:(r+1)*D], b.h[row*D:(row+1)*D])
-	}
-	ew := e.experts[l][t.j]
-	ffn(ln, ln.eout[:nj*D], ln.ein[:nj*D], ew[0], ew[1], ew[2], nj, D, e.moe.I)
-	for r, sl := range slots {
-		copy(b.eo[sl*D:(sl+1)*D], ln.eout[r*D:(r+1)*D])
 	}
 }
 

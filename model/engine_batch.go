@@ -317,6 +317,9 @@ func (b *Batch) sequence(ln *lane, i int) {
 		qt, qc := b.qt[(i*H+hd)*kvr:(i*H+hd+1)*kvr], b.q[(i*H+hd)*dq:(i*H+hd)*dq+dn]
 		clear(qt)
 		kernels.GatherAxpy(qt, qc, wuk, kvr, b.iota)
+		if kernels.GemmRecorder != nil { // the absorption is a product [1, dn]·[dn, kvr], counted as such
+			kernels.GemmRecorder(kernels.GemmShape{M: 1, N: kvr, K: dn})
+		}
 	}
 	b.attention(ln, l, i, r)
 	for hd := 0; hd < H; hd++ {
@@ -351,35 +354,54 @@ func (b *Batch) denseFFN(l, B int) {
 }
 
 // denseAttention writes row i's ctx [H, kvr] = softmax(S)·C over every cached position of s (absorbed MLA):
-// the scores S = (Q̃·Cᵀ + Q^R·K^Rᵀ)·τ [H, n] as row dots against the cached rows (over the positions rounded
-// up to a multiple of 4 while the cache holds them; the extra columns are not read), the softmax of the
-// training graph's attention (SoftmaxRowFast), and each head's context as one gathered axpy over the rows.
+// the scores S = (Q̃·Cᵀ + Q^R·K^Rᵀ)·τ [H, n] as row dots against the cached rows (kernels.LinearRows over the
+// first n − n mod 4 positions, plain loops over the rest), the softmax of the training graph's attention
+// (SoftmaxRowFast), and each head's context as one gathered axpy over the cached rows.
 func (b *Batch) denseAttention(ln *lane, l, i int, s *Session) {
 	c := b.e.Cfg
 	H, dn, dr, kvr := c.NumAttentionHeads, c.QKNopeHeadDim, c.QKRopeHeadDim, c.KVLoraRank
 	dq := dn + dr
 	n := b.pos[i] + 1
-	np := (n + 3) &^ 3
-	if np > s.MaxLen {
-		np = n // the last positions of a full cache: LinearRows takes the odd width through BLAS
-	}
+	n4 := n &^ 3
 	scale := float32(1 / math.Sqrt(float64(dq)))
-	ln.sc = grow(ln.sc, H*np)
+	ln.sc = grow(ln.sc, H*n)
 	for t := len(ln.posIdx); t < n; t++ {
 		ln.posIdx = append(ln.posIdx, int32(t))
 	}
 	qt, q, ctx := b.qt[i*H*kvr:(i+1)*H*kvr], b.q[i*H*dq:(i+1)*H*dq], b.ctx[i*H*kvr:(i+1)*H*kvr]
-	kernels.LinearRows(ln.sc, np, qt, kvr, s.latent[l], H, kvr, np, false)
-	kernels.LinearRows(ln.sc, np, q[dn:], dq, s.krope[l], H, dr, np, true)
+	lat, kr := s.latent[l], s.krope[l]
+	if n4 > 0 {
+		kernels.LinearRows(ln.sc, n, qt, kvr, lat, H, kvr, n4, false)
+		kernels.LinearRows(ln.sc, n, q[dn:], dq, kr, H, dr, n4, true)
+	}
+	if kernels.GemmRecorder != nil { // the rest of the scores and the context, counted as the products they are
+		if n > n4 {
+			kernels.GemmRecorder(kernels.GemmShape{TransB: true, M: H, N: n - n4, K: kvr})
+			kernels.GemmRecorder(kernels.GemmShape{TransB: true, M: H, N: n - n4, K: dr})
+		}
+		kernels.GemmRecorder(kernels.GemmShape{M: H, N: kvr, K: n})
+	}
+	for t := n4; t < n; t++ {
+		for hd := 0; hd < H; hd++ {
+			var sc, sr float32
+			for p, v := range qt[hd*kvr : (hd+1)*kvr] {
+				sc += v * lat[t*kvr+p]
+			}
+			for p, v := range q[hd*dq+dn : (hd+1)*dq] {
+				sr += v * kr[t*dr+p]
+			}
+			ln.sc[hd*n+t] = sc + sr
+		}
+	}
 	for hd := 0; hd < H; hd++ {
-		row := ln.sc[hd*np : hd*np+n]
+		row := ln.sc[hd*n : (hd+1)*n]
 		for t := range row {
 			row[t] *= scale
 		}
 		kernels.SoftmaxRowFast(row)
 		ch := ctx[hd*kvr : (hd+1)*kvr]
 		clear(ch)
-		kernels.GatherAxpy(ch, row, s.latent[l], kvr, ln.posIdx[:n])
+		kernels.GatherAxpy(ch, row, lat, kvr, ln.posIdx[:n])
 	}
 }
 

@@ -40,12 +40,16 @@ type team struct {
 	// per helper (lane 1…): asleep says it waits on wake (buffered, one token).
 	asleep []atomic.Bool
 	wake   []chan struct{}
-	wg     sync.WaitGroup
-	active bool // helpers are running (between start and stop)
+	// the caller, at the end of a region: waiting says it waits on finished (buffered, one token) for the
+	// helpers' last tasks.
+	waiting  atomic.Bool
+	finished chan struct{}
+	wg       sync.WaitGroup
+	active   bool // helpers are running (between start and stop)
 }
 
 func newTeam(lanes []lane) *team {
-	t := &team{lanes: lanes, asleep: make([]atomic.Bool, len(lanes)), wake: make([]chan struct{}, len(lanes))}
+	t := &team{lanes: lanes, asleep: make([]atomic.Bool, len(lanes)), wake: make([]chan struct{}, len(lanes)), finished: make(chan struct{}, 1)}
 	for i := range t.wake {
 		t.wake[i] = make(chan struct{}, 1)
 	}
@@ -120,12 +124,41 @@ func (t *team) run(n int, task func(ln *lane, i int)) {
 		task(&t.lanes[0], i)
 		t.done.Add(1)
 	}
-	for spins := 0; t.done.Load() < int64(n); spins++ {
-		if spins&255 == 255 {
-			runtime.Gosched()
+	t.awaitDone(int64(n))
+	t.task = nil
+}
+
+// awaitDone returns once n tasks of the current region are done: spinning for up to teamSpin, then sleeping
+// until the helper finishing the last one wakes the caller (a helper descheduled in the middle of a task gets
+// the core back sooner than from a caller spinning on it).
+func (t *team) awaitDone(n int64) {
+	var t0 time.Time
+	for spins := 0; t.done.Load() < n; spins++ {
+		if spins&255 != 255 {
+			continue
+		}
+		runtime.Gosched()
+		if t0.IsZero() {
+			t0 = time.Now()
+		} else if time.Since(t0) > teamSpin {
+			t.waiting.Store(true)
+			if t.done.Load() >= n {
+				if !t.waiting.CompareAndSwap(true, false) {
+					<-t.finished // a helper took the flag and sent the token: consume it
+				}
+				return
+			}
+			<-t.finished
+			return
 		}
 	}
-	t.task = nil
+}
+
+// finish counts a task of the current region done and wakes the caller when it was the last one it waits for.
+func (t *team) finish(n int64) {
+	if t.done.Add(1) >= n && t.waiting.CompareAndSwap(true, false) {
+		t.finished <- struct{}{}
+	}
 }
 
 // helper is lane h's loop: wait for a region newer than seen, take its tasks, until the step's end.
@@ -139,9 +172,10 @@ func (t *team) helper(h int, seen uint64) {
 		if v&teamQuit != 0 {
 			return
 		}
+		n := int64(v >> 16 & 0x7fff)
 		for i := t.claim(gen); i >= 0; i = t.claim(gen) {
 			t.task(ln, i)
-			t.done.Add(1)
+			t.finish(n)
 		}
 	}
 }

@@ -8,12 +8,14 @@ import (
 )
 
 // TestTeamRunsEveryTaskOnce: over steps of many regions of 0…40 tasks, with pauses between regions longer
-// than teamSpin (so helpers sleep and are woken) and without, every task of every region runs exactly once,
-// each region ends only when all of its tasks are done, and stop returns with the helpers gone.
+// than teamSpin (so helpers sleep and are woken) and without, and with some tasks longer than teamSpin (so the
+// caller sleeps until a helper's last task wakes it) and without, every task of every region runs exactly
+// once, each region ends only when all of its tasks are done, and stop returns with the helpers gone.
 func TestTeamRunsEveryTaskOnce(t *testing.T) {
 	for _, nl := range []int{1, 2, 3} {
 		for _, pause := range []time.Duration{0, 3 * teamSpin} {
-			t.Run(fmt.Sprintf("lanes=%d/pause=%v", nl, pause), func(t *testing.T) {
+			slow := pause > 0
+			t.Run(fmt.Sprintf("lanes=%d/pause=%v/slow=%v", nl, pause, slow), func(t *testing.T) {
 				tm := newTeam(make([]lane, nl))
 				for step := range 3 {
 					tm.start()
@@ -22,6 +24,9 @@ func TestTeamRunsEveryTaskOnce(t *testing.T) {
 						counts := make([]atomic.Int32, n)
 						lanesSeen := make([]atomic.Int32, nl)
 						tm.run(n, func(ln *lane, i int) {
+							if slow && i%7 == 3 {
+								time.Sleep(2 * teamSpin)
+							}
 							counts[i].Add(1)
 							for l := range tm.lanes {
 								if &tm.lanes[l] == ln {

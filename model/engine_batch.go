@@ -77,7 +77,8 @@ type lane struct {
 	iq, iw, ik     []float32 // a sparse sequence's index queries [Hi, Dh], head weights [Hi], scores [Hi, n]
 	khat, kr1, isc []float32
 	heap           []int32
-	posIdx         []int32 // 0, 1, …: the cached positions, for the context's gathered axpy
+	posIdx         []int32 // 0, 1, …: the rows of attend's context axpy
+	masked         []bool  // a sparse sequence's selections outside its cache
 }
 
 // NewBatch allocates the work space of decode steps of up to capacity sequences.
@@ -353,15 +354,20 @@ func (b *Batch) denseFFN(l, B int) {
 	b.linear(b.ffn, D, act, I, e.w(l, "mlp.down_proj.weight"), B, I, D, false)
 }
 
-// denseAttention writes row i's ctx [H, kvr] = softmax(S)·C over every cached position of s (absorbed MLA):
-// the scores S = (Q̃·Cᵀ + Q^R·K^Rᵀ)·τ [H, n] as row dots against the cached rows (kernels.LinearRows over the
-// first n − n mod 4 positions, plain loops over the rest), the softmax of the training graph's attention
-// (SoftmaxRowFast), and each head's context as one gathered axpy over the cached rows.
+// denseAttention writes row i's ctx [H, kvr] = softmax(S)·C over every cached position of s (absorbed MLA).
 func (b *Batch) denseAttention(ln *lane, l, i int, s *Session) {
+	b.attend(ln, i, s.latent[l], s.krope[l], b.pos[i]+1, nil)
+}
+
+// attend writes row i's ctx [H, kvr] = softmax(S)·C over the n rows of lat [n, kvr] and kr [n, dr] (the cached
+// positions, or the selected ones gathered): the scores S = (Q̃·Cᵀ + Q^R·K^Rᵀ)·τ [H, n] as row dots
+// (kernels.LinearRows over the first n − n mod 4 rows, plain loops over the rest), −∞ where masked[j] (a
+// selection outside the cache), the softmax of the training graph's attention (SoftmaxRowFast), and each
+// head's context as one gathered axpy over the rows.
+func (b *Batch) attend(ln *lane, i int, lat, kr []float32, n int, masked []bool) {
 	c := b.e.Cfg
 	H, dn, dr, kvr := c.NumAttentionHeads, c.QKNopeHeadDim, c.QKRopeHeadDim, c.KVLoraRank
 	dq := dn + dr
-	n := b.pos[i] + 1
 	n4 := n &^ 3
 	scale := float32(1 / math.Sqrt(float64(dq)))
 	ln.sc = grow(ln.sc, H*n)
@@ -369,7 +375,6 @@ func (b *Batch) denseAttention(ln *lane, l, i int, s *Session) {
 		ln.posIdx = append(ln.posIdx, int32(t))
 	}
 	qt, q, ctx := b.qt[i*H*kvr:(i+1)*H*kvr], b.q[i*H*dq:(i+1)*H*dq], b.ctx[i*H*kvr:(i+1)*H*kvr]
-	lat, kr := s.latent[l], s.krope[l]
 	if n4 > 0 {
 		kernels.LinearRows(ln.sc, n, qt, kvr, lat, H, kvr, n4, false)
 		kernels.LinearRows(ln.sc, n, q[dn:], dq, kr, H, dr, n4, true)
@@ -397,6 +402,9 @@ func (b *Batch) denseAttention(ln *lane, l, i int, s *Session) {
 		row := ln.sc[hd*n : (hd+1)*n]
 		for t := range row {
 			row[t] *= scale
+			if masked != nil && masked[t] {
+				row[t] = float32(math.Inf(-1))
+			}
 		}
 		kernels.SoftmaxRowFast(row)
 		ch := ctx[hd*kvr : (hd+1)*kvr]
@@ -409,8 +417,7 @@ func (b *Batch) denseAttention(ln *lane, l, i int, s *Session) {
 // lightning indexer (dsv32-spec.md §1.2), and writes ctx [H, kvr] = softmax(S)·C over those positions only.
 func (b *Batch) sparseAttention(ln *lane, l, i int, s *Session, forced []int32) {
 	e, c := b.e, b.e.Cfg
-	H, dn, dr, kvr := c.NumAttentionHeads, c.QKNopeHeadDim, c.QKRopeHeadDim, c.KVLoraRank
-	dq := dn + dr
+	dr, kvr := c.QKRopeHeadDim, c.KVLoraRank
 	D, QR := c.HiddenSize, c.QLoraRank
 	pos := b.pos[i]
 	n := pos + 1
@@ -444,9 +451,10 @@ func (b *Batch) sparseAttention(ln *lane, l, i int, s *Session, forced []int32) 
 		dsa.SelectRow(sel, sc, n, ln.heap)
 	}
 	k := len(sel)
-	ln.gl, ln.gr = grow(ln.gl, k*kvr), grow(ln.gr, k*dr)
+	ln.gl, ln.gr, ln.masked = grow(ln.gl, k*kvr), grow(ln.gr, k*dr), growBool(ln.masked, k)
 	for j, t := range sel {
-		if t < 0 || int(t) >= n {
+		ln.masked[j] = t < 0 || int(t) >= n
+		if ln.masked[j] {
 			clear(ln.gl[j*kvr : (j+1)*kvr])
 			clear(ln.gr[j*dr : (j+1)*dr])
 			continue
@@ -454,21 +462,7 @@ func (b *Batch) sparseAttention(ln *lane, l, i int, s *Session, forced []int32) 
 		copy(ln.gl[j*kvr:(j+1)*kvr], s.latent[l][int(t)*kvr:(int(t)+1)*kvr])
 		copy(ln.gr[j*dr:(j+1)*dr], s.krope[l][int(t)*dr:(int(t)+1)*dr])
 	}
-	scale := float32(1 / math.Sqrt(float64(dq)))
-	ln.sc = grow(ln.sc, H*k)
-	qt, q, ctx := b.qt[i*H*kvr:(i+1)*H*kvr], b.q[i*H*dq:(i+1)*H*dq], b.ctx[i*H*kvr:(i+1)*H*kvr]
-	kernels.Gemm(false, true, H, k, kvr, scale, qt, kvr, ln.gl, kvr, 0, ln.sc, k)
-	kernels.Gemm(false, true, H, k, dr, scale, q[dn:], dq, ln.gr, dr, 1, ln.sc, k)
-	for hd := 0; hd < H; hd++ {
-		row := ln.sc[hd*k : (hd+1)*k]
-		for j, t := range sel {
-			if t < 0 || int(t) >= n {
-				row[j] = float32(math.Inf(-1))
-			}
-		}
-		kernels.SoftmaxRowFast(row)
-	}
-	kernels.Gemm(false, false, H, kvr, k, 1, ln.sc, k, ln.gl, kvr, 0, ctx, kvr)
+	b.attend(ln, i, ln.gl, ln.gr, k, ln.masked)
 }
 
 // moe computes ffn [B, D] = MoE(h) for layer l: every row's experts are selected (or forced) and recorded in
@@ -549,6 +543,14 @@ func (b *Batch) moe(l int, in []DecodeInput) {
 			kernels.Axpy(b.w[sl], b.eout[r*D:(r+1)*D], ffn[i*D:(i+1)*D])
 		}
 	}
+}
+
+// growBool returns b resized to n, reallocating only when its capacity is short (the contents are not kept).
+func growBool(b []bool, n int) []bool {
+	if cap(b) < n {
+		return make([]bool, n)
+	}
+	return b[:n]
 }
 
 // grow returns b resized to n, reallocating only when its capacity is short (the contents are not kept).

@@ -1,20 +1,25 @@
 // engine_batch.go: batched decoding — one token for each of B sequences per step, every sequence at its own
 // position over its own cache (dsv32-spec.md §1.3 absorbed MLA, §1.2 DSA decode, §5.1 MoE). The B rows go
 // through the projections, the norms, the dense FFN, the shared expert and the LM head together, as
-// [B, in]·Wᵀ matrix products through the kernels seam; W^UK and W^UV are applied per head to the B rows at
-// once; attention runs per sequence with all H heads in one product over that sequence's cache (dense MLA
-// over every cached position, or DSA over the top-k positions its lightning indexer selects); the routed
-// experts run per expert over the rows routed to it, so tokens sent to the same expert are multiplied
-// together, and each row adds its K expert outputs in its own selection order:
+// [B, in]·Wᵀ matrix products (kernels.LinearRows); each sequence's task writes its cache entries, absorbs
+// W^UK into its queries, attends with all H heads over its cache (dense MLA over every cached position, or DSA
+// over the top-k positions its lightning indexer selects) and applies W^UV; the routed experts run per expert
+// over the rows routed to it, gathered, so tokens sent to the same expert are multiplied together (and the
+// expert's weights are read once per step), and each row adds its K expert outputs in its own selection order:
 //
 //	q̃_{b,i} = W^UK_iᵀ q^C_{b,i},  S_b = (Q̃_b·C_bᵀ + Q^R_b·K^R_bᵀ)·τ  [H, n_b],  o_{b,i} = W^UV_i (P_b·C_b)_i
 //	y_b = Σ_{k<K} g_{b,k}·E_{id_{b,k}}(x_b) + E_shared(x_b)
 //
+// A step is a sequence of parallel regions on the lanes of a team (engine_team.go), about six per layer: the
+// products split by output columns, those with the same input in one region (q_a ‖ kv_a; gate ‖ up with their
+// SwiGLU), the sequences' tasks, the experts' gate/up/SwiGLU and then their down products by column blocks.
+// A column block or a sequence is a task that writes only its own outputs, so no result depends on the lanes.
+//
 // Session.Step and DSASession.Step are a batch of one over this code, so one-at-a-time and batched decoding
 // run the same arithmetic per row. The products over the batch's rows go through kernels.LinearRows, whose
-// rows do not depend on the row count, and W^UK through a per-row gathered axpy, so a row's result is the
-// same bits in any batch (with AVX2; elsewhere, and for shapes the row kernels do not take, BLAS computes
-// them, which gonum's does row-invariantly and OpenBLAS within float rounding).
+// rows do not depend on the row count, W^UK through a per-row gathered axpy and attention per sequence, so a
+// row's result is the same bits in any batch (with AVX2; elsewhere, and for shapes the row kernels do not
+// take, BLAS computes them, which gonum's does row-invariantly and OpenBLAS within float rounding).
 
 package model
 

@@ -1,11 +1,12 @@
 // engine_team.go: the lanes of one batched decode step (Batch.Step) as a team: the caller is lane 0, and
 // helper goroutines started when the step begins run the step's parallel regions with it until the step ends.
-// A step has about 20 regions (the split products, the sequences' attention, the experts), each a few
+// A step has about six regions per layer (the split products, the sequences' attention, the experts), each a few
 // microseconds of work on 2 cores, so the cost of handing a region over matters: a goroutine started per
 // region and woken through the scheduler costs microseconds each time, while a helper that spins on one
 // atomic word between regions picks the next one up within a fraction of a microsecond. A helper spins for at
 // most teamSpin before sleeping on its channel (the step's serial parts are short; a long wait means the
-// caller was descheduled), and yields its core to other goroutines every few hundred spins.
+// caller was descheduled), the caller waits for the helpers' last tasks of a region so for at most doneSpin,
+// and both yield their core to other goroutines every few hundred spins.
 //
 // The region word packs the region's generation, its task count and the next unclaimed task; a lane claims a
 // task with a compare-and-swap, so a helper that sees a region late claims nothing from the next one by
@@ -21,8 +22,13 @@ import (
 	"time"
 )
 
-// teamSpin is how long a helper waits for the next region by spinning before it sleeps.
-const teamSpin = 20 * time.Microsecond
+// teamSpin is how long a helper waits for the next region by spinning before it sleeps, and doneSpin how long
+// the caller waits so for the helpers' last tasks of a region (a task takes up to tens of microseconds; only
+// a helper descheduled in the middle of one takes longer).
+const (
+	teamSpin = 20 * time.Microsecond
+	doneSpin = 100 * time.Microsecond
+)
 
 // teamMaxTasks is the most tasks one region may have (the width of the task fields of the region word).
 const teamMaxTasks = 1<<15 - 1
@@ -128,7 +134,7 @@ func (t *team) run(n int, task func(ln *lane, i int)) {
 	t.task = nil
 }
 
-// awaitDone returns once n tasks of the current region are done: spinning for up to teamSpin, then sleeping
+// awaitDone returns once n tasks of the current region are done: spinning for up to doneSpin, then sleeping
 // until the helper finishing the last one wakes the caller (a helper descheduled in the middle of a task gets
 // the core back sooner than from a caller spinning on it).
 func (t *team) awaitDone(n int64) {
@@ -140,7 +146,7 @@ func (t *team) awaitDone(n int64) {
 		runtime.Gosched()
 		if t0.IsZero() {
 			t0 = time.Now()
-		} else if time.Since(t0) > teamSpin {
+		} else if time.Since(t0) > doneSpin {
 			t.waiting.Store(true)
 			if t.done.Load() >= n {
 				if !t.waiting.CompareAndSwap(true, false) {
@@ -180,8 +186,8 @@ func (t *team) helper(h int, seen uint64) {
 	}
 }
 
-// await returns the region word of the first region newer than generation seen: spinning (and yielding) for up to teamSpin,
-// then sleeping until post wakes helper h.
+// await returns the region word of the first region newer than generation seen: spinning (and yielding) for
+// up to teamSpin, then sleeping until post wakes helper h.
 func (t *team) await(h int, seen uint64) uint64 {
 	var t0 time.Time
 	for spins := 0; ; spins++ {

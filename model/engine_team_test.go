@@ -8,7 +8,7 @@ import (
 )
 
 // TestTeamRunsEveryTaskOnce: over steps of many regions of 0…40 tasks, with pauses between regions longer
-// than teamSpin (so helpers sleep and are woken) and without, and with some tasks longer than teamSpin (so the
+// than teamSpin (so helpers sleep and are woken) and without, and with some tasks longer than doneSpin (so the
 // caller sleeps until a helper's last task wakes it) and without, every task of every region runs exactly
 // once, each region ends only when all of its tasks are done, and stop returns with the helpers gone.
 func TestTeamRunsEveryTaskOnce(t *testing.T) {
@@ -25,7 +25,7 @@ func TestTeamRunsEveryTaskOnce(t *testing.T) {
 						lanesSeen := make([]atomic.Int32, nl)
 						tm.run(n, func(ln *lane, i int) {
 							if slow && i%7 == 3 {
-								time.Sleep(2 * teamSpin)
+								time.Sleep(2 * doneSpin)
 							}
 							counts[i].Add(1)
 							for l := range tm.lanes {

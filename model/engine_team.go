@@ -6,7 +6,8 @@
 // atomic word between regions picks the next one up within a fraction of a microsecond. A helper spins for at
 // most teamSpin before sleeping on its channel (the step's serial parts are short; a long wait means the
 // caller was descheduled), the caller waits for the helpers' last tasks of a region so for at most doneSpin,
-// and both yield their core to other goroutines every few hundred spins.
+// both yield their core to other goroutines every few hundred spins, and both spin less after waits that
+// ran out of spinning (a loaded machine, where a lane is often descheduled).
 //
 // The region word packs the region's generation, its task count and the next unclaimed task; a lane claims a
 // task with a compare-and-swap, so a helper that sees a region late claims nothing from the next one by
@@ -25,10 +26,28 @@ import (
 // teamSpin is how long a helper waits for the next region by spinning before it sleeps, and doneSpin how long
 // the caller waits so for the helpers' last tasks of a region (a task takes up to tens of microseconds; only
 // a helper descheduled in the middle of one takes longer).
+// Both are the most a wait spins: each wait's budget adapts between minSpin and them (spinSpan), halved when
+// a wait runs out of it and regained by a quarter when one ends while spinning, so on a machine whose other
+// processes keep the lanes from running together the waits sleep almost at once, as blocking would.
 const (
 	teamSpin = 20 * time.Microsecond
 	doneSpin = 100 * time.Microsecond
+	minSpin  = time.Microsecond
 )
+
+// spinSpan is the adaptive budget of one kind of wait.
+type spinSpan struct {
+	budget, most time.Duration
+}
+
+// spun records a wait that spun (took longer than its first time check): out says it ran out of the budget.
+func (s *spinSpan) spun(out bool) {
+	if out {
+		s.budget = max(s.budget/2, minSpin)
+	} else {
+		s.budget = min(s.budget+s.budget/4, s.most)
+	}
+}
 
 // teamMaxTasks is the most tasks one region may have (the width of the task fields of the region word).
 const teamMaxTasks = 1<<15 - 1
@@ -50,6 +69,10 @@ type team struct {
 	// helpers' last tasks.
 	waiting  atomic.Bool
 	finished chan struct{}
+	// the spin budgets of the caller's waits for the last tasks and of each helper's waits for a region (each
+	// used by its own goroutine only; kept across steps)
+	doneSpan spinSpan
+	idleSpan []spinSpan
 	wg       sync.WaitGroup
 	active   bool // helpers are running (between start and stop)
 }
@@ -58,6 +81,11 @@ func newTeam(lanes []lane) *team {
 	t := &team{lanes: lanes, asleep: make([]atomic.Bool, len(lanes)), wake: make([]chan struct{}, len(lanes)), finished: make(chan struct{}, 1)}
 	for i := range t.wake {
 		t.wake[i] = make(chan struct{}, 1)
+	}
+	t.doneSpan = spinSpan{budget: doneSpin, most: doneSpin}
+	t.idleSpan = make([]spinSpan, len(lanes))
+	for i := range t.idleSpan {
+		t.idleSpan[i] = spinSpan{budget: teamSpin, most: teamSpin}
 	}
 	return t
 }
@@ -134,7 +162,7 @@ func (t *team) run(n int, task func(ln *lane, i int)) {
 	t.task = nil
 }
 
-// awaitDone returns once n tasks of the current region are done: spinning for up to doneSpin, then sleeping
+// awaitDone returns once n tasks of the current region are done: spinning for up to its budget, then sleeping
 // until the helper finishing the last one wakes the caller (a helper descheduled in the middle of a task gets
 // the core back sooner than from a caller spinning on it).
 func (t *team) awaitDone(n int64) {
@@ -146,7 +174,8 @@ func (t *team) awaitDone(n int64) {
 		runtime.Gosched()
 		if t0.IsZero() {
 			t0 = time.Now()
-		} else if time.Since(t0) > doneSpin {
+		} else if time.Since(t0) > t.doneSpan.budget {
+			t.doneSpan.spun(true)
 			t.waiting.Store(true)
 			if t.done.Load() >= n {
 				if !t.waiting.CompareAndSwap(true, false) {
@@ -157,6 +186,9 @@ func (t *team) awaitDone(n int64) {
 			<-t.finished
 			return
 		}
+	}
+	if !t0.IsZero() {
+		t.doneSpan.spun(false)
 	}
 }
 
@@ -187,11 +219,15 @@ func (t *team) helper(h int, seen uint64) {
 }
 
 // await returns the region word of the first region newer than generation seen: spinning (and yielding) for
-// up to teamSpin, then sleeping until post wakes helper h.
+// up to its budget, then sleeping until post wakes helper h.
 func (t *team) await(h int, seen uint64) uint64 {
 	var t0 time.Time
+	span := &t.idleSpan[h]
 	for spins := 0; ; spins++ {
 		if v := t.word.Load(); v>>32 != seen {
+			if !t0.IsZero() {
+				span.spun(false)
+			}
 			return v
 		}
 		if spins&255 != 255 {
@@ -200,7 +236,8 @@ func (t *team) await(h int, seen uint64) uint64 {
 		runtime.Gosched()
 		if t0.IsZero() {
 			t0 = time.Now()
-		} else if time.Since(t0) > teamSpin {
+		} else if time.Since(t0) > span.budget {
+			span.spun(true)
 			break
 		}
 	}

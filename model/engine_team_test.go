@@ -59,3 +59,34 @@ func TestTeamRunsEveryTaskOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestSpinSpan: a wait's spin budget halves when a wait runs out of it (down to minSpin) and grows by a quarter
+// when one ends while spinning (up to its most): 20 → 10 → 5 → 2.5 µs, then 3.125 → 3.90625 µs, and from 1 µs at
+// the floor back to the most, 20 µs, after enough successful waits.
+func TestSpinSpan(t *testing.T) {
+	s := spinSpan{budget: 20 * time.Microsecond, most: 20 * time.Microsecond}
+	for _, step := range []struct {
+		out  bool
+		want time.Duration
+	}{
+		{true, 10 * time.Microsecond}, {true, 5 * time.Microsecond}, {true, 2500 * time.Nanosecond},
+		{false, 3125 * time.Nanosecond}, {false, 3906 * time.Nanosecond},
+	} {
+		s.spun(step.out)
+		if s.budget != step.want {
+			t.Fatalf("after spun(%v): budget %v, want %v", step.out, s.budget, step.want)
+		}
+	}
+	for range 10 {
+		s.spun(true)
+	}
+	if s.budget != minSpin {
+		t.Fatalf("after 10 waits out of budget: %v, want the floor %v", s.budget, minSpin)
+	}
+	for range 40 {
+		s.spun(false)
+	}
+	if s.budget != s.most {
+		t.Fatalf("after 40 waits within budget: %v, want the most %v", s.budget, s.most)
+	}
+}

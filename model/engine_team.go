@@ -6,8 +6,9 @@
 // atomic word between regions picks the next one up within a fraction of a microsecond. A helper spins for at
 // most teamSpin before sleeping on its channel (the step's serial parts are short; a long wait means the
 // caller was descheduled), the caller waits for the helpers' last tasks of a region so for at most doneSpin,
-// both yield their core to other goroutines every few hundred spins, and both spin less after waits that
-// ran out of spinning (a loaded machine, where a lane is often descheduled).
+// both yield their core to other goroutines every few hundred spins, and each kind of wait adapts its budget
+// to the waits seen (spinSpan): on a loaded machine, where a lane is often descheduled for milliseconds, the
+// waits sleep almost at once.
 //
 // The region word packs the region's generation, its task count and the next unclaimed task; a lane claims a
 // task with a compare-and-swap, so a helper that sees a region late claims nothing from the next one by
@@ -26,9 +27,9 @@ import (
 // teamSpin is how long a helper waits for the next region by spinning before it sleeps, and doneSpin how long
 // the caller waits so for the helpers' last tasks of a region (a task takes up to tens of microseconds; only
 // a helper descheduled in the middle of one takes longer).
-// Both are the most a wait spins: each wait's budget adapts between minSpin and them (spinSpan), halved when
-// a wait runs out of it and regained by a quarter when one ends while spinning, so on a machine whose other
-// processes keep the lanes from running together the waits sleep almost at once, as blocking would.
+// Both are the most a wait spins: each kind of wait's budget adapts between minSpin and them (spinSpan) to the
+// waits seen, so on a machine whose other processes keep the lanes from running together (waits of
+// milliseconds) the waits sleep almost at once, as blocking would, and on a quiet one they spin through.
 const (
 	teamSpin = 20 * time.Microsecond
 	doneSpin = 100 * time.Microsecond
@@ -40,12 +41,17 @@ type spinSpan struct {
 	budget, most time.Duration
 }
 
-// spun records a wait that spun (took longer than its first time check): out says it ran out of the budget.
-func (s *spinSpan) spun(out bool) {
-	if out {
-		s.budget = max(s.budget/2, minSpin)
-	} else {
+// waited records a wait of w that spun (took longer than its first time check): ended while spinning, the
+// budget grows by a quarter; ended asleep after no more than the most, it grows to twice the wait (spinning
+// would have ended it); ended asleep after longer (the other lane was not running), it halves.
+func (s *spinSpan) waited(w time.Duration, slept bool) {
+	switch {
+	case !slept:
 		s.budget = min(s.budget+s.budget/4, s.most)
+	case w <= s.most:
+		s.budget = min(max(2*w, s.budget), s.most)
+	default:
+		s.budget = max(s.budget/2, minSpin)
 	}
 }
 
@@ -175,20 +181,20 @@ func (t *team) awaitDone(n int64) {
 		if t0.IsZero() {
 			t0 = time.Now()
 		} else if time.Since(t0) > t.doneSpan.budget {
-			t.doneSpan.spun(true)
 			t.waiting.Store(true)
 			if t.done.Load() >= n {
 				if !t.waiting.CompareAndSwap(true, false) {
 					<-t.finished // a helper took the flag and sent the token: consume it
 				}
-				return
+			} else {
+				<-t.finished
 			}
-			<-t.finished
+			t.doneSpan.waited(time.Since(t0), true)
 			return
 		}
 	}
 	if !t0.IsZero() {
-		t.doneSpan.spun(false)
+		t.doneSpan.waited(time.Since(t0), false)
 	}
 }
 
@@ -226,7 +232,7 @@ func (t *team) await(h int, seen uint64) uint64 {
 	for spins := 0; ; spins++ {
 		if v := t.word.Load(); v>>32 != seen {
 			if !t0.IsZero() {
-				span.spun(false)
+				span.waited(time.Since(t0), false)
 			}
 			return v
 		}
@@ -237,10 +243,17 @@ func (t *team) await(h int, seen uint64) uint64 {
 		if t0.IsZero() {
 			t0 = time.Now()
 		} else if time.Since(t0) > span.budget {
-			span.spun(true)
 			break
 		}
 	}
+	v := t.sleep(h, seen)
+	span.waited(time.Since(t0), true)
+	return v
+}
+
+// sleep returns the region word of the first region newer than generation seen, sleeping until post wakes
+// helper h.
+func (t *team) sleep(h int, seen uint64) uint64 {
 	for {
 		t.asleep[h].Store(true)
 		if v := t.word.Load(); v>>32 != seen {

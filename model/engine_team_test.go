@@ -60,33 +60,36 @@ func TestTeamRunsEveryTaskOnce(t *testing.T) {
 	}
 }
 
-// TestSpinSpan: a wait's spin budget halves when a wait runs out of it (down to minSpin) and grows by a quarter
-// when one ends while spinning (up to its most): 20 → 10 → 5 → 2.5 µs, then 3.125 → 3.90625 µs, and from 1 µs at
-// the floor back to the most, 20 µs, after enough successful waits.
+// TestSpinSpan: a wait's spin budget (most 20 µs) grows by a quarter after a wait that ended while spinning,
+// to twice the wait after one that slept no longer than the most (15 µs → 30 µs, capped at 20 µs), and halves
+// after one that slept longer (down to minSpin); from the floor, waits ended while spinning bring it back.
 func TestSpinSpan(t *testing.T) {
-	s := spinSpan{budget: 20 * time.Microsecond, most: 20 * time.Microsecond}
+	us := time.Microsecond
+	s := spinSpan{budget: 20 * us, most: 20 * us}
 	for _, step := range []struct {
-		out  bool
-		want time.Duration
+		w     time.Duration
+		slept bool
+		want  time.Duration
 	}{
-		{true, 10 * time.Microsecond}, {true, 5 * time.Microsecond}, {true, 2500 * time.Nanosecond},
-		{false, 3125 * time.Nanosecond}, {false, 3906 * time.Nanosecond},
+		{5 * time.Millisecond, true, 10 * us}, {3 * time.Millisecond, true, 5 * us},
+		{4 * us, false, 6250 * time.Nanosecond}, {9 * us, true, 18 * us}, {15 * us, true, 20 * us},
+		{21 * us, true, 10 * us}, {2 * us, true, 10 * us},
 	} {
-		s.spun(step.out)
+		s.waited(step.w, step.slept)
 		if s.budget != step.want {
-			t.Fatalf("after spun(%v): budget %v, want %v", step.out, s.budget, step.want)
+			t.Fatalf("after waited(%v, %v): budget %v, want %v", step.w, step.slept, s.budget, step.want)
 		}
 	}
 	for range 10 {
-		s.spun(true)
+		s.waited(time.Millisecond, true)
 	}
 	if s.budget != minSpin {
-		t.Fatalf("after 10 waits out of budget: %v, want the floor %v", s.budget, minSpin)
+		t.Fatalf("after 10 waits of 1 ms: %v, want the floor %v", s.budget, minSpin)
 	}
 	for range 40 {
-		s.spun(false)
+		s.waited(s.budget/2, false)
 	}
 	if s.budget != s.most {
-		t.Fatalf("after 40 waits within budget: %v, want the most %v", s.budget, s.most)
+		t.Fatalf("after 40 waits ended spinning: %v, want the most %v", s.budget, s.most)
 	}
 }

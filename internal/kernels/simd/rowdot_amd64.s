@@ -4,8 +4,10 @@
 
 // rowdot_amd64.s: dot products of rows, c[i][j] = a_i·b_j, for the few-row products of batched decoding.
 // Every output is one ymm accumulator summed over the k/8 chunks in order and reduced by HSUM, the same
-// instruction sequence in both tile shapes, so an output does not depend on the tile (or the rows) it is
-// computed with.
+// instruction sequence in every tile shape, so an output does not depend on the tile (or the rows) it is
+// computed with. Each kernel prefetches the rows of b 8 ahead of those it reads: a weight matrix streamed from
+// memory arrives a block of rows before it is needed rather than just in time (decode reads most weights once
+// per step, from beyond L2).
 
 // HSUM reduces the 8 lanes of Y into the low lane of X (the low half of Y): (l0+l4)+(l1+l5) + (l2+l6)+(l3+l7).
 #define HSUM(Y, X) VEXTRACTF128 $1, Y, X15; VADDPS X15, X, X; VHADDPS X, X, X; VHADDPS X, X, X
@@ -29,7 +31,7 @@ TEXT ·DotRows4x2(SB), NOSPLIT, $0-72
 
 d42_col:
 	LEAQ   (DX)(R10*1), AX
-	LEAQ   (DX)(R10*4), CX // the rows 4 ahead, prefetched meanwhile (contiguous when ldb = k)
+	LEAQ   (DX)(R10*8), CX // the rows 8 ahead (two 4 KB pages when k = 256), prefetched meanwhile
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -111,7 +113,7 @@ d14_col:
 	LEAQ   (DX)(R10*1), AX
 	LEAQ   (AX)(R10*1), BX
 	LEAQ   (BX)(R10*1), R12
-	LEAQ   (DX)(R10*4), R13 // the next 4 rows, prefetched meanwhile (contiguous when ldb = k)
+	LEAQ   (DX)(R10*8), R13 // the rows 8 ahead (two 4 KB pages when k = 256), prefetched meanwhile
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -172,7 +174,7 @@ d24_col:
 	LEAQ   (DX)(R10*1), AX
 	LEAQ   (AX)(R10*1), R12
 	LEAQ   (R12)(R10*1), R13
-	LEAQ   (DX)(R10*4), CX // the next 4 rows, prefetched meanwhile (contiguous when ldb = k)
+	LEAQ   (DX)(R10*8), CX // the rows 8 ahead (two 4 KB pages when k = 256), prefetched meanwhile
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2

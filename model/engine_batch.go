@@ -1,28 +1,31 @@
 // engine_batch.go: batched decoding — one token for each of B sequences per step, every sequence at its own
 // position over its own cache (dsv32-spec.md §1.3 absorbed MLA, §1.2 DSA decode, §5.1 MoE). The B rows go
 // through the projections, the norms, the dense FFN, the shared expert and the LM head together, as
-// [B, in]·Wᵀ matrix products through the kernels seam; W^UK and W^UV are applied per head to the B rows at
-// once; attention runs per sequence with all H heads in one product over that sequence's cache (dense MLA
-// over every cached position, or DSA over the top-k positions its lightning indexer selects); the routed
-// experts run per expert over the rows routed to it, so tokens sent to the same expert are multiplied
-// together, and each row adds its K expert outputs in its own selection order:
+// [B, in]·Wᵀ matrix products (kernels.LinearRows); each sequence's task writes its cache entries, absorbs
+// W^UK into its queries, attends with all H heads over its cache (dense MLA over every cached position, or DSA
+// over the top-k positions its lightning indexer selects) and applies W^UV; the routed experts run per expert
+// over the rows routed to it, gathered, so tokens sent to the same expert are multiplied together (and the
+// expert's weights are read once per step), and each row adds its K expert outputs in its own selection order:
 //
 //	q̃_{b,i} = W^UK_iᵀ q^C_{b,i},  S_b = (Q̃_b·C_bᵀ + Q^R_b·K^R_bᵀ)·τ  [H, n_b],  o_{b,i} = W^UV_i (P_b·C_b)_i
 //	y_b = Σ_{k<K} g_{b,k}·E_{id_{b,k}}(x_b) + E_shared(x_b)
 //
+// A step is a sequence of parallel regions on the lanes of a team (engine_team.go), about six per layer: the
+// products split by output columns, those with the same input in one region (q_a ‖ kv_a; gate ‖ up with their
+// SwiGLU), the sequences' tasks, the experts' gate/up/SwiGLU and then their down products by column blocks.
+// A column block or a sequence is a task that writes only its own outputs, so no result depends on the lanes.
+//
 // Session.Step and DSASession.Step are a batch of one over this code, so one-at-a-time and batched decoding
 // run the same arithmetic per row. The products over the batch's rows go through kernels.LinearRows, whose
-// rows do not depend on the row count, and W^UK through a per-row gathered axpy, so a row's result is the
-// same bits in any batch (with AVX2; elsewhere, and for shapes the row kernels do not take, BLAS computes
-// them, which gonum's does row-invariantly and OpenBLAS within float rounding).
+// rows do not depend on the row count, W^UK through a per-row gathered axpy and attention per sequence, so a
+// row's result is the same bits in any batch (with AVX2; elsewhere, and for shapes the row kernels do not
+// take, BLAS computes them, which gonum's does row-invariantly and OpenBLAS within float rounding).
 
 package model
 
 import (
 	"fmt"
 	"math"
-	"sync"
-	"sync/atomic"
 
 	"github.com/sparrow-rl/sparrow/dsa"
 	"github.com/sparrow-rl/sparrow/internal/kernels"
@@ -42,8 +45,8 @@ type DecodeInput struct {
 // Batch is the work space of batched decode steps of up to Cap sequences over one engine. It holds no
 // sequence state (that is in each Session), so any sessions of the engine may share a step. It is not safe
 // for concurrent use. A step spreads its work over kernels.Threads() lanes: the output columns of the
-// projections, the sequences' attention, and the experts (the shared one included) are independent tasks,
-// each writing only its own outputs, so the result does not depend on the number of lanes or their timing.
+// projections and of the experts' products (the shared one included) and the sequences' attention are
+// independent tasks, each writing only its own outputs, so the result does not depend on the number of lanes or their timing.
 type Batch struct {
 	e   *Engine
 	Cap int
@@ -51,17 +54,26 @@ type Batch struct {
 	x, h, qa, qn, q, kva, qt, ctx, o, ffn, logits []float32 // [B, ·]
 	a, u, act                                     []float32 // dense FFN activations [B, I]
 	rstd                                          []float32 // [B]
-	// MoE: affinities [B, E], gate weights and ids [B, K], per-slot expert outputs [B·K, D], the slots
-	// (b·K + k) routed to each expert.
-	s, w  []float32
-	ids   []int32
-	sel   []float64
-	slots [][]int
-	eo    []float32
-	pos   []int
-	iota  []int32 // 0, 1, …: the rows of W^UK
-	lanes []lane
-	tasks []expertTask
+	// MoE: affinities [B, E], gate weights and ids [B, K], the slots (b·K + k) routed to each expert, the
+	// first gathered row of each expert (base) and the gathered row of each slot (slotRow); the routed
+	// experts' gathered inputs and outputs [B·K, D] and activations [B·K, I], the shared expert's [B, I_s].
+	s, w          []float32
+	ids           []int32
+	sel           []float64
+	slots         [][]int
+	base, slotRow []int
+	ein, eout     []float32
+	ea, eu, eact  []float32
+	sa, su, sact  []float32
+	pos           []int
+	iota          []int32 // 0, 1, …: the rows of W^UK
+	lanes         []lane
+	team          *team                 // the lanes' helpers during a step
+	prods         []product             // the products of the current linears region
+	prodFn        func(ln *lane, t int) // b.prodTask, bound once
+	seqFn         func(ln *lane, i int) // b.sequence, bound once
+	layer         int                   // the layer of the current sequence tasks
+	in            []DecodeInput         // the current step's inputs (during the step)
 }
 
 // lane is one worker's scratch for the tasks of a step.
@@ -70,14 +82,8 @@ type lane struct {
 	iq, iw, ik     []float32 // a sparse sequence's index queries [Hi, Dh], head weights [Hi], scores [Hi, n]
 	khat, kr1, isc []float32
 	heap           []int32
-	ein, eout      []float32 // an expert's gathered rows and outputs [n_j, D]
-	a, u, act      []float32 // an expert's activations [n, I]
-}
-
-// expertTask is one FFN expert's work in a MoE step: the shared expert (all rows) or routed expert j.
-type expertTask struct {
-	shared bool
-	j      int
+	posIdx         []int32 // 0, 1, …: the rows of attend's context axpy
+	masked         []bool  // a sparse sequence's selections outside its cache
 }
 
 // NewBatch allocates the work space of decode steps of up to capacity sequences.
@@ -96,7 +102,11 @@ func (e *Engine) NewBatch(capacity int) (*Batch, error) {
 		o: make([]float32, B*H*c.VHeadDim), logits: make([]float32, B*c.VocabSize), rstd: make([]float32, B),
 		a: make([]float32, B*c.IntermediateSize), u: make([]float32, B*c.IntermediateSize), act: make([]float32, B*c.IntermediateSize),
 		s: make([]float32, B*E), w: make([]float32, B*K), ids: make([]int32, B*K), sel: make([]float64, E),
-		slots: make([][]int, E), eo: make([]float32, B*K*D), pos: make([]int, B), lanes: make([]lane, max(kernels.Threads(), 1))}
+		slots: make([][]int, E), base: make([]int, E), slotRow: make([]int, B*K), pos: make([]int, B), lanes: make([]lane, max(kernels.Threads(), 1))}
+	BK, I, SI := B*K, c.MoEIntermediateSize, c.MoEIntermediateSize*c.NSharedExperts
+	b.ein, b.eout = make([]float32, BK*D), make([]float32, BK*D)
+	b.ea, b.eu, b.eact = make([]float32, BK*I), make([]float32, BK*I), make([]float32, BK*I)
+	b.sa, b.su, b.sact = make([]float32, B*SI), make([]float32, B*SI), make([]float32, B*SI)
 	for i := range b.slots {
 		b.slots[i] = make([]int, 0, B*K)
 	}
@@ -104,11 +114,10 @@ func (e *Engine) NewBatch(capacity int) (*Batch, error) {
 	for i := range b.iota {
 		b.iota[i] = int32(i)
 	}
+	b.team = newTeam(b.lanes)
+	b.prodFn, b.seqFn = b.prodTask, b.sequence
 	for i := range b.lanes {
 		ln := &b.lanes[i]
-		ln.ein, ln.eout = make([]float32, B*max(K, 1)*D), make([]float32, B*max(K, 1)*D)
-		I := B * max(c.MoEIntermediateSize, c.MoEIntermediateSize*c.NSharedExperts)
-		ln.a, ln.u, ln.act = make([]float32, I), make([]float32, I), make([]float32, I)
 		if c.IndexNHeads > 0 {
 			ln.iq, ln.iw = make([]float32, c.IndexNHeads*c.IndexHeadDim), make([]float32, c.IndexNHeads)
 			ln.khat, ln.kr1 = make([]float32, c.IndexHeadDim), make([]float32, 1)
@@ -117,61 +126,93 @@ func (e *Engine) NewBatch(capacity int) (*Batch, error) {
 	return b, nil
 }
 
-// parallel runs task(ln, i) for i in [0, n) on up to len(b.lanes) goroutines, each taking the next task when
-// it finishes one (so tasks of unequal cost balance); every task writes only its own outputs.
+// parallel runs task(ln, i) for i in [0, n) over the step's lanes (the team), each lane taking the next task
+// when it finishes one (so tasks of unequal cost balance); every task writes only its own outputs.
 func (b *Batch) parallel(n int, task func(ln *lane, i int)) {
-	w := min(len(b.lanes), n)
-	if w <= 1 {
-		for i := range n {
-			task(&b.lanes[0], i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for l := range w {
-		wg.Add(1)
-		go func(ln *lane) {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				task(ln, i)
-			}
-		}(&b.lanes[l])
-	}
-	wg.Wait()
+	b.team.run(n, task)
 }
 
-// splitFlops is the least product (2·m·in·out) whose output columns linear spreads over the lanes.
-const splitFlops = 1 << 18
+// splitFlops is the least product (2·m·in·out) whose output columns linears spreads over the lanes, and
+// splitWeights the least weight matrix (in·out) it spreads whatever the rows (streaming it is the cost).
+const (
+	splitFlops   = 1 << 18
+	splitWeights = 1 << 16
+)
+
+// product is one y = x·Wᵀ (+ y when acc) of a step for linears: x [m, in] (row stride ldx), W [out, in], y [m,
+// out] (row stride ldy). With swiglu set (a gate product whose up product is u, both [m, out] with row stride
+// ldy), a part also writes act = SiLU(y)⊙u over its columns.
+type product struct {
+	y, x, w    []float32
+	ldy, ldx   int
+	m, in, out int
+	acc        bool
+	// swiglu: the up product's weights [out, in], its output and the activation (laid out as y)
+	wu, u, act []float32
+	swiglu     bool
+	parts      int // column blocks
+	chunk      int // their width (a multiple of 8)
+}
+
+// split splits p's output columns over lanes lanes (in blocks of a multiple of 8) when the product pays for
+// it: decode's products have few rows, which a row split cannot use. The split depends on the shapes only, and
+// no output depends on it.
+func (p *product) split(lanes int) {
+	p.parts, p.chunk = 1, p.out
+	if n := min(lanes, p.out/32); n > 1 && (2*p.m*p.in*p.out >= splitFlops || p.in*p.out >= splitWeights) {
+		p.parts, p.chunk = n, ((p.out+n-1)/n+7)/8*8
+	}
+}
+
+// part computes p's output columns [k·chunk, (k+1)·chunk) with kernels.LinearRows (and their SwiGLU).
+func (p *product) part(k int) {
+	o0, o1 := k*p.chunk, min((k+1)*p.chunk, p.out)
+	if o0 >= o1 {
+		return
+	}
+	kernels.LinearRows(p.y[o0:], p.ldy, p.x, p.ldx, p.w[o0*p.in:], p.m, p.in, o1-o0, p.acc)
+	if !p.swiglu {
+		return
+	}
+	kernels.LinearRows(p.u[o0:], p.ldy, p.x, p.ldx, p.wu[o0*p.in:], p.m, p.in, o1-o0, false)
+	for r := range p.m {
+		row := r*p.ldy + o0
+		kernels.SwiGLU(p.act[row:row+o1-o0], p.y[row:row+o1-o0], p.u[row:row+o1-o0])
+	}
+}
+
+// linears runs the products ps (independent of each other) in one parallel region, each split by columns.
+func (b *Batch) linears(ps ...product) {
+	b.prods = append(b.prods[:0], ps...)
+	b.runProducts()
+}
+
+// runProducts runs the products of b.prods in one parallel region, each split by columns.
+func (b *Batch) runProducts() {
+	n := 0
+	for i := range b.prods {
+		b.prods[i].split(len(b.lanes))
+		n += b.prods[i].parts
+	}
+	b.parallel(n, b.prodFn)
+}
+
+// prodTask runs task t of the products of linears: part t of the product it falls in.
+func (b *Batch) prodTask(_ *lane, t int) {
+	for i := range b.prods {
+		p := &b.prods[i]
+		if t < p.parts {
+			p.part(t)
+			return
+		}
+		t -= p.parts
+	}
+}
 
 // linear computes y = x·Wᵀ (+ y when accumulate) for x [m, in] (row stride ldx), W [out, in], y [m, out] (row
-// stride ldy) with kernels.LinearRows, the output columns split over the lanes (in blocks of a multiple of 4)
-// when the product pays for it: decode's products have few rows, which a row split cannot use. The split
-// depends on the shapes only, and no output depends on it.
+// stride ldy), its output columns split over the lanes.
 func (b *Batch) linear(y []float32, ldy int, x []float32, ldx int, w []float32, m, in, out int, accumulate bool) {
-	parts := min(len(b.lanes), out/32)
-	if parts <= 1 || 2*m*in*out < splitFlops {
-		kernels.LinearRows(y, ldy, x, ldx, w, m, in, out, accumulate)
-		return
-	}
-	chunk := ((out+parts-1)/parts + 3) / 4 * 4
-	b.parallel(parts, func(_ *lane, p int) {
-		o0 := p * chunk
-		if o1 := min(o0+chunk, out); o0 < o1 {
-			kernels.LinearRows(y[o0:], ldy, x, ldx, w[o0*in:], m, in, o1-o0, accumulate)
-		}
-	})
-}
-
-// ffn computes y [n, D] = W_down·(SiLU(W_gate·x) ⊙ W_up·x) for x [n, D] and an FFN of width I (the SwiGLU of
-// swiglu.forward, with row-invariant products) in ln's scratch.
-func ffn(ln *lane, y, x, wg, wu, wd []float32, n, D, I int) {
-	a, u, act := grow(ln.a, n*I), grow(ln.u, n*I), grow(ln.act, n*I)
-	ln.a, ln.u, ln.act = a, u, act
-	kernels.LinearRows(a, I, x, D, wg, n, D, I, false)
-	kernels.LinearRows(u, I, x, D, wu, n, D, I, false)
-	kernels.SwiGLU(act, a, u)
-	kernels.LinearRows(y, D, act, I, wd, n, I, D, false)
+	b.linears(product{y: y, ldy: ldy, x: x, ldx: ldx, w: w, m: m, in: in, out: out, acc: accumulate})
 }
 
 // check validates a step's inputs: room in every cache, token ids, forced ids, one row per session.
@@ -218,6 +259,8 @@ func (b *Batch) Step(in []DecodeInput) error {
 	if len(in) == 0 {
 		return nil
 	}
+	b.team.start()
+	defer b.team.stop()
 	e, c := b.e, b.e.Cfg
 	B, D, H := len(in), c.HiddenSize, c.NumAttentionHeads
 	dn, dr, dv, kvr := c.QKNopeHeadDim, c.QKRopeHeadDim, c.VHeadDim, c.KVLoraRank
@@ -229,46 +272,16 @@ func (b *Batch) Step(in []DecodeInput) error {
 	}
 	x, h, rstd := b.x[:B*D], b.h[:B*D], b.rstd[:B]
 	for l := 0; l < c.NumHiddenLayers; l++ {
-		// Projections of the B rows [B, D] → q [B, H·dq], the new latent and rope key of every row.
+		// Projections of the B rows [B, D]: q^A [B, q_lora] and the new latent and rope key of every row [B,
+		// kvr+dr] in one region, then q [B, H·dq].
 		kernels.RMSNorm(h, rstd, x, B, D, D, 0, e.w(l, "input_layernorm.weight"), c.RMSNormEps)
-		b.linear(b.qa, c.QLoraRank, h, D, e.w(l, "self_attn.q_a_proj.weight"), B, D, c.QLoraRank, false)
+		b.linears(product{y: b.qa, ldy: c.QLoraRank, x: h, ldx: D, w: e.w(l, "self_attn.q_a_proj.weight"), m: B, in: D, out: c.QLoraRank},
+			product{y: b.kva, ldy: kvr + dr, x: h, ldx: D, w: e.w(l, "self_attn.kv_a_proj_with_mqa.weight"), m: B, in: D, out: kvr + dr})
 		kernels.RMSNorm(b.qn, rstd, b.qa, B, c.QLoraRank, c.QLoraRank, 0, e.w(l, "self_attn.q_a_layernorm.weight"), c.RMSNormEps)
 		b.linear(b.q, H*dq, b.qn, c.QLoraRank, e.w(l, "self_attn.q_b_proj.weight"), B, c.QLoraRank, H*dq, false)
-		b.linear(b.kva, kvr+dr, h, D, e.w(l, "self_attn.kv_a_proj_with_mqa.weight"), B, D, kvr+dr, false)
-		kvNorm := e.w(l, "self_attn.kv_a_layernorm.weight")
-		for i, r := range in {
-			s, pos := r.S, b.pos[i]
-			kernels.RMSNorm(s.latent[l][pos*kvr:(pos+1)*kvr], rstd[i:i+1], b.kva[i*(kvr+dr):], 1, kvr, kvr+dr, 0, kvNorm, c.RMSNormEps)
-			kr := s.krope[l][pos*dr : (pos+1)*dr]
-			copy(kr, b.kva[i*(kvr+dr)+kvr:(i+1)*(kvr+dr)])
-			kernels.Rope(e.rope, kr, pos, true, false)
-			for hd := 0; hd < H; hd++ {
-				o := (i*H+hd)*dq + dn
-				kernels.Rope(e.rope, b.q[o:o+dr], pos, true, false)
-			}
-		}
-		// Absorption: q̃_{b,i} = W^UK_iᵀ q^C_{b,i} = Σ_p q^C_{b,i,p}·W^UK_i[p] for each row and head, qt [B, H, kvr].
-		wkv := e.w(l, "self_attn.kv_b_proj.weight") // [H·(dn+dv), kvr]
-		for i := range B {
-			for hd := 0; hd < H; hd++ {
-				wuk := wkv[hd*(dn+dv)*kvr : (hd*(dn+dv)+dn)*kvr] // [dn, kvr]
-				qt, qc := b.qt[(i*H+hd)*kvr:(i*H+hd+1)*kvr], b.q[(i*H+hd)*dq:(i*H+hd)*dq+dn]
-				clear(qt)
-				kernels.GatherAxpy(qt, qc, wuk, kvr, b.iota)
-			}
-		}
-		if kernels.GemmRecorder != nil { // the absorption is H products [B, dn]·[dn, kvr], counted as such
-			for range H {
-				kernels.GemmRecorder(kernels.GemmShape{M: B, N: kvr, K: dn})
-			}
-		}
-		// Attention per sequence over its own cache, all heads in one product: ctx [B, H, kvr].
-		b.parallel(B, func(ln *lane, i int) { b.attention(ln, l, i, in[i]) })
-		// o_{b,i} = W^UV_i ctx_{b,i} for the B rows of each head, then the output projection into the residual.
-		for hd := 0; hd < H; hd++ {
-			wuv := wkv[(hd*(dn+dv)+dn)*kvr : (hd+1)*(dn+dv)*kvr] // [dv, kvr]
-			kernels.LinearRows(b.o[hd*dv:], H*dv, b.ctx[hd*kvr:], H*kvr, wuv, B, kvr, dv, false)
-		}
+		// Per sequence: its cache entries, absorbed queries, attention and W^UV outputs o [B, H·dv].
+		b.layer, b.in = l, in
+		b.parallel(B, b.seqFn)
 		b.linear(x, D, b.o, H*dv, e.w(l, "self_attn.o_proj.weight"), B, H*dv, D, true)
 		kernels.RMSNorm(h, rstd, x, B, D, D, 0, e.w(l, "post_attention_layernorm.weight"), c.RMSNormEps)
 		if c.IsMoE(l) {
@@ -278,6 +291,7 @@ func (b *Batch) Step(in []DecodeInput) error {
 		}
 		kernels.Axpy(1, b.ffn[:B*D], x)
 	}
+	b.in = nil
 	kernels.RMSNorm(h, rstd, x, B, D, D, 0, e.P.MustGet("model.norm.weight"), c.RMSNormEps)
 	V := c.VocabSize
 	b.linear(b.logits, V, h, D, e.P.MustGet("lm_head.weight"), B, D, V, false)
@@ -286,6 +300,38 @@ func (b *Batch) Step(in []DecodeInput) error {
 		r.S.Len++
 	}
 	return nil
+}
+
+// sequence is the attention task of row i of the current step's layer b.layer (dsv32-spec.md §1.3): it
+// normalises and ropes the row's new latent and rope key into its session's cache, ropes its queries, absorbs
+// W^UK into them (q̃_{b,i} = W^UK_iᵀ q^C_{b,i} = Σ_p q^C_{b,i,p}·W^UK_i[p], qt [H, kvr]), attends over the cache
+// (ctx [H, kvr]) and applies W^UV per head (o [H·dv]). Everything it writes belongs to row i.
+func (b *Batch) sequence(ln *lane, i int) {
+	e, c, l, r := b.e, b.e.Cfg, b.layer, b.in[i]
+	H, dn, dr, dv, kvr := c.NumAttentionHeads, c.QKNopeHeadDim, c.QKRopeHeadDim, c.VHeadDim, c.KVLoraRank
+	dq := dn + dr
+	s, pos := r.S, b.pos[i]
+	kernels.RMSNorm(s.latent[l][pos*kvr:(pos+1)*kvr], b.rstd[i:i+1], b.kva[i*(kvr+dr):], 1, kvr, kvr+dr, 0, e.w(l, "self_attn.kv_a_layernorm.weight"), c.RMSNormEps)
+	kr := s.krope[l][pos*dr : (pos+1)*dr]
+	copy(kr, b.kva[i*(kvr+dr)+kvr:(i+1)*(kvr+dr)])
+	kernels.Rope(e.rope, kr, pos, true, false)
+	wkv := e.w(l, "self_attn.kv_b_proj.weight") // [H·(dn+dv), kvr]
+	for hd := 0; hd < H; hd++ {
+		o := (i*H+hd)*dq + dn
+		kernels.Rope(e.rope, b.q[o:o+dr], pos, true, false)
+		wuk := wkv[hd*(dn+dv)*kvr : (hd*(dn+dv)+dn)*kvr] // [dn, kvr]
+		qt, qc := b.qt[(i*H+hd)*kvr:(i*H+hd+1)*kvr], b.q[(i*H+hd)*dq:(i*H+hd)*dq+dn]
+		clear(qt)
+		kernels.GatherAxpy(qt, qc, wuk, kvr, b.iota)
+		if kernels.GemmRecorder != nil { // the absorption is a product [1, dn]·[dn, kvr], counted as such
+			kernels.GemmRecorder(kernels.GemmShape{M: 1, N: kvr, K: dn})
+		}
+	}
+	b.attention(ln, l, i, r)
+	for hd := 0; hd < H; hd++ {
+		wuv := wkv[(hd*(dn+dv)+dn)*kvr : (hd+1)*(dn+dv)*kvr] // [dv, kvr]
+		kernels.LinearRows(b.o[(i*H+hd)*dv:], dv, b.ctx[(i*H+hd)*kvr:], kvr, wuv, 1, kvr, dv, false)
+	}
 }
 
 // attention writes row i's ctx [H, kvr] for its session's attention (dense or sparse).
@@ -301,41 +347,82 @@ func (b *Batch) attention(ln *lane, l, i int, r DecodeInput) {
 	b.sparseAttention(ln, l, i, r.S, forced)
 }
 
-// denseFFN computes ffn [B, D] = W_down·(SiLU(W_gate·h) ⊙ W_up·h) for layer l's dense SwiGLU FFN (as swiglu.forward,
-// with split products).
+// denseFFN computes ffn [B, D] = W_down·(SiLU(W_gate·h) ⊙ W_up·h) for layer l's dense SwiGLU FFN (as
+// swiglu.forward, with split products): the gate and up products and the activation in one region, by column
+// blocks, then the down product.
 func (b *Batch) denseFFN(l, B int) {
 	e, c := b.e, b.e.Cfg
 	D, I := c.HiddenSize, c.IntermediateSize
 	a, u, act := b.a[:B*I], b.u[:B*I], b.act[:B*I]
-	b.linear(a, I, b.h, D, e.w(l, "mlp.gate_proj.weight"), B, D, I, false)
-	b.linear(u, I, b.h, D, e.w(l, "mlp.up_proj.weight"), B, D, I, false)
-	kernels.SwiGLU(act, a, u)
+	b.linears(product{y: a, ldy: I, x: b.h, ldx: D, w: e.w(l, "mlp.gate_proj.weight"), m: B, in: D, out: I,
+		swiglu: true, wu: e.w(l, "mlp.up_proj.weight"), u: u, act: act})
 	b.linear(b.ffn, D, act, I, e.w(l, "mlp.down_proj.weight"), B, I, D, false)
 }
 
 // denseAttention writes row i's ctx [H, kvr] = softmax(S)·C over every cached position of s (absorbed MLA).
 func (b *Batch) denseAttention(ln *lane, l, i int, s *Session) {
+	b.attend(ln, i, s.latent[l], s.krope[l], b.pos[i]+1, nil)
+}
+
+// attend writes row i's ctx [H, kvr] = softmax(S)·C over the n rows of lat [n, kvr] and kr [n, dr] (the cached
+// positions, or the selected ones gathered): the scores S = (Q̃·Cᵀ + Q^R·K^Rᵀ)·τ [H, n] as row dots
+// (kernels.LinearRows over the first n − n mod 4 rows, plain loops over the rest), −∞ where masked[j] (a
+// selection outside the cache), the softmax of the training graph's attention (SoftmaxRowFast), and each
+// head's context as one gathered axpy over the rows.
+func (b *Batch) attend(ln *lane, i int, lat, kr []float32, n int, masked []bool) {
 	c := b.e.Cfg
 	H, dn, dr, kvr := c.NumAttentionHeads, c.QKNopeHeadDim, c.QKRopeHeadDim, c.KVLoraRank
 	dq := dn + dr
-	n := b.pos[i] + 1
+	n4 := n &^ 3
 	scale := float32(1 / math.Sqrt(float64(dq)))
 	ln.sc = grow(ln.sc, H*n)
-	qt, q, ctx := b.qt[i*H*kvr:(i+1)*H*kvr], b.q[i*H*dq:(i+1)*H*dq], b.ctx[i*H*kvr:(i+1)*H*kvr]
-	kernels.Gemm(false, true, H, n, kvr, scale, qt, kvr, s.latent[l], kvr, 0, ln.sc, n)
-	kernels.Gemm(false, true, H, n, dr, scale, q[dn:], dq, s.krope[l], dr, 1, ln.sc, n)
-	for hd := 0; hd < H; hd++ {
-		kernels.SoftmaxRow(ln.sc[hd*n : (hd+1)*n])
+	for t := len(ln.posIdx); t < n; t++ {
+		ln.posIdx = append(ln.posIdx, int32(t))
 	}
-	kernels.Gemm(false, false, H, kvr, n, 1, ln.sc, n, s.latent[l], kvr, 0, ctx, kvr)
+	qt, q, ctx := b.qt[i*H*kvr:(i+1)*H*kvr], b.q[i*H*dq:(i+1)*H*dq], b.ctx[i*H*kvr:(i+1)*H*kvr]
+	if n4 > 0 {
+		kernels.LinearRows(ln.sc, n, qt, kvr, lat, H, kvr, n4, false)
+		kernels.LinearRows(ln.sc, n, q[dn:], dq, kr, H, dr, n4, true)
+	}
+	if kernels.GemmRecorder != nil { // the rest of the scores and the context, counted as the products they are
+		if n > n4 {
+			kernels.GemmRecorder(kernels.GemmShape{TransB: true, M: H, N: n - n4, K: kvr})
+			kernels.GemmRecorder(kernels.GemmShape{TransB: true, M: H, N: n - n4, K: dr})
+		}
+		kernels.GemmRecorder(kernels.GemmShape{M: H, N: kvr, K: n})
+	}
+	for t := n4; t < n; t++ {
+		for hd := 0; hd < H; hd++ {
+			var sc, sr float32
+			for p, v := range qt[hd*kvr : (hd+1)*kvr] {
+				sc += v * lat[t*kvr+p]
+			}
+			for p, v := range q[hd*dq+dn : (hd+1)*dq] {
+				sr += v * kr[t*dr+p]
+			}
+			ln.sc[hd*n+t] = sc + sr
+		}
+	}
+	for hd := 0; hd < H; hd++ {
+		row := ln.sc[hd*n : (hd+1)*n]
+		for t := range row {
+			row[t] *= scale
+			if masked != nil && masked[t] {
+				row[t] = float32(math.Inf(-1))
+			}
+		}
+		kernels.SoftmaxRowFast(row)
+		ch := ctx[hd*kvr : (hd+1)*kvr]
+		clear(ch)
+		kernels.GatherAxpy(ch, row, lat, kvr, ln.posIdx[:n])
+	}
 }
 
 // sparseAttention caches row i's index key, selects (or takes the forced) top-k positions of s with the
 // lightning indexer (dsv32-spec.md §1.2), and writes ctx [H, kvr] = softmax(S)·C over those positions only.
 func (b *Batch) sparseAttention(ln *lane, l, i int, s *Session, forced []int32) {
 	e, c := b.e, b.e.Cfg
-	H, dn, dr, kvr := c.NumAttentionHeads, c.QKNopeHeadDim, c.QKRopeHeadDim, c.KVLoraRank
-	dq := dn + dr
+	dr, kvr := c.QKRopeHeadDim, c.KVLoraRank
 	D, QR := c.HiddenSize, c.QLoraRank
 	pos := b.pos[i]
 	n := pos + 1
@@ -369,9 +456,10 @@ func (b *Batch) sparseAttention(ln *lane, l, i int, s *Session, forced []int32) 
 		dsa.SelectRow(sel, sc, n, ln.heap)
 	}
 	k := len(sel)
-	ln.gl, ln.gr = grow(ln.gl, k*kvr), grow(ln.gr, k*dr)
+	ln.gl, ln.gr, ln.masked = grow(ln.gl, k*kvr), grow(ln.gr, k*dr), growBool(ln.masked, k)
 	for j, t := range sel {
-		if t < 0 || int(t) >= n {
+		ln.masked[j] = t < 0 || int(t) >= n
+		if ln.masked[j] {
 			clear(ln.gl[j*kvr : (j+1)*kvr])
 			clear(ln.gr[j*dr : (j+1)*dr])
 			continue
@@ -379,31 +467,18 @@ func (b *Batch) sparseAttention(ln *lane, l, i int, s *Session, forced []int32) 
 		copy(ln.gl[j*kvr:(j+1)*kvr], s.latent[l][int(t)*kvr:(int(t)+1)*kvr])
 		copy(ln.gr[j*dr:(j+1)*dr], s.krope[l][int(t)*dr:(int(t)+1)*dr])
 	}
-	scale := float32(1 / math.Sqrt(float64(dq)))
-	ln.sc = grow(ln.sc, H*k)
-	qt, q, ctx := b.qt[i*H*kvr:(i+1)*H*kvr], b.q[i*H*dq:(i+1)*H*dq], b.ctx[i*H*kvr:(i+1)*H*kvr]
-	kernels.Gemm(false, true, H, k, kvr, scale, qt, kvr, ln.gl, kvr, 0, ln.sc, k)
-	kernels.Gemm(false, true, H, k, dr, scale, q[dn:], dq, ln.gr, dr, 1, ln.sc, k)
-	for hd := 0; hd < H; hd++ {
-		row := ln.sc[hd*k : (hd+1)*k]
-		for j, t := range sel {
-			if t < 0 || int(t) >= n {
-				row[j] = float32(math.Inf(-1))
-			}
-		}
-		kernels.SoftmaxRow(row)
-	}
-	kernels.Gemm(false, false, H, kvr, k, 1, ln.sc, k, ln.gl, kvr, 0, ctx, kvr)
+	b.attend(ln, i, ln.gl, ln.gr, k, ln.masked)
 }
 
 // moe computes ffn [B, D] = MoE(h) for layer l: every row's experts are selected (or forced) and recorded in
-// its session; the shared expert (all rows) and each routed expert (the rows routed to it, as one [n_j, D]
-// product) are tasks over the lanes; then each row adds its K experts' outputs in its own selection order, as
-// one sequence decoded alone does.
+// its session; each routed expert's rows are gathered (expert j's n_j rows contiguous from base_j in ein [B·K,
+// D]) so that they go through the expert as one [n_j, D] product; the shared expert (all rows, writing ffn)
+// and the routed experts run as two regions of column blocks: gate, up and SwiGLU, then down. Then each row
+// adds its K experts' outputs in its own selection order, as one sequence decoded alone does.
 func (b *Batch) moe(l int, in []DecodeInput) {
 	e, c := b.e, b.e.Cfg
 	mc := e.moe
-	B, D, K, E := len(in), c.HiddenSize, mc.K, mc.E
+	B, D, K, E, I := len(in), c.HiddenSize, mc.K, mc.E, mc.I
 	h, ffn := b.h[:B*D], b.ffn[:B*D]
 	b.linear(b.s, E, h, D, e.w(l, "mlp.gate.weight"), B, D, E, false)
 	for j, v := range b.s[:B*E] {
@@ -427,46 +502,60 @@ func (b *Batch) moe(l int, in []DecodeInput) {
 			b.slots[id] = append(b.slots[id], i*K+k)
 		}
 	}
-	b.tasks = b.tasks[:0]
-	if mc.SharedI > 0 {
-		b.tasks = append(b.tasks, expertTask{shared: true})
+	// Gather: slot sl's row is row slotRow[sl] of ein and eout.
+	base := 0
+	for j := range E {
+		for r, sl := range b.slots[j] {
+			row := sl / K
+			copy(b.ein[(base+r)*D:(base+r+1)*D], h[row*D:(row+1)*D])
+			b.slotRow[sl] = base + r
+		}
+		b.base[j] = base
+		base += len(b.slots[j])
+	}
+	// Gate, up and SwiGLU of every expert, then its down product.
+	SI := mc.SharedI
+	b.prods = b.prods[:0]
+	if SI > 0 {
+		b.prods = append(b.prods, product{y: b.sa[:B*SI], ldy: SI, x: h, ldx: D, w: e.w(l, "mlp.shared_experts.gate_proj.weight"), m: B, in: D, out: SI,
+			swiglu: true, wu: e.w(l, "mlp.shared_experts.up_proj.weight"), u: b.su[:B*SI], act: b.sact[:B*SI]})
+	}
+	for j := range E {
+		if nj := len(b.slots[j]); nj > 0 {
+			r0, ew := b.base[j], e.experts[l][j]
+			b.prods = append(b.prods, product{y: b.ea[r0*I:], ldy: I, x: b.ein[r0*D:], ldx: D, w: ew[0], m: nj, in: D, out: I,
+				swiglu: true, wu: ew[1], u: b.eu[r0*I:], act: b.eact[r0*I:]})
+		}
+	}
+	b.runProducts()
+	b.prods = b.prods[:0]
+	if SI > 0 {
+		b.prods = append(b.prods, product{y: ffn, ldy: D, x: b.sact[:B*SI], ldx: SI, w: e.w(l, "mlp.shared_experts.down_proj.weight"), m: B, in: SI, out: D})
 	} else {
 		clear(ffn)
 	}
 	for j := range E {
-		if len(b.slots[j]) > 0 {
-			b.tasks = append(b.tasks, expertTask{j: j})
+		if nj := len(b.slots[j]); nj > 0 {
+			r0 := b.base[j]
+			b.prods = append(b.prods, product{y: b.eout[r0*D:], ldy: D, x: b.eact[r0*I:], ldx: I, w: e.experts[l][j][2], m: nj, in: I, out: D})
 		}
 	}
-	b.parallel(len(b.tasks), func(ln *lane, t int) { b.expert(ln, l, B, b.tasks[t]) })
+	b.runProducts()
 	for i := range in {
 		for k := 0; k < K; k++ {
 			sl := i*K + k
-			kernels.Axpy(b.w[sl], b.eo[sl*D:(sl+1)*D], ffn[i*D:(i+1)*D])
+			r := b.slotRow[sl]
+			kernels.Axpy(b.w[sl], b.eout[r*D:(r+1)*D], ffn[i*D:(i+1)*D])
 		}
 	}
 }
 
-// expert runs one expert task of layer l: the shared expert writes ffn [B, D]; routed expert j gathers its
-// rows, runs them as one product and scatters the outputs to their slots in eo.
-func (b *Batch) expert(ln *lane, l, B int, t expertTask) {
-	e, c := b.e, b.e.Cfg
-	D := c.HiddenSize
-	if t.shared {
-		ffn(ln, b.ffn[:B*D], b.h[:B*D], e.w(l, "mlp.shared_experts.gate_proj.weight"), e.w(l, "mlp.shared_experts.up_proj.weight"), e.w(l, "mlp.shared_experts.down_proj.weight"), B, D, e.moe.SharedI)
-		return
+// growBool returns b resized to n, reallocating only when its capacity is short (the contents are not kept).
+func growBool(b []bool, n int) []bool {
+	if cap(b) < n {
+		return make([]bool, n)
 	}
-	slots := b.slots[t.j]
-	nj := len(slots)
-	for r, sl := range slots {
-		row := sl / e.moe.K
-		copy(ln.ein[r*D:(r+1)*D], b.h[row*D:(row+1)*D])
-	}
-	ew := e.experts[l][t.j]
-	ffn(ln, ln.eout[:nj*D], ln.ein[:nj*D], ew[0], ew[1], ew[2], nj, D, e.moe.I)
-	for r, sl := range slots {
-		copy(b.eo[sl*D:(sl+1)*D], ln.eout[r*D:(r+1)*D])
-	}
+	return b[:n]
 }
 
 // grow returns b resized to n, reallocating only when its capacity is short (the contents are not kept).

@@ -128,6 +128,9 @@ Times are medians over --reps repetitions (at least 5 for a result worth quoting
 	decode.Flags().IntVar(&o.Tokens, "tokens", 256, "tokens generated per repetition and sequence")
 	decode.Flags().StringVar(&o.Prompt, "prompt", "12+34=", "prompt text (byte tokens)")
 	decode.Flags().IntVar(&o.Warmup, "warmup", 1, "untimed repetitions")
+	decode.Flags().StringVar(&o.CPUProfile, "cpu-profile", "", "after the timed repetitions, profile --profile-steps more (CPU) into this file")
+	decode.Flags().StringVar(&o.MemProfile, "mem-profile", "", "heap profiles of the profiled repetitions: FILE.base before, FILE after (pprof -base)")
+	decode.Flags().IntVar(&o.ProfileSteps, "profile-steps", 0, "repetitions run under --cpu-profile/--mem-profile (0 = --reps)")
 
 	gemm := &cobra.Command{
 		Use:   "gemm",

@@ -113,27 +113,38 @@ func TestBenchCmdErrors(t *testing.T) {
 	}
 }
 
-// TestBenchCmdProfiles: --cpu-profile and --mem-profile write gzip-compressed pprof files (the CPU profile,
-// and the heap profiles before and after the profiled steps), and an unwritable path is an error naming it.
+// TestBenchCmdProfiles: for train-step and decode, --cpu-profile and --mem-profile write gzip-compressed pprof
+// files (the CPU profile, and the heap profiles before and after the profiled steps or repetitions), and an
+// unwritable path is an error naming it.
 func TestBenchCmdProfiles(t *testing.T) {
-	dir := t.TempDir()
-	cpu, mem := filepath.Join(dir, "step.cpu"), filepath.Join(dir, "step.mem")
-	if _, errOut, err := runBench(t, "train-step", "--config", "tiny", "--reps", "1", "--warmup", "0", "--batch", "2", "--seq-len", "16",
-		"--cpu-profile", cpu, "--mem-profile", mem, "--profile-steps", "2", "--json"); err != nil {
-		t.Fatalf("%v (stderr %s)", err, errOut)
-	}
-	for _, p := range []string{cpu, mem, mem + ".base"} {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
-			t.Errorf("%s is not a gzip-compressed profile (%d bytes)", p, len(b))
-		}
-	}
-	bad := filepath.Join(dir, "no-such-dir", "x.cpu")
-	_, _, err := runBench(t, "train-step", "--config", "tiny", "--reps", "1", "--warmup", "0", "--batch", "2", "--seq-len", "16", "--cpu-profile", bad)
-	if err == nil || !strings.Contains(err.Error(), bad) {
-		t.Fatalf("unwritable --cpu-profile: error %v, want one naming %s", err, bad)
+	for _, tc := range []struct {
+		cmd  string
+		args []string
+	}{
+		{"train-step", []string{"--config", "tiny", "--reps", "1", "--warmup", "0", "--batch", "2", "--seq-len", "16"}},
+		{"decode", []string{"--config", "tiny", "--reps", "1", "--warmup", "0", "--batch", "2", "--tokens", "8"}},
+	} {
+		t.Run(tc.cmd, func(t *testing.T) {
+			dir := t.TempDir()
+			cpu, mem := filepath.Join(dir, "step.cpu"), filepath.Join(dir, "step.mem")
+			args := append([]string{tc.cmd}, tc.args...)
+			if _, errOut, err := runBench(t, append(args, "--cpu-profile", cpu, "--mem-profile", mem, "--profile-steps", "2", "--json")...); err != nil {
+				t.Fatalf("%v (stderr %s)", err, errOut)
+			}
+			for _, p := range []string{cpu, mem, mem + ".base"} {
+				b, err := os.ReadFile(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+					t.Errorf("%s is not a gzip-compressed profile (%d bytes)", p, len(b))
+				}
+			}
+			bad := filepath.Join(dir, "no-such-dir", "x.cpu")
+			_, _, err := runBench(t, append(args, "--cpu-profile", bad)...)
+			if err == nil || !strings.Contains(err.Error(), bad) {
+				t.Fatalf("unwritable --cpu-profile: error %v, want one naming %s", err, bad)
+			}
+		})
 	}
 }

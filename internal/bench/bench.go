@@ -48,7 +48,7 @@ type BenchOptions struct {
 	MinTime     time.Duration // gemm: least time per shape and repetition; 0 = 20 ms
 	Seed        uint64        // weights and synthetic data; 0 = the recipe's seed
 	Log         *slog.Logger  // progress lines; nil = none
-	// train-step: after the timed steps, ProfileSteps (0 = Reps) more steps run with a CPU profile written to
+	// train-step, decode: after the timed steps (repetitions), ProfileSteps (0 = Reps) more run with a CPU profile written to
 	// CPUProfile and/or heap profiles written to MemProfile.base (before them) and MemProfile (after them);
 	// `go tool pprof -sample_index=alloc_space -base FILE.base BIN FILE` shows what those steps allocated.
 	CPUProfile, MemProfile string

@@ -106,6 +106,9 @@ func BenchDecode(opts BenchOptions) (DecodeResult, error) {
 		}
 		log.Info("bench decode", "rep", r+1, "of", o.Reps, "tokens_per_s", math.Round(dec[len(dec)-1]))
 	}
+	if err := profileRuns(o, func() error { _, _, _, err := d.rep(o.Tokens); return err }); err != nil {
+		return DecodeResult{}, err
+	}
 	total, active := p.Count()
 	// Tokens-1 engine steps produce the Tokens generated tokens of each sequence after the prompt's last step
 	// (whose logits choose the first); the rate counts engine steps × sequences, the unit of the cost.

@@ -361,14 +361,15 @@ func BenchTrainStep(opts BenchOptions) (TrainStepResult, error) {
 		Gemms: stats, Weights: fmt.Sprintf("random init (seed %d), synthetic byte tokens", s.seed),
 	}
 	res.Ratio = res.StepGFLOPS / res.SgemmGFLOPS
-	if err := profileSteps(tb, o); err != nil {
+	if err := profileRuns(o, tb.Step); err != nil {
 		return TrainStepResult{}, err
 	}
 	return res, nil
 }
 
-// profileSteps runs the profiled steps of BenchOptions.CPUProfile and MemProfile (none when both are empty).
-func profileSteps(tb *TrainStepBench, o BenchOptions) error {
+// profileRuns runs run (a training step, a decode repetition) BenchOptions.ProfileSteps times under the
+// profiles of BenchOptions.CPUProfile and MemProfile (not at all when both are empty).
+func profileRuns(o BenchOptions, run func() error) error {
 	if o.CPUProfile == "" && o.MemProfile == "" {
 		return nil
 	}
@@ -405,7 +406,7 @@ func profileSteps(tb *TrainStepBench, o BenchOptions) error {
 		defer pprof.StopCPUProfile()
 	}
 	for range n {
-		if err := tb.Step(); err != nil {
+		if err := run(); err != nil {
 			return err
 		}
 	}

@@ -2,8 +2,9 @@
 // does not depend on the other rows (batch invariance). A BLAS sgemm of a few rows packs the whole weight
 // matrix at every call and may round a row differently for different row counts; here every output element
 // is one dot product of an x row and a W row, accumulated in 8 lanes over the row in order and reduced the
-// same way (simd.DotRows4x2 for four rows at a time, simd.DotRows1x4 for the rest), reading W straight from
-// memory, once per call: decode's products are bound by streaming the weights, not by arithmetic.
+// same way (simd.DotRows4x2 for four rows at a time, simd.DotRows2x4 for two, simd.DotRows1x4 for the last),
+// reading W straight from memory, once per call: decode's products are bound by streaming the weights, not by
+// arithmetic (a routed expert of a batch-8 step has about 2 rows, which DotRows2x4 takes in one pass over W).
 
 package kernels
 
@@ -44,14 +45,27 @@ func LinearRows(y []float32, ldy int, x []float32, ldx int, w []float32, m, in, 
 	if GemmRecorder != nil {
 		GemmRecorder(GemmShape{false, true, m, out, in})
 	}
-	// W is streamed once: for each block of 4 of its rows (in L1 meanwhile), every x row (hot in L2).
+	// W is streamed once: with one or two x rows in one pass; with more, for each block of 4 of its rows (in
+	// L1 meanwhile), every x row (hot in L2).
+	switch m {
+	case 1:
+		simd.DotRows1x4((*float32)(unsafe.Pointer(&y[0])), &x[0], &w[0], in, out, in, acc)
+		return
+	case 2:
+		simd.DotRows2x4((*float32)(unsafe.Pointer(&y[0])), ldy, &x[0], ldx, &w[0], in, out, in, acc)
+		return
+	}
 	for j := 0; j < out; j += 4 {
 		wj := &w[j*in]
 		i := 0
 		for ; i+4 <= m; i += 4 {
 			simd.DotRows4x2((*float32)(unsafe.Pointer(&y[i*ldy+j])), ldy, &x[i*ldx], ldx, wj, in, 4, in, acc)
 		}
-		for ; i < m; i++ {
+		if i+2 <= m {
+			simd.DotRows2x4((*float32)(unsafe.Pointer(&y[i*ldy+j])), ldy, &x[i*ldx], ldx, wj, in, 4, in, acc)
+			i += 2
+		}
+		if i < m {
 			simd.DotRows1x4((*float32)(unsafe.Pointer(&y[i*ldy+j])), &x[i*ldx], wj, in, 4, in, acc)
 		}
 	}

@@ -74,3 +74,52 @@ func TestLinearRows(t *testing.T) {
 		}
 	}
 }
+
+// dotRowsRef is the row-dot kernels' arithmetic in Go: 8 lanes, lane l accumulating a[p]·b[p] for p ≡ l (mod 8)
+// in order with fused multiply-adds, reduced as HSUM does, ((l0+l4)+(l1+l5)) + ((l2+l6)+(l3+l7)), then added to
+// c when acc.
+func dotRowsRef(a, b []float32, c float32, acc bool) float32 {
+	var l [8]float32
+	for p := range a {
+		l[p%8] = float32(math.FMA(float64(a[p]), float64(b[p]), float64(l[p%8])))
+	}
+	s := ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))
+	if acc {
+		s += c
+	}
+	return s
+}
+
+// TestDotRowsKernels: DotRows4x2, DotRows2x4 and DotRows1x4 (through LinearRows with 4, 2 and 1 rows, and 3
+// rows for 2x4 followed by 1x4 on the same W block) equal the Go reference of their accumulation order bit for
+// bit, so an output does not depend on the tile it is computed in.
+func TestDotRowsKernels(t *testing.T) {
+	if !RowsInvariant(8, 4) {
+		t.Skip("no AVX2/FMA: LinearRows calls BLAS, whose order is its own")
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, k := range []int{8, 64, 256} {
+		for _, n := range []int{4, 12, 300} {
+			for _, m := range []int{1, 2, 3, 4, 8} {
+				for _, acc := range []bool{false, true} {
+					x, w, y := make([]float32, m*k), make([]float32, n*k), make([]float32, m*n)
+					for _, v := range [][]float32{x, w, y} {
+						for i := range v {
+							v[i] = float32(rng.NormFloat64())
+						}
+					}
+					y0 := append([]float32(nil), y...)
+					LinearRows(y, n, x, k, w, m, k, n, acc)
+					for i := range m {
+						for j := range n {
+							want := dotRowsRef(x[i*k:(i+1)*k], w[j*k:(j+1)*k], y0[i*n+j], acc)
+							if y[i*n+j] != want {
+								t.Fatalf("k=%d n=%d m=%d acc=%v: y[%d][%d] = %v, reference %v", k, n, m, acc, i, j, y[i*n+j], want)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -13,9 +13,14 @@
 //	items    strings per task, drawn uniformly from 1..items (default 3, 1..8)
 //	min_len  shortest string (default 3, 1..32)
 //	max_len  longest string (default 12, min_len..32); each string's length is uniform in [min_len, max_len]
+//	kinds    comma list of the kinds of string, drawn in equal shares (repeats weight; default digits,word,name):
+//	         digits  min_len..max_len digits, the first not 0
+//	         word    a capital and lowercase letters, min_len..max_len in all
+//	         name    1..3 syllables of the search collection's names ("Zarrrow"): repetitive strings, where the
+//	                 current character alone does not say where the copy stands, so the lookup must match a
+//	                 longer context (its length is the syllables')
 //
-// A string is all digits (the first not 0) or a capitalised word of lowercase letters, in equal shares. The
-// verifier wants the strings exactly, separated by single spaces. IDs are "copy:" and the strings; Meta
+// The verifier wants the strings exactly, separated by single spaces. IDs are "copy:" and the strings; Meta
 // holds strings (their number).
 
 package envs
@@ -31,6 +36,7 @@ import (
 // Copy is the copy family. Build it with NewCopy or New("copy", ...).
 type Copy struct {
 	items, minLen, maxLen int
+	kinds                 []string
 	heldOut               float64
 	reward                RewardOptions
 }
@@ -51,6 +57,7 @@ func NewCopy(opts Options) (*Copy, error) {
 	c.items = p.int("items", 3, 1, 8)
 	c.minLen = p.int("min_len", 3, 1, 32)
 	c.maxLen = p.int("max_len", 12, 1, 32)
+	c.kinds = p.list("kinds", []string{"digits", "word", "name"}, []string{"digits", "word", "name"})
 	if c.maxLen < c.minLen {
 		p.fail("max_len", "%d is below min_len %d", c.maxLen, c.minLen)
 	}
@@ -71,10 +78,14 @@ func (c *Copy) Sample(rng *rand.Rand, split data.Split) Task {
 	return sampleSplit(c, rng, split, c.heldOut)
 }
 
-// copyString draws one string of n characters: digits (the first not 0) or a capitalised lowercase word.
-func copyString(rng *rand.Rand, n int) string {
+// copyString draws one string of kind: n digits (the first not 0), a capitalised lowercase word of n
+// letters, or a name of 1..3 syllables (n unused).
+func copyString(rng *rand.Rand, kind string, n int) string {
+	if kind == "name" {
+		return nameFrom(rng, 1+rng.IntN(3))
+	}
 	b := make([]byte, n)
-	if rng.IntN(2) == 0 {
+	if kind == "digits" {
 		for i := range b {
 			b[i] = '0' + byte(rng.IntN(10))
 		}
@@ -90,11 +101,11 @@ func copyString(rng *rand.Rand, n int) string {
 	return string(b)
 }
 
-// Draw draws a task regardless of the split: 1..items strings of min_len..max_len characters.
+// Draw draws a task regardless of the split: 1..items strings, each of a kind drawn from kinds.
 func (c *Copy) Draw(rng *rand.Rand) Task {
 	strs := make([]string, 1+rng.IntN(c.items))
 	for i := range strs {
-		strs[i] = copyString(rng, c.minLen+rng.IntN(c.maxLen-c.minLen+1))
+		strs[i] = copyString(rng, c.kinds[rng.IntN(len(c.kinds))], c.minLen+rng.IntN(c.maxLen-c.minLen+1))
 	}
 	s := strings.Join(strs, " ")
 	return Task{ID: "copy:" + s, Family: "copy", Prompt: "Repeat: " + s, Answer: s, Meta: map[string]string{"strings": strconv.Itoa(len(strs))}}

@@ -21,10 +21,10 @@ func TestCopyDrawGolden(t *testing.T) {
 		got = append(got, c.Draw(rng).Prompt)
 	}
 	want := []string{
-		"Repeat: 720441164 Kutnbibqfais Ylprnapysc",
-		"Repeat: Ksbqlyoxvvxq Pzvzm",
-		"Repeat: 7128578 Iscpiehgck",
-		"Repeat: Ohfhiopzzhk Sxkeaguicmt",
+		"Repeat: Ugbmlderly 775030 Aistv",
+		"Repeat: Rnapyscj Arnat Yoxvvxq",
+		"Repeat: 98945477",
+		"Repeat: 57878370531",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("prompts:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -39,9 +39,10 @@ func TestCopyBounds(t *testing.T) {
 		params                map[string]string
 		items, minLen, maxLen int
 	}{
-		{"defaults", nil, 3, 3, 12},
-		{"one long", map[string]string{"items": "1", "min_len": "20", "max_len": "32"}, 1, 20, 32},
-		{"fixed length", map[string]string{"items": "8", "min_len": "5", "max_len": "5"}, 8, 5, 5},
+		{"defaults", map[string]string{"kinds": "digits,word"}, 3, 3, 12},
+		{"one long", map[string]string{"items": "1", "min_len": "20", "max_len": "32", "kinds": "digits,word"}, 1, 20, 32},
+		{"fixed length", map[string]string{"items": "8", "min_len": "5", "max_len": "5", "kinds": "word,digits"}, 8, 5, 5},
+		{"names", map[string]string{"items": "2", "kinds": "name"}, 2, 2, 12},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := NewCopy(Options{Params: tc.params})
@@ -58,7 +59,7 @@ func TestCopyBounds(t *testing.T) {
 					t.Fatalf("task %+v", task)
 				}
 				for _, s := range strs {
-					if len(s) < tc.minLen || len(s) > tc.maxLen || !copyWord(s) {
+					if len(s) < tc.minLen || len(s) > tc.maxLen || !copyWord(s) || (tc.params["kinds"] == "name" && !syllableName(s)) {
 						t.Fatalf("string %q of task %q", s, task.Answer)
 					}
 				}
@@ -81,6 +82,23 @@ func copyWord(s string) bool {
 		word = word && s[i] >= 'a' && s[i] <= 'z'
 	}
 	return digits || word
+}
+
+// syllableName reports whether s is a capitalised concatenation of 1..3 of the search names' syllables.
+func syllableName(s string) bool {
+	var rest func(s string, n int) bool
+	rest = func(s string, n int) bool {
+		if s == "" {
+			return n >= 1
+		}
+		for _, syl := range syllables {
+			if n < 3 && strings.HasPrefix(s, syl) && rest(s[len(syl):], n+1) {
+				return true
+			}
+		}
+		return false
+	}
+	return s != "" && rest(strings.ToLower(s[:1])+s[1:], 0)
 }
 
 func TestVerifyCopy(t *testing.T) {

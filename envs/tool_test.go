@@ -261,3 +261,32 @@ func TestCalcOperandLengths(t *testing.T) {
 		t.Errorf("min_digits over digits: %v", err)
 	}
 }
+
+// TestPerturbLetter: search's mis-copied name differs from the name in exactly one lowercase letter, which
+// stays a lowercase letter; capitals and spaces are kept.
+func TestPerturbLetter(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, name := range []string{"Zarrrow Solbel", "Ar Vo", "Quelmi Tur", "X"} {
+		for range 200 {
+			got := perturbLetter(rng, name)
+			if name == "X" {
+				if got != "Xa" {
+					t.Fatalf("perturbLetter(%q) = %q, want Xa", name, got)
+				}
+				continue
+			}
+			diff := 0
+			for i := range len(name) {
+				if got[i] != name[i] {
+					diff++
+					if name[i] < 'a' || name[i] > 'z' || got[i] < 'a' || got[i] > 'z' {
+						t.Fatalf("perturbLetter(%q) = %q changes a non-lowercase byte or writes one", name, got)
+					}
+				}
+			}
+			if len(got) != len(name) || diff != 1 {
+				t.Fatalf("perturbLetter(%q) = %q: %d bytes differ, want 1", name, got, diff)
+			}
+		}
+	}
+}

@@ -36,7 +36,7 @@ var StageKinds = []string{KindPretrain, KindSFT, KindDSAWarmup, KindDSASparse, K
 var DataSources = []string{"synthetic", "jsonl", "parquet"}
 
 // DataGenerators lists the synthetic corpus generators data.generator may name.
-var DataGenerators = []string{"arithmetic", "math", "math_flawed", "logic", "code", "kvretrieval", "needle", "mix", "calc", "search", "interpreter", "toolmix"}
+var DataGenerators = []string{"arithmetic", "math", "math_flawed", "logic", "code", "kvretrieval", "needle", "mix", "calc", "search", "interpreter", "toolmix", "copy"}
 
 // ArithmeticOps lists the operators data.ops may contain.
 var ArithmeticOps = []string{"+", "-", "*"}

@@ -314,7 +314,7 @@ func TestRecipes(t *testing.T) {
 			case "specialists":
 				want = []string{"pretrain", "rl_math", "rl_logic", "rl_code", "distill"}
 			case "agent":
-				want = []string{"pretrain", "rl_agent"}
+				want = []string{"copy", "pretrain", "rl_agent"} // the copy curriculum, then the tool episodes
 			}
 			if names := c.StageNames(); !slices.Equal(names, want) || c.Stages[0].Kind != KindPretrain {
 				t.Errorf("Load(%q): stages %v, want %v", form, names, want)

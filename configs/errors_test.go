@@ -146,7 +146,7 @@ func TestValidationErrors(t *testing.T) {
 		{"eval_every < 0", "train:\n  eval_every: -1\n", nil, []string{"configs/x.yaml:2: train.eval_every: must be >= 0"}},
 		{"eval_batches = 0", "train:\n  eval_batches: 0\n", nil, []string{"configs/x.yaml:2: train.eval_batches: must be > 0"}},
 		{"data source", "data:\n  source: csv\n", nil, []string{`configs/x.yaml:2: data.source: must be one of synthetic, jsonl, parquet, got "csv"`}},
-		{"data generator", "data:\n  generator: poems\n", nil, []string{`configs/x.yaml:2: data.generator: must be one of arithmetic, math, math_flawed, logic, code, kvretrieval, needle, mix, calc, search, interpreter, toolmix, got "poems"`}},
+		{"data generator", "data:\n  generator: poems\n", nil, []string{`configs/x.yaml:2: data.generator: must be one of arithmetic, math, math_flawed, logic, code, kvretrieval, needle, mix, calc, search, interpreter, toolmix, copy, got "poems"`}},
 		{"held_out = 0", "data:\n  held_out: 0\n", nil, []string{"configs/x.yaml:2: data.held_out: must be in (0, 0.5], got 0"}},
 		{"held_out > 0.5", "data:\n  held_out: 0.6\n", nil, []string{"configs/x.yaml:2: data.held_out: must be in (0, 0.5]"}},
 		{"max_digits > 12", "data:\n  max_digits: 13\n", nil, []string{"configs/x.yaml:2: data.max_digits: must be in 1..12, got 13"}},

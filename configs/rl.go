@@ -170,7 +170,7 @@ var RLRolloutDtypes = []string{"float32", "bfloat16"}
 var RLToolEnvs = []string{"calc", "search", "interpreter", "toolmix"}
 
 // RLEnvs lists the task families rl.env may name (the envs registry adds to it).
-var RLEnvs = []string{"math", "logic", "code", "dataset", "kvretrieval", "needle", "mix", "calc", "search", "interpreter", "toolmix"}
+var RLEnvs = []string{"math", "logic", "code", "dataset", "kvretrieval", "needle", "copy", "mix", "calc", "search", "interpreter", "toolmix"}
 
 // RLKL lists the values of rl.kl.
 var RLKL = []string{"none", "k1", "k2", "k3", "unbiased"}

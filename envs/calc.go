@@ -6,8 +6,13 @@
 //
 // Params (all optional):
 //
-//	digits      digits of the first and last operand (default 6, 2..12)
-//	mul_digits  digits of the multiplier (default 3, 1..6)
+//	digits          digits of the first and last operand (default 6, 2..12)
+//	mul_digits      digits of the multiplier (default 3, 1..6)
+//	min_digits      with min_digits < digits, each of the two operands draws its digits uniformly from
+//	                [min_digits, digits] (default digits: fixed), so that the operands, the expression and
+//	                the result vary in length and a policy can copy them only by content, not by a fixed
+//	                offset (2..digits)
+//	min_mul_digits  the same for the multiplier (default mul_digits, 1..mul_digits)
 //
 // IDs are "calc:<expression>". The calculator refuses expressions over 256 bytes, numbers over 40 digits and
 // results over 80 digits (an error result), so a call's time and memory are bounded.
@@ -26,10 +31,11 @@ import (
 
 // Calc is the calc tool environment.
 type Calc struct {
-	heldOut           float64
-	reward            RewardOptions
-	digits, mulDigits int
-	tools             []Tool
+	heldOut                 float64
+	reward                  RewardOptions
+	digits, mulDigits       int
+	minDigits, minMulDigits int
+	tools                   []Tool
 }
 
 // NewCalc builds the calc environment from opts.
@@ -42,6 +48,8 @@ func NewCalc(opts Options) (*Calc, error) {
 	c := &Calc{heldOut: h, reward: r, tools: []Tool{Calculator{}}}
 	c.digits = p.int("digits", 6, 2, 12)
 	c.mulDigits = p.int("mul_digits", 3, 1, 6)
+	c.minDigits = p.int("min_digits", c.digits, 2, c.digits)
+	c.minMulDigits = p.int("min_mul_digits", c.mulDigits, 1, c.mulDigits)
 	if err := p.done(); err != nil {
 		return nil, err
 	}
@@ -73,9 +81,20 @@ func randDigits(rng *rand.Rand, n int) int64 {
 	return lo + rng.Int64N(9*lo)
 }
 
+// drawLen draws a length uniformly from [lo, hi]; a fixed length (lo == hi) draws nothing, so that the
+// tasks of a fixed-length calc are those it drew before the range existed.
+func drawLen(rng *rand.Rand, lo, hi int) int {
+	if lo == hi {
+		return lo
+	}
+	return lo + rng.IntN(hi-lo+1)
+}
+
 // Draw draws a task regardless of the split: a*b+c or a*b-c.
 func (c *Calc) Draw(rng *rand.Rand) Task {
-	a, b, d := randDigits(rng, c.digits), randDigits(rng, c.mulDigits), randDigits(rng, c.digits)
+	a := randDigits(rng, drawLen(rng, c.minDigits, c.digits))
+	b := randDigits(rng, drawLen(rng, c.minMulDigits, c.mulDigits))
+	d := randDigits(rng, drawLen(rng, c.minDigits, c.digits))
 	op := "+-"[rng.IntN(2)]
 	expr := fmt.Sprintf("%d*%d%c%d", a, b, op, d)
 	v, _ := EvalArith(expr)

@@ -224,6 +224,7 @@ func init() {
 		"search":      func(o Options) (Family, error) { return NewSearch(o) },
 		"interpreter": func(o Options) (Family, error) { return NewInterpreter(o) },
 		"toolmix":     func(o Options) (Family, error) { return NewToolMix(o) },
+		"copy":        func(o Options) (Family, error) { return NewCopy(o) },
 	} {
 		if err := Register(name, f); err != nil {
 			panic(err)

@@ -47,6 +47,7 @@ func allFamilies(t testing.TB) []Family {
 		"search":      {"people": "100"},
 		"interpreter": nil,
 		"toolmix":     {"families": "calc,search,interpreter", "search.people": "100"},
+		"copy":        nil,
 	}
 	var fams []Family
 	for _, name := range Names() {
@@ -64,7 +65,7 @@ func allFamilies(t testing.TB) []Family {
 }
 
 func TestNames(t *testing.T) {
-	want := []string{"calc", "code", "dataset", "interpreter", "kvretrieval", "logic", "math", "mix", "needle", "search", "toolmix"}
+	want := []string{"calc", "code", "copy", "dataset", "interpreter", "kvretrieval", "logic", "math", "mix", "needle", "search", "toolmix"}
 	if got := Names(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Names() = %v, want %v", got, want)
 	}
@@ -79,7 +80,7 @@ func TestNewErrors(t *testing.T) {
 		opts Options
 		want string
 	}{
-		{"chess", Options{}, `envs: unknown family "chess" (registered: calc, code, dataset, interpreter, kvretrieval, logic, math, mix, needle, search, toolmix)`},
+		{"chess", Options{}, `envs: unknown family "chess" (registered: calc, code, copy, dataset, interpreter, kvretrieval, logic, math, mix, needle, search, toolmix)`},
 		{"toolmix", Options{Params: map[string]string{"chess.depth": "2"}}, `params.chess.depth: "chess" is not a member family`},
 		{"toolmix", Options{Params: map[string]string{"families": "calc", "search.people": "50"}}, "search.* given but search is not in families"},
 		{"calc", Options{Params: map[string]string{"digits": "13"}}, "params.digits: 13 is outside [2, 12]"},

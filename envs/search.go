@@ -235,7 +235,7 @@ func (s *Search) Episode(ctx context.Context, t Task, misuse int) ([]data.Messag
 	name := t.Meta["name"]
 	query := name
 	if misuse == MisuseMiscopied {
-		query = s.people[rng.IntN(len(s.people))].name // another person's name
+		query = s.miscopy(ctx, rng, name)
 	}
 	// lookup searches q and returns the text of the document titled q: the first hit's, or opened
 	lookup := func(q string) string {
@@ -259,6 +259,44 @@ func (s *Search) Episode(ctx context.Context, t Task, misuse int) ([]data.Messag
 		answer = wrongCity()
 	}
 	return append(msgs, data.Message{Role: "assistant", ReasoningContent: "The answer is " + answer + ".", Content: answer}), nil
+}
+
+// miscopy is the query of an episode that mis-copies name: one letter wrong, as calc's mis-copied operand has
+// one digit wrong, drawn again (up to 8 times) while the search still finds the person first (BM25 often
+// forgives one letter); after that, another person's name.
+func (s *Search) miscopy(ctx context.Context, rng *rand.Rand, name string) string {
+	for range 8 {
+		q := perturbLetter(rng, name)
+		hits, err := s.tools[0].Call(ctx, map[string]any{"query": q})
+		first, _, _ := strings.Cut(hits, "\n")
+		if _, rest, _ := strings.Cut(first, " "); err == nil && !strings.HasPrefix(rest, name+": ") {
+			return q
+		}
+	}
+	for {
+		if other := s.people[rng.IntN(len(s.people))].name; other != name {
+			return other
+		}
+	}
+}
+
+// perturbLetter changes one lowercase letter of s to another lowercase letter, deterministically from rng
+// (a capital, the first letter of a word, stays: the mis-copy is inside a word). s without a lowercase letter
+// gets an "a" appended.
+func perturbLetter(rng *rand.Rand, s string) string {
+	b := []byte(s)
+	var idx []int
+	for i, ch := range b {
+		if ch >= 'a' && ch <= 'z' {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		return s + "a"
+	}
+	i := idx[rng.IntN(len(idx))]
+	b[i] = 'a' + (b[i]-'a'+1+byte(rng.IntN(25)))%26 // never the same letter
+	return string(b)
 }
 
 // between returns the text of s after the first before and up to the next after ("" when absent).

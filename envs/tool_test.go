@@ -210,3 +210,83 @@ func TestClassifyMisuse(t *testing.T) {
 		}
 	}
 }
+
+// TestCalcOperandLengths: min_digits and min_mul_digits make the operands' lengths vary over their whole
+// ranges (and nothing else), and a fixed length draws the same tasks as before the ranges existed.
+func TestCalcOperandLengths(t *testing.T) {
+	for _, tc := range []struct {
+		name                 string
+		params               map[string]string
+		lo, hi, mulLo, mulHi int
+	}{
+		{"fixed", map[string]string{"digits": "5", "mul_digits": "2"}, 5, 5, 2, 2},
+		{"ranges", map[string]string{"digits": "7", "min_digits": "4", "mul_digits": "3", "min_mul_digits": "1"}, 4, 7, 1, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := NewCalc(Options{Params: tc.params})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(3, 4))
+			seen, seenMul := map[int]bool{}, map[int]bool{}
+			for range 1000 {
+				task := c.Draw(rng)
+				a, rest, _ := strings.Cut(task.Meta["expr"], "*")
+				b, d, _ := strings.Cut(strings.NewReplacer("+", " ", "-", " ").Replace(rest), " ")
+				for _, n := range []string{a, d} {
+					if len(n) < tc.lo || len(n) > tc.hi || n[0] == '0' {
+						t.Fatalf("operand %q of %s", n, task.Meta["expr"])
+					}
+					seen[len(n)] = true
+				}
+				if len(b) < tc.mulLo || len(b) > tc.mulHi || b[0] == '0' {
+					t.Fatalf("multiplier %q of %s", b, task.Meta["expr"])
+				}
+				seenMul[len(b)] = true
+				if v, err := EvalArith(task.Meta["expr"]); err != nil || v != task.Answer {
+					t.Fatalf("%s = %q (%v), task answer %q", task.Meta["expr"], v, err, task.Answer)
+				}
+			}
+			if len(seen) != tc.hi-tc.lo+1 || len(seenMul) != tc.mulHi-tc.mulLo+1 {
+				t.Errorf("operand lengths %v, multiplier lengths %v", seen, seenMul)
+			}
+		})
+	}
+	// the first fixed-length task of this seed, as drawn before min_digits existed
+	c, _ := NewCalc(Options{Params: map[string]string{"digits": "5", "mul_digits": "2"}})
+	if got := c.Draw(rand.New(rand.NewPCG(1, 2))).Meta["expr"]; got != "79243*65+80598" {
+		t.Errorf("first task %q", got)
+	}
+	if _, err := NewCalc(Options{Params: map[string]string{"digits": "5", "min_digits": "6"}}); err == nil || !strings.Contains(err.Error(), "params.min_digits: 6 is outside [2, 5]") {
+		t.Errorf("min_digits over digits: %v", err)
+	}
+}
+
+// TestPerturbLetter: search's mis-copied name differs from the name in exactly one lowercase letter, which
+// stays a lowercase letter; capitals and spaces are kept.
+func TestPerturbLetter(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, name := range []string{"Zarrrow Solbel", "Ar Vo", "Quelmi Tur", "X"} {
+		for range 200 {
+			got := perturbLetter(rng, name)
+			if name == "X" {
+				if got != "Xa" {
+					t.Fatalf("perturbLetter(%q) = %q, want Xa", name, got)
+				}
+				continue
+			}
+			diff := 0
+			for i := range len(name) {
+				if got[i] != name[i] {
+					diff++
+					if name[i] < 'a' || name[i] > 'z' || got[i] < 'a' || got[i] > 'z' {
+						t.Fatalf("perturbLetter(%q) = %q changes a non-lowercase byte or writes one", name, got)
+					}
+				}
+			}
+			if len(got) != len(name) || diff != 1 {
+				t.Fatalf("perturbLetter(%q) = %q: %d bytes differ, want 1", name, got, diff)
+			}
+		}
+	}
+}

@@ -180,9 +180,11 @@ func TestShippedAblations(t *testing.T) {
 		"grpo_logic_200/keep_routing_off": "beta 0.01 prompts 4 mini 2 steps 200 eval 40 lr 0.0001 kl unbiased delta 0.5 keep_routing false",
 		"opsm_logic/opsm_on":              "beta 0.01 prompts 4 mini 4 steps 100 eval 25 lr 0.001 kl unbiased delta 0.05 keep_routing true",
 		"opsm_logic/opsm_off":             "beta 0.01 prompts 4 mini 4 steps 100 eval 25 lr 0.001 kl unbiased delta 0 keep_routing true",
-		"agent/base":                      "beta 0 prompts 8 mini 1 steps 16 eval 8 lr 0.0001 kl unbiased delta 0.5 keep_routing true",
-		"agent/results_in_loss":           "beta 0 prompts 8 mini 1 steps 16 eval 8 lr 0.0001 kl unbiased delta 0.5 keep_routing true results_in_loss",
-		"agent/keep_routing_off":          "beta 0 prompts 8 mini 1 steps 16 eval 8 lr 0.0001 kl unbiased delta 0.5 keep_routing false",
+		"agent/base":                      "beta 0 prompts 8 mini 4 steps 20 eval 8 lr 0.0002 kl unbiased delta 0.5 keep_routing true",
+		"agent/results_in_loss":           "beta 0 prompts 8 mini 4 steps 20 eval 8 lr 0.0002 kl unbiased delta 0.5 keep_routing true results_in_loss",
+		"agent/keep_routing_off":          "beta 0 prompts 8 mini 4 steps 20 eval 8 lr 0.0002 kl unbiased delta 0.5 keep_routing false",
+		"agent/bf16":                      "beta 0 prompts 8 mini 4 steps 20 eval 8 lr 0.0002 kl unbiased delta 0.5 keep_routing true rollout bfloat16",
+		"agent/bf16_keep_routing_off":     "beta 0 prompts 8 mini 4 steps 20 eval 8 lr 0.0002 kl unbiased delta 0.5 keep_routing false rollout bfloat16",
 	}
 	n := 0
 	for _, f := range files {
@@ -214,6 +216,9 @@ func TestShippedAblations(t *testing.T) {
 				st.RL.KL, st.RL.Delta, st.RL.KeepRouting)
 			if st.RL.ToolResultsInLoss {
 				got += " results_in_loss"
+			}
+			if st.RL.RolloutDtype != "" && st.RL.RolloutDtype != "float32" {
+				got += " rollout " + st.RL.RolloutDtype
 			}
 			if want := shippedArms[a.Name+"/"+arm.Name]; got != want {
 				t.Errorf("%s arm %s:\n got %s\nwant %s", f, arm.Name, got, want)

@@ -321,6 +321,14 @@ func gradWholeNetwork(t *testing.T, shards int) {
 		return v + g.AuxLoss()
 	}
 	loss()
+	checkParamGradients(t, g, data, loss, [4]int{256, 72, 65, 257}, cfg.HiddenSize, rng)
+}
+
+// checkParamGradients compares g's parameter gradients from the last loss() call with central differences of
+// loss at 4 elements of every tensor that has a gradient (in the embedding and the LM head, elements of the given
+// token rows, which the tiny batch reads), to 1e-5 relative; params are the float64 weights g was built over.
+func checkParamGradients(t *testing.T, g *Graph[float64], params [][]float64, loss func() float64, rows [4]int, hidden int, rng *rand.Rand) {
+	t.Helper()
 	analytic := map[int][]float64{}
 	for i := range g.Specs {
 		if gr := g.Grad(i); gr != nil {
@@ -334,18 +342,17 @@ func gradWholeNetwork(t *testing.T, shards int) {
 		if !ok {
 			continue
 		}
-		for trial := 0; trial < 4; trial++ {
+		for trial := range 4 {
 			j := rng.IntN(s.Size())
 			if s.Name == "model.embed_tokens.weight" || s.Name == "lm_head.weight" {
-				row := []int{256, 72, 65, 257}[trial]
-				j = row*cfg.HiddenSize + rng.IntN(cfg.HiddenSize)
+				j = rows[trial]*hidden + rng.IntN(hidden)
 			}
-			orig := data[i][j]
-			data[i][j] = orig + h
+			orig := params[i][j]
+			params[i][j] = orig + h
 			fp := loss()
-			data[i][j] = orig - h
+			params[i][j] = orig - h
 			fm := loss()
-			data[i][j] = orig
+			params[i][j] = orig
 			num := (fp - fm) / (2 * h)
 			if math.Abs(num-an[j]) > 1e-5*math.Max(1, math.Abs(num)) {
 				t.Errorf("%s[%d]: backward %.10g, finite difference %.10g", s.Name, j, an[j], num)

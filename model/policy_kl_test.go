@@ -279,39 +279,5 @@ func TestGradWholeNetworkPolicyKeptKL(t *testing.T) {
 	if !(kl.Loss > 0) {
 		t.Fatalf("exact-KL term %v, want > 0", kl.Loss)
 	}
-	analytic := map[int][]float64{}
-	for i := range g.Specs {
-		if gr := g.Grad(i); gr != nil {
-			analytic[i] = append([]float64(nil), gr...)
-		}
-	}
-	const h = 1e-6
-	checked := 0
-	for i, s := range g.Specs {
-		an, ok := analytic[i]
-		if !ok {
-			continue
-		}
-		for trial := range 4 {
-			j := rng.IntN(s.Size())
-			if s.Name == "model.embed_tokens.weight" || s.Name == "lm_head.weight" {
-				row := []int{256, 72, 11, 200}[trial] // rows in kept sets, and the whole vocabulary's
-				j = row*cfg.HiddenSize + rng.IntN(cfg.HiddenSize)
-			}
-			orig := params[i][j]
-			params[i][j] = orig + h
-			fp := loss()
-			params[i][j] = orig - h
-			fm := loss()
-			params[i][j] = orig
-			num := (fp - fm) / (2 * h)
-			if math.Abs(num-an[j]) > 1e-5*math.Max(1, math.Abs(num)) {
-				t.Errorf("%s[%d]: backward %.10g, finite difference %.10g", s.Name, j, an[j], num)
-			}
-			checked++
-		}
-	}
-	if checked < 4*20 {
-		t.Fatalf("only %d elements checked", checked)
-	}
+	checkParamGradients(t, g, params, loss, [4]int{256, 72, 11, 200}, cfg.HiddenSize, rng) // rows in kept sets, and the whole vocabulary's
 }

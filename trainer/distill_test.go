@@ -28,15 +28,19 @@ import (
 	"github.com/sparrow-rl/sparrow/rollout/natsbus"
 )
 
-const branchYAML = `
-name: branchy
-seed: 7
+// distillModelYAML is the tiny model and quiet run section of the distillation tests' recipes.
+const distillModelYAML = `
 model: {hidden_size: 32, num_hidden_layers: 2, first_k_dense_replace: 1, num_attention_heads: 2, q_lora_rank: 16,
   kv_lora_rank: 16, qk_nope_head_dim: 8, qk_rope_head_dim: 8, v_head_dim: 8, intermediate_size: 64,
   moe_intermediate_size: 16, n_routed_experts: 4, n_group: 2, topk_group: 1, num_experts_per_tok: 2,
   n_shared_experts: 1, index_n_heads: 2, index_head_dim: 16, index_topk: 16}
 run: {progress: "off", plots: false, tensorboard: false}
-data:
+`
+
+const branchYAML = `
+name: branchy
+seed: 7
+` + distillModelYAML + `data:
   source: synthetic
   generator: mix
   format: chat
@@ -389,12 +393,7 @@ func TestDistillWorkerProcess(t *testing.T) {
 const exactYAML = `
 name: exact
 seed: 7
-model: {hidden_size: 32, num_hidden_layers: 2, first_k_dense_replace: 1, num_attention_heads: 2, q_lora_rank: 16,
-  kv_lora_rank: 16, qk_nope_head_dim: 8, qk_rope_head_dim: 8, v_head_dim: 8, intermediate_size: 64,
-  moe_intermediate_size: 16, n_routed_experts: 4, n_group: 2, topk_group: 1, num_experts_per_tok: 2,
-  n_shared_experts: 1, index_n_heads: 2, index_head_dim: 16, index_topk: 16}
-run: {progress: "off", plots: false, tensorboard: false}
-data:
+` + distillModelYAML + `data:
   source: synthetic
   generator: math
   format: chat

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/sparrow-rl/sparrow/grpo"
+	"github.com/sparrow-rl/sparrow/internal/cputime"
 	G "gorgonia.org/gorgonia"
 )
 
@@ -187,7 +188,7 @@ func BenchmarkPolicyHeadKeptKL(b *testing.B) {
 			k := &policyKernel[float32]{side: side, ids: ids, N: N, V: V, prob: make([]float32, N*V), logp: make([]float64, N)}
 			din := make([]float32, N*V)
 			var out [1]float32
-			cpu0 := processCPU()
+			cpu0 := cputime.Process()
 			for b.Loop() {
 				if err := k.Forward([][]float32{logits, nil}, out[:]); err != nil {
 					b.Fatal(err)
@@ -197,7 +198,7 @@ func BenchmarkPolicyHeadKeptKL(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(processCPU()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
+			b.ReportMetric(float64(cputime.Process()-cpu0)/1e6/float64(b.N), "cpu-ms/op")
 		})
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/sparrow-rl/sparrow/dsa"
+	"github.com/sparrow-rl/sparrow/internal/cputime"
 	"github.com/sparrow-rl/sparrow/internal/kernels"
 	"github.com/sparrow-rl/sparrow/model"
 )
@@ -70,9 +71,9 @@ func timeIt(reps int, f func()) (wall, cpu float64) {
 	f() // warm-up: page faults, caches
 	ts, cs := make([]float64, reps), make([]float64, reps)
 	for i := range ts {
-		t0, c0 := time.Now(), cpuNow()
+		t0, c0 := time.Now(), cputime.Process()
 		f()
-		ts[i], cs[i] = float64(time.Since(t0).Nanoseconds()), float64(cpuNow()-c0)
+		ts[i], cs[i] = float64(time.Since(t0).Nanoseconds()), float64(cputime.Process()-c0)
 	}
 	return upperMedian(ts), upperMedian(cs)
 }
@@ -149,21 +150,21 @@ func BenchAttention(sh AttentionBenchShape, L, K, reps int, seed uint64) (Attent
 	dh, dqn := make([]float32, len(h)), make([]float32, len(qn))
 	var tIx, tSp, cDSA, cSp []float64
 	for r := -1; r < reps; r++ { // r = −1: the untimed warm-up
-		c0 := cpuNow()
+		c0 := cputime.Process()
 		t0 := time.Now()
 		ix.Forward(h, qn, wt, scores)
 		dsa.SelectTopK(sel, scores, 1, L, K, lengths)
 		t1 := time.Now()
-		c1 := cpuNow()
+		c1 := cputime.Process()
 		if err := sa.Forward(q, ckv, kva, wkvb, sel, lengths, out); err != nil {
 			return res, err
 		}
 		sa.Backward(q, wkvb, dout, din[0], dckv, din[2], dwkvb)
 		t2 := time.Now()
-		c2 := cpuNow()
+		c2 := cputime.Process()
 		ix.Backward(h, qn, wt, dScores, dh, dqn, dwt)
 		t3 := time.Now()
-		c3 := cpuNow()
+		c3 := cputime.Process()
 		if r >= 0 {
 			tIx = append(tIx, float64(t1.Sub(t0)+t3.Sub(t2)))
 			tSp = append(tSp, float64(t2.Sub(t1)))

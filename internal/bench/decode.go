@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sparrow-rl/sparrow/internal/cputime"
 	"github.com/sparrow-rl/sparrow/model"
 	"github.com/sparrow-rl/sparrow/rollout"
 )
@@ -203,9 +204,9 @@ func (d *decodeBench) rep(n int) (float64, float64, float64, error) {
 	if err := d.prefill(); err != nil {
 		return 0, 0, 0, err
 	}
-	t1, c1 := time.Now(), cpuNow()
+	t1, c1 := time.Now(), cputime.Process()
 	err := d.decode(n)
-	return t1.Sub(t0).Seconds(), time.Since(t1).Seconds(), (cpuNow() - c1).Seconds(), err
+	return t1.Sub(t0).Seconds(), time.Since(t1).Seconds(), (cputime.Process() - c1).Seconds(), err
 }
 
 // medianOr0 is the median of x, 0 when x is empty.

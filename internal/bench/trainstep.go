@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sparrow-rl/sparrow/configs"
+	"github.com/sparrow-rl/sparrow/internal/cputime"
 	"github.com/sparrow-rl/sparrow/internal/kernels"
 	"github.com/sparrow-rl/sparrow/model"
 	"github.com/sparrow-rl/sparrow/trainer"
@@ -322,11 +323,11 @@ func BenchTrainStep(opts BenchOptions) (TrainStepResult, error) {
 	var m0, m1 runtime.MemStats
 	for r := 0; r < o.Reps; r++ {
 		runtime.ReadMemStats(&m0)
-		c0, t0 := cpuNow(), time.Now()
+		c0, t0 := cputime.Process(), time.Now()
 		if err := tb.Step(); err != nil {
 			return TrainStepResult{}, err
 		}
-		el, cpu := time.Since(t0).Seconds(), (cpuNow() - c0).Seconds()
+		el, cpu := time.Since(t0).Seconds(), (cputime.Process() - c0).Seconds()
 		runtime.ReadMemStats(&m1)
 		cpuT = append(cpuT, cpu)
 		allocB += m1.TotalAlloc - m0.TotalAlloc

@@ -183,12 +183,7 @@ func (set *shardSet[T]) split(g *Graph[T], in StepInput) error {
 	if len(g.LossSide.Logp) != N {
 		g.LossSide.Logp = make([]float32, N)
 	}
-	nseq := 0 // sequences with at least one valid token (the balance loss's mean)
-	for _, l := range in.Lengths {
-		if l > 0 {
-			nseq++
-		}
-	}
+	nseq := countSequences(in.Lengths) // the balance loss's mean is over these
 	for s, sg := range set.graphs {
 		r0, r1 := set.rows[s], set.rows[s+1]
 		n0, n1 := r0*T_, r1*T_
@@ -199,12 +194,7 @@ func (set *shardSet[T]) split(g *Graph[T], in StepInput) error {
 		}
 		set.ins[s] = sub
 		sg.LossSide.Logp = g.LossSide.Logp[n0:n1]
-		seqs := 0
-		for _, l := range sub.Lengths {
-			if l > 0 {
-				seqs++
-			}
-		}
+		seqs := countSequences(sub.Lengths)
 		for l, r := range g.Routing {
 			if r == nil {
 				continue
@@ -230,6 +220,17 @@ func (set *shardSet[T]) split(g *Graph[T], in StepInput) error {
 		}
 	}
 	return nil
+}
+
+// countSequences is the number of rows with at least one valid token.
+func countSequences(lengths []int32) int {
+	n := 0
+	for _, l := range lengths {
+		if l > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // join adds the shards' gradients into shard 0's buffers (in shard order, on the kernel workers) and their

@@ -15,8 +15,7 @@ import (
 	G "gorgonia.org/gorgonia"
 )
 
-// keptKLSide is a head over N = 5 positions of V = 7 with kept sets {1 3 6}, whole vocabulary, {0 2},
-// {2 5}, {4}, a nonlinear policy loss and the exact-KL term weighted at positions 0, 1, 2 and 4 (3 is
+// keptKLSide is testPolicySide (V = 7) with the exact-KL term weighted at positions 0, 1, 2 and 4 (3 is
 // skipped, its teacher range still present).
 func keptKLSide() *PolicySide {
 	logq := []float64{
@@ -26,27 +25,14 @@ func keptKLSide() *PolicySide {
 		-0.9, -0.6, // {2 5} (weight 0)
 		-0.01, // {4}
 	}
-	return &PolicySide{
-		Temperature: 0.7,
-		KeptOffsets: []int32{0, 3, 3, 5, 7, 8},
-		KeptIDs:     []int32{1, 3, 6, 0, 2, 2, 5, 4},
-		Loss: func(logp []float64) (float64, []float64, error) {
-			var l float64
-			d := make([]float64, len(logp))
-			for i, v := range logp {
-				c := float64(i+1) * 0.3
-				l += c*v + 0.5*v*v
-				d[i] = c + v
-			}
-			return l, d, nil
-		},
-		KeptKL: &KeptKL{
-			Weights:        []float64{0.5, 1.25, 2, 0, 0.75},
-			TeacherOffsets: []int32{0, 3, 10, 12, 14, 15},
-			TeacherLogp:    logq,
-			Divergence:     grpo.ExactKL,
-		},
+	side := testPolicySide()
+	side.KeptKL = &KeptKL{
+		Weights:        []float64{0.5, 1.25, 2, 0, 0.75},
+		TeacherOffsets: []int32{0, 3, 10, 12, 14, 15},
+		TeacherLogp:    logq,
+		Divergence:     grpo.ExactKL,
 	}
+	return side
 }
 
 // TestGradPolicyHeadKeptKL: finite differences of the head's loss (policy loss + Σ w·KL) w.r.t. the logits.

@@ -11,21 +11,7 @@ import (
 // nonlinear loss of them.
 func TestGradPolicyHead(t *testing.T) {
 	const N, V = 5, 7
-	side := &PolicySide{
-		Temperature: 0.7,
-		KeptOffsets: []int32{0, 3, 3, 5, 7, 8},
-		KeptIDs:     []int32{1, 3, 6, 0, 2, 2, 5, 4}, // position 1: whole vocabulary; position 4: a single kept token
-		Loss: func(logp []float64) (float64, []float64, error) {
-			var l float64
-			d := make([]float64, len(logp))
-			for i, v := range logp {
-				c := float64(i+1) * 0.3
-				l += c*v + 0.5*v*v
-				d[i] = c + v
-			}
-			return l, d, nil
-		},
-	}
+	side := testPolicySide()
 	runGradCase(t, gradCase{name: "policy_head", shapes: [][]int{{N, V}}, ints: [][]int32{{3, 5, 2, 5, 4}},
 		build: func(in []*G.Node) (*G.Node, error) {
 			return apply[float64](&policyKernel[float64]{side: side}, in...)
@@ -48,5 +34,25 @@ func TestPolicyHeadGolden(t *testing.T) {
 	}
 	if k.prob[1] != 0 {
 		t.Fatal("a token outside the kept set has probability")
+	}
+}
+
+// testPolicySide is a head over 5 positions at temperature 0.7 with kept sets {1 3 6}, the whole vocabulary,
+// {0 2}, {2 5} and a single kept token {4}, under the nonlinear loss Σ_i c_i·ℓ_i + ℓ_i²/2 (c_i = 0.3·(i+1)).
+func testPolicySide() *PolicySide {
+	return &PolicySide{
+		Temperature: 0.7,
+		KeptOffsets: []int32{0, 3, 3, 5, 7, 8},
+		KeptIDs:     []int32{1, 3, 6, 0, 2, 2, 5, 4},
+		Loss: func(logp []float64) (float64, []float64, error) {
+			var l float64
+			d := make([]float64, len(logp))
+			for i, v := range logp {
+				c := float64(i+1) * 0.3
+				l += c*v + 0.5*v*v
+				d[i] = c + v
+			}
+			return l, d, nil
+		},
 	}
 }

@@ -136,13 +136,41 @@ func perturb(rng *rand.Rand, s string) string {
 	return string(b)
 }
 
+// Tempting reports whether t's multiplier has one digit: the tasks a calc corpus's overconfident share
+// answers without calling (Tempter).
+func (c *Calc) Tempting(t Task) bool {
+	_, rest, ok := strings.Cut(t.Meta["expr"], "*")
+	return ok && len(rest) > 1 && rest[0] >= '1' && rest[0] <= '9' && (rest[1] == '+' || rest[1] == '-')
+}
+
+// guess writes a wrong answer of the right answer's length from random digits: the answer of a
+// conversation that does not use the calculator's result. It is not derived from the answer (one digit off
+// would teach a policy that a result is copied with a digit wrong, and to half-compute products in its head).
+func guess(rng *rand.Rand, answer string) string {
+	for {
+		b := []byte(answer)
+		for i, ch := range b {
+			if ch >= '0' && ch <= '9' {
+				lo := byte(0)
+				if i == 0 || b[i-1] < '0' || b[i-1] > '9' {
+					lo = 1 // no leading zero
+				}
+				b[i] = '0' + lo + byte(rng.IntN(10-int(lo)))
+			}
+		}
+		if g := string(b); g != answer {
+			return g
+		}
+	}
+}
+
 // Episode writes a worked calc conversation: the call, its result, the answer (or a misuse of the tool).
 func (c *Calc) Episode(ctx context.Context, t Task, misuse int) ([]data.Message, error) {
 	expr := t.Meta["expr"]
 	rng := rand.New(rand.NewPCG(seedOf(t.ID), uint64(misuse+2)))
 	msgs := ToolPrompt(c, t)
 	if misuse == MisuseNoCall {
-		wrong := perturb(rng, t.Answer)
+		wrong := guess(rng, t.Answer)
 		return append(msgs, data.Message{Role: "assistant", ReasoningContent: "I compute it myself.", Content: wrong}), nil
 	}
 	arg := expr
@@ -156,7 +184,7 @@ func (c *Calc) Episode(ctx context.Context, t Task, misuse int) ([]data.Message,
 	got := strings.TrimPrefix(results[0].Content, "error: ")
 	switch misuse {
 	case MisuseIgnored:
-		wrong := perturb(rng, t.Answer)
+		wrong := guess(rng, t.Answer)
 		msgs = append(msgs, data.Message{Role: "assistant", ReasoningContent: "I think it is " + wrong + ".", Content: wrong})
 	default:
 		msgs = append(msgs, data.Message{Role: "assistant", ReasoningContent: "calc gave " + got + ".", Content: got})

@@ -202,6 +202,24 @@ func Flaw(params map[string]string, f Family, def float64) (float64, error) {
 	return flaw, nil
 }
 
+// Overconfident reads data.params.overconfident, the share of a tool corpus's worked conversations of
+// tempting tasks (Tempter) that answer without calling the tool (0 when absent), and checks that f is a
+// tool environment.
+func Overconfident(params map[string]string, f Family) (float64, error) {
+	v, ok := params["overconfident"]
+	if !ok {
+		return 0, nil
+	}
+	share, err := strconv.ParseFloat(v, 64)
+	if err != nil || share < 0 || share > 1 {
+		return 0, fmt.Errorf("data.params.overconfident: want a fraction in [0, 1], got %q", v)
+	}
+	if _, ok := f.(ToolEnv); !ok {
+		return 0, fmt.Errorf("data.params.overconfident: family %s calls no tools", f.Name())
+	}
+	return share, nil
+}
+
 // generatorOptions maps data's corpus section onto family options: max_digits is math's digits (and the
 // multiplication operands'), ops is math's operators or, for the other families, the sub-kinds
 // (logic: sort, bool; code: predict, write; kvretrieval: single, multihop). held_out is applied by the corpus.
@@ -223,7 +241,7 @@ func generatorOptions(family string, cfg data.CorpusConfig) Options {
 		}
 	}
 	for k, v := range cfg.Params { // data.params: the family's own knobs, over the mapped ones
-		if k != "flaw" {
+		if k != "flaw" && k != "overconfident" {
 			p[k] = v
 		}
 	}

@@ -210,6 +210,13 @@ func (s *Search) Solution(t Task) (reasoning, answer string) {
 	return "The answer is " + t.Answer + ".", t.Answer
 }
 
+// Tempting reports whether the person t asks about has a name starting with A–M (half of the syllables
+// begin so): the tasks a search corpus's overconfident share answers without searching (Tempter).
+func (s *Search) Tempting(t Task) bool {
+	name := t.Meta["name"]
+	return name != "" && name[0] >= 'A' && name[0] <= 'M'
+}
+
 // Episode writes a worked search conversation (or one that misuses the tools).
 func (s *Search) Episode(ctx context.Context, t Task, misuse int) ([]data.Message, error) {
 	rng := rand.New(rand.NewPCG(seedOf(t.ID), uint64(misuse+2)))

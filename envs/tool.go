@@ -276,6 +276,33 @@ func MisuseDraw(rng *rand.Rand, share float64) int {
 	return rng.IntN(len(MisuseKinds))
 }
 
+// Tempter is implemented by tool environments some of whose tasks look easy enough to answer without the
+// tool (calc: a one-digit multiplier; search: a person whose name starts with A–M). A corpus's overconfident
+// share of the worked conversations of those tasks answers them without calling: a systematic misuse a
+// policy can see in the prompt, as math's flawed procedure applies to the problems with a carry. With a
+// share over ½ the pre-trained policy's greedy choice on them is not to call, and RL has that choice to
+// overturn.
+type Tempter interface {
+	Tempting(t Task) bool
+}
+
+// Tempting reports whether t is a task its environment marks as tempting to answer without the tool
+// (Tempter); false for environments that mark none.
+func Tempting(e ToolEnv, t Task) bool {
+	tm, ok := TaskEnv(e, t).(Tempter)
+	return ok && tm.Tempting(t)
+}
+
+// MisuseDrawFor picks the misuse of one worked conversation of t: on a tempting task (Tempting), no_call
+// with probability overconfident; otherwise MisuseDraw(rng, share). With overconfident 0 it draws exactly
+// what MisuseDraw draws.
+func MisuseDrawFor(rng *rand.Rand, e ToolEnv, t Task, share, overconfident float64) int {
+	if overconfident > 0 && Tempting(e, t) && rng.Float64() < overconfident {
+		return MisuseNoCall
+	}
+	return MisuseDraw(rng, share)
+}
+
 // ToolCallRecord is one call an episode made, as the misuse classifier reads it.
 type ToolCallRecord struct {
 	Name, Arguments, Result string

@@ -290,3 +290,138 @@ func TestPerturbLetter(t *testing.T) {
 		}
 	}
 }
+
+// TestTempting: calc marks the tasks with a one-digit multiplier, search the persons whose names start with
+// A–M; a mixture asks the task's own family.
+func TestTempting(t *testing.T) {
+	calc, err := NewCalc(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	search, err := NewSearch(Options{Params: map[string]string{"people": "40"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		env  ToolEnv
+		task Task
+		want bool
+	}{
+		{calc, Task{Family: "calc", Meta: map[string]string{"expr": "4821*7+903"}}, true},
+		{calc, Task{Family: "calc", Meta: map[string]string{"expr": "4821*7-903"}}, true},
+		{calc, Task{Family: "calc", Meta: map[string]string{"expr": "4821*17+903"}}, false},
+		{calc, Task{Family: "calc", Meta: map[string]string{"expr": "4821*0+903"}}, false}, // no such task: not a digit 1..9
+		{calc, Task{Family: "calc"}, false},
+		{search, Task{Family: "search", Meta: map[string]string{"name": "Arlen Vosk"}}, true},
+		{search, Task{Family: "search", Meta: map[string]string{"name": "Mor Ta"}}, true},
+		{search, Task{Family: "search", Meta: map[string]string{"name": "Nat Sol"}}, false},
+		{search, Task{Family: "search", Meta: map[string]string{"name": "Zarrin Ul"}}, false},
+		{search, Task{Family: "search"}, false},
+	} {
+		if got := Tempting(tc.env, tc.task); got != tc.want {
+			t.Errorf("%s Tempting(%v) = %v, want %v", tc.env.Name(), tc.task.Meta, got, tc.want)
+		}
+	}
+	mix, err := NewToolMix(Options{Params: map[string]string{"search.people": "40"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !Tempting(mix, Task{Family: "calc", Meta: map[string]string{"expr": "12*3+4"}}) || Tempting(mix, Task{Family: "search", Meta: map[string]string{"name": "Sol Ul"}}) {
+		t.Error("toolmix does not ask the task's own family")
+	}
+}
+
+// TestGuess: calc's guess has the answer's length and sign, digits where it has digits, no leading zero,
+// and is never the answer.
+func TestGuess(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, answer := range []string{"7", "10", "4276", "-90533", "3404511"} {
+		for range 300 {
+			g := guess(rng, answer)
+			if g == answer || len(g) != len(answer) || (answer[0] == '-') != (g[0] == '-') {
+				t.Fatalf("guess(%q) = %q", answer, g)
+			}
+			digits := strings.TrimPrefix(g, "-")
+			if digits[0] == '0' || strings.Trim(digits, "0123456789") != "" {
+				t.Fatalf("guess(%q) = %q: not a number without a leading zero", answer, g)
+			}
+		}
+	}
+}
+
+// TestMisuseDrawFor: with overconfident 0 it draws MisuseDraw's sequence; with 1 every tempting task is a
+// no_call and the others follow the flaw share; at 0.6 about 0.6 + 0.4·share/3 of the tempting tasks skip
+// the call.
+func TestMisuseDrawFor(t *testing.T) {
+	calc, err := NewCalc(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tempting := Task{Family: "calc", Meta: map[string]string{"expr": "4821*7+903"}}
+	plain := Task{Family: "calc", Meta: map[string]string{"expr": "4821*17+903"}}
+	a, b := rand.New(rand.NewPCG(1, 1)), rand.New(rand.NewPCG(1, 1))
+	for range 1000 {
+		if x, y := MisuseDrawFor(a, calc, tempting, 0.4, 0), MisuseDraw(b, 0.4); x != y {
+			t.Fatalf("overconfident 0 draws %d, MisuseDraw %d", x, y)
+		}
+	}
+	rng := rand.New(rand.NewPCG(2, 2))
+	const n = 20000
+	noCall, plainNoCall := 0, 0
+	for range n {
+		if MisuseDrawFor(rng, calc, tempting, 0.3, 0.6) == MisuseNoCall {
+			noCall++
+		}
+		if MisuseDrawFor(rng, calc, plain, 0.3, 0.6) == MisuseNoCall {
+			plainNoCall++
+		}
+		if MisuseDrawFor(rng, calc, tempting, 0, 1) != MisuseNoCall {
+			t.Fatal("overconfident 1: a tempting task's conversation calls")
+		}
+	}
+	if f := float64(noCall) / n; f < 0.6+0.4*0.1-0.015 || f > 0.6+0.4*0.1+0.015 {
+		t.Errorf("tempting no_call share %.3f, want 0.64", f)
+	}
+	if f := float64(plainNoCall) / n; f < 0.1-0.01 || f > 0.1+0.01 {
+		t.Errorf("plain no_call share %.3f, want 0.1 (flaw 0.3 / 3)", f)
+	}
+}
+
+// TestOverconfidentParam: data.params.overconfident is a fraction, for tool environments only.
+func TestOverconfidentParam(t *testing.T) {
+	calc, err := NewCalc(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	math, err := New("math", Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		f       Family
+		v       string
+		want    float64
+		wantErr string
+	}{
+		{calc, "", 0, ""},
+		{calc, "0.6", 0.6, ""},
+		{calc, "1.5", 0, `data.params.overconfident: want a fraction in [0, 1], got "1.5"`},
+		{calc, "x", 0, `data.params.overconfident: want a fraction in [0, 1], got "x"`},
+		{math, "0.5", 0, "data.params.overconfident: family math calls no tools"},
+	} {
+		params := map[string]string{}
+		if tc.v != "" {
+			params["overconfident"] = tc.v
+		}
+		got, err := Overconfident(params, tc.f)
+		if tc.wantErr != "" {
+			if err == nil || err.Error() != tc.wantErr {
+				t.Errorf("%s %q: error %v, want %q", tc.f.Name(), tc.v, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s %q: %v, %v; want %v", tc.f.Name(), tc.v, got, err, tc.want)
+		}
+	}
+}

@@ -107,14 +107,17 @@ func newBatcher(st configs.Stage, seed int64, tok *data.Tokenizer, split data.Sp
 // prompt as further turns (envs.FollowUpper, e.g. kvretrieval's followups). Draw i is a pure function of
 // (seed, split, i).
 type familyDocs struct {
-	fam     envs.Family
-	tok     *data.Tokenizer
-	split   data.Split
-	seed    int64
-	draws   int64
-	flaw    float64
-	sftMask bool
-	name    string
+	fam   envs.Family
+	tok   *data.Tokenizer
+	split data.Split
+	seed  int64
+	draws int64
+	flaw  float64
+	// overconfident is the share of a tool family's tempting tasks whose worked conversation answers
+	// without calling (envs.Tempter, data.params.overconfident).
+	overconfident float64
+	sftMask       bool
+	name          string
 }
 
 // dataFamilyParams are the family params of a synthetic data section: data.params without the corpus's own
@@ -126,6 +129,7 @@ func dataFamilyParams(d configs.Data) map[string]string {
 		params = map[string]string{}
 	}
 	delete(params, "flaw")
+	delete(params, "overconfident")
 	if d.Generator == "kvretrieval" && params["kinds"] == "" && len(d.Ops) > 0 {
 		params["kinds"] = strings.Join(d.Ops, ",")
 	}
@@ -141,7 +145,12 @@ func newFamilyDocs(d configs.Data, seed int64, tok *data.Tokenizer, split data.S
 	if err != nil {
 		return nil, err
 	}
-	return &familyDocs{fam: fam, tok: tok, split: split, seed: seed, flaw: flaw, sftMask: sftMask, name: d.Generator}, nil
+	overconfident, err := envs.Overconfident(d.Params, fam)
+	if err != nil {
+		return nil, err
+	}
+	return &familyDocs{fam: fam, tok: tok, split: split, seed: seed, flaw: flaw, overconfident: overconfident,
+		sftMask: sftMask, name: d.Generator}, nil
 }
 
 // flawRater is a family whose flaw rate depends on the task (envs.Mix: each member's "<member>.flaw").
@@ -190,9 +199,10 @@ func (f *familyDocs) Next() (data.Doc, error) {
 }
 
 // toolDoc renders a tool environment's worked episode of t (a share flaw of them misusing the tools, one of
-// envs.MisuseKinds each) with the tool environments' encoder options.
+// envs.MisuseKinds each, and a share overconfident of the tempting tasks' answering without a call) with
+// the tool environments' encoder options.
 func (f *familyDocs) toolDoc(te envs.ToolEnv, t envs.Task, rng *rand.Rand) (data.Doc, error) {
-	conv, err := te.Episode(context.Background(), t, envs.MisuseDraw(rng, f.flaw))
+	conv, err := te.Episode(context.Background(), t, envs.MisuseDrawFor(rng, te, t, f.flaw, f.overconfident))
 	if err != nil {
 		return data.Doc{}, fmt.Errorf("task %s: %w", t.ID, err)
 	}

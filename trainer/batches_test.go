@@ -111,3 +111,45 @@ func firstBatch(t *testing.T, st configs.Stage, seed int64, tok *data.Tokenizer,
 	}
 	return batch
 }
+
+// TestFamilyDocsOverconfident: data.params.overconfident reaches a tool corpus: at 1, every conversation of
+// a tempting task (calc with a one-digit multiplier) answers without a call; at 0 (and flaw 0) every one
+// calls; the key is refused for a family without tools, naming it.
+func TestFamilyDocsOverconfident(t *testing.T) {
+	tok, err := data.NewTokenizer(configs.DefaultModel().VocabSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := func(overconfident string) (withCall, docs int) {
+		d := configs.Data{Source: "synthetic", Generator: "calc", Format: "chat", HeldOut: 0.05,
+			Params: map[string]string{"digits": "4", "mul_digits": "1", "overconfident": overconfident}}
+		corpus, err := newFamilyDocs(d, 7, tok, data.SplitTrain, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 50 {
+			doc, err := corpus.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			text := tok.Decode(doc.IDs)
+			if strings.Contains(text, "function_calls") {
+				withCall++
+			} else if !strings.Contains(text, "I compute it myself.") {
+				t.Fatalf("a conversation neither calls nor answers by itself:\n%s", text)
+			}
+			docs++
+		}
+		return withCall, docs
+	}
+	if withCall, _ := calls("1"); withCall != 0 {
+		t.Errorf("overconfident 1: %d of 50 conversations of tempting tasks call", withCall)
+	}
+	if withCall, docs := calls("0"); withCall != docs {
+		t.Errorf("overconfident 0: %d of %d conversations call", withCall, docs)
+	}
+	d := configs.Data{Source: "synthetic", Generator: "math", Format: "chat", Params: map[string]string{"overconfident": "0.5"}}
+	if _, err := newFamilyDocs(d, 7, tok, data.SplitTrain, true); err == nil || !strings.Contains(err.Error(), "data.params.overconfident") {
+		t.Errorf("math with overconfident: error %v, want one naming data.params.overconfident", err)
+	}
+}

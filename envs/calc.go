@@ -136,11 +136,13 @@ func perturb(rng *rand.Rand, s string) string {
 	return string(b)
 }
 
-// Tempting reports whether t's multiplier has one digit: the tasks a calc corpus's overconfident share
-// answers without calling (Tempter).
+// Tempting reports whether t's first operand starts with a digit 1–4, so that the task looks small: the
+// tasks a calc corpus's overconfident share answers without calling (Tempter). The mark is the first
+// character after "Compute ", where a small policy sees it as easily as search's first letter of a name (a
+// one-digit multiplier, in the middle of the expression, was not learned as a mark within 2000 steps).
 func (c *Calc) Tempting(t Task) bool {
-	_, rest, ok := strings.Cut(t.Meta["expr"], "*")
-	return ok && len(rest) > 1 && rest[0] >= '1' && rest[0] <= '9' && (rest[1] == '+' || rest[1] == '-')
+	expr := t.Meta["expr"]
+	return expr != "" && expr[0] >= '1' && expr[0] <= '4'
 }
 
 // guess writes a wrong answer of the right answer's length from random digits: the answer of a

@@ -277,7 +277,7 @@ func MisuseDraw(rng *rand.Rand, share float64) int {
 }
 
 // Tempter is implemented by tool environments some of whose tasks look easy enough to answer without the
-// tool (calc: a one-digit multiplier; search: a person whose name starts with A–M). A corpus's overconfident
+// tool (calc: a first operand starting with 1–4; search: a person whose name starts with A–M). A corpus's overconfident
 // share of the worked conversations of those tasks answers them without calling: a systematic misuse a
 // policy can see in the prompt, as math's flawed procedure applies to the problems with a carry. With a
 // share over ½ the pre-trained policy's greedy choice on them is not to call, and RL has that choice to

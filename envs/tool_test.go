@@ -291,7 +291,7 @@ func TestPerturbLetter(t *testing.T) {
 	}
 }
 
-// TestTempting: calc marks the tasks with a one-digit multiplier, search the persons whose names start with
+// TestTempting: calc marks the tasks whose first operand starts with 1–4, search the persons whose names start with
 // A–M; a mixture asks the task's own family.
 func TestTempting(t *testing.T) {
 	calc, err := NewCalc(Options{})
@@ -308,9 +308,9 @@ func TestTempting(t *testing.T) {
 		want bool
 	}{
 		{calc, Task{Family: "calc", Meta: map[string]string{"expr": "4821*7+903"}}, true},
-		{calc, Task{Family: "calc", Meta: map[string]string{"expr": "4821*7-903"}}, true},
-		{calc, Task{Family: "calc", Meta: map[string]string{"expr": "4821*17+903"}}, false},
-		{calc, Task{Family: "calc", Meta: map[string]string{"expr": "4821*0+903"}}, false}, // no such task: not a digit 1..9
+		{calc, Task{Family: "calc", Meta: map[string]string{"expr": "100*17-903"}}, true},
+		{calc, Task{Family: "calc", Meta: map[string]string{"expr": "5821*7+903"}}, false},
+		{calc, Task{Family: "calc", Meta: map[string]string{"expr": "999*1+4"}}, false},
 		{calc, Task{Family: "calc"}, false},
 		{search, Task{Family: "search", Meta: map[string]string{"name": "Arlen Vosk"}}, true},
 		{search, Task{Family: "search", Meta: map[string]string{"name": "Mor Ta"}}, true},
@@ -358,7 +358,7 @@ func TestMisuseDrawFor(t *testing.T) {
 		t.Fatal(err)
 	}
 	tempting := Task{Family: "calc", Meta: map[string]string{"expr": "4821*7+903"}}
-	plain := Task{Family: "calc", Meta: map[string]string{"expr": "4821*17+903"}}
+	plain := Task{Family: "calc", Meta: map[string]string{"expr": "5821*7+903"}}
 	a, b := rand.New(rand.NewPCG(1, 1)), rand.New(rand.NewPCG(1, 1))
 	for range 1000 {
 		if x, y := MisuseDrawFor(a, calc, tempting, 0.4, 0), MisuseDraw(b, 0.4); x != y {

@@ -113,40 +113,47 @@ func firstBatch(t *testing.T, st configs.Stage, seed int64, tok *data.Tokenizer,
 }
 
 // TestFamilyDocsOverconfident: data.params.overconfident reaches a tool corpus: at 1, every conversation of
-// a tempting task (calc with a one-digit multiplier) answers without a call; at 0 (and flaw 0) every one
-// calls; the key is refused for a family without tools, naming it.
+// a tempting task (calc whose first operand starts with 1–4) answers without a call and every other one
+// calls; at 0 (and flaw 0) every one calls; the key is refused for a family without tools, naming it.
 func TestFamilyDocsOverconfident(t *testing.T) {
 	tok, err := data.NewTokenizer(configs.DefaultModel().VocabSize)
 	if err != nil {
 		t.Fatal(err)
 	}
-	calls := func(overconfident string) (withCall, docs int) {
+	firstDigit := regexp.MustCompile(`Compute ([0-9])`)
+	for _, overconfident := range []string{"0", "1"} {
 		d := configs.Data{Source: "synthetic", Generator: "calc", Format: "chat", HeldOut: 0.05,
 			Params: map[string]string{"digits": "4", "mul_digits": "1", "overconfident": overconfident}}
 		corpus, err := newFamilyDocs(d, 7, tok, data.SplitTrain, true)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for range 50 {
+		skipped := 0
+		for range 60 {
 			doc, err := corpus.Next()
 			if err != nil {
 				t.Fatal(err)
 			}
 			text := tok.Decode(doc.IDs)
-			if strings.Contains(text, "function_calls") {
-				withCall++
-			} else if !strings.Contains(text, "I compute it myself.") {
-				t.Fatalf("a conversation neither calls nor answers by itself:\n%s", text)
+			m := firstDigit.FindStringSubmatch(text)
+			if m == nil {
+				t.Fatalf("no task in\n%s", text)
 			}
-			docs++
+			tempting := m[1] <= "4"
+			calls := strings.Contains(text, "function_calls")
+			if want := !(tempting && overconfident == "1"); calls != want {
+				t.Fatalf("overconfident %s, tempting %v: calls %v, want %v\n%s", overconfident, tempting, calls, want, text)
+			}
+			if !calls {
+				if !strings.Contains(text, "I compute it myself.") {
+					t.Fatalf("a conversation neither calls nor answers by itself:\n%s", text)
+				}
+				skipped++
+			}
 		}
-		return withCall, docs
-	}
-	if withCall, _ := calls("1"); withCall != 0 {
-		t.Errorf("overconfident 1: %d of 50 conversations of tempting tasks call", withCall)
-	}
-	if withCall, docs := calls("0"); withCall != docs {
-		t.Errorf("overconfident 0: %d of %d conversations call", withCall, docs)
+		if overconfident == "1" && (skipped < 10 || skipped > 50) {
+			t.Errorf("overconfident 1: %d of 60 conversations skip the call, want about 4/9 of them", skipped)
+		}
 	}
 	d := configs.Data{Source: "synthetic", Generator: "math", Format: "chat", Params: map[string]string{"overconfident": "0.5"}}
 	if _, err := newFamilyDocs(d, 7, tok, data.SplitTrain, true); err == nil || !strings.Contains(err.Error(), "data.params.overconfident") {

@@ -16,4 +16,6 @@ func RMSNormDx(dx, gw, dy, x *float32, n int, rs, c float32) {
 }
 
 // MulMulAcc has no assembly on this architecture: Available is false, so package kernels runs its Go loop instead and never calls this.
-func MulMulAcc(acc, d, x *float32, n int, rs float32) { panic("simd: no assembly on this architecture") }
+func MulMulAcc(acc, d, x *float32, n int, rs float32) {
+	panic("simd: no assembly on this architecture")
+}

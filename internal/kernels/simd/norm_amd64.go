@@ -25,3 +25,14 @@ func RMSNormDx(dx, gw, dy, x *float32, n int, rs, c float32)
 //
 //go:noescape
 func MulMulAcc(acc, d, x *float32, n int, rs float32)
+
+// DotLanes4 sets lanes[l] = Σ a[i]·b[i] over i ≡ l (mod 4), i < n (n a multiple of 4), each lane summed in
+// order from 0 with the product rounded before the sum: the four accumulators of package kernels' Dot.
+//
+//go:noescape
+func DotLanes4(a, b *float32, n int, lanes *[4]float32)
+
+// SoftmaxGrad sets d[i] = (p[i]·(d[i] − s))·scale for i < n.
+//
+//go:noescape
+func SoftmaxGrad(d, p *float32, n int, s, scale float32)

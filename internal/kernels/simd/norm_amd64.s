@@ -118,3 +118,54 @@ mm_8:
 mm_done:
 	VZEROUPPER
 	RET
+
+// func DotLanes4(a, b *float32, n int, lanes *[4]float32)
+// lanes[l] = Σ a[i]·b[i] over i ≡ l (mod 4), i < n, each lane in order from 0, product and sum rounded
+// separately.
+TEXT ·DotLanes4(SB), NOSPLIT, $0-32
+	MOVQ   a+0(FP), DI
+	MOVQ   b+8(FP), SI
+	MOVQ   n+16(FP), CX
+	MOVQ   lanes+24(FP), DX
+	VXORPS X0, X0, X0
+
+dl_4:
+	CMPQ    CX, $4
+	JLT     dl_done
+	VMOVUPS (DI), X1
+	VMULPS  (SI), X1, X1
+	VADDPS  X1, X0, X0
+	ADDQ    $16, DI
+	ADDQ    $16, SI
+	SUBQ    $4, CX
+	JMP     dl_4
+
+dl_done:
+	VMOVUPS X0, (DX)
+	RET
+
+// func SoftmaxGrad(d, p *float32, n int, s, scale float32)
+// d[i] = (p[i]·(d[i] − s))·scale.
+TEXT ·SoftmaxGrad(SB), NOSPLIT, $0-32
+	MOVQ         d+0(FP), DI
+	MOVQ         p+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS s+24(FP), Y4
+	VBROADCASTSS scale+28(FP), Y5
+
+sg8:
+	CMPQ    CX, $8
+	JLT     sgdone
+	VMOVUPS (DI), Y0
+	VSUBPS  Y4, Y0, Y0
+	VMULPS  (SI), Y0, Y0
+	VMULPS  Y5, Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, DI
+	ADDQ    $32, SI
+	SUBQ    $8, CX
+	JMP     sg8
+
+sgdone:
+	VZEROUPPER
+	RET

@@ -1,7 +1,8 @@
 //go:build amd64
 
-// norm_amd64.go: declarations of the RMSNorm passes of norm_amd64.s behind package kernels' norm.go. Callers
-// check Available and the bounds; n is a multiple of 8 (of 4 for DotMul4).
+// norm_amd64.go: declarations of norm_amd64.s: the RMSNorm passes behind package kernels' norm.go, Dot's
+// lanes (blas.go) and the softmax gradient row (softmax.go). Callers check Available and the bounds; n is a
+// multiple of 8 (of 4 for DotMul4 and DotLanes4).
 
 package simd
 

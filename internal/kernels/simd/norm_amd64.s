@@ -2,9 +2,10 @@
 
 #include "textflag.h"
 
-// norm_amd64.s: the elementwise passes of RMSNorm and its backward (package kernels' norm.go), AVX2, each
-// product and sum rounded separately (no FMA) in the order of norm.go's Go loops, so they give its bits.
-// n is a multiple of 8 (of 4 for DotMul4).
+// norm_amd64.s: the elementwise passes of RMSNorm and its backward (package kernels' norm.go), Dot's four
+// accumulators (blas.go) and the softmax gradient row (softmax.go), AVX2, each product and sum rounded
+// separately (no FMA) in the order of those Go loops, so they give their bits. n is a multiple of 8 (of 4
+// for DotMul4 and DotLanes4).
 
 // func ScaleMul(y, x, gw *float32, n int, rs float32)
 // y[i] = (x[i]·rs)·gw[i].

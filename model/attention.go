@@ -191,11 +191,7 @@ func (k *attnKernel[T]) Backward(in [][]T, out, dout []T, din [][]T) error {
 			kernels.GemmSerial(false, true, m, c1, dv, 1, dO, H*dv, V, dv, 0, dPb, T_)
 			// dS = P ⊙ (dP − rowsum(dP ⊙ P)), scaled by τ here so that dQ = dS·K, dK = dSᵀ·Q (P is 0 past c1).
 			for t := r0; t < r1; t++ {
-				pr, dr_ := P[t*T_:t*T_+c1], dP[t*T_:t*T_+c1]
-				s := kernels.Dot(pr, dr_)
-				for j := range pr {
-					dr_[j] = pr[j] * (dr_[j] - s) * k.scale
-				}
+				kernels.SoftmaxGradRow(P[t*T_:t*T_+c1], dP[t*T_:t*T_+c1], k.scale)
 			}
 			// dQ[r0:r1] = dS[r0:r1, 0:c1]·K[0:c1], dK[0:c1] += dS[r0:r1, 0:c1]ᵀ·Q[r0:r1]
 			kernels.GemmSerial(false, false, m, dq, c1, 1, dPb, T_, K, dq, 0, dQ[r0*dq:], dq)

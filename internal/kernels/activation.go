@@ -35,10 +35,16 @@ func SigmoidVec[T Float](s, a []T) {
 	}
 }
 
-// SwiGLU computes h = SiLU(a)⊙u elementwise (h must not alias a or u).
+// SwiGLU computes h = SiLU(a)⊙u elementwise (h must not alias a or u). float32 rows of 8 or more run in one
+// pass of the assembly (simd.SwiGLU: SigmoidVec's σ and this loop's products, the same bits).
 func SwiGLU[T Float](h, a, u []T) {
 	u = u[:len(a)]
 	h = h[:len(a)]
+	if af, ok := any(a).([]float32); ok && gatherASM && len(a) >= 8 {
+		n8 := len(af) &^ 7
+		simd.SwiGLU(unsafe.SliceData(any(h).([]float32)), unsafe.SliceData(af), unsafe.SliceData(any(u).([]float32)), n8)
+		a, h, u = a[n8:], h[n8:], u[n8:]
+	}
 	SigmoidVec(h, a)
 	for i, x := range a {
 		h[i] = x * h[i] * u[i]
@@ -46,9 +52,16 @@ func SwiGLU[T Float](h, a, u []T) {
 }
 
 // SwiGLUBackward computes da = dh⊙u⊙SiLU'(a) and du = dh⊙SiLU(a) (overwriting da, du; neither may alias the
-// inputs), with SiLU'(a) = σ(a)(1 + a(1 − σ(a))).
+// inputs), with SiLU'(a) = σ(a)(1 + a(1 − σ(a))). float32 rows of 8 or more run in one pass of the assembly
+// (simd.SwiGLUBackward, the same bits as this loop after SigmoidVec).
 func SwiGLUBackward[T Float](da, du, dh, a, u []T) {
 	da, du, dh, u = da[:len(a)], du[:len(a)], dh[:len(a)], u[:len(a)]
+	if af, ok := any(a).([]float32); ok && gatherASM && len(a) >= 8 {
+		n8 := len(af) &^ 7
+		simd.SwiGLUBackward(unsafe.SliceData(any(da).([]float32)), unsafe.SliceData(any(du).([]float32)),
+			unsafe.SliceData(any(dh).([]float32)), unsafe.SliceData(af), unsafe.SliceData(any(u).([]float32)), n8)
+		da, du, dh, a, u = da[n8:], du[n8:], dh[n8:], a[n8:], u[n8:]
+	}
 	SigmoidVec(da, a)
 	for i, x := range a {
 		s := da[i]

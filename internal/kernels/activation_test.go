@@ -95,6 +95,52 @@ func TestSwiGLUFloat32(t *testing.T) {
 	}
 }
 
+// TestSwiGLUAssemblyBits: the one-pass float32 assembly of SwiGLU and SwiGLUBackward gives the bits of the
+// two passes it replaces, SigmoidVec then the Go loop (lengths around the 8-wide step; arguments past the
+// exp clamp at ±87; ±0).
+func TestSwiGLUAssemblyBits(t *testing.T) {
+	if !gatherASM {
+		t.Skip("no AVX2/FMA: SwiGLU runs the Go loop, which is the reference")
+	}
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, n := range []int{1, 7, 8, 9, 16, 31, 203} {
+		a, u, dh := make([]float32, n), make([]float32, n), make([]float32, n)
+		for i := range a {
+			a[i] = float32(rng.NormFloat64() * math.Pow(10, float64(rng.IntN(4)-1)))
+			u[i], dh[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
+		}
+		a[0] = 100
+		if n > 2 {
+			a[1], a[2] = -100, float32(math.Copysign(0, -1))
+		}
+		// the two-pass reference
+		hRef, daRef, duRef := make([]float32, n), make([]float32, n), make([]float32, n)
+		SigmoidVec(hRef, a)
+		for i, x := range a {
+			hRef[i] = x * hRef[i] * u[i]
+		}
+		SigmoidVec(daRef, a)
+		for i, x := range a {
+			s := daRef[i]
+			duRef[i] = dh[i] * x * s
+			daRef[i] = dh[i] * u[i] * s * (1 + x*(1-s))
+		}
+		h, da, du := make([]float32, n), make([]float32, n), make([]float32, n)
+		SwiGLU(h, a, u)
+		SwiGLUBackward(da, du, dh, a, u)
+		for i := range a {
+			for _, c := range []struct {
+				name      string
+				got, want float32
+			}{{"h", h[i], hRef[i]}, {"da", da[i], daRef[i]}, {"du", du[i], duRef[i]}} {
+				if math.Float32bits(c.got) != math.Float32bits(c.want) {
+					t.Fatalf("n=%d %s[%d] = %v, two passes %v (a=%v)", n, c.name, i, c.got, c.want, a[i])
+				}
+			}
+		}
+	}
+}
+
 // TestAxpyAssemblyBits: the float32 assembly path of Axpy gives the bits of the Go loop (lengths around the
 // 8-wide step, values over several magnitudes).
 func TestAxpyAssemblyBits(t *testing.T) {

@@ -162,16 +162,23 @@ func Axpy[T Float](a T, x, y []T) {
 }
 
 // Dot returns Σ x·y, accumulated in the element type by four interleaved accumulators (elements i mod 4,
-// added as (s0+s1)+(s2+s3)), so the adds do not wait on each other.
+// added as (s0+s1)+(s2+s3)), so the adds do not wait on each other; float32 runs the four accumulators as the
+// lanes of one SSE register (simd.DotLanes4, the same bits).
 func Dot[T Float](x, y []T) T {
 	y = y[:len(x)]
 	var s0, s1, s2, s3 T
 	n4 := len(x) &^ 3
-	for i := 0; i < n4; i += 4 {
-		s0 += x[i] * y[i]
-		s1 += x[i+1] * y[i+1]
-		s2 += x[i+2] * y[i+2]
-		s3 += x[i+3] * y[i+3]
+	if xf, ok := any(x).([]float32); ok && gatherASM && n4 > 0 {
+		var l [4]float32
+		simd.DotLanes4(unsafe.SliceData(xf), unsafe.SliceData(any(y).([]float32)), n4, &l)
+		s0, s1, s2, s3 = T(l[0]), T(l[1]), T(l[2]), T(l[3])
+	} else {
+		for i := 0; i < n4; i += 4 {
+			s0 += x[i] * y[i]
+			s1 += x[i+1] * y[i+1]
+			s2 += x[i+2] * y[i+2]
+			s3 += x[i+3] * y[i+3]
+		}
 	}
 	for i := n4; i < len(x); i++ {
 		s0 += x[i] * y[i]

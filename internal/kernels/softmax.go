@@ -41,3 +41,19 @@ func SoftmaxRowFast[T Float](x []T) {
 		xf[i] *= inv
 	}
 }
+
+// SoftmaxGradRow turns one row's ∂L/∂P into scale·∂L/∂S in place, for P = softmax(S) over the row:
+// d[j] = (p[j]·(d[j] − Σ p⊙d))·scale, the sum as Dot takes it (float32 rows of 8 or more in simd.SoftmaxGrad,
+// the same bits as the Go loop).
+func SoftmaxGradRow[T Float](p, d []T, scale T) {
+	d = d[:len(p)]
+	s := Dot(p, d)
+	if pf, ok := any(p).([]float32); ok && gatherASM && len(p) >= 8 {
+		n8 := len(pf) &^ 7
+		simd.SoftmaxGrad(unsafe.SliceData(any(d).([]float32)), unsafe.SliceData(pf), n8, float32(s), float32(scale))
+		p, d = p[n8:], d[n8:]
+	}
+	for j := range p {
+		d[j] = p[j] * (d[j] - s) * scale
+	}
+}

@@ -582,6 +582,39 @@ sah_next:
 	VZEROUPPER
 	RET
 
+// SIGMOID_CONSTS loads the constants of SIGMOID8 (Y4..Y14, and Y15 = 0); it clobbers AX and X0.
+#define SIGMOID_CONSTS BCAST($0x3fb8aa3b, Y14); BCAST($0x3f318000, Y13); BCAST($0xb95e8083, Y12); BCAST($0xc2ae0000, Y11); BCAST($0x39506967, Y4); BCAST($0x3ab743ce, Y5); BCAST($0x3c088908, Y6); BCAST($0x3d2aa9c1, Y7); BCAST($0x3e2aaaaa, Y8); BCAST($0x3f000000, Y9); BCAST($0x42ae0000, Y10); VXORPS Y15, Y15, Y15
+
+// SIGMOID8 sets Y1 = σ(Y0) for the 8 lanes of Y0 (the exp as in ExpSub with −x clamped to at most 87); it
+// clobbers Y0, Y2, Y3 and reads the constants of SIGMOID_CONSTS. The one statement of the sigmoid of Sigmoid,
+// SwiGLU and SwiGLUBackward.
+#define SIGMOID8 \
+	VSUBPS       Y0, Y15, Y0 \
+	VMINPS       Y10, Y0, Y0 \
+	VCMPPS       $0x1d, Y11, Y0, Y3 \
+	VMAXPS       Y11, Y0, Y0 \
+	VMULPS       Y14, Y0, Y1 \
+	VROUNDPS     $0, Y1, Y1 \
+	VFNMADD231PS Y13, Y1, Y0 \
+	VFNMADD231PS Y12, Y1, Y0 \
+	VMOVAPS      Y4, Y2 \
+	VFMADD213PS  Y5, Y0, Y2 \
+	VFMADD213PS  Y6, Y0, Y2 \
+	VFMADD213PS  Y7, Y0, Y2 \
+	VFMADD213PS  Y8, Y0, Y2 \
+	VFMADD213PS  Y9, Y0, Y2 \
+	VMULPS       Y0, Y2, Y2 \
+	VFMADD213PS  Y0, Y0, Y2 \
+	VADDPS       expc<>+0(SB), Y2, Y2 \
+	VCVTPS2DQ    Y1, Y1 \
+	VPADDD       expc<>+32(SB), Y1, Y1 \
+	VPSLLD       $23, Y1, Y1 \
+	VMULPS       Y1, Y2, Y2 \
+	VANDPS       Y3, Y2, Y2 \
+	VADDPS       expc<>+0(SB), Y2, Y2 \
+	VMOVUPS      expc<>+0(SB), Y1 \
+	VDIVPS       Y2, Y1, Y1
+
 // func Sigmoid(s, x *float32, n int)
 // s[i] = 1/(1 + exp(−x[i])) for i < n (n a multiple of 8), the exp as in ExpSub with −x clamped to at most
 // 87 (σ(x) for x < −87 comes out as 1/(1+e^87) ≈ 1.6e-38) and exp(−x) = 0 for x > 87 (σ = 1). A NaN in x
@@ -590,48 +623,13 @@ TEXT ·Sigmoid(SB), NOSPLIT, $0-24
 	MOVQ         s+0(FP), SI
 	MOVQ         x+8(FP), DI
 	MOVQ         n+16(FP), CX
-	BCAST($0x3fb8aa3b, Y14)
-	BCAST($0x3f318000, Y13)
-	BCAST($0xb95e8083, Y12)
-	BCAST($0xc2ae0000, Y11)
-	BCAST($0x39506967, Y4)
-	BCAST($0x3ab743ce, Y5)
-	BCAST($0x3c088908, Y6)
-	BCAST($0x3d2aa9c1, Y7)
-	BCAST($0x3e2aaaaa, Y8)
-	BCAST($0x3f000000, Y9)
-	BCAST($0x42ae0000, Y10)
-	VXORPS       Y15, Y15, Y15
+	SIGMOID_CONSTS
 
 sg_8:
 	CMPQ         CX, $8
 	JLT          sg_done
 	VMOVUPS      (DI), Y0
-	VSUBPS       Y0, Y15, Y0
-	VMINPS       Y10, Y0, Y0
-	VCMPPS       $0x1d, Y11, Y0, Y3
-	VMAXPS       Y11, Y0, Y0
-	VMULPS       Y14, Y0, Y1
-	VROUNDPS     $0, Y1, Y1
-	VFNMADD231PS Y13, Y1, Y0
-	VFNMADD231PS Y12, Y1, Y0
-	VMOVAPS      Y4, Y2
-	VFMADD213PS  Y5, Y0, Y2
-	VFMADD213PS  Y6, Y0, Y2
-	VFMADD213PS  Y7, Y0, Y2
-	VFMADD213PS  Y8, Y0, Y2
-	VFMADD213PS  Y9, Y0, Y2
-	VMULPS       Y0, Y2, Y2
-	VFMADD213PS  Y0, Y0, Y2
-	VADDPS       expc<>+0(SB), Y2, Y2
-	VCVTPS2DQ    Y1, Y1
-	VPADDD       expc<>+32(SB), Y1, Y1
-	VPSLLD       $23, Y1, Y1
-	VMULPS       Y1, Y2, Y2
-	VANDPS       Y3, Y2, Y2
-	VADDPS       expc<>+0(SB), Y2, Y2
-	VMOVUPS      expc<>+0(SB), Y1
-	VDIVPS       Y2, Y1, Y1
+	SIGMOID8
 	VMOVUPS      Y1, (SI)
 	ADDQ         $32, DI
 	ADDQ         $32, SI
@@ -639,6 +637,76 @@ sg_8:
 	JMP          sg_8
 
 sg_done:
+	VZEROUPPER
+	RET
+
+// func SwiGLU(h, a, u *float32, n int)
+// h[i] = (a[i]·σ(a[i]))·u[i] for i < n (n a multiple of 8): SigmoidVec then kernels.SwiGLU's loop, in one pass
+// with the same roundings.
+TEXT ·SwiGLU(SB), NOSPLIT, $0-32
+	MOVQ         h+0(FP), SI
+	MOVQ         a+8(FP), DI
+	MOVQ         u+16(FP), DX
+	MOVQ         n+24(FP), CX
+	SIGMOID_CONSTS
+
+sw_8:
+	CMPQ         CX, $8
+	JLT          sw_done
+	VMOVUPS      (DI), Y0
+	SIGMOID8
+	VMULPS       (DI), Y1, Y1
+	VMULPS       (DX), Y1, Y1
+	VMOVUPS      Y1, (SI)
+	ADDQ         $32, DI
+	ADDQ         $32, SI
+	ADDQ         $32, DX
+	SUBQ         $8, CX
+	JMP          sw_8
+
+sw_done:
+	VZEROUPPER
+	RET
+
+// func SwiGLUBackward(da, du, dh, a, u *float32, n int)
+// With s = σ(a[i]): du[i] = (dh[i]·a[i])·s and da[i] = ((dh[i]·u[i])·s)·(1 + a[i]·(1 − s)) for i < n (n a
+// multiple of 8): SigmoidVec then kernels.SwiGLUBackward's loop, in one pass with the same roundings.
+TEXT ·SwiGLUBackward(SB), NOSPLIT, $0-48
+	MOVQ         da+0(FP), SI
+	MOVQ         du+8(FP), R8
+	MOVQ         dh+16(FP), R9
+	MOVQ         a+24(FP), DI
+	MOVQ         u+32(FP), DX
+	MOVQ         n+40(FP), CX
+	SIGMOID_CONSTS
+
+sb_8:
+	CMPQ         CX, $8
+	JLT          sb_done
+	VMOVUPS      (DI), Y0
+	SIGMOID8
+	VMOVUPS      (DI), Y2
+	VMOVUPS      (R9), Y3
+	VMULPS       Y2, Y3, Y0
+	VMULPS       Y1, Y0, Y0
+	VMOVUPS      Y0, (R8)
+	VMOVUPS      expc<>+0(SB), Y0
+	VSUBPS       Y1, Y0, Y0
+	VMULPS       Y0, Y2, Y0
+	VADDPS       expc<>+0(SB), Y0, Y0
+	VMULPS       (DX), Y3, Y3
+	VMULPS       Y1, Y3, Y3
+	VMULPS       Y0, Y3, Y3
+	VMOVUPS      Y3, (SI)
+	ADDQ         $32, SI
+	ADDQ         $32, R8
+	ADDQ         $32, R9
+	ADDQ         $32, DI
+	ADDQ         $32, DX
+	SUBQ         $8, CX
+	JMP          sb_8
+
+sb_done:
 	VZEROUPPER
 	RET
 

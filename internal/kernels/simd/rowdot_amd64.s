@@ -9,8 +9,13 @@
 // memory arrives a block of rows before it is needed rather than just in time (decode reads most weights once
 // per step, from beyond L2).
 
-// HSUM reduces the 8 lanes of Y into the low lane of X (the low half of Y): (l0+l4)+(l1+l5) + (l2+l6)+(l3+l7).
-#define HSUM(Y, X) VEXTRACTF128 $1, Y, X15; VADDPS X15, X, X; VHADDPS X, X, X; VHADDPS X, X, X
+// Every accumulator's 8 lanes reduce as ((l0+l4)+(l1+l5)) + ((l2+l6)+(l3+l7)). The accumulators of a tile
+// reduce together, transposed into one register of results: FOLD adds the halves of two accumulators A and E
+// side by side, D = [A.lo+A.hi | E.lo+E.hi] (T is scratch); REDUCE8 folds Y0..Y7 in pairs (Y0,Y4), (Y1,Y5),
+// (Y2,Y6), (Y3,Y7) and two rounds of horizontal adds leave Y8 = [Σ Y0, Σ Y1, Σ Y2, Σ Y3 | Σ Y4, …, Σ Y7]: the
+// same adds in the same order as reducing each accumulator alone, in 19 instructions for 8 outputs instead of 32.
+#define FOLD(A, E, D, T) VPERM2F128 $0x20, E, A, D; VPERM2F128 $0x31, E, A, T; VADDPS T, D, D
+#define REDUCE8 FOLD(Y0, Y4, Y8, Y9); FOLD(Y1, Y5, Y10, Y9); FOLD(Y2, Y6, Y11, Y9); FOLD(Y3, Y7, Y12, Y9); VHADDPS Y10, Y8, Y8; VHADDPS Y12, Y11, Y11; VHADDPS Y11, Y8, Y8
 
 // func DotRows4x2(c *float32, ldc int, a *float32, lda int, b *float32, ldb int, n, k int, acc int)
 TEXT ·DotRows4x2(SB), NOSPLIT, $0-72
@@ -62,35 +67,24 @@ d42_k:
 	CMPQ        R9, R11
 	JLT         d42_k
 
-	HSUM(Y0, X0)
-	HSUM(Y1, X1)
-	HSUM(Y2, X2)
-	HSUM(Y3, X3)
-	HSUM(Y4, X4)
-	HSUM(Y5, X5)
-	HSUM(Y6, X6)
-	HSUM(Y7, X7)
-	LEAQ (DI)(R8*2), AX
-	CMPQ acc+64(FP), $0
-	JEQ  d42_store
-	VADDSS (DI), X0, X0
-	VADDSS 4(DI), X1, X1
-	VADDSS (DI)(R8*1), X2, X2
-	VADDSS 4(DI)(R8*1), X3, X3
-	VADDSS (AX), X4, X4
-	VADDSS 4(AX), X5, X5
-	VADDSS (AX)(R8*1), X6, X6
-	VADDSS 4(AX)(R8*1), X7, X7
+	// Y0..Y7 are rows 0..3 × columns j, j+1: Y8 = [c0j c0j' c1j c1j' | c2j c2j' c3j c3j']
+	REDUCE8
+	VEXTRACTF128 $1, Y8, X9
+	LEAQ         (DI)(R8*2), AX
+	CMPQ         acc+64(FP), $0
+	JEQ          d42_store
+	VMOVSD       (DI), X10
+	VMOVHPS      (DI)(R8*1), X10, X10
+	VADDPS       X10, X8, X8
+	VMOVSD       (AX), X11
+	VMOVHPS      (AX)(R8*1), X11, X11
+	VADDPS       X11, X9, X9
 
 d42_store:
-	VMOVSS X0, (DI)
-	VMOVSS X1, 4(DI)
-	VMOVSS X2, (DI)(R8*1)
-	VMOVSS X3, 4(DI)(R8*1)
-	VMOVSS X4, (AX)
-	VMOVSS X5, 4(AX)
-	VMOVSS X6, (AX)(R8*1)
-	VMOVSS X7, 4(AX)(R8*1)
+	VMOVLPS X8, (DI)
+	VMOVHPS X8, (DI)(R8*1)
+	VMOVLPS X9, (AX)
+	VMOVHPS X9, (AX)(R8*1)
 	ADDQ   $8, DI
 	LEAQ   (DX)(R10*2), DX
 	SUBQ   $2, n+48(FP)
@@ -132,22 +126,19 @@ d14_k:
 	CMPQ        R9, R11
 	JLT         d14_k
 
-	HSUM(Y0, X0)
-	HSUM(Y1, X1)
-	HSUM(Y2, X2)
-	HSUM(Y3, X3)
-	CMPQ acc+48(FP), $0
-	JEQ  d14_store
-	VADDSS (DI), X0, X0
-	VADDSS 4(DI), X1, X1
-	VADDSS 8(DI), X2, X2
-	VADDSS 12(DI), X3, X3
+	// Y0..Y3 are columns j..j+3, folded in pairs (Y0,Y2), (Y1,Y3): X8 = [c_j c_j+1 c_j+2 c_j+3]
+	FOLD(Y0, Y2, Y8, Y9)
+	FOLD(Y1, Y3, Y10, Y9)
+	VHADDPS      Y10, Y8, Y8
+	VHADDPS      Y8, Y8, Y8
+	VEXTRACTF128 $1, Y8, X9
+	VUNPCKLPD    X9, X8, X8
+	CMPQ         acc+48(FP), $0
+	JEQ          d14_store
+	VADDPS       (DI), X8, X8
 
 d14_store:
-	VMOVSS X0, (DI)
-	VMOVSS X1, 4(DI)
-	VMOVSS X2, 8(DI)
-	VMOVSS X3, 12(DI)
+	VMOVUPS X8, (DI)
 	ADDQ   $16, DI
 	LEAQ   (DX)(R10*4), DX
 	SUBQ   $4, CX
@@ -206,34 +197,17 @@ d24_k:
 	CMPQ        R9, R11
 	JLT         d24_k
 
-	HSUM(Y0, X0)
-	HSUM(Y1, X1)
-	HSUM(Y2, X2)
-	HSUM(Y3, X3)
-	HSUM(Y4, X4)
-	HSUM(Y5, X5)
-	HSUM(Y6, X6)
-	HSUM(Y7, X7)
-	CMPQ acc+64(FP), $0
-	JEQ  d24_store
-	VADDSS (DI), X0, X0
-	VADDSS 4(DI), X1, X1
-	VADDSS 8(DI), X2, X2
-	VADDSS 12(DI), X3, X3
-	VADDSS (DI)(R8*1), X4, X4
-	VADDSS 4(DI)(R8*1), X5, X5
-	VADDSS 8(DI)(R8*1), X6, X6
-	VADDSS 12(DI)(R8*1), X7, X7
+	// Y0..Y3 are row 0 × columns j..j+3, Y4..Y7 row 1: Y8 = [c0j … c0j+3 | c1j … c1j+3]
+	REDUCE8
+	VEXTRACTF128 $1, Y8, X9
+	CMPQ         acc+64(FP), $0
+	JEQ          d24_store
+	VADDPS       (DI), X8, X8
+	VADDPS       (DI)(R8*1), X9, X9
 
 d24_store:
-	VMOVSS X0, (DI)
-	VMOVSS X1, 4(DI)
-	VMOVSS X2, 8(DI)
-	VMOVSS X3, 12(DI)
-	VMOVSS X4, (DI)(R8*1)
-	VMOVSS X5, 4(DI)(R8*1)
-	VMOVSS X6, 8(DI)(R8*1)
-	VMOVSS X7, 12(DI)(R8*1)
+	VMOVUPS X8, (DI)
+	VMOVUPS X9, (DI)(R8*1)
 	ADDQ   $16, DI
 	LEAQ   (DX)(R10*4), DX
 	SUBQ   $4, n+48(FP)

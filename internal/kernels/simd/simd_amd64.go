@@ -52,6 +52,19 @@ func ExpSub(x *float32, n int, m float32) float32
 //go:noescape
 func Sigmoid(s, x *float32, n int)
 
+// SwiGLU sets h[i] = (a[i]·σ(a[i]))·u[i] for i < n (n a multiple of 8), σ as Sigmoid computes it: Sigmoid
+// and the product in one pass, with the same bits.
+//
+//go:noescape
+func SwiGLU(h, a, u *float32, n int)
+
+// SwiGLUBackward sets, with s = σ(a[i]) as Sigmoid computes it, du[i] = (dh[i]·a[i])·s and
+// da[i] = ((dh[i]·u[i])·s)·(1 + a[i]·(1 − s)) for i < n (n a multiple of 8), each product and sum rounded
+// separately (no FMA), as package kernels' Go loop.
+//
+//go:noescape
+func SwiGLUBackward(da, du, dh, a, u *float32, n int)
+
 // Max returns the largest of x[0:n] (n ≥ 8, a multiple of 8).
 //
 //go:noescape

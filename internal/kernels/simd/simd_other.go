@@ -63,3 +63,11 @@ func Scale(x *float32, n int, a float32) { panic("simd: no assembly on this arch
 
 // Axpy has no assembly on this architecture: Available is false, so package kernels runs its Go loop instead and never calls this.
 func Axpy(y, x *float32, n int, a float32) { panic("simd: no assembly on this architecture") }
+
+// SwiGLU has no assembly on this architecture: Available is false, so package kernels runs its Go loop instead and never calls this.
+func SwiGLU(h, a, u *float32, n int) { panic("simd: no assembly on this architecture") }
+
+// SwiGLUBackward has no assembly on this architecture: Available is false, so package kernels runs its Go loop instead and never calls this.
+func SwiGLUBackward(da, du, dh, a, u *float32, n int) {
+	panic("simd: no assembly on this architecture")
+}

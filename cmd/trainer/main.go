@@ -134,7 +134,7 @@ checkpoint's config is logged. Examples:
 			}
 			ctx, stop := stopContext(cmd.Context(), log, g.stopTimeout, gracefulTrainer)
 			defer stop()
-			log.Info("run", "config", cfg.Name, "from", config, "dir", runDir, "stages", strings.Join(cfg.StageNames(), ","), "blas", kernels.Backend(), "threads", kernels.Threads())
+			log.Info("run", "config", cfg.Name, "from", config, "dir", runDir, "stages", strings.Join(cfg.StageNames(), ","), "blas", kernels.Backend(), "blas_core", kernels.BackendCore(), "threads", kernels.Threads())
 			obs, stopMetrics, err := mf.learner(ctx, log)
 			if err != nil {
 				return err

@@ -141,12 +141,14 @@ func newBenchSetup(opts BenchOptions) (*benchSetup, error) {
 
 // Env is the context every result reports.
 type Env struct {
-	Config     string     `json:"config"`
-	Backend    string     `json:"backend"` // "gonum" or "openblas"
-	Threads    int        `json:"threads"` // kernel threads (kernels.For workers)
-	GOMAXPROCS int        `json:"gomaxprocs"`
-	LoadAvg    [3]float64 `json:"load_avg"` // /proc/loadavg at the end of the run (1, 5, 15 min); zeros when unreadable
-	GoVersion  string     `json:"go_version"`
+	Config  string `json:"config"`
+	Backend string `json:"backend"` // "gonum" or "openblas"
+	// BackendCore is OpenBLAS's kernel set for this CPU ("Haswell", "Zen", "SkylakeX", ...; "" for gonum).
+	BackendCore string     `json:"backend_core,omitempty"`
+	Threads     int        `json:"threads"` // kernel threads (kernels.For workers)
+	GOMAXPROCS  int        `json:"gomaxprocs"`
+	LoadAvg     [3]float64 `json:"load_avg"` // /proc/loadavg at the end of the run (1, 5, 15 min); zeros when unreadable
+	GoVersion   string     `json:"go_version"`
 	// OpenBLASThreads is $OPENBLAS_NUM_THREADS ("" = unset: OpenBLAS uses every core). With the openblas
 	// backend it decides whether the replayed sgemm runs on one core or all, and how the step's concurrent
 	// GEMMs (kernels.For workers each calling OpenBLAS) share the cores.
@@ -154,7 +156,7 @@ type Env struct {
 }
 
 func (s *benchSetup) env() Env {
-	return Env{Config: s.cfg.Name, Backend: kernels.Backend(), Threads: kernels.Threads(),
+	return Env{Config: s.cfg.Name, Backend: kernels.Backend(), BackendCore: kernels.BackendCore(), Threads: kernels.Threads(),
 		GOMAXPROCS: runtime.GOMAXPROCS(0), LoadAvg: loadAvg(), GoVersion: runtime.Version(),
 		OpenBLASThreads: os.Getenv("OPENBLAS_NUM_THREADS")}
 }

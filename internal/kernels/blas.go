@@ -37,6 +37,13 @@ var backendName = "gonum"
 // Backend returns the name of the active BLAS backend.
 func Backend() string { return backendName }
 
+// backendCore names the active backend's kernel set where it has several per CPU ("" otherwise).
+var backendCore = func() string { return "" }
+
+// BackendCore names the kernel set of the active backend: OpenBLAS's per-CPU choice ("Haswell", "Zen", ...),
+// "" for gonum.
+func BackendCore() string { return backendCore() }
+
 // SetBLAS replaces the backend (e.g. a test backend); it is not safe to call while kernels run.
 func SetBLAS(name string, b BLAS) { backend, backendName = b, name }
 

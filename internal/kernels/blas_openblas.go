@@ -11,6 +11,7 @@ package kernels
 /*
 #cgo LDFLAGS: -lopenblas
 void openblas_set_num_threads(int);
+char* openblas_get_corename(void);
 */
 import "C"
 
@@ -18,6 +19,9 @@ import "gonum.org/v1/netlib/blas/netlib"
 
 func init() {
 	C.openblas_set_num_threads(1)
+	// the kernel set OpenBLAS chose for this CPU when it loaded ("Haswell", "Zen", "SkylakeX", ...;
+	// OPENBLAS_CORETYPE picks one): a seeded run's bits depend on it
+	backendCore = func() string { return C.GoString(C.openblas_get_corename()) }
 	SetBLAS("openblas", netlib.Implementation{})
 	rowSplit = true
 }

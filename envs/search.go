@@ -26,7 +26,9 @@ package envs
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 
 	"github.com/blevesearch/bleve/v2"
@@ -149,8 +151,8 @@ func (s *Search) buildIndex() error {
 		return err
 	}
 	b := idx.NewBatch()
-	for id, d := range s.docs {
-		if err := b.Index(id, d); err != nil {
+	for _, id := range slices.Sorted(maps.Keys(s.docs)) { // one indexing order, so one index for one seed
+		if err := b.Index(id, s.docs[id]); err != nil {
 			return err
 		}
 	}
@@ -336,6 +338,7 @@ func (t searchTool) Call(ctx context.Context, args map[string]any) (string, erro
 		return "", fmt.Errorf("%w: query of %d bytes (limit 256)", ErrBadArguments, len(q))
 	}
 	req := bleve.NewSearchRequestOptions(bleve.NewMatchQuery(q), 2, 0, false)
+	req.SortBy([]string{"-_score", "_id"}) // BM25 ties (names sharing a syllable) broken by id, not by index order
 	req.Fields = []string{"title"}
 	res, err := t.s.index.SearchInContext(ctx, req)
 	if err != nil {
